@@ -1,0 +1,428 @@
+//! [`Config`] and [`Limits`]: every policy and every cap of a [`Node`](crate::Node), with
+//! validated defaults.
+//!
+//! Defaults are safe on the public internet. Anything that weakens that says so in its doc.
+
+use core::time::Duration;
+
+use crate::error::ConfigError;
+use crate::id::Id;
+use crate::wire::bencode::DecodeLimits;
+
+/// Everything a node needs to start: identity, seed, policies and [`Limits`].
+///
+/// ```
+/// use dht_proto::Config;
+///
+/// let mut config = Config::default();
+/// config.seed = [7; 32];
+/// config.validate().unwrap();
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Config {
+    /// Seed of every random choice the node makes (ids, transaction ids, token secrets, refresh
+    /// targets, hash-map keys). Same seed + same inputs = byte-identical outputs. Adapters fill
+    /// it from the operating system; tests pass a constant.
+    pub seed: [u8; 32],
+    /// The node id; `None` draws one from the seed.
+    pub id: Option<Id>,
+    /// BEP 43 read-only mode: the node sets `ro` in its queries, answers no queries and is kept
+    /// out of other nodes' routing tables.
+    pub read_only: bool,
+    /// The `v` key put in every message (BEP 5: two bytes of client id, two of version).
+    /// `None` omits it.
+    pub client_version: Option<[u8; 4]>,
+    /// Which remote addresses the node talks to and keeps in its table.
+    pub address_policy: AddressPolicy,
+    /// Whether to answer queries that arrive over IPv6 with `nodes6` and to keep an IPv6
+    /// routing table (BEP 32).
+    pub ipv6: bool,
+    /// Kademlia bucket size k (BEP 5: 8).
+    pub bucket_size: usize,
+    /// Entries in the far buckets (the `far_buckets` buckets farthest from the own id), as
+    /// libtorrent's extended routing table does. Equal to `bucket_size` disables the feature.
+    pub far_bucket_size: usize,
+    /// How many of the farthest buckets get `far_bucket_size` entries.
+    pub far_buckets: usize,
+    /// Replacement-cache entries per bucket.
+    pub replacement_cache_size: usize,
+    /// At most one routing-table entry per IP address (recommended; BEP 42 spirit).
+    pub one_node_per_ip: bool,
+    /// Lookup parallelism α: requests in flight among the closest unqueried candidates.
+    pub alpha: usize,
+    /// A request not answered within this time lets a lookup widen (send one more request)
+    /// while still waiting for a late answer.
+    pub short_timeout: Duration,
+    /// A request not answered within this time has failed.
+    pub query_timeout: Duration,
+    /// A node not heard from for this long becomes questionable (BEP 5: 15 minutes).
+    pub questionable_after: Duration,
+    /// A node that failed this many queries in a row is bad and may be replaced.
+    pub max_failures: u8,
+    /// A bucket not changed for this long is refreshed (BEP 5: 15 minutes).
+    pub bucket_refresh_interval: Duration,
+    /// Token secret rotation interval: a token is accepted for one to two intervals (BEP 5: 5
+    /// minutes).
+    pub token_rotation: Duration,
+    /// How long an announced peer is kept (BEP 5 suggests 30 minutes).
+    pub peer_ttl: Duration,
+    /// First back-off before re-bootstrapping an empty table; doubles up to
+    /// `bootstrap_backoff_max`.
+    pub bootstrap_backoff_min: Duration,
+    /// Longest back-off between bootstrap attempts.
+    pub bootstrap_backoff_max: Duration,
+    /// Emit [`Event::QueryReceived`](crate::Event::QueryReceived) for every incoming query.
+    pub report_queries: bool,
+    /// Hand queries with unknown methods to the application as
+    /// [`Event::CustomQuery`](crate::Event::CustomQuery) instead of answering 204.
+    pub custom_queries: bool,
+    /// Caps on every table and queue.
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            seed: [0; 32],
+            id: None,
+            read_only: false,
+            client_version: None,
+            address_policy: AddressPolicy::default(),
+            ipv6: true,
+            bucket_size: 8,
+            far_bucket_size: 8,
+            far_buckets: 0,
+            replacement_cache_size: 8,
+            one_node_per_ip: true,
+            alpha: 3,
+            short_timeout: Duration::from_millis(1_000),
+            query_timeout: Duration::from_secs(5),
+            questionable_after: Duration::from_secs(15 * 60),
+            max_failures: 3,
+            bucket_refresh_interval: Duration::from_secs(15 * 60),
+            token_rotation: Duration::from_secs(5 * 60),
+            peer_ttl: Duration::from_secs(30 * 60),
+            bootstrap_backoff_min: Duration::from_secs(5),
+            bootstrap_backoff_max: Duration::from_secs(10 * 60),
+            report_queries: false,
+            custom_queries: false,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Config {
+    /// A default configuration that accepts loopback and private addresses: for local swarms,
+    /// simulations and tests. Never use it on the internet.
+    pub fn local_testing(seed: [u8; 32]) -> Self {
+        Self {
+            seed,
+            address_policy: AddressPolicy::ALLOW_ALL,
+            ..Self::default()
+        }
+    }
+
+    /// Checks every field; the error names the first offending one.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when a value is out of its documented range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let check = |ok: bool, field: &'static str, problem: &'static str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError { field, problem })
+            }
+        };
+        check(
+            (1..=MAX_BUCKET_SIZE).contains(&self.bucket_size),
+            "bucket_size",
+            "must be 1..=64",
+        )?;
+        check(
+            (self.bucket_size..=MAX_BUCKET_SIZE).contains(&self.far_bucket_size),
+            "far_bucket_size",
+            "must be between bucket_size and 64",
+        )?;
+        check(
+            self.far_buckets <= 160,
+            "far_buckets",
+            "must be at most 160",
+        )?;
+        check(
+            self.replacement_cache_size <= MAX_BUCKET_SIZE,
+            "replacement_cache_size",
+            "must be at most 64",
+        )?;
+        check((1..=32).contains(&self.alpha), "alpha", "must be 1..=32")?;
+        check(
+            !self.short_timeout.is_zero(),
+            "short_timeout",
+            "must be positive",
+        )?;
+        check(
+            self.query_timeout >= self.short_timeout,
+            "query_timeout",
+            "must be at least short_timeout",
+        )?;
+        check(
+            self.query_timeout <= Duration::from_secs(600),
+            "query_timeout",
+            "must be at most 10 minutes",
+        )?;
+        check(
+            !self.questionable_after.is_zero(),
+            "questionable_after",
+            "must be positive",
+        )?;
+        check(self.max_failures >= 1, "max_failures", "must be at least 1")?;
+        check(
+            self.bucket_refresh_interval >= Duration::from_secs(1),
+            "bucket_refresh_interval",
+            "must be at least one second",
+        )?;
+        check(
+            self.token_rotation >= Duration::from_secs(1),
+            "token_rotation",
+            "must be at least one second",
+        )?;
+        check(
+            self.peer_ttl >= Duration::from_secs(1),
+            "peer_ttl",
+            "must be at least one second",
+        )?;
+        check(
+            !self.bootstrap_backoff_min.is_zero(),
+            "bootstrap_backoff_min",
+            "must be positive",
+        )?;
+        check(
+            self.bootstrap_backoff_max >= self.bootstrap_backoff_min,
+            "bootstrap_backoff_max",
+            "must be at least bootstrap_backoff_min",
+        )?;
+        self.limits.validate(self)
+    }
+}
+
+/// Largest bucket (and replacement cache) the routing table supports.
+pub const MAX_BUCKET_SIZE: usize = 64;
+
+/// Which remote addresses are acceptable as contacts, table entries and peers.
+///
+/// The default accepts only globally routable unicast addresses, which is right on the public
+/// internet. Loopback swarms, simulations and LAN deployments switch the relevant flags on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AddressPolicy {
+    /// Accept 127.0.0.0/8 and ::1.
+    pub allow_loopback: bool,
+    /// Accept private and link-local ranges (10/8, 172.16/12, 192.168/16, 169.254/16,
+    /// 100.64/10, fc00::/7, fe80::/10).
+    pub allow_private: bool,
+}
+
+impl AddressPolicy {
+    /// Accepts only globally routable unicast addresses.
+    pub const PUBLIC_ONLY: Self = Self {
+        allow_loopback: false,
+        allow_private: false,
+    };
+    /// Accepts loopback and private addresses too (never unspecified, multicast, broadcast or
+    /// port 0).
+    pub const ALLOW_ALL: Self = Self {
+        allow_loopback: true,
+        allow_private: true,
+    };
+
+    /// Whether `addr` is an acceptable remote address under this policy.
+    pub fn allows(&self, addr: &core::net::SocketAddr) -> bool {
+        use core::net::IpAddr;
+        if addr.port() == 0 {
+            return false;
+        }
+        match addr.ip() {
+            IpAddr::V4(ip) => {
+                let o = ip.octets();
+                if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() || o[0] == 0 {
+                    return false;
+                }
+                if o[0] >= 240 {
+                    return false; // reserved
+                }
+                if ip.is_loopback() {
+                    return self.allow_loopback;
+                }
+                let shared = o[0] == 100 && (o[1] & 0xc0) == 64;
+                if ip.is_private() || ip.is_link_local() || shared {
+                    return self.allow_private;
+                }
+                true
+            }
+            IpAddr::V6(ip) => {
+                if let Some(v4) = ip.to_ipv4_mapped() {
+                    return self.allows(&core::net::SocketAddr::new(IpAddr::V4(v4), addr.port()));
+                }
+                let seg0 = ip.segments()[0];
+                if ip.is_unspecified() || ip.is_multicast() {
+                    return false;
+                }
+                if ip.is_loopback() {
+                    return self.allow_loopback;
+                }
+                let unique_local = (seg0 & 0xfe00) == 0xfc00;
+                let link_local = (seg0 & 0xffc0) == 0xfe80;
+                if unique_local || link_local {
+                    return self.allow_private;
+                }
+                true
+            }
+        }
+    }
+}
+
+/// Caps on every table and queue. Each field documents its worst-case memory.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Requests in flight at once (each ~80 bytes). At the cap, lookups wait and
+    /// commands that need to send at once get [`CommandError::TooManyRequests`](crate::CommandError).
+    pub max_in_flight: usize,
+    /// Lookups and other commands running at once (each up to `max_candidates` × ~64 bytes).
+    pub max_queries: usize,
+    /// Candidates a lookup keeps, closest first.
+    pub max_candidates: usize,
+    /// Outgoing messages queued for `poll_transmit` (each ~100 bytes). At the cap, replies to
+    /// incoming queries are dropped and counted.
+    pub max_pending_transmits: usize,
+    /// Events queued for `poll_event`. At the cap, events are dropped and an
+    /// [`Event::EventsDropped`](crate::Event::EventsDropped) tells how many.
+    pub max_pending_events: usize,
+    /// Info-hashes in the peer store (each ~100 bytes plus its peers).
+    pub max_info_hashes: usize,
+    /// Peers kept per info-hash (each ~40 bytes).
+    pub max_peers_per_info_hash: usize,
+    /// BEP 44 items stored.
+    pub max_items: usize,
+    /// Custom queries waiting for the application's answer.
+    pub max_pending_custom: usize,
+    /// Largest datagram accepted or produced, in bytes.
+    pub max_datagram: usize,
+    /// Bencode decoder limits (nesting depth, element count, string length).
+    pub decode: DecodeLimits,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 1024,
+            max_queries: 128,
+            max_candidates: 64,
+            max_pending_transmits: 1024,
+            max_pending_events: 1024,
+            max_info_hashes: 16_384,
+            max_peers_per_info_hash: 200,
+            max_items: 4096,
+            max_pending_custom: 256,
+            max_datagram: 1500,
+            decode: DecodeLimits::default(),
+        }
+    }
+}
+
+impl Limits {
+    fn validate(&self, config: &Config) -> Result<(), ConfigError> {
+        let check = |ok: bool, field: &'static str, problem: &'static str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError { field, problem })
+            }
+        };
+        check(
+            self.max_in_flight >= 1,
+            "limits.max_in_flight",
+            "must be at least 1",
+        )?;
+        check(
+            self.max_queries >= 1,
+            "limits.max_queries",
+            "must be at least 1",
+        )?;
+        check(
+            self.max_candidates >= config.bucket_size,
+            "limits.max_candidates",
+            "must be at least bucket_size",
+        )?;
+        check(
+            self.max_pending_transmits >= 1,
+            "limits.max_pending_transmits",
+            "must be at least 1",
+        )?;
+        check(
+            self.max_pending_events >= 2,
+            "limits.max_pending_events",
+            "must be at least 2",
+        )?;
+        check(
+            (576..=65_507).contains(&self.max_datagram),
+            "limits.max_datagram",
+            "must be 576..=65507",
+        )?;
+        check(
+            self.max_peers_per_info_hash >= 1,
+            "limits.max_peers_per_info_hash",
+            "must be at least 1",
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use core::net::SocketAddr;
+
+    use super::*;
+
+    #[test]
+    fn default_is_valid() {
+        assert_eq!(Config::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let c = Config { alpha: 0, ..Config::default() };
+        assert_eq!(c.validate().unwrap_err().field, "alpha");
+        let c = Config { query_timeout: Duration::from_millis(10), ..Config::default() };
+        assert_eq!(c.validate().unwrap_err().field, "query_timeout");
+        let mut c = Config::default();
+        c.limits.max_candidates = 2;
+        assert_eq!(c.validate().unwrap_err().field, "limits.max_candidates");
+    }
+
+    #[test]
+    fn address_policy() {
+        let p = AddressPolicy::PUBLIC_ONLY;
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(p.allows(&a("1.2.3.4:6881")));
+        assert!(!p.allows(&a("1.2.3.4:0")));
+        assert!(!p.allows(&a("127.0.0.1:6881")));
+        assert!(!p.allows(&a("10.0.0.1:6881")));
+        assert!(!p.allows(&a("100.64.0.1:6881")));
+        assert!(!p.allows(&a("0.1.2.3:6881")));
+        assert!(!p.allows(&a("255.255.255.255:6881")));
+        assert!(!p.allows(&a("224.0.0.1:6881")));
+        assert!(!p.allows(&a("[::1]:6881")));
+        assert!(!p.allows(&a("[fe80::1]:6881")));
+        assert!(!p.allows(&a("[::ffff:127.0.0.1]:6881")));
+        assert!(p.allows(&a("[2001:db8::1]:6881")));
+        let all = AddressPolicy::ALLOW_ALL;
+        assert!(all.allows(&a("127.0.0.1:6881")));
+        assert!(all.allows(&a("[::1]:6881")));
+        assert!(all.allows(&a("192.168.1.1:6881")));
+        assert!(!all.allows(&a("0.0.0.0:6881")));
+        assert!(!all.allows(&a("[::]:6881")));
+    }
+}

@@ -1,0 +1,1 @@
+//! Keyed deterministic randomness (to be written).

@@ -1,0 +1,4 @@
+//! Serving queries: tokens and the peer store.
+
+pub mod peers;
+pub mod tokens;

@@ -1,0 +1,1 @@
+//! The peer store (to be written).

@@ -1,0 +1,1 @@
+//! Announce tokens (to be written).

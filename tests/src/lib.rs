@@ -1,0 +1,1 @@
+//! The deterministic network simulator for `dht-proto` (to be written).
