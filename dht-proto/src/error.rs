@@ -25,3 +25,113 @@ impl fmt::Display for ConfigError {
 }
 
 impl core::error::Error for ConfigError {}
+
+/// Why a command could not start. These are the caller's mistakes or local limits, never remote
+/// faults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// [`Limits::max_queries`](crate::Limits::max_queries) commands are already running.
+    TooManyQueries,
+    /// The routing table is empty and no bootstrap contacts are known: call
+    /// [`Node::bootstrap`](crate::Node::bootstrap) or [`Node::add_node`](crate::Node::add_node).
+    NoContacts,
+    /// The address is refused by the [`AddressPolicy`](crate::AddressPolicy) or is of a family
+    /// this node does not run.
+    AddressRejected,
+    /// The query id is unknown or already finished.
+    UnknownQuery,
+    /// Port 0 is not a valid port to announce.
+    InvalidPort,
+    /// An argument is malformed; the string names it.
+    InvalidArgument(&'static str),
+    /// [`Limits::max_in_flight`](crate::Limits::max_in_flight) requests are already in flight or
+    /// the transmit queue is full.
+    Busy,
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooManyQueries => f.write_str("too many queries are running"),
+            Self::NoContacts => f.write_str("no contacts: the routing table is empty and no bootstrap node is known"),
+            Self::AddressRejected => f.write_str("the address is refused by the address policy"),
+            Self::UnknownQuery => f.write_str("unknown or finished query"),
+            Self::InvalidPort => f.write_str("port 0 cannot be announced"),
+            Self::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
+            Self::Busy => f.write_str("too many requests in flight"),
+        }
+    }
+}
+
+impl core::error::Error for CommandError {}
+
+/// Why an incoming datagram was dropped without an answer. Counted in
+/// [`Stats::dropped`](crate::Stats).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// Not a KRPC message (bencode or structure error); answered with 203 when a transaction
+    /// id could be found.
+    Malformed,
+    /// Larger than [`Limits::max_datagram`](crate::Limits::max_datagram).
+    TooLarge,
+    /// The source address is refused by the [`AddressPolicy`](crate::AddressPolicy).
+    AddressRejected,
+    /// A response or error whose transaction id matches nothing in flight.
+    UnknownTransaction,
+    /// A response whose transaction id matches, but from another address than the query went to.
+    WrongSource,
+    /// A response whose node id differs from the id the query was sent to.
+    WrongId,
+    /// A query carrying our own node id (a reflection or a confused peer).
+    OwnId,
+    /// This node is read-only (BEP 43) and answers no queries.
+    ReadOnly,
+    /// The transmit queue was full, so the answer was dropped.
+    TransmitQueueFull,
+    /// A custom query arrived while too many were waiting for the application.
+    CustomQueueFull,
+}
+
+impl DropReason {
+    /// Every reason, for iterating counters.
+    pub const ALL: [Self; 10] = [
+        Self::Malformed,
+        Self::TooLarge,
+        Self::AddressRejected,
+        Self::UnknownTransaction,
+        Self::WrongSource,
+        Self::WrongId,
+        Self::OwnId,
+        Self::ReadOnly,
+        Self::TransmitQueueFull,
+        Self::CustomQueueFull,
+    ];
+
+    /// A short stable name for logs and metrics.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::TooLarge => "too_large",
+            Self::AddressRejected => "address_rejected",
+            Self::UnknownTransaction => "unknown_transaction",
+            Self::WrongSource => "wrong_source",
+            Self::WrongId => "wrong_id",
+            Self::OwnId => "own_id",
+            Self::ReadOnly => "read_only",
+            Self::TransmitQueueFull => "transmit_queue_full",
+            Self::CustomQueueFull => "custom_queue_full",
+        }
+    }
+
+    pub(crate) const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}

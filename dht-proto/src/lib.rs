@@ -1,7 +1,82 @@
 //! A sans-IO BitTorrent mainline DHT (BEP 5) protocol state machine.
 //!
 //! `dht-proto` never opens a socket, reads a clock or draws OS randomness: it consumes datagrams
-//! and timestamps and produces outgoing datagrams, timer deadlines and events.
+//! and timestamps and produces outgoing datagrams, timer deadlines and events. It is `no_std`
+//! (with `alloc`), so the same [`Node`] runs in a torrent client, a crawler driving hundreds of
+//! node ids on one thread, an embedded board or a deterministic simulation.
+//!
+//! # The run loop
+//!
+//! A [`Node`] is driven by two inputs and three outputs:
+//!
+//! - [`Node::handle_datagram`] for every datagram that arrives, and [`Node::handle_timeout`] when
+//!   the deadline of [`Node::poll_timeout`] has passed;
+//! - after any input or command, drain [`Node::poll_transmit`] (send each datagram), then
+//!   [`Node::poll_event`], then read [`Node::poll_timeout`] and sleep until then or until the next
+//!   datagram.
+//!
+//! Time is an [`Instant`]: milliseconds since an epoch the caller chooses. It may repeat; if it
+//! goes backwards the node uses the latest value it has seen. Randomness comes from
+//! [`Config::seed`]: the same seed and the same inputs give byte-identical outputs.
+//!
+//! Two nodes talking through an in-memory "network":
+//!
+//! ```
+//! use dht_proto::{Config, Event, Id, Instant, Node};
+//! use std::net::SocketAddr;
+//!
+//! let a_addr: SocketAddr = "127.0.0.1:6881".parse().unwrap();
+//! let b_addr: SocketAddr = "127.0.0.2:6881".parse().unwrap();
+//! let mut now = Instant::ZERO;
+//! // Loopback addresses are refused by the default address policy; allow them here.
+//! let mut a = Node::new(Config::local_testing([1; 32]), now).unwrap();
+//! let mut b = Node::new(Config::local_testing([2; 32]), now).unwrap();
+//!
+//! // `a` joins the network through `b`, then looks up an info-hash.
+//! a.bootstrap(now, [b_addr]).unwrap();
+//! let mut buf = [0u8; 1500];
+//! let mut bootstrapped = false;
+//! for _ in 0..100 {
+//!     // Deliver everything each node wants to send (here instantly, 10 ms per round).
+//!     while let Some(t) = a.poll_transmit(now, &mut buf) {
+//!         assert_eq!(t.to, b_addr);
+//!         b.handle_datagram(now, a_addr, &buf[..t.len]);
+//!     }
+//!     while let Some(t) = b.poll_transmit(now, &mut buf) {
+//!         a.handle_datagram(now, b_addr, &buf[..t.len]);
+//!     }
+//!     while let Some(event) = a.poll_event() {
+//!         if let Event::Bootstrapped { .. } = event {
+//!             bootstrapped = true;
+//!         }
+//!     }
+//!     while b.poll_event().is_some() {}
+//!     // Sleep until the earliest deadline (here: advance virtual time), then run timers.
+//!     now = now + core::time::Duration::from_millis(10);
+//!     if a.poll_timeout().is_some_and(|t| t <= now) {
+//!         a.handle_timeout(now);
+//!     }
+//!     if b.poll_timeout().is_some_and(|t| t <= now) {
+//!         b.handle_timeout(now);
+//!     }
+//! }
+//! assert!(bootstrapped);
+//! assert!(b.routing_table().contains(&a.id()));
+//! ```
+//!
+//! # Errors and panics
+//!
+//! Remote faults are never errors: a malformed or unexpected datagram is dropped and counted in
+//! [`Stats`] (and answered with a KRPC error where BEP 5 says so). Decoding errors of the
+//! [`wire`] codec are small `Copy` values with a byte offset. Caller mistakes are
+//! [`CommandError`] and [`ConfigError`]. No input — bytes, addresses, timestamps in any order, or
+//! command arguments — can make the crate panic: `unwrap`, `expect`, `panic!` and slice indexing
+//! are denied by lint outside tests, and fuzzing plus property tests back that up.
+//!
+//! # Memory
+//!
+//! Every table and queue is capped by [`Limits`]; at a cap, commands get [`CommandError`],
+//! datagrams are dropped and counted, and stores evict by documented rules.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -25,18 +100,27 @@ extern crate std;
 
 pub mod config;
 pub mod error;
+pub mod event;
 pub mod id;
 pub mod routing;
 pub mod server;
+pub mod stats;
 pub mod time;
 pub mod wire;
 
+mod lookup;
+mod node;
 pub(crate) mod rng;
+mod small;
+mod transaction;
 
 #[doc(hidden)]
 pub mod fuzzing;
 
 pub use config::{AddressPolicy, Config, Limits};
-pub use error::ConfigError;
+pub use error::{CommandError, ConfigError, DropReason};
+pub use event::{CommandKind, CustomHandle, Event, QueryId, QueryMetrics, QueryOutcome, QueryStatus};
+pub use node::{Disposition, Node, TimerKind, Transmit};
+pub use stats::{MethodKind, Stats};
 pub use id::{Distance, Id, ParseIdError};
 pub use time::Instant;

@@ -1,0 +1,205 @@
+//! What a [`Node`](crate::Node) reports: [`Event`], [`QueryId`] and [`QueryOutcome`].
+
+use alloc::vec::Vec;
+use core::fmt;
+use core::net::SocketAddr;
+use core::time::Duration;
+
+use crate::id::Id;
+use crate::stats::MethodKind;
+use crate::wire::compact::NodeInfo;
+
+/// Names one command of a node (a lookup, a ping, a custom query). Never reused by the node
+/// that issued it.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct QueryId(pub(crate) u64);
+
+impl QueryId {
+    /// The raw value (unique per node for the node's lifetime).
+    pub const fn as_u64(self) -> u64 {
+        self.0
+    }
+
+    pub(crate) fn slot(self) -> usize {
+        (self.0 & 0xffff_ffff) as usize
+    }
+}
+
+impl fmt::Debug for QueryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "QueryId({}:{})", self.0 >> 32, self.0 & 0xffff_ffff)
+    }
+}
+
+impl fmt::Display for QueryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "q{}", self.0 >> 32)
+    }
+}
+
+/// Names a custom query waiting for the application's answer
+/// ([`Node::respond`](crate::Node::respond), [`Node::respond_error`](crate::Node::respond_error)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CustomHandle(pub(crate) u64);
+
+/// What kind of command a [`QueryId`] names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CommandKind {
+    /// [`Node::bootstrap`](crate::Node::bootstrap) (a `find_node` lookup of the own id).
+    Bootstrap,
+    /// A bucket refresh started by the node itself.
+    Refresh,
+    /// [`Node::ping`](crate::Node::ping).
+    Ping,
+    /// [`Node::find_node`](crate::Node::find_node).
+    FindNode,
+    /// [`Node::get_peers`](crate::Node::get_peers).
+    GetPeers,
+    /// [`Node::announce_peer`](crate::Node::announce_peer).
+    AnnouncePeer,
+    /// [`Node::sample_infohashes`](crate::Node::sample_infohashes).
+    SampleInfohashes,
+    /// [`Node::send_query`](crate::Node::send_query).
+    Custom,
+}
+
+/// How a command ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QueryStatus {
+    /// The lookup converged (the closest live nodes answered) or the single request was answered.
+    Completed,
+    /// The lookup ran out of candidates before k of them answered (a small or unreachable
+    /// network); `closest` holds what was found.
+    Exhausted,
+    /// The single request got no answer.
+    TimedOut,
+    /// The single request was answered with a KRPC error.
+    Error {
+        /// The KRPC error code.
+        code: i64,
+        /// The error message (lossy UTF-8).
+        message: alloc::string::String,
+    },
+    /// [`Node::cancel`](crate::Node::cancel) ended it.
+    Cancelled,
+}
+
+/// Measurements of one command.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueryMetrics {
+    /// Requests sent (lookup requests plus announces).
+    pub messages_sent: u32,
+    /// Responses received.
+    pub responses: u32,
+    /// Requests that timed out.
+    pub timeouts: u32,
+    /// The greatest hop count of a responding node (1 = a node taken from the table or a seed).
+    pub hops: u32,
+    /// Time from the command to the first peer found (get_peers and announce only).
+    pub time_to_first_peer: Option<Duration>,
+    /// Time from the command to its end.
+    pub duration: Duration,
+}
+
+/// The result of a command, carried by [`Event::QueryFinished`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueryOutcome {
+    /// The command this ends.
+    pub kind: CommandKind,
+    /// How it ended.
+    pub status: QueryStatus,
+    /// The closest nodes that answered, nearest first (at most k per address family).
+    pub closest: Vec<NodeInfo>,
+    /// For announces: how many nodes accepted the announce.
+    pub announced: usize,
+    /// For single requests: the responder's node id.
+    pub responder: Option<Id>,
+    /// For single requests: the raw bencoded `r` dictionary of the response (custom queries
+    /// read their results from it).
+    pub response: Option<Vec<u8>>,
+    /// Measurements.
+    pub metrics: QueryMetrics,
+}
+
+/// Something the application may want to know. Drain with
+/// [`Node::poll_event`](crate::Node::poll_event).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// Peers for a `get_peers` or announce lookup, as they arrive. May repeat for one query;
+    /// a peer is reported at most once per query.
+    PeersFound {
+        /// The lookup.
+        query: QueryId,
+        /// New peers.
+        peers: Vec<SocketAddr>,
+    },
+    /// BEP 51 samples of info-hashes from one node, as they arrive.
+    SamplesFound {
+        /// The lookup.
+        query: QueryId,
+        /// The node that sent them.
+        from: SocketAddr,
+        /// The sampled info-hashes.
+        samples: Vec<Id>,
+        /// The number of info-hashes that node says it stores.
+        num: Option<i64>,
+    },
+    /// A command ended. Exactly one per [`QueryId`].
+    QueryFinished {
+        /// The command.
+        query: QueryId,
+        /// Its result.
+        outcome: QueryOutcome,
+    },
+    /// The first bootstrap lookup completed with a non-empty routing table.
+    Bootstrapped {
+        /// Routing-table entries at that moment.
+        nodes: usize,
+    },
+    /// The routing table lost its last entry; the node re-bootstraps with back-off.
+    RoutingTableEmpty,
+    /// Several nodes agree on our external address (BEP 42 `ip` key).
+    ExternalAddress {
+        /// The address others see.
+        addr: SocketAddr,
+        /// How many distinct nodes reported it.
+        reported_by: usize,
+    },
+    /// A query arrived (only with [`Config::report_queries`](crate::Config::report_queries)).
+    QueryReceived {
+        /// Its source.
+        from: SocketAddr,
+        /// The sender's node id.
+        id: Id,
+        /// Its method.
+        method: MethodKind,
+        /// The info-hash (`get_peers`, `announce_peer`) or target (`find_node`, `get`,
+        /// `sample_infohashes`), if any.
+        target: Option<Id>,
+        /// For `announce_peer`: the announced port (the source port with `implied_port`).
+        announced_port: Option<u16>,
+    },
+    /// A query with an unknown method, for the application to answer with
+    /// [`Node::respond`](crate::Node::respond) or [`Node::respond_error`](crate::Node::respond_error)
+    /// (only with [`Config::custom_queries`](crate::Config::custom_queries)).
+    CustomQuery {
+        /// Pass it back to answer.
+        handle: CustomHandle,
+        /// The source.
+        from: SocketAddr,
+        /// The method name.
+        method: Vec<u8>,
+        /// The raw bencoded `a` dictionary.
+        args: Vec<u8>,
+    },
+    /// The event queue overflowed and `count` events were lost.
+    EventsDropped {
+        /// How many.
+        count: u64,
+    },
+}

@@ -1,0 +1,294 @@
+//! One iterative lookup: the candidate set of a `find_node` / `get_peers` / announce / refresh.
+//!
+//! Pure bookkeeping, no I/O and no clock: the [`Node`](crate::Node) asks [`Lookup::next`] whom to
+//! query, and reports answers, slow answers and failures back. The shape follows the
+//! closest-peers iterator of libp2p's Kademlia: candidates are kept ordered by XOR distance to the
+//! target and capped; at most α requests are in flight among the closest candidates not yet
+//! queried; a request that passes its short timeout stops counting toward α (the lookup widens)
+//! and toward the result set, but a late answer is still welcome; the lookup ends once the k
+//! closest candidates that did not fail have all answered.
+
+use alloc::vec::Vec;
+use core::net::SocketAddr;
+
+use crate::id::{Distance, Id};
+use crate::wire::compact::NodeInfo;
+
+pub(crate) use crate::small::{MAX_SMALL as MAX_TOKEN_LEN, SmallBytes as TokenBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum State {
+    /// Known, not yet queried.
+    Fresh,
+    /// Queried, within its short timeout: counts toward α.
+    Waiting,
+    /// Queried, past its short timeout: neither in α nor in the result set until it answers.
+    Slow,
+    /// Answered.
+    Responded,
+    /// Failed (timed out or answered with an error).
+    Failed,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Candidate {
+    pub(crate) id: Id,
+    pub(crate) addr: SocketAddr,
+    pub(crate) distance: Distance,
+    pub(crate) state: State,
+    /// 1 for contacts taken from the routing table or seeds, parent + 1 for contacts learned from
+    /// a response.
+    pub(crate) hop: u8,
+    pub(crate) token: Option<TokenBuf>,
+}
+
+/// Whom to query next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Contact {
+    /// `None` for bootstrap seeds, whose ids are unknown.
+    pub(crate) id: Option<Id>,
+    pub(crate) addr: SocketAddr,
+}
+
+/// How a lookup ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Finish {
+    /// The closest live candidates have answered (or every candidate was tried and some answered).
+    Converged,
+    /// Nobody answered.
+    Exhausted,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Lookup {
+    target: Id,
+    /// Result-set size k.
+    k: usize,
+    alpha: usize,
+    max_candidates: usize,
+    /// Ordered by distance, unique ids and unique addresses.
+    candidates: Vec<Candidate>,
+    /// Seed addresses not yet queried (ids unknown).
+    seeds: Vec<SocketAddr>,
+    /// Seed requests in flight (within short timeout).
+    seeds_waiting: usize,
+    /// Seed requests past their short timeout, still pending.
+    seeds_slow: usize,
+}
+
+impl Lookup {
+    pub(crate) fn new(target: Id, k: usize, alpha: usize, max_candidates: usize) -> Self {
+        Self {
+            target,
+            k: k.max(1),
+            alpha: alpha.max(1),
+            max_candidates: max_candidates.max(k.max(1)),
+            candidates: Vec::new(),
+            seeds: Vec::new(),
+            seeds_waiting: 0,
+            seeds_slow: 0,
+        }
+    }
+
+    pub(crate) fn target(&self) -> Id {
+        self.target
+    }
+
+    /// Adds a seed address (id unknown) to contact first.
+    pub(crate) fn add_seed(&mut self, addr: SocketAddr) {
+        if self.seeds.len() < self.max_candidates
+            && !self.seeds.contains(&addr)
+            && !self.candidates.iter().any(|c| c.addr == addr)
+        {
+            self.seeds.push(addr);
+        }
+    }
+
+    /// Adds a candidate; returns whether it was new and kept. Duplicated ids or addresses are
+    /// ignored; beyond the cap the farthest candidate that is not in flight is dropped.
+    pub(crate) fn add_candidate(&mut self, id: Id, addr: SocketAddr, hop: u8) -> bool {
+        let distance = id.distance(&self.target);
+        let pos = match self.candidates.binary_search_by(|c| c.distance.cmp(&distance)) {
+            Ok(_) => return false,
+            Err(pos) => pos,
+        };
+        if self.candidates.iter().any(|c| c.addr == addr) {
+            return false;
+        }
+        if self.candidates.len() >= self.max_candidates {
+            if pos >= self.candidates.len() {
+                return false;
+            }
+            // Drop the farthest candidate that nothing is waiting for.
+            let victim = self
+                .candidates
+                .iter()
+                .rposition(|c| !matches!(c.state, State::Waiting | State::Slow));
+            match victim {
+                Some(v) if v >= pos => {
+                    self.candidates.remove(v);
+                }
+                _ => return false,
+            }
+        }
+        self.candidates.insert(
+            pos,
+            Candidate { id, addr, distance, state: State::Fresh, hop, token: None },
+        );
+        true
+    }
+
+    fn in_flight(&self) -> usize {
+        self.seeds_waiting + self.candidates.iter().filter(|c| c.state == State::Waiting).count()
+    }
+
+    /// The next contact to query now, if α allows and the lookup still needs one. The contact
+    /// is marked as waiting.
+    pub(crate) fn next(&mut self) -> Option<Contact> {
+        if self.in_flight() >= self.alpha {
+            return None;
+        }
+        if let Some(addr) = self.seeds.pop() {
+            self.seeds_waiting += 1;
+            return Some(Contact { id: None, addr });
+        }
+        let mut responded = 0;
+        for c in &mut self.candidates {
+            match c.state {
+                State::Responded => {
+                    responded += 1;
+                    if responded >= self.k {
+                        return None;
+                    }
+                }
+                State::Fresh => {
+                    c.state = State::Waiting;
+                    return Some(Contact { id: Some(c.id), addr: c.addr });
+                }
+                State::Waiting | State::Slow | State::Failed => {}
+            }
+        }
+        None
+    }
+
+    /// Whether the lookup is over, and how.
+    pub(crate) fn finished(&self) -> Option<Finish> {
+        if !self.seeds.is_empty() || self.seeds_waiting > 0 {
+            return None;
+        }
+        let mut responded = 0;
+        for c in &self.candidates {
+            match c.state {
+                State::Responded => {
+                    responded += 1;
+                    if responded >= self.k {
+                        return Some(Finish::Converged);
+                    }
+                }
+                State::Fresh | State::Waiting => return None,
+                State::Slow | State::Failed => {}
+            }
+        }
+        // Fewer than k answered and nothing fresh is left: wait for slow requests, then stop.
+        if self.seeds_slow > 0 || self.candidates.iter().any(|c| c.state == State::Slow) {
+            return None;
+        }
+        Some(if responded > 0 { Finish::Converged } else { Finish::Exhausted })
+    }
+
+    fn find(&mut self, id: Option<Id>, addr: SocketAddr) -> Option<&mut Candidate> {
+        match id {
+            Some(id) => {
+                let d = id.distance(&self.target);
+                let i = self.candidates.binary_search_by(|c| c.distance.cmp(&d)).ok()?;
+                self.candidates.get_mut(i).filter(|c| c.addr == addr)
+            }
+            None => self.candidates.iter_mut().find(|c| c.addr == addr),
+        }
+    }
+
+    /// A request to a seed (`queried_id == None`) or a candidate was answered by `id`.
+    /// Returns the hop count of the responder.
+    pub(crate) fn on_response(
+        &mut self,
+        queried_id: Option<Id>,
+        was_slow: bool,
+        id: Id,
+        addr: SocketAddr,
+        token: Option<&[u8]>,
+    ) -> u8 {
+        if queried_id.is_none() {
+            if was_slow {
+                self.seeds_slow = self.seeds_slow.saturating_sub(1);
+            } else {
+                self.seeds_waiting = self.seeds_waiting.saturating_sub(1);
+            }
+            // The seed becomes a regular candidate that has answered.
+            self.add_candidate(id, addr, 1);
+        }
+        match self.find(Some(id), addr) {
+            Some(c) => {
+                c.state = State::Responded;
+                c.token = token.and_then(TokenBuf::new);
+                c.hop
+            }
+            None => 1,
+        }
+    }
+
+    /// A request passed its short timeout.
+    pub(crate) fn on_slow(&mut self, queried_id: Option<Id>, addr: SocketAddr) {
+        if queried_id.is_none() {
+            if self.seeds_waiting > 0 {
+                self.seeds_waiting -= 1;
+                self.seeds_slow += 1;
+            }
+            return;
+        }
+        if let Some(c) = self.find(queried_id, addr) {
+            if c.state == State::Waiting {
+                c.state = State::Slow;
+            }
+        }
+    }
+
+    /// A request failed (full timeout or error).
+    pub(crate) fn on_failure(&mut self, queried_id: Option<Id>, addr: SocketAddr, was_slow: bool) {
+        if queried_id.is_none() {
+            if was_slow {
+                self.seeds_slow = self.seeds_slow.saturating_sub(1);
+            } else {
+                self.seeds_waiting = self.seeds_waiting.saturating_sub(1);
+            }
+            return;
+        }
+        if let Some(c) = self.find(queried_id, addr) {
+            if matches!(c.state, State::Waiting | State::Slow) {
+                c.state = State::Failed;
+            }
+        }
+    }
+
+    /// The candidates that answered, nearest first, at most `n`.
+    pub(crate) fn responded(&self, n: usize) -> impl Iterator<Item = &Candidate> {
+        self.candidates.iter().filter(|c| c.state == State::Responded).take(n)
+    }
+
+    /// The closest responders as node infos.
+    pub(crate) fn closest(&self, n: usize) -> Vec<NodeInfo> {
+        self.responded(n).map(|c| NodeInfo { id: c.id, addr: c.addr }).collect()
+    }
+
+    /// The largest hop count among responders.
+    pub(crate) fn max_hop(&self) -> u8 {
+        self.responded(usize::MAX).map(|c| c.hop).max().unwrap_or(0)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn candidates(&self) -> &[Candidate] {
+        &self.candidates
+    }
+}
+
+#[cfg(test)]
+mod tests;

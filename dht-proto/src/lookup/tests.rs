@@ -1,0 +1,153 @@
+use alloc::collections::BTreeSet;
+use alloc::vec::Vec;
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn addr(i: usize) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8)), 6881)
+}
+
+fn id_from(seed: u64) -> Id {
+    let mut b = [0u8; 20];
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    for byte in &mut b {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *byte = x as u8;
+    }
+    Id::new(b)
+}
+
+/// The `n` ids of `net` nearest to `target`.
+fn nearest(net: &[Id], target: &Id, n: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..net.len()).collect();
+    idx.sort_by_key(|&i| net[i].distance(target));
+    idx.truncate(n);
+    idx
+}
+
+#[test]
+fn seeds_are_contacted_first_and_become_candidates() {
+    let target = id_from(1);
+    let mut l = Lookup::new(target, 8, 3, 64);
+    l.add_seed(addr(1));
+    let c = l.next().unwrap();
+    assert_eq!(c, Contact { id: None, addr: addr(1) });
+    assert_eq!(l.finished(), None);
+    l.on_response(None, false, id_from(2), addr(1), None);
+    assert_eq!(l.finished(), Some(Finish::Converged));
+    assert_eq!(l.closest(8).len(), 1);
+}
+
+#[test]
+fn nobody_answering_is_exhausted() {
+    let mut l = Lookup::new(id_from(1), 8, 3, 64);
+    l.add_candidate(id_from(2), addr(2), 1);
+    let c = l.next().unwrap();
+    assert_eq!(l.finished(), None);
+    l.on_slow(c.id, c.addr);
+    assert_eq!(l.finished(), None, "a slow request may still answer");
+    l.on_failure(c.id, c.addr, true);
+    assert_eq!(l.finished(), Some(Finish::Exhausted));
+}
+
+#[test]
+fn slow_requests_let_the_lookup_widen() {
+    let mut l = Lookup::new(id_from(1), 8, 2, 64);
+    for i in 2..10 {
+        l.add_candidate(id_from(i), addr(i as usize), 1);
+    }
+    let a = l.next().unwrap();
+    let _b = l.next().unwrap();
+    assert_eq!(l.next(), None, "alpha = 2");
+    l.on_slow(a.id, a.addr);
+    assert!(l.next().is_some(), "a slow request frees its slot");
+}
+
+#[test]
+fn candidate_cap_keeps_the_closest() {
+    let target = id_from(1);
+    let mut l = Lookup::new(target, 2, 1, 4);
+    let ids: Vec<Id> = (2..40).map(id_from).collect();
+    for (i, id) in ids.iter().enumerate() {
+        l.add_candidate(*id, addr(i), 1);
+    }
+    assert_eq!(l.candidates().len(), 4);
+    let mut want: Vec<Distance> = ids.iter().map(|id| id.distance(&target)).collect();
+    want.sort();
+    let got: Vec<Distance> = l.candidates().iter().map(|c| c.distance).collect();
+    assert_eq!(got, want[..4]);
+}
+
+#[test]
+fn long_tokens_are_not_kept() {
+    assert!(TokenBuf::new(&[0; MAX_TOKEN_LEN]).is_some());
+    assert!(TokenBuf::new(&[0; MAX_TOKEN_LEN + 1]).is_none());
+    assert_eq!(TokenBuf::new(b"abc").unwrap().as_slice(), b"abc");
+}
+
+proptest! {
+    /// Against a network where every node knows everybody and answers with its k closest, a
+    /// lookup never exceeds α, queries nobody twice, terminates, and (when nobody fails) finds
+    /// exactly the true k closest nodes.
+    #[test]
+    fn lookup_finds_the_true_closest(
+        n in 10usize..120,
+        k in 1usize..10,
+        alpha in 1usize..5,
+        seed in any::<u64>(),
+        fail_mask in any::<u64>(),
+        with_failures in any::<bool>(),
+        order in proptest::collection::vec(any::<u16>(), 0..400),
+    ) {
+        let net: Vec<Id> = (0..n).map(|i| id_from(seed ^ (i as u64 + 1) * 7919)).collect();
+        let target = id_from(seed.rotate_left(17) ^ 0xabcdef);
+        let fails = |i: usize| with_failures && (fail_mask >> (i % 64)) & 1 == 1 && i % 3 == 0;
+        let mut l = Lookup::new(target, k, alpha, 64.max(k));
+        // Start from three arbitrary nodes.
+        for i in 0..3.min(n) {
+            l.add_candidate(net[i], addr(i), 1);
+        }
+        let mut queried = BTreeSet::new();
+        let mut in_flight: Vec<Contact> = Vec::new();
+        let mut steps = 0usize;
+        let mut order = order.into_iter();
+        loop {
+            while let Some(c) = l.next() {
+                prop_assert!(queried.insert(c.addr), "queried twice: {:?}", c.addr);
+                in_flight.push(c);
+            }
+            prop_assert!(in_flight.len() <= alpha);
+            if let Some(f) = l.finished() {
+                prop_assert!(in_flight.is_empty());
+                if !with_failures {
+                    prop_assert_eq!(f, Finish::Converged);
+                    let got: Vec<Id> = l.closest(k).iter().map(|ni| ni.id).collect();
+                    let want: Vec<Id> = nearest(&net, &target, k).iter().map(|&i| net[i]).collect();
+                    prop_assert_eq!(got, want);
+                }
+                break;
+            }
+            prop_assert!(!in_flight.is_empty(), "not finished, nothing in flight");
+            let pick = order.next().map_or(0, usize::from) % in_flight.len();
+            let c = in_flight.swap_remove(pick);
+            let i = (0..n).find(|&i| addr(i) == c.addr).unwrap();
+            if fails(i) {
+                l.on_failure(c.id, c.addr, false);
+            } else {
+                l.on_response(c.id, false, net[i], c.addr, Some(b"tok"));
+                for j in nearest(&net, &target, k + 2) {
+                    l.add_candidate(net[j], addr(j), 2);
+                }
+                // Plus some random far nodes, like a real response.
+                l.add_candidate(net[(i * 7 + 3) % n], addr((i * 7 + 3) % n), 2);
+            }
+            steps += 1;
+            prop_assert!(steps < 10 * n, "no termination");
+        }
+    }
+}

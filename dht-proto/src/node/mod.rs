@@ -1,0 +1,589 @@
+//! [`Node`]: the one owner of protocol state.
+//!
+//! Inputs are [`Node::handle_datagram`] and [`Node::handle_timeout`]; outputs are
+//! [`Node::poll_transmit`], [`Node::poll_event`] and [`Node::poll_timeout`]; commands
+//! ([`Node::get_peers`], [`Node::announce_peer`], ...) return a [`QueryId`] whose end is reported
+//! by exactly one [`Event::QueryFinished`]. See the crate docs for the run loop.
+
+mod client;
+mod out;
+mod serve;
+#[cfg(test)]
+mod tests;
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::net::{IpAddr, SocketAddr};
+use core::time::Duration;
+
+use rand_core::RngCore;
+
+use crate::config::Config;
+use crate::error::{CommandError, ConfigError, DropReason};
+use crate::event::{CommandKind, CustomHandle, Event, QueryId, QueryMetrics};
+use crate::id::Id;
+use crate::lookup::Lookup;
+use crate::rng::Rng;
+use crate::routing::{RoutingTable, TableConfig};
+use crate::server::peers::PeerStore;
+use crate::server::tokens::Tokens;
+use crate::small::SmallBytes;
+use crate::stats::Stats;
+use crate::time::Instant;
+use crate::transaction::Transactions;
+use crate::wire::compact::NodeInfo;
+
+pub(crate) use out::{Out, OutBody, OutQuery};
+
+/// Where an outgoing datagram goes; its bytes are in the buffer passed to
+/// [`Node::poll_transmit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct Transmit {
+    /// The destination.
+    pub to: SocketAddr,
+    /// How many bytes of the buffer to send.
+    pub len: usize,
+}
+
+/// What [`Node::handle_datagram`] did with a datagram. Informational: ignoring it is correct.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Disposition {
+    /// Processed (answered, matched to a request, or handed to the application).
+    Accepted,
+    /// Dropped without effect, and counted in [`Stats`].
+    Dropped(DropReason),
+}
+
+/// Which deadline [`Node::poll_timeout`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TimerKind {
+    /// A request's short or full timeout.
+    Request,
+    /// Routing-table maintenance: pings of questionable nodes, bucket refreshes.
+    Table,
+    /// Token secret rotation.
+    TokenRotation,
+    /// Expiry of stored peers.
+    PeerExpiry,
+    /// A bootstrap retry after the table emptied.
+    Bootstrap,
+    /// Expiry of custom queries the application did not answer.
+    CustomExpiry,
+}
+
+/// Most bootstrap seed addresses remembered for re-bootstrapping.
+const MAX_SEEDS: usize = 64;
+/// Most distinct peers remembered per lookup for de-duplicating [`Event::PeersFound`].
+const MAX_SEEN_PEERS: usize = 4096;
+/// Reports of our external address kept for voting.
+const MAX_IP_VOTES: usize = 16;
+/// Distinct reporters needed before an external address is believed.
+const IP_VOTES_NEEDED: usize = 3;
+/// Shortest short timeout, whatever the measured round-trip times.
+const MIN_SHORT_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// The state of one running command.
+#[derive(Debug)]
+pub(crate) struct QueryState {
+    pub(crate) id: QueryId,
+    pub(crate) kind: CommandKind,
+    pub(crate) started: Instant,
+    /// Per address family (0 = IPv4, 1 = IPv6).
+    pub(crate) lookups: [Option<Lookup>; 2],
+    /// Announce / single request phase: requests still pending.
+    pub(crate) pending: usize,
+    /// Announce phase started.
+    pub(crate) storing: bool,
+    pub(crate) announce_port: Option<u16>,
+    pub(crate) metrics: QueryMetrics,
+    pub(crate) announced: usize,
+    pub(crate) seen_peers: Vec<SocketAddr>,
+}
+
+impl QueryState {
+    fn new(id: QueryId, kind: CommandKind, started: Instant) -> Self {
+        Self {
+            id,
+            kind,
+            started,
+            lookups: [None, None],
+            pending: 0,
+            storing: false,
+            announce_port: None,
+            metrics: QueryMetrics::default(),
+            announced: 0,
+            seen_peers: Vec::new(),
+        }
+    }
+}
+
+/// A custom query waiting for the application's answer.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingCustom {
+    pub(crate) handle: CustomHandle,
+    pub(crate) to: SocketAddr,
+    pub(crate) tid: SmallBytes,
+    pub(crate) expires: Instant,
+}
+
+/// A BitTorrent mainline DHT node: the whole protocol state, driven by the caller.
+///
+/// Every method takes `now`; nothing reads a clock. Time may repeat; if it goes backwards the
+/// node uses the latest value it has seen. No input can make it panic, and every table and
+/// queue is bounded by [`Limits`](crate::Limits).
+#[derive(Debug)]
+pub struct Node {
+    pub(crate) config: Config,
+    pub(crate) id: Id,
+    pub(crate) now: Instant,
+    pub(crate) rng: Rng,
+    pub(crate) tables: [RoutingTable; 2],
+    pub(crate) tokens: Tokens,
+    pub(crate) token_rotate_at: Instant,
+    pub(crate) peers: PeerStore,
+    pub(crate) txns: Transactions,
+    pub(crate) queries: Vec<Option<QueryState>>,
+    pub(crate) query_count: usize,
+    pub(crate) next_query: u32,
+    pub(crate) transmits: VecDeque<Out>,
+    pub(crate) events: VecDeque<Event>,
+    pub(crate) events_lost: u64,
+    pub(crate) stats: Stats,
+    pub(crate) seeds: Vec<SocketAddr>,
+    pub(crate) bootstrapped: bool,
+    pub(crate) bootstrap_query: Option<QueryId>,
+    pub(crate) bootstrap_retry_at: Option<Instant>,
+    pub(crate) bootstrap_backoff: Duration,
+    pub(crate) table_was_empty: bool,
+    pub(crate) custom: Vec<PendingCustom>,
+    pub(crate) next_custom: u64,
+    pub(crate) ip_votes: VecDeque<(IpAddr, SocketAddr)>,
+    pub(crate) external: Option<SocketAddr>,
+    /// Smoothed round-trip time over all responses.
+    pub(crate) srtt: Option<Duration>,
+    /// Scratch space reused by maintenance.
+    pub(crate) scratch_ids: Vec<Id>,
+    pub(crate) scratch_pings: Vec<(Id, SocketAddr)>,
+}
+
+impl Node {
+    /// A node with `config`, started at `now`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] if the configuration is invalid (see [`Config::validate`]).
+    pub fn new(config: Config, now: Instant) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let mut rng = Rng::new(config.seed);
+        let id = match config.id {
+            Some(id) => id,
+            None => Id::random(&mut rng),
+        };
+        let table_config = TableConfig::from_config(&config);
+        let tables = [
+            RoutingTable::new(id, table_config.clone(), now),
+            RoutingTable::new(id, table_config, now),
+        ];
+        let tokens = Tokens::new(&mut rng);
+        let peers = PeerStore::new(
+            config.limits.max_info_hashes,
+            config.limits.max_peers_per_info_hash,
+            config.peer_ttl,
+            rng.next_u64(),
+        );
+        Ok(Self {
+            token_rotate_at: now + config.token_rotation,
+            txns: Transactions::new(config.limits.max_in_flight),
+            bootstrap_backoff: config.bootstrap_backoff_min,
+            config,
+            id,
+            now,
+            rng,
+            tables,
+            tokens,
+            peers,
+            queries: Vec::new(),
+            query_count: 0,
+            next_query: 1,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            events_lost: 0,
+            stats: Stats::default(),
+            seeds: Vec::new(),
+            bootstrapped: false,
+            bootstrap_query: None,
+            bootstrap_retry_at: None,
+            table_was_empty: true,
+            custom: Vec::new(),
+            next_custom: 1,
+            ip_votes: VecDeque::new(),
+            external: None,
+            srtt: None,
+            scratch_ids: Vec::new(),
+            scratch_pings: Vec::new(),
+        })
+    }
+
+    // ---- Getters ----------------------------------------------------------------------------
+
+    /// This node's id.
+    pub fn id(&self) -> Id {
+        self.id
+    }
+
+    /// The configuration the node runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The IPv4 routing table.
+    pub fn routing_table(&self) -> &RoutingTable {
+        &self.tables[0]
+    }
+
+    /// The IPv6 routing table (BEP 32).
+    pub fn routing_table_v6(&self) -> &RoutingTable {
+        &self.tables[1]
+    }
+
+    /// Entries in both routing tables.
+    pub fn table_len(&self) -> usize {
+        self.tables.iter().map(RoutingTable::len).sum()
+    }
+
+    /// The peer store (announces this node received).
+    pub fn peer_store(&self) -> &PeerStore {
+        &self.peers
+    }
+
+    /// Whether the first bootstrap has completed.
+    pub fn is_bootstrapped(&self) -> bool {
+        self.bootstrapped
+    }
+
+    /// Whether `query` is still running.
+    pub fn is_running(&self, query: QueryId) -> bool {
+        self.query(query).is_some()
+    }
+
+    /// Commands running now.
+    pub fn running_queries(&self) -> usize {
+        self.query_count
+    }
+
+    /// Requests in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.txns.len()
+    }
+
+    /// Outgoing messages waiting for [`Node::poll_transmit`].
+    pub fn pending_transmits(&self) -> usize {
+        self.transmits.len()
+    }
+
+    /// Events waiting for [`Node::poll_event`].
+    pub fn pending_events(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Our external address, once [`Event::ExternalAddress`] has reported it.
+    pub fn external_address(&self) -> Option<SocketAddr> {
+        self.external
+    }
+
+    /// The routing-table contents worth saving, good entries first, for
+    /// [`Node::import_nodes`] at the next start.
+    pub fn export_nodes(&self) -> Vec<NodeInfo> {
+        self.tables
+            .iter()
+            .flat_map(RoutingTable::export)
+            .map(|(id, addr)| NodeInfo { id, addr })
+            .collect()
+    }
+
+    /// Adds saved contacts as unverified candidates; they are checked before being trusted.
+    /// Returns how many were taken.
+    pub fn import_nodes(&mut self, now: Instant, nodes: impl IntoIterator<Item = NodeInfo>) -> usize {
+        let now = self.advance(now);
+        let mut taken = 0;
+        for n in nodes {
+            let addr = normalize(n.addr);
+            if n.id == self.id || !self.accepts(&addr) {
+                continue;
+            }
+            let fam = family(&addr);
+            taken += self.tables[fam].import(now, core::iter::once((n.id, addr)));
+        }
+        self.note_table_size();
+        taken
+    }
+
+    // ---- Outputs ----------------------------------------------------------------------------
+
+    /// The next datagram to send, encoded into `buf`.
+    ///
+    /// A buffer of [`Limits::max_datagram`](crate::Limits::max_datagram) bytes always suffices;
+    /// a message that does not fit a smaller buffer is discarded and counted in
+    /// [`Stats::transmits_too_large`].
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        let _ = self.advance(now);
+        while let Some(out) = self.transmits.pop_front() {
+            match out.encode(self, buf) {
+                Some(len) => {
+                    self.stats.datagrams_sent = self.stats.datagrams_sent.saturating_add(1);
+                    self.stats.bytes_sent = self.stats.bytes_sent.saturating_add(len as u64);
+                    return Some(Transmit { to: out.to, len });
+                }
+                None => {
+                    self.stats.transmits_too_large = self.stats.transmits_too_large.saturating_add(1);
+                }
+            }
+        }
+        None
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        if let Some(e) = self.events.pop_front() {
+            return Some(e);
+        }
+        if self.events_lost > 0 {
+            let count = core::mem::take(&mut self.events_lost);
+            return Some(Event::EventsDropped { count });
+        }
+        None
+    }
+
+    /// When [`Node::handle_timeout`] must next be called; `None` when nothing is scheduled.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_timer().map(|(t, _)| t)
+    }
+
+    /// The deadline [`Node::poll_timeout`] returns, and what it is for.
+    pub fn next_timer(&self) -> Option<(Instant, TimerKind)> {
+        let candidates = [
+            (self.txns.next_deadline(), TimerKind::Request),
+            (self.tables[0].next_deadline(), TimerKind::Table),
+            (self.tables[1].next_deadline(), TimerKind::Table),
+            (Some(self.token_rotate_at), TimerKind::TokenRotation),
+            (self.peers.next_expiry(), TimerKind::PeerExpiry),
+            (self.bootstrap_retry_at, TimerKind::Bootstrap),
+            (self.custom.iter().map(|c| c.expires).min(), TimerKind::CustomExpiry),
+        ];
+        candidates
+            .into_iter()
+            .filter_map(|(t, k)| t.map(|t| (t, k)))
+            .min_by_key(|(t, _)| *t)
+    }
+
+    // ---- Inputs -----------------------------------------------------------------------------
+
+    /// Runs every timer due at `now`. Idempotent; calling it early does nothing.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.advance(now);
+        while let Some(expired) = self.txns.pop_expired(now) {
+            self.on_expired(now, expired);
+        }
+        if now >= self.token_rotate_at {
+            self.tokens.rotate(&mut self.rng);
+            self.token_rotate_at = now + self.config.token_rotation;
+        }
+        self.peers.expire(now);
+        let before = self.custom.len();
+        self.custom.retain(|c| c.expires > now);
+        if self.custom.len() != before {
+            // The remote side has given up; nothing to send.
+        }
+        self.table_maintenance(now);
+        if let Some(at) = self.bootstrap_retry_at {
+            if now >= at {
+                self.bootstrap_retry_at = None;
+                self.retry_bootstrap(now);
+            }
+        }
+    }
+
+    // ---- Internals shared by the submodules -------------------------------------------------
+
+    /// Clamps time so that it never goes backwards.
+    pub(crate) fn advance(&mut self, now: Instant) -> Instant {
+        if now > self.now {
+            self.now = now;
+        }
+        self.now
+    }
+
+    /// Whether `addr` (already normalized) is acceptable as a contact.
+    pub(crate) fn accepts(&self, addr: &SocketAddr) -> bool {
+        (addr.is_ipv4() || self.config.ipv6) && self.config.address_policy.allows(addr)
+    }
+
+    pub(crate) fn push_event(&mut self, event: Event) {
+        if self.events.len() >= self.config.limits.max_pending_events {
+            self.events_lost = self.events_lost.saturating_add(1);
+            self.stats.events_dropped = self.stats.events_dropped.saturating_add(1);
+        } else {
+            self.events.push_back(event);
+        }
+    }
+
+    /// Room for one more outgoing message.
+    pub(crate) fn can_queue(&self) -> bool {
+        self.transmits.len() < self.config.limits.max_pending_transmits
+    }
+
+    /// Room for one more request (transaction and transmit).
+    pub(crate) fn can_send(&self) -> bool {
+        self.can_queue() && !self.txns.is_full()
+    }
+
+    pub(crate) fn query(&self, id: QueryId) -> Option<&QueryState> {
+        self.queries.get(id.slot())?.as_ref().filter(|q| q.id == id)
+    }
+
+    pub(crate) fn query_mut(&mut self, id: QueryId) -> Option<&mut QueryState> {
+        self.queries.get_mut(id.slot())?.as_mut().filter(|q| q.id == id)
+    }
+
+    /// Registers a new command, or refuses at the cap.
+    pub(crate) fn new_query(&mut self, now: Instant, kind: CommandKind) -> Result<QueryId, CommandError> {
+        if self.query_count >= self.config.limits.max_queries {
+            return Err(CommandError::TooManyQueries);
+        }
+        let slot = match self.queries.iter().position(Option::is_none) {
+            Some(s) => s,
+            None => {
+                self.queries.push(None);
+                self.queries.len() - 1
+            }
+        };
+        let generation = self.next_query;
+        self.next_query = self.next_query.wrapping_add(1).max(1);
+        let id = QueryId((u64::from(generation) << 32) | (slot as u64 & 0xffff_ffff));
+        if let Some(s) = self.queries.get_mut(slot) {
+            *s = Some(QueryState::new(id, kind, now));
+            self.query_count += 1;
+        }
+        Ok(id)
+    }
+
+    pub(crate) fn take_query(&mut self, id: QueryId) -> Option<QueryState> {
+        let slot = self.queries.get_mut(id.slot())?;
+        if slot.as_ref().is_some_and(|q| q.id == id) {
+            self.query_count -= 1;
+            slot.take()
+        } else {
+            None
+        }
+    }
+
+    /// The round-trip estimate for a node, if any.
+    pub(crate) fn rtt_of(&self, id: Option<Id>, addr: &SocketAddr) -> Option<Duration> {
+        let fam = family(addr);
+        id.and_then(|id| self.tables[fam].get(&id)).and_then(|e| e.rtt()).or(self.srtt)
+    }
+
+    /// The short timeout of a request to this node: a few round trips, within bounds.
+    pub(crate) fn short_timeout(&self, id: Option<Id>, addr: &SocketAddr) -> Duration {
+        let cap = self.config.short_timeout;
+        match self.rtt_of(id, addr) {
+            Some(rtt) => (rtt.saturating_mul(2) + Duration::from_millis(50)).clamp(MIN_SHORT_TIMEOUT.min(cap), cap),
+            None => cap,
+        }
+    }
+
+    pub(crate) fn record_rtt(&mut self, rtt: Duration) {
+        self.srtt = Some(match self.srtt {
+            None => rtt,
+            Some(s) => (s.saturating_mul(7) + rtt) / 8,
+        });
+    }
+
+    /// Emits [`Event::RoutingTableEmpty`] when the tables just emptied, and schedules a
+    /// re-bootstrap.
+    pub(crate) fn note_table_size(&mut self) {
+        let empty = self.table_len() == 0;
+        if empty && !self.table_was_empty {
+            self.push_event(Event::RoutingTableEmpty);
+            if self.bootstrap_retry_at.is_none() && self.bootstrap_query.is_none() && !self.seeds.is_empty() {
+                self.bootstrap_retry_at = Some(self.now + self.bootstrap_backoff);
+            }
+        }
+        self.table_was_empty = empty;
+    }
+
+    /// Counts a report of our external address and announces it once enough nodes agree.
+    pub(crate) fn vote_external(&mut self, reporter: SocketAddr, addr: SocketAddr) {
+        let reporter_ip = reporter.ip();
+        if self.ip_votes.iter().any(|(r, a)| *r == reporter_ip && *a == addr) {
+            return;
+        }
+        self.ip_votes.retain(|(r, _)| *r != reporter_ip);
+        if self.ip_votes.len() >= MAX_IP_VOTES {
+            self.ip_votes.pop_front();
+        }
+        self.ip_votes.push_back((reporter_ip, addr));
+        let count = self.ip_votes.iter().filter(|(_, a)| *a == addr).count();
+        if count >= IP_VOTES_NEEDED && self.external != Some(addr) {
+            self.external = Some(addr);
+            self.push_event(Event::ExternalAddress { addr, reported_by: count });
+        }
+    }
+
+    fn table_maintenance(&mut self, now: Instant) {
+        let mut pings = core::mem::take(&mut self.scratch_pings);
+        let mut targets = core::mem::take(&mut self.scratch_ids);
+        for fam in 0..2 {
+            pings.clear();
+            self.tables[fam].pings_due(now, &mut pings);
+            for (id, addr) in pings.drain(..) {
+                if self.send_table_ping(now, Some(id), addr).is_err() {
+                    // No room: count it as a failure so the table does not wait forever.
+                    self.tables[fam].on_failure(now, Some(id), addr);
+                }
+            }
+            targets.clear();
+            if self.bootstrapped && !self.tables[fam].is_empty() {
+                self.tables[fam].refresh_targets(now, &mut self.rng, &mut targets);
+                for target in targets.drain(..) {
+                    // Refreshes never take the last query slots from the application.
+                    if self.query_count * 2 < self.config.limits.max_queries {
+                        let _ = self.start_lookup(now, CommandKind::Refresh, target, None, Some(fam));
+                    }
+                }
+            }
+        }
+        self.scratch_pings = pings;
+        self.scratch_ids = targets;
+        self.note_table_size();
+    }
+
+    pub(crate) fn new_custom_handle(&mut self) -> CustomHandle {
+        let h = CustomHandle(self.next_custom);
+        self.next_custom = self.next_custom.wrapping_add(1);
+        h
+    }
+}
+
+/// IPv4-mapped IPv6 addresses are IPv4 addresses.
+pub(crate) fn normalize(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => addr,
+        },
+        SocketAddr::V4(_) => addr,
+    }
+}
+
+/// 0 for IPv4, 1 for IPv6.
+pub(crate) fn family(addr: &SocketAddr) -> usize {
+    usize::from(addr.is_ipv6())
+}

@@ -1,0 +1,165 @@
+//! Outgoing messages, queued as small descriptors and encoded only in `poll_transmit`.
+
+use alloc::vec::Vec;
+use core::net::SocketAddr;
+
+use super::Node;
+use crate::id::Id;
+use crate::server::bloom::Bloom;
+use crate::server::tokens::Token;
+use crate::small::SmallBytes;
+use crate::stats::MethodKind;
+use crate::wire::bencode::{self, Value};
+use crate::wire::compact::{Nodes, NodeInfo, Peers};
+use crate::wire::krpc::{
+    AnnouncePeer, Body, Custom, FindNode, GetPeers, KrpcError, Message, Ping, Query, Response,
+    SampleInfohashes, Samples,
+};
+
+/// A request we send.
+#[derive(Clone, Debug)]
+pub(crate) enum OutQuery {
+    Ping,
+    FindNode { target: Id },
+    GetPeers { info_hash: Id },
+    AnnouncePeer { info_hash: Id, port: Option<u16>, token: SmallBytes },
+    SampleInfohashes { target: Id },
+    Custom { method: Vec<u8>, args: Vec<u8> },
+}
+
+impl OutQuery {
+    pub(crate) fn method(&self) -> MethodKind {
+        match self {
+            Self::Ping => MethodKind::Ping,
+            Self::FindNode { .. } => MethodKind::FindNode,
+            Self::GetPeers { .. } => MethodKind::GetPeers,
+            Self::AnnouncePeer { .. } => MethodKind::AnnouncePeer,
+            Self::SampleInfohashes { .. } => MethodKind::SampleInfohashes,
+            Self::Custom { .. } => MethodKind::Other,
+        }
+    }
+}
+
+/// The typed parts of a response we send (the node id is added at encoding).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct OutResponse {
+    pub(crate) nodes: Vec<NodeInfo>,
+    pub(crate) nodes6: Vec<NodeInfo>,
+    pub(crate) values: Vec<SocketAddr>,
+    pub(crate) token: Option<Token>,
+    pub(crate) samples: Option<Vec<Id>>,
+    pub(crate) num: Option<i64>,
+    pub(crate) interval: Option<i64>,
+    pub(crate) scrape: Option<(Bloom, Bloom)>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum OutBody {
+    Query(OutQuery),
+    Response(OutResponse),
+    Error { code: i64, message: &'static [u8] },
+    /// A complete `r` dictionary supplied by the application (id already merged in).
+    CustomResponse(Vec<u8>),
+    CustomError { code: i64, message: Vec<u8> },
+}
+
+/// One queued outgoing message.
+#[derive(Clone, Debug)]
+pub(crate) struct Out {
+    pub(crate) to: SocketAddr,
+    pub(crate) tid: SmallBytes,
+    pub(crate) body: OutBody,
+}
+
+impl Out {
+    /// Encodes into `buf`; `None` if it does not fit (or, impossibly, cannot be encoded).
+    pub(crate) fn encode(&self, node: &Node, buf: &mut [u8]) -> Option<usize> {
+        let id = node.id;
+        let version = node.config.client_version.as_ref().map(|v| v.as_slice());
+        let limits = node.config.limits.decode;
+        let mut msg = Message {
+            transaction_id: self.tid.as_slice(),
+            version,
+            ip: None,
+            read_only: false,
+            body: Body::Error(KrpcError { code: 0, message: b"" }),
+        };
+        let custom_args;
+        match &self.body {
+            OutBody::Query(q) => {
+                msg.read_only = node.config.read_only;
+                msg.body = Body::Query(match q {
+                    OutQuery::Ping => Query::Ping(Ping { id }),
+                    OutQuery::FindNode { target } => {
+                        Query::FindNode(FindNode { id, target: *target, want: None })
+                    }
+                    OutQuery::GetPeers { info_hash } => Query::GetPeers(GetPeers {
+                        id,
+                        info_hash: *info_hash,
+                        want: None,
+                        noseed: false,
+                        scrape: false,
+                    }),
+                    OutQuery::AnnouncePeer { info_hash, port, token } => {
+                        Query::AnnouncePeer(AnnouncePeer {
+                            id,
+                            info_hash: *info_hash,
+                            // With implied_port the port is ignored; send a valid one anyway.
+                            port: port.unwrap_or(1),
+                            implied_port: port.is_none(),
+                            token: token.as_slice(),
+                            seed: false,
+                        })
+                    }
+                    OutQuery::SampleInfohashes { target } => {
+                        Query::SampleInfohashes(SampleInfohashes { id, target: *target, want: None })
+                    }
+                    OutQuery::Custom { method, args } => {
+                        custom_args = bencode::decode(args, &limits).ok()?;
+                        let Value::Dict(args) = custom_args else { return None };
+                        Query::Custom(Custom { method, args })
+                    }
+                });
+                return msg.encode(buf).ok();
+            }
+            OutBody::Response(r) => {
+                msg.ip = Some(self.to);
+                let mut resp = Response::new(id);
+                if !r.nodes.is_empty() {
+                    resp.nodes = Some(Nodes::Slice(&r.nodes));
+                }
+                if !r.nodes6.is_empty() {
+                    resp.nodes6 = Some(Nodes::Slice(&r.nodes6));
+                }
+                if !r.values.is_empty() {
+                    resp.values = Some(Peers::Slice(&r.values));
+                }
+                resp.token = r.token.as_ref().map(|t| t.as_bytes().as_slice());
+                resp.samples = r.samples.as_deref().map(Samples::Slice);
+                resp.num = r.num;
+                resp.interval = r.interval;
+                if let Some((seeds, peers)) = &r.scrape {
+                    resp.bf_seeds = Some(seeds.as_bytes());
+                    resp.bf_peers = Some(peers.as_bytes());
+                }
+                msg.body = Body::Response(resp);
+                return msg.encode(buf).ok();
+            }
+            OutBody::Error { code, message } => {
+                msg.body = Body::Error(KrpcError { code: *code, message });
+                return msg.encode(buf).ok();
+            }
+            OutBody::CustomError { code, message } => {
+                msg.body = Body::Error(KrpcError { code: *code, message });
+                return msg.encode(buf).ok();
+            }
+            OutBody::CustomResponse(body) => {
+                msg.ip = Some(self.to);
+                let decoded = bencode::decode(body, &limits).ok()?;
+                let Value::Dict(dict) = decoded else { return None };
+                msg.body = Body::Response(Response::custom(id, dict));
+                return msg.encode(buf).ok();
+            }
+        }
+    }
+}

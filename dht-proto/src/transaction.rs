@@ -1,0 +1,260 @@
+//! The in-flight table: every request we sent and are waiting for, keyed by transaction id.
+//!
+//! A transaction id is six bytes: a two-byte slot index and a four-byte random nonce. The slot
+//! makes lookup O(1) without hashing attacker-chosen bytes; the nonce makes ids unpredictable, so
+//! an off-path attacker cannot forge a response (it would also need the right source address and
+//! node id). Deadlines live in one ordered set, so the earliest is always at hand.
+
+use alloc::collections::BTreeSet;
+use alloc::vec::Vec;
+use core::net::SocketAddr;
+
+use crate::event::QueryId;
+use crate::id::Id;
+use crate::stats::MethodKind;
+use crate::time::Instant;
+
+/// Length of the transaction ids this node sends.
+pub(crate) const TID_LEN: usize = 6;
+
+/// A transaction id as sent on the wire.
+pub(crate) type Tid = [u8; TID_LEN];
+
+/// What a request was for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// A lookup request (index of the lookup within the query: 0 = IPv4, 1 = IPv6).
+    Lookup { query: QueryId, family: u8 },
+    /// An announce_peer (or put) after a lookup.
+    Store { query: QueryId },
+    /// A single request whose answer ends the query (ping, custom query).
+    Single { query: QueryId },
+    /// A liveness ping asked for by the routing table.
+    TablePing,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Txn {
+    pub(crate) nonce: u32,
+    pub(crate) to: SocketAddr,
+    /// The id we expect to answer, when known.
+    pub(crate) node_id: Option<Id>,
+    pub(crate) method: MethodKind,
+    pub(crate) sent_at: Instant,
+    pub(crate) short_deadline: Instant,
+    pub(crate) deadline: Instant,
+    /// The short deadline has passed.
+    pub(crate) slow: bool,
+    pub(crate) purpose: Purpose,
+}
+
+/// What a deadline did.
+#[derive(Clone, Debug)]
+pub(crate) enum Expired {
+    /// The short timeout passed; the transaction is still open.
+    Slow(Txn),
+    /// The full timeout passed; the transaction is closed.
+    Failed(Txn),
+}
+
+#[derive(Debug)]
+pub(crate) struct Transactions {
+    slots: Vec<Option<Txn>>,
+    free: Vec<u16>,
+    cap: usize,
+    /// (deadline, slot) for every open transaction: its short deadline until that passed, then
+    /// its full deadline.
+    deadlines: BTreeSet<(Instant, u16)>,
+    len: usize,
+}
+
+impl Transactions {
+    pub(crate) fn new(cap: usize) -> Self {
+        let cap = cap.clamp(1, usize::from(u16::MAX));
+        Self { slots: Vec::new(), free: Vec::new(), cap, deadlines: BTreeSet::new(), len: 0 }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.len >= self.cap
+    }
+
+    /// Opens a transaction; `None` at the cap.
+    pub(crate) fn open(&mut self, txn: Txn) -> Option<Tid> {
+        if self.is_full() {
+            return None;
+        }
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                let s = u16::try_from(self.slots.len()).ok()?;
+                self.slots.push(None);
+                s
+            }
+        };
+        let mut tid = [0u8; TID_LEN];
+        let (a, b) = tid.split_at_mut(2);
+        a.copy_from_slice(&slot.to_be_bytes());
+        b.copy_from_slice(&txn.nonce.to_be_bytes());
+        self.deadlines.insert((txn.short_deadline, slot));
+        *self.slots.get_mut(usize::from(slot))? = Some(txn);
+        self.len += 1;
+        Some(tid)
+    }
+
+    fn slot_of(&self, tid: &[u8]) -> Option<u16> {
+        let (s, n): ([u8; 2], [u8; 4]) = match tid {
+            [a, b, c, d, e, f] => ([*a, *b], [*c, *d, *e, *f]),
+            _ => return None,
+        };
+        let slot = u16::from_be_bytes(s);
+        let nonce = u32::from_be_bytes(n);
+        let txn = self.slots.get(usize::from(slot))?.as_ref()?;
+        (txn.nonce == nonce).then_some(slot)
+    }
+
+    /// The open transaction with this id.
+    pub(crate) fn get(&self, tid: &[u8]) -> Option<&Txn> {
+        let slot = self.slot_of(tid)?;
+        self.slots.get(usize::from(slot))?.as_ref()
+    }
+
+    /// Closes and returns the transaction with this id.
+    pub(crate) fn close(&mut self, tid: &[u8]) -> Option<Txn> {
+        let slot = self.slot_of(tid)?;
+        self.close_slot(slot)
+    }
+
+    fn close_slot(&mut self, slot: u16) -> Option<Txn> {
+        let txn = self.slots.get_mut(usize::from(slot))?.take()?;
+        let key = if txn.slow { txn.deadline } else { txn.short_deadline };
+        self.deadlines.remove(&(key, slot));
+        self.free.push(slot);
+        self.len -= 1;
+        Some(txn)
+    }
+
+    /// Closes every transaction of `query` (a cancelled or finished query), returning how many.
+    pub(crate) fn close_query(&mut self, query: QueryId) -> usize {
+        let slots: Vec<u16> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| {
+                let t = t.as_ref()?;
+                let q = match t.purpose {
+                    Purpose::Lookup { query, .. }
+                    | Purpose::Store { query }
+                    | Purpose::Single { query } => query,
+                    Purpose::TablePing => return None,
+                };
+                (q == query).then(|| u16::try_from(i).ok()).flatten()
+            })
+            .collect();
+        for s in &slots {
+            self.close_slot(*s);
+        }
+        slots.len()
+    }
+
+    /// The earliest deadline.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.first().map(|(t, _)| *t)
+    }
+
+    /// Pops one deadline that is due at `now`.
+    pub(crate) fn pop_expired(&mut self, now: Instant) -> Option<Expired> {
+        let &(at, slot) = self.deadlines.first()?;
+        if at > now {
+            return None;
+        }
+        self.deadlines.remove(&(at, slot));
+        let txn = self.slots.get_mut(usize::from(slot))?.as_mut()?;
+        if !txn.slow && txn.deadline > at {
+            txn.slow = true;
+            self.deadlines.insert((txn.deadline, slot));
+            return Some(Expired::Slow(txn.clone()));
+        }
+        // The full deadline (or a short deadline equal to it): its set entry is already gone.
+        let txn = self.slots.get_mut(usize::from(slot))?.take()?;
+        self.free.push(slot);
+        self.len -= 1;
+        Some(Expired::Failed(txn))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use core::time::Duration;
+
+    use super::*;
+
+    fn txn(nonce: u32, now: Instant) -> Txn {
+        Txn {
+            nonce,
+            to: "1.2.3.4:5".parse().unwrap(),
+            node_id: None,
+            method: MethodKind::Ping,
+            sent_at: now,
+            short_deadline: now + Duration::from_secs(1),
+            deadline: now + Duration::from_secs(5),
+            slow: false,
+            purpose: Purpose::TablePing,
+        }
+    }
+
+    #[test]
+    fn open_get_close() {
+        let mut t = Transactions::new(2);
+        let now = Instant::ZERO;
+        let a = t.open(txn(7, now)).unwrap();
+        let b = t.open(txn(8, now)).unwrap();
+        assert!(t.open(txn(9, now)).is_none(), "cap");
+        assert_ne!(a, b);
+        assert_eq!(t.get(&a).unwrap().nonce, 7);
+        let mut forged = a;
+        forged[5] ^= 1;
+        assert!(t.get(&forged).is_none(), "wrong nonce");
+        assert!(t.get(&a[..4]).is_none(), "wrong length");
+        assert_eq!(t.close(&a).unwrap().nonce, 7);
+        assert!(t.close(&a).is_none(), "closed once");
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.next_deadline(), Some(now + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn short_then_full_deadline() {
+        let mut t = Transactions::new(4);
+        let now = Instant::ZERO;
+        let a = t.open(txn(1, now)).unwrap();
+        assert!(t.pop_expired(now).is_none());
+        match t.pop_expired(now + Duration::from_secs(1)) {
+            Some(Expired::Slow(x)) => assert_eq!(x.nonce, 1),
+            other => panic!("{other:?}"),
+        }
+        assert!(t.get(&a).unwrap().slow);
+        assert_eq!(t.next_deadline(), Some(now + Duration::from_secs(5)));
+        match t.pop_expired(now + Duration::from_secs(9)) {
+            Some(Expired::Failed(x)) => assert_eq!(x.nonce, 1),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(t.len(), 0);
+        assert_eq!(t.next_deadline(), None);
+        // The slot is reused with a new nonce; the old id stays dead.
+        let b = t.open(txn(2, now)).unwrap();
+        assert!(t.get(&a).is_none());
+        assert!(t.get(&b).is_some());
+    }
+
+    #[test]
+    fn closing_a_slow_transaction_removes_its_full_deadline() {
+        let mut t = Transactions::new(4);
+        let a = t.open(txn(1, Instant::ZERO)).unwrap();
+        let _ = t.pop_expired(Instant::from_secs(1));
+        t.close(&a).unwrap();
+        assert_eq!(t.next_deadline(), None);
+    }
+}
