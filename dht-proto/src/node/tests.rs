@@ -1,0 +1,532 @@
+//! Node tests on a small in-memory network (no sockets, virtual time).
+
+use alloc::collections::VecDeque;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+use core::time::Duration;
+
+use super::*;
+use crate::event::{CommandKind, Event, QueryStatus};
+use crate::stats::MethodKind;
+use crate::wire::encode::Writer;
+use crate::wire::krpc::{AnnouncePeer, Body, GetPeers, Message, Ping, Query};
+
+pub(crate) fn addr(i: usize) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, (i / 250) as u8, (i % 250 + 1) as u8)), 6881)
+}
+
+pub(crate) fn seed(i: usize) -> [u8; 32] {
+    let mut s = [0u8; 32];
+    s[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+    s
+}
+
+/// A tiny synchronous network: every datagram is delivered after `latency`.
+pub(crate) struct Net {
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) alive: Vec<bool>,
+    pub(crate) now: Instant,
+    pub(crate) latency: Duration,
+    pub(crate) queue: VecDeque<(Instant, SocketAddr, SocketAddr, Vec<u8>)>,
+    pub(crate) events: Vec<(usize, Event)>,
+    /// Every transmit, for determinism checks.
+    pub(crate) trace: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
+}
+
+impl Net {
+    pub(crate) fn new(n: usize, config: impl Fn(usize) -> Config) -> Self {
+        let now = Instant::from_secs(1000);
+        let nodes = (0..n).map(|i| Node::new(config(i), now).unwrap()).collect();
+        Self {
+            nodes,
+            alive: vec![true; n],
+            now,
+            latency: Duration::from_millis(20),
+            queue: VecDeque::new(),
+            events: Vec::new(),
+            trace: Vec::new(),
+        }
+    }
+
+    pub(crate) fn index_of(&self, a: &SocketAddr) -> Option<usize> {
+        (0..self.nodes.len()).find(|&i| addr(i) == *a)
+    }
+
+    /// Drains every node's output into the queue and event list.
+    pub(crate) fn drain(&mut self) {
+        let mut buf = [0u8; 1500];
+        for i in 0..self.nodes.len() {
+            while let Some(t) = self.nodes[i].poll_transmit(self.now, &mut buf) {
+                let data = buf[..t.len].to_vec();
+                self.trace.push((addr(i), t.to, data.clone()));
+                self.queue.push_back((self.now + self.latency, addr(i), t.to, data));
+            }
+            while let Some(e) = self.nodes[i].poll_event() {
+                self.events.push((i, e));
+            }
+        }
+    }
+
+    /// Advances to the next deadline or delivery and processes it. Returns false when idle.
+    pub(crate) fn step(&mut self) -> bool {
+        self.drain();
+        let next_delivery = self.queue.front().map(|q| q.0);
+        let next_timer = self.nodes.iter().filter_map(Node::poll_timeout).min();
+        let Some(next) = [next_delivery, next_timer].into_iter().flatten().min() else {
+            return false;
+        };
+        self.now = self.now.max(next);
+        while self.queue.front().is_some_and(|q| q.0 <= self.now) {
+            let (_, from, to, data) = self.queue.pop_front().unwrap();
+            if let Some(j) = self.index_of(&to) {
+                if self.alive[j] {
+                    let _ = self.nodes[j].handle_datagram(self.now, from, &data);
+                }
+            }
+        }
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].poll_timeout().is_some_and(|t| t <= self.now) {
+                self.nodes[i].handle_timeout(self.now);
+            }
+        }
+        self.drain();
+        true
+    }
+
+    pub(crate) fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        let mut steps = 0;
+        while self.now < end && steps < 1_000_000 {
+            let before = self.now;
+            if !self.step() {
+                break;
+            }
+            steps += 1;
+            if self.now > end {
+                self.now = before.max(end);
+            }
+        }
+    }
+
+    pub(crate) fn run_until_finished(&mut self, node: usize, q: QueryId) -> QueryOutcome {
+        for _ in 0..200_000 {
+            if let Some(o) = self.finished(node, q) {
+                return o;
+            }
+            assert!(self.step(), "network idle before query finished");
+        }
+        panic!("query did not finish");
+    }
+
+    pub(crate) fn finished(&self, node: usize, q: QueryId) -> Option<QueryOutcome> {
+        self.events.iter().find_map(|(i, e)| match e {
+            Event::QueryFinished { query, outcome } if *i == node && *query == q => Some(outcome.clone()),
+            _ => None,
+        })
+    }
+
+    pub(crate) fn bootstrap_all(&mut self) {
+        let now = self.now;
+        for i in 1..self.nodes.len() {
+            self.nodes[i].bootstrap(now, [addr(0)]).unwrap();
+        }
+        self.run_for(Duration::from_secs(30));
+    }
+
+    pub(crate) fn peers_found(&self, node: usize, q: QueryId) -> Vec<SocketAddr> {
+        self.events
+            .iter()
+            .filter_map(|(i, e)| match e {
+                Event::PeersFound { query, peers } if *i == node && *query == q => Some(peers.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+}
+
+fn local(i: usize) -> Config {
+    Config::local_testing(seed(i))
+}
+
+fn encode(msg: &Message<'_>) -> Vec<u8> {
+    let mut buf = [0u8; 1500];
+    let n = msg.encode(&mut buf).unwrap();
+    buf[..n].to_vec()
+}
+
+/// Sends one raw datagram to `node` and returns its answers.
+fn exchange(node: &mut Node, now: Instant, from: SocketAddr, data: &[u8]) -> Vec<Vec<u8>> {
+    let _ = node.handle_datagram(now, from, data);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1500];
+    while let Some(t) = node.poll_transmit(now, &mut buf) {
+        assert_eq!(t.to, from);
+        out.push(buf[..t.len].to_vec());
+    }
+    out
+}
+
+fn ping_query(tid: &[u8], id: Id) -> Vec<u8> {
+    encode(&Message {
+        transaction_id: tid,
+        version: None,
+        ip: None,
+        read_only: false,
+        body: Body::Query(Query::Ping(Ping { id })),
+    })
+}
+
+#[test]
+fn bootstrap_fills_tables() {
+    let mut net = Net::new(30, local);
+    net.bootstrap_all();
+    for i in 1..30 {
+        assert!(net.nodes[i].is_bootstrapped(), "node {i} not bootstrapped");
+        assert!(net.nodes[i].table_len() >= 8, "node {i} has {} entries", net.nodes[i].table_len());
+    }
+    assert!(net.nodes[0].table_len() >= 8);
+    let bootstrapped = net.events.iter().filter(|(_, e)| matches!(e, Event::Bootstrapped { .. })).count();
+    assert_eq!(bootstrapped, 29);
+}
+
+#[test]
+fn announce_is_found_by_every_other_node() {
+    let mut net = Net::new(25, local);
+    net.bootstrap_all();
+    let info_hash = Id::new([0x42; 20]);
+    let now = net.now;
+    let q = net.nodes[3].announce_peer(now, info_hash, Some(5555)).unwrap();
+    let outcome = net.run_until_finished(3, q);
+    assert_eq!(outcome.status, QueryStatus::Completed);
+    assert!(outcome.announced >= 1, "{outcome:?}");
+    let expect = SocketAddr::new(addr(3).ip(), 5555);
+    for i in 0..25 {
+        if i == 3 {
+            continue;
+        }
+        let now = net.now;
+        let q = net.nodes[i].get_peers(now, info_hash).unwrap();
+        let outcome = net.run_until_finished(i, q);
+        assert_eq!(outcome.kind, CommandKind::GetPeers);
+        let peers = net.peers_found(i, q);
+        assert!(peers.contains(&expect), "node {i} found {peers:?}");
+        assert!(outcome.metrics.time_to_first_peer.is_some());
+    }
+}
+
+#[test]
+fn implied_port_stores_the_source_port() {
+    let mut net = Net::new(12, local);
+    net.bootstrap_all();
+    let info_hash = Id::new([0x17; 20]);
+    let now = net.now;
+    let q = net.nodes[5].announce_peer(now, info_hash, None).unwrap();
+    let outcome = net.run_until_finished(5, q);
+    assert!(outcome.announced >= 1);
+    let now = net.now;
+    let q = net.nodes[7].get_peers(now, info_hash).unwrap();
+    net.run_until_finished(7, q);
+    // The DHT socket's port (6881), not a port named in the message.
+    assert!(net.peers_found(7, q).contains(&addr(5)));
+}
+
+fn get_token(node: &mut Node, now: Instant, from: SocketAddr, info_hash: Id) -> Vec<u8> {
+    let q = encode(&Message {
+        transaction_id: b"gp",
+        version: None,
+        ip: None,
+        read_only: false,
+        body: Body::Query(Query::GetPeers(GetPeers {
+            id: Id::new([9; 20]),
+            info_hash,
+            want: None,
+            noseed: false,
+            scrape: false,
+        })),
+    });
+    let answers = exchange(node, now, from, &q);
+    let msg = Message::decode(&answers[0], &Default::default()).unwrap();
+    match msg.body {
+        Body::Response(r) => r.token.unwrap().to_vec(),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn announce(node: &mut Node, now: Instant, from: SocketAddr, info_hash: Id, token: &[u8]) -> Vec<Vec<u8>> {
+    let q = encode(&Message {
+        transaction_id: b"an",
+        version: None,
+        ip: None,
+        read_only: false,
+        body: Body::Query(Query::AnnouncePeer(AnnouncePeer {
+            id: Id::new([9; 20]),
+            info_hash,
+            port: 4000,
+            implied_port: false,
+            token,
+            seed: false,
+        })),
+    });
+    exchange(node, now, from, &q)
+}
+
+fn is_error(datagram: &[u8], code: i64) -> bool {
+    matches!(Message::decode(datagram, &Default::default()).unwrap().body, Body::Error(e) if e.code == code)
+}
+
+#[test]
+fn announce_with_wrong_or_expired_token_is_refused() {
+    let now = Instant::from_secs(10);
+    let mut node = Node::new(local(1), now).unwrap();
+    let me = addr(7);
+    let other = addr(8);
+    let ih = Id::new([1; 20]);
+    let token = get_token(&mut node, now, me, ih);
+    // A token issued to another address.
+    let answers = announce(&mut node, now, other, ih, &token);
+    assert!(is_error(&answers[0], 203));
+    // A made-up token.
+    let answers = announce(&mut node, now, me, ih, b"12345678");
+    assert!(is_error(&answers[0], 203));
+    assert_eq!(node.peer_store().len(), 0);
+    // Expired: two rotations later.
+    let later = now + node.config().token_rotation * 2 + Duration::from_secs(1);
+    node.handle_timeout(now + node.config().token_rotation);
+    node.handle_timeout(later);
+    let answers = announce(&mut node, later, me, ih, &token);
+    assert!(is_error(&answers[0], 203));
+    assert_eq!(node.peer_store().len(), 0);
+    // A fresh token works.
+    let token = get_token(&mut node, later, me, ih);
+    let answers = announce(&mut node, later, me, ih, &token);
+    assert!(!is_error(&answers[0], 203));
+    assert_eq!(node.peer_store().len(), 1);
+}
+
+#[test]
+fn response_from_wrong_address_is_ignored() {
+    let now = Instant::from_secs(10);
+    let mut node = Node::new(local(1), now).unwrap();
+    let q = node.ping(now, addr(2)).unwrap();
+    let mut buf = [0u8; 1500];
+    let t = node.poll_transmit(now, &mut buf).unwrap();
+    let sent = Message::decode(&buf[..t.len], &Default::default()).unwrap();
+    let tid = sent.transaction_id.to_vec();
+    let mut resp = crate::wire::krpc::Response::new(Id::new([5; 20]));
+    resp.token = None;
+    let answer = encode(&Message { transaction_id: &tid, version: None, ip: None, read_only: false, body: Body::Response(resp) });
+    assert_eq!(node.handle_datagram(now, addr(3), &answer), Disposition::Dropped(DropReason::WrongSource));
+    assert_eq!(node.stats().dropped(DropReason::WrongSource), 1);
+    assert!(node.is_running(q));
+    // A forged transaction id from the right address is unknown.
+    let mut forged = tid.clone();
+    *forged.last_mut().unwrap() ^= 0xff;
+    let bad = encode(&Message { transaction_id: &forged, version: None, ip: None, read_only: false, body: Body::Response(crate::wire::krpc::Response::new(Id::new([5; 20]))) });
+    assert_eq!(node.handle_datagram(now, addr(2), &bad), Disposition::Dropped(DropReason::UnknownTransaction));
+    // The right one is accepted and finishes the ping.
+    assert_eq!(node.handle_datagram(now, addr(2), &answer), Disposition::Accepted);
+    assert!(!node.is_running(q));
+    match node.poll_event() {
+        Some(Event::QueryFinished { query, outcome }) => {
+            assert_eq!(query, q);
+            assert_eq!(outcome.status, QueryStatus::Completed);
+            assert_eq!(outcome.responder, Some(Id::new([5; 20])));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn silent_node_times_out_and_is_marked_failed() {
+    let mut net = Net::new(3, local);
+    net.bootstrap_all();
+    let dead_id = net.nodes[2].id();
+    net.alive[2] = false;
+    assert!(net.nodes[1].routing_table().contains(&dead_id));
+    let now = net.now;
+    let q = net.nodes[1].ping(now, addr(2)).unwrap();
+    let outcome = net.run_until_finished(1, q);
+    assert_eq!(outcome.status, QueryStatus::TimedOut);
+    assert!(net.nodes[1].stats().timeouts >= 1);
+    let entry = net.nodes[1].routing_table().get(&dead_id).map(|e| e.failures());
+    assert!(entry.is_none_or(|f| f >= 1), "failure recorded or entry removed");
+}
+
+#[test]
+fn read_only_node_gets_answers_but_never_enters_tables() {
+    let mut net = Net::new(10, |i| {
+        let mut c = local(i);
+        c.read_only = i == 9;
+        c
+    });
+    net.bootstrap_all();
+    let ro_id = net.nodes[9].id();
+    assert!(net.nodes[9].is_bootstrapped(), "a read-only node can still look up");
+    for i in 0..9 {
+        assert!(!net.nodes[i].routing_table().contains(&ro_id), "node {i} added the read-only node");
+    }
+    let now = net.now;
+    let q = net.nodes[9].get_peers(now, Id::new([3; 20])).unwrap();
+    let outcome = net.run_until_finished(9, q);
+    assert!(outcome.metrics.responses > 0);
+    // It answers nothing.
+    let answers = exchange(&mut net.nodes[9], now, addr(1), &ping_query(b"aa", Id::new([4; 20])));
+    assert!(answers.is_empty());
+    assert_eq!(net.nodes[9].stats().dropped(DropReason::ReadOnly), 1);
+}
+
+#[test]
+fn custom_query_round_trips() {
+    let mut net = Net::new(2, |i| {
+        let mut c = local(i);
+        c.custom_queries = true;
+        c
+    });
+    let now = net.now;
+    let mut args = [0u8; 64];
+    let mut w = Writer::new(&mut args);
+    w.begin_dict();
+    w.bytes(b"x");
+    w.int(42);
+    w.end();
+    let len = w.finish().unwrap();
+    let q = net.nodes[0].send_query(now, addr(1), b"echo", &args[..len]).unwrap();
+    net.drain();
+    net.step();
+    let (handle, got_args) = net
+        .events
+        .iter()
+        .find_map(|(i, e)| match e {
+            Event::CustomQuery { handle, method, args, from } if *i == 1 => {
+                assert_eq!(method, b"echo");
+                assert_eq!(*from, addr(0));
+                Some((*handle, args.clone()))
+            }
+            _ => None,
+        })
+        .expect("custom query event");
+    // The node added its id in canonical position.
+    let mut expect = b"d2:id20:".to_vec();
+    expect.extend_from_slice(net.nodes[0].id().as_bytes());
+    expect.extend_from_slice(b"1:xi42ee");
+    assert_eq!(got_args, expect);
+    net.nodes[1].respond(handle, b"d5:helloi7ee").unwrap();
+    assert_eq!(net.nodes[1].respond(handle, b"de"), Err(CommandError::UnknownQuery));
+    let outcome = net.run_until_finished(0, q);
+    assert_eq!(outcome.status, QueryStatus::Completed);
+    let body = outcome.response.unwrap();
+    assert!(body.windows(9).any(|w| w == b"5:helloi7"), "{body:?}");
+}
+
+#[test]
+fn unknown_method_gets_204_without_custom_queries() {
+    let now = Instant::from_secs(1);
+    let mut node = Node::new(local(1), now).unwrap();
+    let mut q = b"d1:ad2:id20:".to_vec();
+    q.extend_from_slice(&[7; 20]);
+    q.extend_from_slice(b"e1:q3:foo1:t2:xy1:y1:qe");
+    let answers = exchange(&mut node, now, addr(2), &q);
+    assert!(is_error(&answers[0], 204));
+    assert_eq!(node.stats().queries_received.get(MethodKind::Other), 1);
+}
+
+#[test]
+fn malformed_query_gets_203() {
+    let now = Instant::from_secs(1);
+    let mut node = Node::new(local(1), now).unwrap();
+    // A ping whose id is 3 bytes.
+    let answers = exchange(&mut node, now, addr(2), b"d1:ad2:id3:abce1:q4:ping1:t2:xy1:y1:qe");
+    assert_eq!(answers.len(), 1);
+    assert!(is_error(&answers[0], 203));
+    assert_eq!(node.stats().dropped(DropReason::Malformed), 1);
+    // Garbage gets nothing.
+    assert!(exchange(&mut node, now, addr(2), b"\x00\x01garbage").is_empty());
+}
+
+#[test]
+fn query_received_reports_what_arrived() {
+    let mut config = local(1);
+    config.report_queries = true;
+    let now = Instant::from_secs(1);
+    let mut node = Node::new(config, now).unwrap();
+    let ih = Id::new([0xab; 20]);
+    let token = get_token(&mut node, now, addr(2), ih);
+    let _ = announce(&mut node, now, addr(2), ih, &token);
+    let events: Vec<Event> = core::iter::from_fn(|| node.poll_event()).collect();
+    assert_eq!(events.len(), 2, "{events:?}");
+    match &events[0] {
+        Event::QueryReceived { from, id, method, target, announced_port } => {
+            assert_eq!(*from, addr(2));
+            assert_eq!(*id, Id::new([9; 20]));
+            assert_eq!(*method, MethodKind::GetPeers);
+            assert_eq!(*target, Some(ih));
+            assert_eq!(*announced_port, None);
+        }
+        other => panic!("{other:?}"),
+    }
+    match &events[1] {
+        Event::QueryReceived { method, announced_port, .. } => {
+            assert_eq!(*method, MethodKind::AnnouncePeer);
+            assert_eq!(*announced_port, Some(4000));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn same_seed_same_bytes() {
+    let run = || {
+        let mut net = Net::new(15, local);
+        net.bootstrap_all();
+        let now = net.now;
+        let q = net.nodes[4].announce_peer(now, Id::new([8; 20]), Some(1234)).unwrap();
+        net.run_until_finished(4, q);
+        let q = net.nodes[9].get_peers(net.now, Id::new([8; 20])).unwrap();
+        net.run_until_finished(9, q);
+        (net.trace, net.events)
+    };
+    let (t1, e1) = run();
+    let (t2, e2) = run();
+    assert!(t1.len() > 100);
+    assert_eq!(t1, t2);
+    assert_eq!(e1, e2);
+}
+
+#[test]
+fn time_going_backwards_is_clamped() {
+    let mut node = Node::new(local(1), Instant::from_secs(100)).unwrap();
+    node.handle_timeout(Instant::from_secs(50));
+    let _ = node.ping(Instant::from_secs(10), addr(2)).unwrap();
+    let deadline = node.poll_timeout().unwrap();
+    assert!(deadline > Instant::from_secs(100));
+}
+
+#[test]
+fn event_queue_overflow_is_reported() {
+    let mut config = local(1);
+    config.report_queries = true;
+    config.limits.max_pending_events = 4;
+    let now = Instant::from_secs(1);
+    let mut node = Node::new(config, now).unwrap();
+    for i in 0..10u8 {
+        let _ = exchange(&mut node, now, addr(2), &ping_query(&[i], Id::new([i + 1; 20])));
+    }
+    let events: Vec<Event> = core::iter::from_fn(|| node.poll_event()).collect();
+    assert_eq!(events.len(), 5);
+    assert_eq!(events[4], Event::EventsDropped { count: 6 });
+    assert_eq!(node.stats().events_dropped, 6);
+}
+
+#[test]
+fn query_cap_is_enforced() {
+    let mut config = local(1);
+    config.limits.max_queries = 2;
+    let now = Instant::from_secs(1);
+    let mut node = Node::new(config, now).unwrap();
+    node.ping(now, addr(2)).unwrap();
+    node.ping(now, addr(3)).unwrap();
+    assert_eq!(node.ping(now, addr(4)), Err(CommandError::TooManyQueries));
+    assert_eq!(node.get_peers(now, Id::ZERO), Err(CommandError::NoContacts));
+}
