@@ -54,7 +54,9 @@ impl fmt::Display for CommandError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::TooManyQueries => f.write_str("too many queries are running"),
-            Self::NoContacts => f.write_str("no contacts: the routing table is empty and no bootstrap node is known"),
+            Self::NoContacts => f.write_str(
+                "no contacts: the routing table is empty and no bootstrap node is known",
+            ),
             Self::AddressRejected => f.write_str("the address is refused by the address policy"),
             Self::UnknownQuery => f.write_str("unknown or finished query"),
             Self::InvalidPort => f.write_str("port 0 cannot be announced"),

@@ -119,8 +119,10 @@ pub mod fuzzing;
 
 pub use config::{AddressPolicy, Config, Limits};
 pub use error::{CommandError, ConfigError, DropReason};
-pub use event::{CommandKind, CustomHandle, Event, QueryId, QueryMetrics, QueryOutcome, QueryStatus};
+pub use event::{
+    CommandKind, CustomHandle, Event, QueryId, QueryMetrics, QueryOutcome, QueryStatus,
+};
+pub use id::{Distance, Id, ParseIdError};
 pub use node::{Disposition, Node, TimerKind, Transmit};
 pub use stats::{MethodKind, Stats};
-pub use id::{Distance, Id, ParseIdError};
 pub use time::Instant;

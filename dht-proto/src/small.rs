@@ -16,7 +16,10 @@ impl SmallBytes {
     pub(crate) fn new(data: &[u8]) -> Option<Self> {
         let mut bytes = [0u8; MAX_SMALL];
         bytes.get_mut(..data.len())?.copy_from_slice(data);
-        Some(Self { len: u8::try_from(data.len()).ok()?, bytes })
+        Some(Self {
+            len: u8::try_from(data.len()).ok()?,
+            bytes,
+        })
     }
 
     pub(crate) fn as_slice(&self) -> &[u8] {

@@ -129,12 +129,17 @@ pub struct Stats {
 impl Stats {
     /// How many datagrams were dropped for `reason`.
     pub fn dropped(&self, reason: DropReason) -> u64 {
-        self.dropped_by_reason.get(reason.index()).copied().unwrap_or(0)
+        self.dropped_by_reason
+            .get(reason.index())
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Datagrams dropped for any reason.
     pub fn dropped_total(&self) -> u64 {
-        self.dropped_by_reason.iter().fold(0u64, |a, b| a.saturating_add(*b))
+        self.dropped_by_reason
+            .iter()
+            .fold(0u64, |a, b| a.saturating_add(*b))
     }
 
     pub(crate) fn drop(&mut self, reason: DropReason) {

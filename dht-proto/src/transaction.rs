@@ -71,7 +71,13 @@ pub(crate) struct Transactions {
 impl Transactions {
     pub(crate) fn new(cap: usize) -> Self {
         let cap = cap.clamp(1, usize::from(u16::MAX));
-        Self { slots: Vec::new(), free: Vec::new(), cap, deadlines: BTreeSet::new(), len: 0 }
+        Self {
+            slots: Vec::new(),
+            free: Vec::new(),
+            cap,
+            deadlines: BTreeSet::new(),
+            len: 0,
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -130,7 +136,11 @@ impl Transactions {
 
     fn close_slot(&mut self, slot: u16) -> Option<Txn> {
         let txn = self.slots.get_mut(usize::from(slot))?.take()?;
-        let key = if txn.slow { txn.deadline } else { txn.short_deadline };
+        let key = if txn.slow {
+            txn.deadline
+        } else {
+            txn.short_deadline
+        };
         self.deadlines.remove(&(key, slot));
         self.free.push(slot);
         self.len -= 1;

@@ -108,7 +108,10 @@ impl Lookup {
     /// ignored; beyond the cap the farthest candidate that is not in flight is dropped.
     pub(crate) fn add_candidate(&mut self, id: Id, addr: SocketAddr, hop: u8) -> bool {
         let distance = id.distance(&self.target);
-        let pos = match self.candidates.binary_search_by(|c| c.distance.cmp(&distance)) {
+        let pos = match self
+            .candidates
+            .binary_search_by(|c| c.distance.cmp(&distance))
+        {
             Ok(_) => return false,
             Err(pos) => pos,
         };
@@ -133,13 +136,25 @@ impl Lookup {
         }
         self.candidates.insert(
             pos,
-            Candidate { id, addr, distance, state: State::Fresh, hop, token: None },
+            Candidate {
+                id,
+                addr,
+                distance,
+                state: State::Fresh,
+                hop,
+                token: None,
+            },
         );
         true
     }
 
     fn in_flight(&self) -> usize {
-        self.seeds_waiting + self.candidates.iter().filter(|c| c.state == State::Waiting).count()
+        self.seeds_waiting
+            + self
+                .candidates
+                .iter()
+                .filter(|c| c.state == State::Waiting)
+                .count()
     }
 
     /// The next contact to query now, if α allows and the lookup still needs one. The contact
@@ -163,7 +178,10 @@ impl Lookup {
                 }
                 State::Fresh => {
                     c.state = State::Waiting;
-                    return Some(Contact { id: Some(c.id), addr: c.addr });
+                    return Some(Contact {
+                        id: Some(c.id),
+                        addr: c.addr,
+                    });
                 }
                 State::Waiting | State::Slow | State::Failed => {}
             }
@@ -193,14 +211,21 @@ impl Lookup {
         if self.seeds_slow > 0 || self.candidates.iter().any(|c| c.state == State::Slow) {
             return None;
         }
-        Some(if responded > 0 { Finish::Converged } else { Finish::Exhausted })
+        Some(if responded > 0 {
+            Finish::Converged
+        } else {
+            Finish::Exhausted
+        })
     }
 
     fn find(&mut self, id: Option<Id>, addr: SocketAddr) -> Option<&mut Candidate> {
         match id {
             Some(id) => {
                 let d = id.distance(&self.target);
-                let i = self.candidates.binary_search_by(|c| c.distance.cmp(&d)).ok()?;
+                let i = self
+                    .candidates
+                    .binary_search_by(|c| c.distance.cmp(&d))
+                    .ok()?;
                 self.candidates.get_mut(i).filter(|c| c.addr == addr)
             }
             None => self.candidates.iter_mut().find(|c| c.addr == addr),
@@ -271,12 +296,20 @@ impl Lookup {
 
     /// The candidates that answered, nearest first, at most `n`.
     pub(crate) fn responded(&self, n: usize) -> impl Iterator<Item = &Candidate> {
-        self.candidates.iter().filter(|c| c.state == State::Responded).take(n)
+        self.candidates
+            .iter()
+            .filter(|c| c.state == State::Responded)
+            .take(n)
     }
 
     /// The closest responders as node infos.
     pub(crate) fn closest(&self, n: usize) -> Vec<NodeInfo> {
-        self.responded(n).map(|c| NodeInfo { id: c.id, addr: c.addr }).collect()
+        self.responded(n)
+            .map(|c| NodeInfo {
+                id: c.id,
+                addr: c.addr,
+            })
+            .collect()
     }
 
     /// The largest hop count among responders.

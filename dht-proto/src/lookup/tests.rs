@@ -7,7 +7,10 @@ use proptest::prelude::*;
 use super::*;
 
 fn addr(i: usize) -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8)), 6881)
+    SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::new(10, (i >> 16) as u8, (i >> 8) as u8, i as u8)),
+        6881,
+    )
 }
 
 fn id_from(seed: u64) -> Id {
@@ -36,7 +39,13 @@ fn seeds_are_contacted_first_and_become_candidates() {
     let mut l = Lookup::new(target, 8, 3, 64);
     l.add_seed(addr(1));
     let c = l.next().unwrap();
-    assert_eq!(c, Contact { id: None, addr: addr(1) });
+    assert_eq!(
+        c,
+        Contact {
+            id: None,
+            addr: addr(1)
+        }
+    );
     assert_eq!(l.finished(), None);
     l.on_response(None, false, id_from(2), addr(1), None);
     assert_eq!(l.finished(), Some(Finish::Converged));

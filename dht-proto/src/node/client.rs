@@ -139,7 +139,10 @@ impl Node {
         }
         let args = with_id(args, &self.id, &self.config.limits.decode)
             .ok_or(CommandError::InvalidArgument("args"))?;
-        let query = OutQuery::Custom { method: method.to_vec(), args };
+        let query = OutQuery::Custom {
+            method: method.to_vec(),
+            args,
+        };
         self.single(now, CommandKind::Custom, addr, query)
     }
 
@@ -149,7 +152,12 @@ impl Node {
     /// # Errors
     ///
     /// [`CommandError::AddressRejected`]; [`CommandError::Busy`] when a ping cannot be sent.
-    pub fn add_node(&mut self, now: Instant, addr: SocketAddr, id: Option<Id>) -> Result<(), CommandError> {
+    pub fn add_node(
+        &mut self,
+        now: Instant,
+        addr: SocketAddr,
+        id: Option<Id>,
+    ) -> Result<(), CommandError> {
         let now = self.advance(now);
         let addr = normalize(addr);
         if !self.accepts(&addr) {
@@ -199,7 +207,10 @@ impl Node {
             return Err(CommandError::Busy);
         }
         let q = self.new_query(now, kind)?;
-        if self.send_request(now, None, addr, query, Purpose::Single { query: q }).is_err() {
+        if self
+            .send_request(now, None, addr, query, Purpose::Single { query: q })
+            .is_err()
+        {
             let _ = self.take_query(q);
             return Err(CommandError::Busy);
         }
@@ -247,7 +258,11 @@ impl Node {
         let tid = self.txns.open(txn).ok_or(CommandError::Busy)?;
         let tid = SmallBytes::new(&tid).ok_or(CommandError::Busy)?;
         self.stats.queries_sent.bump(method);
-        self.transmits.push_back(Out { to, tid, body: OutBody::Query(query) });
+        self.transmits.push_back(Out {
+            to,
+            tid,
+            body: OutBody::Query(query),
+        });
         Ok(())
     }
 
@@ -269,9 +284,17 @@ impl Node {
             if only_family.is_some_and(|f| f != fam) || (fam == 1 && !self.config.ipv6) {
                 continue;
             }
-            let mut lookup =
-                Lookup::new(target, k, self.config.alpha, self.config.limits.max_candidates);
-            self.table(fam).closest(&target, self.config.limits.max_candidates.min(k * 2), &mut scratch);
+            let mut lookup = Lookup::new(
+                target,
+                k,
+                self.config.alpha,
+                self.config.limits.max_candidates,
+            );
+            self.table(fam).closest(
+                &target,
+                self.config.limits.max_candidates.min(k * 2),
+                &mut scratch,
+            );
             for e in &scratch {
                 lookup.add_candidate(e.id(), e.addr(), 1);
             }
@@ -316,8 +339,12 @@ impl Node {
                 if !self.can_send() {
                     break;
                 }
-                let Some(state) = self.query_mut(q) else { return };
-                let Some(lookup) = state.lookups.get_mut(fam).and_then(Option::as_mut) else { break };
+                let Some(state) = self.query_mut(q) else {
+                    return;
+                };
+                let Some(lookup) = state.lookups.get_mut(fam).and_then(Option::as_mut) else {
+                    break;
+                };
                 let Some(contact) = lookup.next() else { break };
                 let target = lookup.target();
                 state.metrics.messages_sent += 1;
@@ -328,8 +355,14 @@ impl Node {
                     CommandKind::SampleInfohashes => OutQuery::SampleInfohashes { target },
                     _ => OutQuery::FindNode { target },
                 };
-                let purpose = Purpose::Lookup { query: q, family: fam as u8 };
-                if self.send_request(now, contact.id, contact.addr, query, purpose).is_err() {
+                let purpose = Purpose::Lookup {
+                    query: q,
+                    family: fam as u8,
+                };
+                if self
+                    .send_request(now, contact.id, contact.addr, query, purpose)
+                    .is_err()
+                {
                     // Undo: the contact is treated as failed (rare: capacity was checked).
                     if let Some(l) = self.lookup_mut(q, fam) {
                         l.on_failure(contact.id, contact.addr, false);
@@ -339,7 +372,10 @@ impl Node {
             }
         }
         let Some(state) = self.query(q) else { return };
-        let done = state.lookups.iter().all(|l| l.as_ref().is_none_or(|l| l.finished().is_some()));
+        let done = state
+            .lookups
+            .iter()
+            .all(|l| l.as_ref().is_none_or(|l| l.finished().is_some()));
         let busy = self.txns.is_full() || !self.can_queue();
         if done {
             if matches!(kind, CommandKind::AnnouncePeer) {
@@ -359,7 +395,9 @@ impl Node {
     /// Sends announce_peer to the k closest responders that gave a token.
     fn start_store(&mut self, now: Instant, q: QueryId) {
         let k = self.config.bucket_size;
-        let Some(state) = self.query_mut(q) else { return };
+        let Some(state) = self.query_mut(q) else {
+            return;
+        };
         state.storing = true;
         let port = state.announce_port;
         let mut targets: Vec<(Id, SocketAddr, SmallBytes, Id)> = Vec::new();
@@ -372,8 +410,15 @@ impl Node {
         }
         let mut sent = 0;
         for (id, addr, token, info_hash) in targets {
-            let query = OutQuery::AnnouncePeer { info_hash, port, token };
-            if self.send_request(now, Some(id), addr, query, Purpose::Store { query: q }).is_ok() {
+            let query = OutQuery::AnnouncePeer {
+                info_hash,
+                port,
+                token,
+            };
+            if self
+                .send_request(now, Some(id), addr, query, Purpose::Store { query: q })
+                .is_ok()
+            {
                 sent += 1;
             }
         }
@@ -394,7 +439,11 @@ impl Node {
             .iter()
             .flatten()
             .any(|l| matches!(l.finished(), Some(Finish::Converged)));
-        let status = if converged { QueryStatus::Completed } else { QueryStatus::Exhausted };
+        let status = if converged {
+            QueryStatus::Completed
+        } else {
+            QueryStatus::Exhausted
+        };
         self.finish(now, q, status, None, None);
     }
 
@@ -407,7 +456,9 @@ impl Node {
         responder: Option<Id>,
         response: Option<Vec<u8>>,
     ) {
-        let Some(state) = self.take_query(q) else { return };
+        let Some(state) = self.take_query(q) else {
+            return;
+        };
         self.txns.close_query(q);
         let k = self.config.bucket_size;
         let mut closest: Vec<NodeInfo> = Vec::new();
@@ -444,7 +495,8 @@ impl Node {
                 self.bootstrapped = true;
                 self.push_event(Event::Bootstrapped { nodes });
                 // Fill the far half of the table at once rather than at the first refresh.
-                let far = Id::random_with_prefix(&self.id.with_bit(0, !self.id.bit(0)), 1, &mut self.rng);
+                let far =
+                    Id::random_with_prefix(&self.id.with_bit(0, !self.id.bit(0)), 1, &mut self.rng);
                 let _ = self.start_lookup(now, CommandKind::Refresh, far, None, None);
             }
         } else if !self.seeds.is_empty() {
@@ -462,8 +514,8 @@ impl Node {
             Ok(q) => self.bootstrap_query = Some(q),
             Err(_) => {
                 self.bootstrap_retry_at = Some(now + self.bootstrap_backoff);
-                self.bootstrap_backoff =
-                    (self.bootstrap_backoff.saturating_mul(2)).min(self.config.bootstrap_backoff_max);
+                self.bootstrap_backoff = (self.bootstrap_backoff.saturating_mul(2))
+                    .min(self.config.bootstrap_backoff_max);
             }
         }
     }
@@ -539,10 +591,14 @@ impl Node {
     ) {
         let own = self.id;
         let policy = self.config.address_policy;
-        let Some(state) = self.query_mut(q) else { return };
+        let Some(state) = self.query_mut(q) else {
+            return;
+        };
         state.metrics.responses += 1;
         let kind = state.kind;
-        let Some(lookup) = state.lookups.get_mut(fam).and_then(Option::as_mut) else { return };
+        let Some(lookup) = state.lookups.get_mut(fam).and_then(Option::as_mut) else {
+            return;
+        };
         let hop = lookup.on_response(txn.node_id, txn.slow, r.id, from, r.token);
         let next_hop = hop.saturating_add(1);
         let nodes = if fam == 0 { r.nodes } else { r.nodes6 };
@@ -572,14 +628,22 @@ impl Node {
                         state.metrics.time_to_first_peer =
                             Some(now.saturating_duration_since(state.started));
                     }
-                    self.push_event(Event::PeersFound { query: q, peers: fresh });
+                    self.push_event(Event::PeersFound {
+                        query: q,
+                        peers: fresh,
+                    });
                 }
             }
         }
         if matches!(kind, CommandKind::SampleInfohashes) {
             if let Some(samples) = r.samples {
                 let samples: Vec<Id> = samples.iter().collect();
-                self.push_event(Event::SamplesFound { query: q, from, samples, num: r.num });
+                self.push_event(Event::SamplesFound {
+                    query: q,
+                    from,
+                    samples,
+                    num: r.num,
+                });
             }
         }
     }
@@ -605,7 +669,16 @@ impl Node {
             Purpose::TablePing => {}
             Purpose::Single { query } => {
                 let message = String::from_utf8_lossy(e.message).into_owned();
-                self.finish(now, query, QueryStatus::Error { code: e.code, message }, None, None);
+                self.finish(
+                    now,
+                    query,
+                    QueryStatus::Error {
+                        code: e.code,
+                        message,
+                    },
+                    None,
+                    None,
+                );
             }
             Purpose::Store { query } => {
                 if let Some(state) = self.query_mut(query) {
@@ -687,9 +760,13 @@ fn response_body(raw: &[u8], limits: &bencode::DecodeLimits) -> Option<Vec<u8>> 
 /// `dict` (a bencoded dictionary) with `id` set to `id`, keys in canonical order; `None` if
 /// `dict` is not a dictionary.
 pub(crate) fn with_id(dict: &[u8], id: &Id, limits: &bencode::DecodeLimits) -> Option<Vec<u8>> {
-    let Value::Dict(d) = bencode::decode(dict, limits).ok()? else { return None };
+    let Value::Dict(d) = bencode::decode(dict, limits).ok()? else {
+        return None;
+    };
     let mut entries: Vec<(&[u8], Value<'_>)> = d.iter().filter(|(k, _)| *k != b"id").collect();
+    // Stable sort, then keep the first of duplicate keys (the decoder is lenient about them).
     entries.sort_by(|a, b| a.0.cmp(b.0));
+    entries.dedup_by(|later, first| later.0 == first.0);
     let mut buf = alloc::vec![0u8; dict.len() + 32];
     let mut w = Writer::new(&mut buf);
     w.begin_dict();

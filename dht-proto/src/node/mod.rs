@@ -243,14 +243,26 @@ impl Node {
         &self.stats
     }
 
+    /// The routing table of an address family (0 = IPv4, anything else = IPv6).
+    pub(crate) fn table(&self, fam: usize) -> &RoutingTable {
+        let [v4, v6] = &self.tables;
+        if fam == 0 { v4 } else { v6 }
+    }
+
+    /// Mutable access to the routing table of an address family.
+    pub(crate) fn table_mut(&mut self, fam: usize) -> &mut RoutingTable {
+        let [v4, v6] = &mut self.tables;
+        if fam == 0 { v4 } else { v6 }
+    }
+
     /// The IPv4 routing table.
     pub fn routing_table(&self) -> &RoutingTable {
-        &self.tables[0]
+        self.table(0)
     }
 
     /// The IPv6 routing table (BEP 32).
     pub fn routing_table_v6(&self) -> &RoutingTable {
-        &self.tables[1]
+        self.table(1)
     }
 
     /// Entries in both routing tables.
@@ -310,7 +322,11 @@ impl Node {
 
     /// Adds saved contacts as unverified candidates; they are checked before being trusted.
     /// Returns how many were taken.
-    pub fn import_nodes(&mut self, now: Instant, nodes: impl IntoIterator<Item = NodeInfo>) -> usize {
+    pub fn import_nodes(
+        &mut self,
+        now: Instant,
+        nodes: impl IntoIterator<Item = NodeInfo>,
+    ) -> usize {
         let now = self.advance(now);
         let mut taken = 0;
         for n in nodes {
@@ -319,7 +335,9 @@ impl Node {
                 continue;
             }
             let fam = family(&addr);
-            taken += self.tables[fam].import(now, core::iter::once((n.id, addr)));
+            taken += self
+                .table_mut(fam)
+                .import(now, core::iter::once((n.id, addr)));
         }
         self.note_table_size();
         taken
@@ -342,7 +360,8 @@ impl Node {
                     return Some(Transmit { to: out.to, len });
                 }
                 None => {
-                    self.stats.transmits_too_large = self.stats.transmits_too_large.saturating_add(1);
+                    self.stats.transmits_too_large =
+                        self.stats.transmits_too_large.saturating_add(1);
                 }
             }
         }
@@ -370,12 +389,15 @@ impl Node {
     pub fn next_timer(&self) -> Option<(Instant, TimerKind)> {
         let candidates = [
             (self.txns.next_deadline(), TimerKind::Request),
-            (self.tables[0].next_deadline(), TimerKind::Table),
-            (self.tables[1].next_deadline(), TimerKind::Table),
+            (self.table(0).next_deadline(), TimerKind::Table),
+            (self.table(1).next_deadline(), TimerKind::Table),
             (Some(self.token_rotate_at), TimerKind::TokenRotation),
             (self.peers.next_expiry(), TimerKind::PeerExpiry),
             (self.bootstrap_retry_at, TimerKind::Bootstrap),
-            (self.custom.iter().map(|c| c.expires).min(), TimerKind::CustomExpiry),
+            (
+                self.custom.iter().map(|c| c.expires).min(),
+                TimerKind::CustomExpiry,
+            ),
         ];
         candidates
             .into_iter()
@@ -449,11 +471,18 @@ impl Node {
     }
 
     pub(crate) fn query_mut(&mut self, id: QueryId) -> Option<&mut QueryState> {
-        self.queries.get_mut(id.slot())?.as_mut().filter(|q| q.id == id)
+        self.queries
+            .get_mut(id.slot())?
+            .as_mut()
+            .filter(|q| q.id == id)
     }
 
     /// Registers a new command, or refuses at the cap.
-    pub(crate) fn new_query(&mut self, now: Instant, kind: CommandKind) -> Result<QueryId, CommandError> {
+    pub(crate) fn new_query(
+        &mut self,
+        now: Instant,
+        kind: CommandKind,
+    ) -> Result<QueryId, CommandError> {
         if self.query_count >= self.config.limits.max_queries {
             return Err(CommandError::TooManyQueries);
         }
@@ -487,14 +516,17 @@ impl Node {
     /// The round-trip estimate for a node, if any.
     pub(crate) fn rtt_of(&self, id: Option<Id>, addr: &SocketAddr) -> Option<Duration> {
         let fam = family(addr);
-        id.and_then(|id| self.tables[fam].get(&id)).and_then(|e| e.rtt()).or(self.srtt)
+        id.and_then(|id| self.table(fam).get(&id))
+            .and_then(|e| e.rtt())
+            .or(self.srtt)
     }
 
     /// The short timeout of a request to this node: a few round trips, within bounds.
     pub(crate) fn short_timeout(&self, id: Option<Id>, addr: &SocketAddr) -> Duration {
         let cap = self.config.short_timeout;
         match self.rtt_of(id, addr) {
-            Some(rtt) => (rtt.saturating_mul(2) + Duration::from_millis(50)).clamp(MIN_SHORT_TIMEOUT.min(cap), cap),
+            Some(rtt) => (rtt.saturating_mul(2) + Duration::from_millis(50))
+                .clamp(MIN_SHORT_TIMEOUT.min(cap), cap),
             None => cap,
         }
     }
@@ -512,7 +544,10 @@ impl Node {
         let empty = self.table_len() == 0;
         if empty && !self.table_was_empty {
             self.push_event(Event::RoutingTableEmpty);
-            if self.bootstrap_retry_at.is_none() && self.bootstrap_query.is_none() && !self.seeds.is_empty() {
+            if self.bootstrap_retry_at.is_none()
+                && self.bootstrap_query.is_none()
+                && !self.seeds.is_empty()
+            {
                 self.bootstrap_retry_at = Some(self.now + self.bootstrap_backoff);
             }
         }
@@ -522,7 +557,11 @@ impl Node {
     /// Counts a report of our external address and announces it once enough nodes agree.
     pub(crate) fn vote_external(&mut self, reporter: SocketAddr, addr: SocketAddr) {
         let reporter_ip = reporter.ip();
-        if self.ip_votes.iter().any(|(r, a)| *r == reporter_ip && *a == addr) {
+        if self
+            .ip_votes
+            .iter()
+            .any(|(r, a)| *r == reporter_ip && *a == addr)
+        {
             return;
         }
         self.ip_votes.retain(|(r, _)| *r != reporter_ip);
@@ -533,7 +572,10 @@ impl Node {
         let count = self.ip_votes.iter().filter(|(_, a)| *a == addr).count();
         if count >= IP_VOTES_NEEDED && self.external != Some(addr) {
             self.external = Some(addr);
-            self.push_event(Event::ExternalAddress { addr, reported_by: count });
+            self.push_event(Event::ExternalAddress {
+                addr,
+                reported_by: count,
+            });
         }
     }
 
@@ -542,20 +584,22 @@ impl Node {
         let mut targets = core::mem::take(&mut self.scratch_ids);
         for fam in 0..2 {
             pings.clear();
-            self.tables[fam].pings_due(now, &mut pings);
+            self.table_mut(fam).pings_due(now, &mut pings);
             for (id, addr) in pings.drain(..) {
                 if self.send_table_ping(now, Some(id), addr).is_err() {
                     // No room: count it as a failure so the table does not wait forever.
-                    self.tables[fam].on_failure(now, Some(id), addr);
+                    self.table_mut(fam).on_failure(now, Some(id), addr);
                 }
             }
             targets.clear();
-            if self.bootstrapped && !self.tables[fam].is_empty() {
-                self.tables[fam].refresh_targets(now, &mut self.rng, &mut targets);
+            if self.bootstrapped && !self.table(fam).is_empty() {
+                self.table_mut(fam)
+                    .refresh_targets(now, &mut self.rng, &mut targets);
                 for target in targets.drain(..) {
                     // Refreshes never take the last query slots from the application.
                     if self.query_count * 2 < self.config.limits.max_queries {
-                        let _ = self.start_lookup(now, CommandKind::Refresh, target, None, Some(fam));
+                        let _ =
+                            self.start_lookup(now, CommandKind::Refresh, target, None, Some(fam));
                     }
                 }
             }

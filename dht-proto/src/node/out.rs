@@ -10,7 +10,7 @@ use crate::server::tokens::Token;
 use crate::small::SmallBytes;
 use crate::stats::MethodKind;
 use crate::wire::bencode::{self, Value};
-use crate::wire::compact::{Nodes, NodeInfo, Peers};
+use crate::wire::compact::{NodeInfo, Nodes, Peers};
 use crate::wire::krpc::{
     AnnouncePeer, Body, Custom, FindNode, GetPeers, KrpcError, Message, Ping, Query, Response,
     SampleInfohashes, Samples,
@@ -20,11 +20,24 @@ use crate::wire::krpc::{
 #[derive(Clone, Debug)]
 pub(crate) enum OutQuery {
     Ping,
-    FindNode { target: Id },
-    GetPeers { info_hash: Id },
-    AnnouncePeer { info_hash: Id, port: Option<u16>, token: SmallBytes },
-    SampleInfohashes { target: Id },
-    Custom { method: Vec<u8>, args: Vec<u8> },
+    FindNode {
+        target: Id,
+    },
+    GetPeers {
+        info_hash: Id,
+    },
+    AnnouncePeer {
+        info_hash: Id,
+        port: Option<u16>,
+        token: SmallBytes,
+    },
+    SampleInfohashes {
+        target: Id,
+    },
+    Custom {
+        method: Vec<u8>,
+        args: Vec<u8>,
+    },
 }
 
 impl OutQuery {
@@ -57,10 +70,16 @@ pub(crate) struct OutResponse {
 pub(crate) enum OutBody {
     Query(OutQuery),
     Response(OutResponse),
-    Error { code: i64, message: &'static [u8] },
+    Error {
+        code: i64,
+        message: &'static [u8],
+    },
     /// A complete `r` dictionary supplied by the application (id already merged in).
     CustomResponse(Vec<u8>),
-    CustomError { code: i64, message: Vec<u8> },
+    CustomError {
+        code: i64,
+        message: Vec<u8>,
+    },
 }
 
 /// One queued outgoing message.
@@ -82,7 +101,10 @@ impl Out {
             version,
             ip: None,
             read_only: false,
-            body: Body::Error(KrpcError { code: 0, message: b"" }),
+            body: Body::Error(KrpcError {
+                code: 0,
+                message: b"",
+            }),
         };
         let custom_args;
         match &self.body {
@@ -90,9 +112,11 @@ impl Out {
                 msg.read_only = node.config.read_only;
                 msg.body = Body::Query(match q {
                     OutQuery::Ping => Query::Ping(Ping { id }),
-                    OutQuery::FindNode { target } => {
-                        Query::FindNode(FindNode { id, target: *target, want: None })
-                    }
+                    OutQuery::FindNode { target } => Query::FindNode(FindNode {
+                        id,
+                        target: *target,
+                        want: None,
+                    }),
                     OutQuery::GetPeers { info_hash } => Query::GetPeers(GetPeers {
                         id,
                         info_hash: *info_hash,
@@ -100,7 +124,11 @@ impl Out {
                         noseed: false,
                         scrape: false,
                     }),
-                    OutQuery::AnnouncePeer { info_hash, port, token } => {
+                    OutQuery::AnnouncePeer {
+                        info_hash,
+                        port,
+                        token,
+                    } => {
                         Query::AnnouncePeer(AnnouncePeer {
                             id,
                             info_hash: *info_hash,
@@ -112,11 +140,17 @@ impl Out {
                         })
                     }
                     OutQuery::SampleInfohashes { target } => {
-                        Query::SampleInfohashes(SampleInfohashes { id, target: *target, want: None })
+                        Query::SampleInfohashes(SampleInfohashes {
+                            id,
+                            target: *target,
+                            want: None,
+                        })
                     }
                     OutQuery::Custom { method, args } => {
                         custom_args = bencode::decode(args, &limits).ok()?;
-                        let Value::Dict(args) = custom_args else { return None };
+                        let Value::Dict(args) = custom_args else {
+                            return None;
+                        };
                         Query::Custom(Custom { method, args })
                     }
                 });
@@ -146,17 +180,25 @@ impl Out {
                 return msg.encode(buf).ok();
             }
             OutBody::Error { code, message } => {
-                msg.body = Body::Error(KrpcError { code: *code, message });
+                msg.body = Body::Error(KrpcError {
+                    code: *code,
+                    message,
+                });
                 return msg.encode(buf).ok();
             }
             OutBody::CustomError { code, message } => {
-                msg.body = Body::Error(KrpcError { code: *code, message });
+                msg.body = Body::Error(KrpcError {
+                    code: *code,
+                    message,
+                });
                 return msg.encode(buf).ok();
             }
             OutBody::CustomResponse(body) => {
                 msg.ip = Some(self.to);
                 let decoded = bencode::decode(body, &limits).ok()?;
-                let Value::Dict(dict) = decoded else { return None };
+                let Value::Dict(dict) = decoded else {
+                    return None;
+                };
                 msg.body = Body::Response(Response::custom(id, dict));
                 return msg.encode(buf).ok();
             }

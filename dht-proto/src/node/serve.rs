@@ -7,6 +7,7 @@ use super::{Disposition, Node, PendingCustom, family, normalize};
 use crate::error::DropReason;
 use crate::event::Event;
 use crate::id::Id;
+use crate::node::out::{Out, OutBody, OutResponse};
 use crate::routing::InsertOutcome;
 use crate::small::SmallBytes;
 use crate::stats::MethodKind;
@@ -14,7 +15,6 @@ use crate::time::Instant;
 use crate::wire::bencode::DecodeLimits;
 use crate::wire::compact::NodeInfo;
 use crate::wire::krpc::{Body, Message, Query, Want, error_code, peek_transaction};
-use crate::node::out::{Out, OutBody, OutResponse};
 
 /// Responses are kept under the IPv6 minimum MTU so they are never fragmented.
 pub(crate) const RESPONSE_BUDGET: usize = 1280;
@@ -67,25 +67,50 @@ impl Node {
         }
     }
 
-    pub(crate) fn queue_error(&mut self, to: SocketAddr, tid: SmallBytes, code: i64, message: &'static [u8]) {
+    pub(crate) fn queue_error(
+        &mut self,
+        to: SocketAddr,
+        tid: SmallBytes,
+        code: i64,
+        message: &'static [u8],
+    ) {
         if self.can_queue() {
             self.stats.error_sent(code);
-            self.transmits.push_back(Out { to, tid, body: OutBody::Error { code, message } });
+            self.transmits.push_back(Out {
+                to,
+                tid,
+                body: OutBody::Error { code, message },
+            });
         } else {
             self.stats.drop(DropReason::TransmitQueueFull);
         }
     }
 
-    fn queue_response(&mut self, to: SocketAddr, tid: SmallBytes, body: OutResponse) -> Disposition {
+    fn queue_response(
+        &mut self,
+        to: SocketAddr,
+        tid: SmallBytes,
+        body: OutResponse,
+    ) -> Disposition {
         if !self.can_queue() {
             return self.dropped(DropReason::TransmitQueueFull);
         }
         self.stats.responses_sent = self.stats.responses_sent.saturating_add(1);
-        self.transmits.push_back(Out { to, tid, body: OutBody::Response(body) });
+        self.transmits.push_back(Out {
+            to,
+            tid,
+            body: OutBody::Response(body),
+        });
         Disposition::Accepted
     }
 
-    fn on_query(&mut self, now: Instant, from: SocketAddr, msg: &Message<'_>, q: &Query<'_>) -> Disposition {
+    fn on_query(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        msg: &Message<'_>,
+        q: &Query<'_>,
+    ) -> Disposition {
         let method = MethodKind::from_name(q.method());
         self.stats.queries_received.bump(method);
         if self.config.read_only {
@@ -101,7 +126,9 @@ impl Node {
         if self.config.report_queries {
             if let Some(id) = sender {
                 let announced_port = match q {
-                    Query::AnnouncePeer(a) => Some(if a.implied_port { from.port() } else { a.port }),
+                    Query::AnnouncePeer(a) => {
+                        Some(if a.implied_port { from.port() } else { a.port })
+                    }
                     _ => None,
                 };
                 self.push_event(Event::QueryReceived {
@@ -130,14 +157,22 @@ impl Node {
                 self.queue_response(from, tid, body)
             }
             Query::GetPeers(g) => {
-                let mut body = OutResponse { token: Some(self.tokens.issue(from.ip())), ..OutResponse::default() };
+                let mut body = OutResponse {
+                    token: Some(self.tokens.issue(from.ip())),
+                    ..OutResponse::default()
+                };
                 self.fill_nodes(&mut body, &g.info_hash, from, g.want);
-                let used = RESPONSE_OVERHEAD
-                    + body.nodes.len() * 26
-                    + body.nodes6.len() * 38;
+                let used = RESPONSE_OVERHEAD + body.nodes.len() * 26 + body.nodes6.len() * 38;
                 let budget = RESPONSE_BUDGET.saturating_sub(used);
                 let fam_v6 = from.is_ipv6();
-                self.peers.peers(now, &g.info_hash, fam_v6, budget, &mut self.rng, &mut body.values);
+                self.peers.peers(
+                    now,
+                    &g.info_hash,
+                    fam_v6,
+                    budget,
+                    &mut self.rng,
+                    &mut body.values,
+                );
                 if g.scrape {
                     body.scrape = self.peers.scrape(now, &g.info_hash);
                 }
@@ -175,7 +210,12 @@ impl Node {
                 }
                 let handle = self.new_custom_handle();
                 let expires = now + self.config.query_timeout;
-                self.custom.push(PendingCustom { handle, to: from, tid, expires });
+                self.custom.push(PendingCustom {
+                    handle,
+                    to: from,
+                    tid,
+                    expires,
+                });
                 self.push_event(Event::CustomQuery {
                     handle,
                     from,
@@ -194,7 +234,13 @@ impl Node {
 
     /// The closest nodes for a reply: the requester's family unless `want` says otherwise
     /// (BEP 32).
-    fn fill_nodes(&mut self, body: &mut OutResponse, target: &Id, from: SocketAddr, want: Option<Want>) {
+    fn fill_nodes(
+        &mut self,
+        body: &mut OutResponse,
+        target: &Id,
+        from: SocketAddr,
+        want: Option<Want>,
+    ) {
         let (v4, v6) = match want {
             Some(w) if w.v4 || w.v6 => (w.v4, w.v6),
             _ => (from.is_ipv4(), from.is_ipv6()),
@@ -210,7 +256,10 @@ impl Node {
     pub(crate) fn closest_nodes(&self, fam: usize, target: &Id, n: usize, out: &mut Vec<NodeInfo>) {
         let mut entries = Vec::new();
         self.table(fam).closest(target, n, &mut entries);
-        out.extend(entries.iter().map(|e| NodeInfo { id: e.id(), addr: e.addr() }));
+        out.extend(entries.iter().map(|e| NodeInfo {
+            id: e.id(),
+            addr: e.addr(),
+        }));
     }
 
     /// Sends the ping a full bucket asked for.
@@ -237,7 +286,11 @@ impl Node {
         response: &[u8],
     ) -> Result<(), crate::error::CommandError> {
         use crate::error::CommandError;
-        let pos = self.custom.iter().position(|c| c.handle == handle).ok_or(CommandError::UnknownQuery)?;
+        let pos = self
+            .custom
+            .iter()
+            .position(|c| c.handle == handle)
+            .ok_or(CommandError::UnknownQuery)?;
         let body = super::client::with_id(response, &self.id, &self.config.limits.decode)
             .ok_or(CommandError::InvalidArgument("response"))?;
         if !self.can_queue() {
@@ -245,7 +298,11 @@ impl Node {
         }
         let pending = self.custom.swap_remove(pos);
         self.stats.responses_sent = self.stats.responses_sent.saturating_add(1);
-        self.transmits.push_back(Out { to: pending.to, tid: pending.tid, body: OutBody::CustomResponse(body) });
+        self.transmits.push_back(Out {
+            to: pending.to,
+            tid: pending.tid,
+            body: OutBody::CustomResponse(body),
+        });
         Ok(())
     }
 
@@ -261,7 +318,11 @@ impl Node {
         message: &[u8],
     ) -> Result<(), crate::error::CommandError> {
         use crate::error::CommandError;
-        let pos = self.custom.iter().position(|c| c.handle == handle).ok_or(CommandError::UnknownQuery)?;
+        let pos = self
+            .custom
+            .iter()
+            .position(|c| c.handle == handle)
+            .ok_or(CommandError::UnknownQuery)?;
         if message.len() > 512 {
             return Err(CommandError::InvalidArgument("message"));
         }
@@ -273,7 +334,10 @@ impl Node {
         self.transmits.push_back(Out {
             to: pending.to,
             tid: pending.tid,
-            body: OutBody::CustomError { code, message: message.to_vec() },
+            body: OutBody::CustomError {
+                code,
+                message: message.to_vec(),
+            },
         });
         Ok(())
     }

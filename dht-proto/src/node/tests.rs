@@ -13,7 +13,10 @@ use crate::wire::encode::Writer;
 use crate::wire::krpc::{AnnouncePeer, Body, GetPeers, Message, Ping, Query};
 
 pub(crate) fn addr(i: usize) -> SocketAddr {
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, (i / 250) as u8, (i % 250 + 1) as u8)), 6881)
+    SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::new(127, 0, (i / 250) as u8, (i % 250 + 1) as u8)),
+        6881,
+    )
 }
 
 pub(crate) fn seed(i: usize) -> [u8; 32] {
@@ -60,7 +63,8 @@ impl Net {
             while let Some(t) = self.nodes[i].poll_transmit(self.now, &mut buf) {
                 let data = buf[..t.len].to_vec();
                 self.trace.push((addr(i), t.to, data.clone()));
-                self.queue.push_back((self.now + self.latency, addr(i), t.to, data));
+                self.queue
+                    .push_back((self.now + self.latency, addr(i), t.to, data));
             }
             while let Some(e) = self.nodes[i].poll_event() {
                 self.events.push((i, e));
@@ -121,7 +125,9 @@ impl Net {
 
     pub(crate) fn finished(&self, node: usize, q: QueryId) -> Option<QueryOutcome> {
         self.events.iter().find_map(|(i, e)| match e {
-            Event::QueryFinished { query, outcome } if *i == node && *query == q => Some(outcome.clone()),
+            Event::QueryFinished { query, outcome } if *i == node && *query == q => {
+                Some(outcome.clone())
+            }
             _ => None,
         })
     }
@@ -138,7 +144,9 @@ impl Net {
         self.events
             .iter()
             .filter_map(|(i, e)| match e {
-                Event::PeersFound { query, peers } if *i == node && *query == q => Some(peers.clone()),
+                Event::PeersFound { query, peers } if *i == node && *query == q => {
+                    Some(peers.clone())
+                }
                 _ => None,
             })
             .flatten()
@@ -184,10 +192,18 @@ fn bootstrap_fills_tables() {
     net.bootstrap_all();
     for i in 1..30 {
         assert!(net.nodes[i].is_bootstrapped(), "node {i} not bootstrapped");
-        assert!(net.nodes[i].table_len() >= 8, "node {i} has {} entries", net.nodes[i].table_len());
+        assert!(
+            net.nodes[i].table_len() >= 8,
+            "node {i} has {} entries",
+            net.nodes[i].table_len()
+        );
     }
     assert!(net.nodes[0].table_len() >= 8);
-    let bootstrapped = net.events.iter().filter(|(_, e)| matches!(e, Event::Bootstrapped { .. })).count();
+    let bootstrapped = net
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::Bootstrapped { .. }))
+        .count();
     assert_eq!(bootstrapped, 29);
 }
 
@@ -197,7 +213,9 @@ fn announce_is_found_by_every_other_node() {
     net.bootstrap_all();
     let info_hash = Id::new([0x42; 20]);
     let now = net.now;
-    let q = net.nodes[3].announce_peer(now, info_hash, Some(5555)).unwrap();
+    let q = net.nodes[3]
+        .announce_peer(now, info_hash, Some(5555))
+        .unwrap();
     let outcome = net.run_until_finished(3, q);
     assert_eq!(outcome.status, QueryStatus::Completed);
     assert!(outcome.announced >= 1, "{outcome:?}");
@@ -254,7 +272,13 @@ fn get_token(node: &mut Node, now: Instant, from: SocketAddr, info_hash: Id) -> 
     }
 }
 
-fn announce(node: &mut Node, now: Instant, from: SocketAddr, info_hash: Id, token: &[u8]) -> Vec<Vec<u8>> {
+fn announce(
+    node: &mut Node,
+    now: Instant,
+    from: SocketAddr,
+    info_hash: Id,
+    token: &[u8],
+) -> Vec<Vec<u8>> {
     let q = encode(&Message {
         transaction_id: b"an",
         version: None,
@@ -316,17 +340,38 @@ fn response_from_wrong_address_is_ignored() {
     let tid = sent.transaction_id.to_vec();
     let mut resp = crate::wire::krpc::Response::new(Id::new([5; 20]));
     resp.token = None;
-    let answer = encode(&Message { transaction_id: &tid, version: None, ip: None, read_only: false, body: Body::Response(resp) });
-    assert_eq!(node.handle_datagram(now, addr(3), &answer), Disposition::Dropped(DropReason::WrongSource));
+    let answer = encode(&Message {
+        transaction_id: &tid,
+        version: None,
+        ip: None,
+        read_only: false,
+        body: Body::Response(resp),
+    });
+    assert_eq!(
+        node.handle_datagram(now, addr(3), &answer),
+        Disposition::Dropped(DropReason::WrongSource)
+    );
     assert_eq!(node.stats().dropped(DropReason::WrongSource), 1);
     assert!(node.is_running(q));
     // A forged transaction id from the right address is unknown.
     let mut forged = tid.clone();
     *forged.last_mut().unwrap() ^= 0xff;
-    let bad = encode(&Message { transaction_id: &forged, version: None, ip: None, read_only: false, body: Body::Response(crate::wire::krpc::Response::new(Id::new([5; 20]))) });
-    assert_eq!(node.handle_datagram(now, addr(2), &bad), Disposition::Dropped(DropReason::UnknownTransaction));
+    let bad = encode(&Message {
+        transaction_id: &forged,
+        version: None,
+        ip: None,
+        read_only: false,
+        body: Body::Response(crate::wire::krpc::Response::new(Id::new([5; 20]))),
+    });
+    assert_eq!(
+        node.handle_datagram(now, addr(2), &bad),
+        Disposition::Dropped(DropReason::UnknownTransaction)
+    );
     // The right one is accepted and finishes the ping.
-    assert_eq!(node.handle_datagram(now, addr(2), &answer), Disposition::Accepted);
+    assert_eq!(
+        node.handle_datagram(now, addr(2), &answer),
+        Disposition::Accepted
+    );
     assert!(!node.is_running(q));
     match node.poll_event() {
         Some(Event::QueryFinished { query, outcome }) => {
@@ -350,8 +395,14 @@ fn silent_node_times_out_and_is_marked_failed() {
     let outcome = net.run_until_finished(1, q);
     assert_eq!(outcome.status, QueryStatus::TimedOut);
     assert!(net.nodes[1].stats().timeouts >= 1);
-    let entry = net.nodes[1].routing_table().get(&dead_id).map(|e| e.failures());
-    assert!(entry.is_none_or(|f| f >= 1), "failure recorded or entry removed");
+    let entry = net.nodes[1]
+        .routing_table()
+        .get(&dead_id)
+        .map(|e| e.failures());
+    assert!(
+        entry.is_none_or(|f| f >= 1),
+        "failure recorded or entry removed"
+    );
 }
 
 #[test]
@@ -363,16 +414,27 @@ fn read_only_node_gets_answers_but_never_enters_tables() {
     });
     net.bootstrap_all();
     let ro_id = net.nodes[9].id();
-    assert!(net.nodes[9].is_bootstrapped(), "a read-only node can still look up");
+    assert!(
+        net.nodes[9].is_bootstrapped(),
+        "a read-only node can still look up"
+    );
     for i in 0..9 {
-        assert!(!net.nodes[i].routing_table().contains(&ro_id), "node {i} added the read-only node");
+        assert!(
+            !net.nodes[i].routing_table().contains(&ro_id),
+            "node {i} added the read-only node"
+        );
     }
     let now = net.now;
     let q = net.nodes[9].get_peers(now, Id::new([3; 20])).unwrap();
     let outcome = net.run_until_finished(9, q);
     assert!(outcome.metrics.responses > 0);
     // It answers nothing.
-    let answers = exchange(&mut net.nodes[9], now, addr(1), &ping_query(b"aa", Id::new([4; 20])));
+    let answers = exchange(
+        &mut net.nodes[9],
+        now,
+        addr(1),
+        &ping_query(b"aa", Id::new([4; 20])),
+    );
     assert!(answers.is_empty());
     assert_eq!(net.nodes[9].stats().dropped(DropReason::ReadOnly), 1);
 }
@@ -392,14 +454,21 @@ fn custom_query_round_trips() {
     w.int(42);
     w.end();
     let len = w.finish().unwrap();
-    let q = net.nodes[0].send_query(now, addr(1), b"echo", &args[..len]).unwrap();
+    let q = net.nodes[0]
+        .send_query(now, addr(1), b"echo", &args[..len])
+        .unwrap();
     net.drain();
     net.step();
     let (handle, got_args) = net
         .events
         .iter()
         .find_map(|(i, e)| match e {
-            Event::CustomQuery { handle, method, args, from } if *i == 1 => {
+            Event::CustomQuery {
+                handle,
+                method,
+                args,
+                from,
+            } if *i == 1 => {
                 assert_eq!(method, b"echo");
                 assert_eq!(*from, addr(0));
                 Some((*handle, args.clone()))
@@ -413,7 +482,10 @@ fn custom_query_round_trips() {
     expect.extend_from_slice(b"1:xi42ee");
     assert_eq!(got_args, expect);
     net.nodes[1].respond(handle, b"d5:helloi7ee").unwrap();
-    assert_eq!(net.nodes[1].respond(handle, b"de"), Err(CommandError::UnknownQuery));
+    assert_eq!(
+        net.nodes[1].respond(handle, b"de"),
+        Err(CommandError::UnknownQuery)
+    );
     let outcome = net.run_until_finished(0, q);
     assert_eq!(outcome.status, QueryStatus::Completed);
     let body = outcome.response.unwrap();
@@ -437,7 +509,12 @@ fn malformed_query_gets_203() {
     let now = Instant::from_secs(1);
     let mut node = Node::new(local(1), now).unwrap();
     // A ping whose id is 3 bytes.
-    let answers = exchange(&mut node, now, addr(2), b"d1:ad2:id3:abce1:q4:ping1:t2:xy1:y1:qe");
+    let answers = exchange(
+        &mut node,
+        now,
+        addr(2),
+        b"d1:ad2:id3:abce1:q4:ping1:t2:xy1:y1:qe",
+    );
     assert_eq!(answers.len(), 1);
     assert!(is_error(&answers[0], 203));
     assert_eq!(node.stats().dropped(DropReason::Malformed), 1);
@@ -457,7 +534,13 @@ fn query_received_reports_what_arrived() {
     let events: Vec<Event> = core::iter::from_fn(|| node.poll_event()).collect();
     assert_eq!(events.len(), 2, "{events:?}");
     match &events[0] {
-        Event::QueryReceived { from, id, method, target, announced_port } => {
+        Event::QueryReceived {
+            from,
+            id,
+            method,
+            target,
+            announced_port,
+        } => {
             assert_eq!(*from, addr(2));
             assert_eq!(*id, Id::new([9; 20]));
             assert_eq!(*method, MethodKind::GetPeers);
@@ -467,7 +550,11 @@ fn query_received_reports_what_arrived() {
         other => panic!("{other:?}"),
     }
     match &events[1] {
-        Event::QueryReceived { method, announced_port, .. } => {
+        Event::QueryReceived {
+            method,
+            announced_port,
+            ..
+        } => {
             assert_eq!(*method, MethodKind::AnnouncePeer);
             assert_eq!(*announced_port, Some(4000));
         }
@@ -481,7 +568,9 @@ fn same_seed_same_bytes() {
         let mut net = Net::new(15, local);
         net.bootstrap_all();
         let now = net.now;
-        let q = net.nodes[4].announce_peer(now, Id::new([8; 20]), Some(1234)).unwrap();
+        let q = net.nodes[4]
+            .announce_peer(now, Id::new([8; 20]), Some(1234))
+            .unwrap();
         net.run_until_finished(4, q);
         let q = net.nodes[9].get_peers(net.now, Id::new([8; 20])).unwrap();
         net.run_until_finished(9, q);
@@ -511,7 +600,12 @@ fn event_queue_overflow_is_reported() {
     let now = Instant::from_secs(1);
     let mut node = Node::new(config, now).unwrap();
     for i in 0..10u8 {
-        let _ = exchange(&mut node, now, addr(2), &ping_query(&[i], Id::new([i + 1; 20])));
+        let _ = exchange(
+            &mut node,
+            now,
+            addr(2),
+            &ping_query(&[i], Id::new([i + 1; 20])),
+        );
     }
     let events: Vec<Event> = core::iter::from_fn(|| node.poll_event()).collect();
     assert_eq!(events.len(), 5);
