@@ -393,9 +393,15 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let c = Config { alpha: 0, ..Config::default() };
+        let c = Config {
+            alpha: 0,
+            ..Config::default()
+        };
         assert_eq!(c.validate().unwrap_err().field, "alpha");
-        let c = Config { query_timeout: Duration::from_millis(10), ..Config::default() };
+        let c = Config {
+            query_timeout: Duration::from_millis(10),
+            ..Config::default()
+        };
         assert_eq!(c.validate().unwrap_err().field, "query_timeout");
         let mut c = Config::default();
         c.limits.max_candidates = 2;
