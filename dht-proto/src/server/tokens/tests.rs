@@ -81,8 +81,8 @@ fn tokens_are_not_affine_in_the_address() {
     let tokens = Tokens::new(&mut rng);
     for _ in 0..1000 {
         let (a, b, c) = (rng.next_u32(), rng.next_u32(), rng.next_u32());
-        let combined = word(tokens.issue(v4(a))) ^ word(tokens.issue(v4(b)))
-            ^ word(tokens.issue(v4(c)));
+        let combined =
+            word(tokens.issue(v4(a))) ^ word(tokens.issue(v4(b))) ^ word(tokens.issue(v4(c)));
         assert_ne!(combined, word(tokens.issue(v4(a ^ b ^ c))));
     }
     // Nor is the difference of two tokens a function of the difference of the addresses.
