@@ -36,12 +36,10 @@ const V6_MASK: [u8; 8] = [0x01, 0x03, 0x07, 0x0f, 0x1f, 0x3f, 0x7f, 0xff];
 /// treatment here; see [`is_exempt`] and [`id_is_acceptable`].
 pub fn id_prefix_matches(id: &Id, ip: IpAddr) -> bool {
     let bytes = id.as_bytes();
-    let r = bytes.last().copied().unwrap_or(0) & 0x07;
-    let crc = prefix_crc(ip, r).to_be_bytes();
-    match (bytes, crc) {
-        ([a, b, c, ..], [x, y, z, _]) => *a == x && *b == y && (c & 0xf8) == (z & 0xf8),
-        _ => false,
-    }
+    let [.., last] = bytes;
+    let crc = prefix_crc(ip, last & 0x07).to_be_bytes();
+    let ([a, b, c, ..], [x, y, z, _]) = (bytes, crc);
+    *a == x && *b == y && (c & 0xf8) == (z & 0xf8)
 }
 
 /// Whether `id` is acceptable for `ip`: `ip` is exempt or the prefix matches.
@@ -57,14 +55,11 @@ pub fn generate_id(ip: IpAddr, rand: u8, rng: &mut impl RngCore) -> Id {
     let crc = prefix_crc(ip, rand & 0x07).to_be_bytes();
     let mut bytes = [0u8; ID_LEN];
     rng.fill_bytes(&mut bytes);
-    if let ([a, b, c, ..], [x, y, z, _]) = (&mut bytes, crc) {
-        *a = x;
-        *b = y;
-        *c = (z & 0xf8) | (*c & 0x07);
-    }
-    if let Some(last) = bytes.last_mut() {
-        *last = rand;
-    }
+    let ([a, b, c, .., last], [x, y, z, _]) = (&mut bytes, crc);
+    *a = x;
+    *b = y;
+    *c = (z & 0xf8) | (*c & 0x07);
+    *last = rand;
     Id::new(bytes)
 }
 
@@ -212,7 +207,7 @@ mod tests {
             let expected = vector_id(id);
             let generated = generate_id(ip, rand, &mut rng);
             assert_eq!(generated.as_bytes()[19], rand);
-            assert_eq!(generated.common_prefix_len(&expected) >= 21, true, "{ip}");
+            assert!(generated.common_prefix_len(&expected) >= 21, "{ip}");
             assert!(id_prefix_matches(&generated, ip));
         }
     }

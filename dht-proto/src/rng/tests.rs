@@ -61,7 +61,7 @@ fn siphash24_split_writes_equal_one_write() {
 #[test]
 #[allow(deprecated)]
 fn siphash24_matches_std_on_long_inputs() {
-    // std's deprecated `SipHasher` is SipHash-2-4; an independent implementation to compare.
+    // core's deprecated `SipHasher` is SipHash-2-4; an independent implementation to compare.
     let mut rng = Rng::new([3; 32]);
     for len in [0usize, 7, 8, 9, 63, 64, 65, 255, 256, 1000] {
         let mut data = std::vec![0u8; len];
@@ -69,7 +69,7 @@ fn siphash24_matches_std_on_long_inputs() {
         let (k0, k1) = (rng.next_u64(), rng.next_u64());
         let mut ours = SipHasher::<2, 4>::new(k0, k1);
         ours.write(&data);
-        let mut theirs = std::hash::SipHasher::new_with_keys(k0, k1);
+        let mut theirs = core::hash::SipHasher::new_with_keys(k0, k1);
         theirs.write(&data);
         assert_eq!(ours.finish(), theirs.finish(), "length {len}");
     }

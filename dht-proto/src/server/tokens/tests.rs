@@ -36,7 +36,7 @@ fn rejected_for_other_addresses_and_bad_lengths() {
     let tokens = Tokens::new(&mut rng);
     let ip = v4(0x0102_0304);
     let t = tokens.issue(ip);
-    for other in 0..2000u32 {
+    for _ in 0..2000u32 {
         let other = v4(rng.next_u32());
         if other != ip {
             assert!(!tokens.verify(other, t.as_bytes()), "{other}");
