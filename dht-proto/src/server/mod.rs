@@ -1,4 +1,5 @@
 //! Serving queries: tokens and the peer store.
 
+pub mod bloom;
 pub mod peers;
 pub mod tokens;
