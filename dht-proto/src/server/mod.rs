@@ -1,5 +1,6 @@
 //! Serving queries: tokens and the peer store.
 
 pub mod bloom;
+pub mod items;
 pub mod peers;
 pub mod tokens;
