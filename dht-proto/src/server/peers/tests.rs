@@ -558,3 +558,98 @@ proptest! {
         }
     }
 }
+
+/// Timings at the default caps:
+/// `cargo test --release -p dht-proto peers::tests::measure -- --ignored --nocapture`.
+#[test]
+#[ignore = "timing report, run on demand"]
+fn measure() {
+    use std::time::Instant as Clock;
+    let config = Config::default();
+    let mut s = PeerStore::from_config(&config, [1; 16]);
+    let mut rng = Rng::new([1; 32]);
+    let n = 1_000_000u32;
+    let start = Clock::now();
+    for i in 0..n {
+        let h = ih(below(&mut rng, 20_000) as u32);
+        s.announce(t(u64::from(i / 1000)), h, v4(rng.next_u32(), 1), i % 4 == 0);
+    }
+    let el = start.elapsed();
+    std::println!(
+        "announce: {:?}/op, len {}, peers {}, mem {} (bound {})",
+        el / n,
+        s.len(),
+        s.peer_count(),
+        s.memory_usage(),
+        bound(&s)
+    );
+    let mut out = Vec::new();
+    let start = Clock::now();
+    for i in 0..100_000u32 {
+        out.clear();
+        s.peers(
+            t(1000),
+            &ih(i % 20_000),
+            Family::V4,
+            1000,
+            &mut rng,
+            &mut out,
+        );
+    }
+    std::println!("peers: {:?}/op", start.elapsed() / 100_000);
+    let start = Clock::now();
+    for _ in 0..100_000u32 {
+        out.clear();
+        let mut ids = Vec::new();
+        s.sample(&mut rng, 50, &mut ids);
+    }
+    std::println!("sample 50: {:?}/op", start.elapsed() / 100_000);
+    let start = Clock::now();
+    for i in 0..100_000u32 {
+        let _ = s.scrape(t(1000), &ih(i % 20_000));
+    }
+    std::println!("scrape: {:?}/op", start.elapsed() / 100_000);
+    let start = Clock::now();
+    s.expire(t(100_000));
+    std::println!("expire all: {:?}", start.elapsed());
+    // A swarm at the per-hash cap.
+    let mut s = PeerStore::from_config(&config, [1; 16]);
+    for i in 0..200 {
+        s.announce(t(1), ih(1), v4(i, 1), false);
+    }
+    let start = Clock::now();
+    for i in 0..100_000u32 {
+        s.announce(t(2), ih(1), v4(1000 + i, 1), false);
+    }
+    std::println!(
+        "announce into a full 200-peer swarm: {:?}/op",
+        start.elapsed() / 100_000
+    );
+    let start = Clock::now();
+    for _ in 0..100_000u32 {
+        out.clear();
+        s.peers(t(2), &ih(1), Family::V4, 1200, &mut rng, &mut out);
+    }
+    std::println!(
+        "peers from 200 (150 fit): {:?}/op",
+        start.elapsed() / 100_000
+    );
+    let tokens = crate::server::tokens::Tokens::new(&mut rng);
+    let start = Clock::now();
+    let mut ok = 0;
+    for i in 0..1_000_000u32 {
+        let tk = tokens.issue(v4(i, 0).ip());
+        ok += tokens.verify(v4(i, 0).ip(), tk.as_bytes()) as u32;
+    }
+    std::println!(
+        "token issue+verify: {:?}/op ({ok})",
+        start.elapsed() / 1_000_000
+    );
+    let mut r = Rng::new([0; 32]);
+    let start = Clock::now();
+    let mut x = 0u64;
+    for _ in 0..1_000_000 {
+        x ^= r.next_u64();
+    }
+    std::println!("rng next_u64: {:?}/op ({x})", start.elapsed() / 1_000_000);
+}
