@@ -6,7 +6,10 @@
 //! by exactly one [`Event::QueryFinished`]. See the crate docs for the run loop.
 
 mod client;
+pub(crate) mod drive;
 mod out;
+#[cfg(test)]
+mod proptests;
 mod serve;
 #[cfg(test)]
 mod tests;
@@ -597,16 +600,20 @@ impl Node {
                 }
             }
             targets.clear();
-            if self.bootstrapped && !self.table(fam).is_empty() {
-                let [v4, v6] = &mut self.tables;
-                let table = if fam == 0 { v4 } else { v6 };
-                table.refresh_targets(now, &mut self.rng, &mut targets);
-                for target in targets.drain(..) {
-                    // Refreshes never take the last query slots from the application.
-                    if self.query_count * 2 < self.config.limits.max_queries {
-                        let _ =
-                            self.start_lookup(now, CommandKind::Refresh, target, None, Some(fam));
-                    }
+            // Always collect the due refreshes, so that the table's deadline moves on even when
+            // the node cannot act on them (not bootstrapped yet, or no query slot free): a due
+            // deadline left in place would make `poll_timeout` return the past forever.
+            let [v4, v6] = &mut self.tables;
+            let table = if fam == 0 { v4 } else { v6 };
+            let empty = table.is_empty();
+            table.refresh_targets(now, &mut self.rng, &mut targets);
+            for target in targets.drain(..) {
+                // Refreshes never take the last query slots from the application.
+                if self.bootstrapped
+                    && !empty
+                    && self.query_count * 2 < self.config.limits.max_queries
+                {
+                    let _ = self.start_lookup(now, CommandKind::Refresh, target, None, Some(fam));
                 }
             }
         }

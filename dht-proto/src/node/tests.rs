@@ -642,3 +642,20 @@ fn query_cap_is_enforced() {
     assert_eq!(node.ping(now, addr(4)), Err(CommandError::TooManyQueries));
     assert_eq!(node.get_peers(now, Id::ZERO), Err(CommandError::NoContacts));
 }
+
+/// Regression (found by the node property test): before bootstrap, a bucket's refresh deadline
+/// that came due stayed in the past, so `poll_timeout` kept returning it and a driver spun.
+#[test]
+fn refresh_deadline_moves_on_before_bootstrap() {
+    let start = Instant::from_secs(1);
+    let mut node = Node::new(local(3), start).unwrap();
+    node.add_node(start, addr(40), Some(Id::new([0x40; 20])))
+        .unwrap();
+    let later = start + node.config().bucket_refresh_interval + Duration::from_secs(18);
+    node.handle_timeout(later);
+    let mut buf = [0u8; 1500];
+    while node.poll_transmit(later, &mut buf).is_some() {}
+    while node.poll_event().is_some() {}
+    let next = node.poll_timeout().expect("a node always has some timer");
+    assert!(next > later, "poll_timeout {next} is not after {later}");
+}
