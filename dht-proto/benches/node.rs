@@ -5,8 +5,8 @@
 //! measured in the same run: decoding the query and encoding a response of the same shape with
 //! the codec alone (the reply decoded beforehand), i.e. the work a node cannot avoid; the ratio is what the node adds on top.
 
-use std::hint::black_box;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use core::hint::black_box;
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant as WallClock;
 
 use dht_proto::wire::krpc::{AnnouncePeer, Body, FindNode, GetPeers, Message, Ping, Query};
