@@ -391,8 +391,11 @@ def main():
     for flag in ("announce", "get-peers", "add-node", "sample", "put", "get", "sleep"):
         p.add_argument("--" + flag, action="append", dest="actions", metavar="ARG",
                        type=lambda v, f=flag: f"{f} {v}")
-    p.add_argument("--dump-table", action="append", dest="actions", nargs="?", metavar="N",
-                   const="dump-table", type=lambda v: f"dump-table@{v}")
+    class DumpTable(argparse.Action):
+        def __call__(self, parser, ns, value, option_string=None):
+            ns.actions = (ns.actions or []) + [f"dump-table@{value}" if value else "dump-table"]
+
+    p.add_argument("--dump-table", action=DumpTable, dest="actions", nargs="?", metavar="N")
     p.add_argument("--node-ids", action="append_const", dest="actions", const="node-ids")
     args = p.parse_args()
     args.bootstrap = [b for item in args.bootstrap for b in item.split(",") if b]
