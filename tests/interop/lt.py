@@ -11,7 +11,8 @@ order, then either exits or (with --serve) executes commands read from stdin unt
 "quit" is read, or --duration elapses. --duration bounds the whole run in every mode.
 
 Output: one JSON object per line on stdout, each with "event" and "t" (seconds since start).
-  ready     {"nodes":[{"index","addr","id","addr6"?,"id6"?,"table"}],"complete":bool}
+  ready     {"nodes":[{"index","addr","id","addr6"?,"id6"?,"table","table6"?,"ready_t"}],
+             "complete":bool,"min_table":K}   (ready_t: when that v4 table first held K nodes)
   ids       same "nodes" list as ready (--node-ids / "node-ids")
   table     {"node":index,"family":"v4"|"v6","id","entries":[{"id","addr"}]}
   announce  {"node","info_hash","port","complete","elapsed"}  (our outgoing announce finished)
@@ -242,10 +243,14 @@ class Harness:
             k = min(8, (0 if self.args.no_mesh else len(self.nodes) - 1) + len(contacts))
         end = min(time.monotonic() + self.args.ready_timeout, self.deadline)
         complete = False
+        reached = {}  # node index -> time its v4 table first held k nodes
         while time.monotonic() < end:
             self.pump(0.25)
             self.live([(n, "v4") for n in self.nodes])
-            if all(len(self.tables.get((n.index, "v4"), [])) >= k for n in self.nodes):
+            for n in self.nodes:
+                if len(self.tables.get((n.index, "v4"), [])) >= k:
+                    reached.setdefault(n.index, now())
+            if len(reached) == len(self.nodes):
                 complete = True
                 break
         self.live()
@@ -253,6 +258,7 @@ class Harness:
         for n in self.nodes:
             d = n.describe()
             d["table"] = len(self.tables.get((n.index, "v4"), []))
+            d["ready_t"] = reached.get(n.index)
             if n.port6:
                 d["table6"] = len(self.tables.get((n.index, "v6"), []))
             nodes.append(d)
