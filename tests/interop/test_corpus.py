@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
-"""Offline checks of tests/corpus and of krpc.py's bencode (no network, standard library only).
+"""Offline checks of tests/corpus and of krpc.py (standard library only; the krpc.py tests use
+a fake node on 127.0.0.1 with an ephemeral port, nothing else).
 
 Run: python3 tests/interop/test_corpus.py   (or python3 -m unittest discover -s tests/interop)
 """
+import contextlib
+import io
 import os
+import socket
+import threading
 import unittest
 
 import krpc
@@ -83,6 +88,97 @@ class Corpus(unittest.TestCase):
                 for family in ("v4", "v6"):
                     self.assertTrue(any(r[1] == impl and r[3] == kind and r[5] == family
                                         for r in rows), (impl, kind, family))
+
+
+class FakeNode:
+    """Answers each query on 127.0.0.1 with reply(query_dict) (bytes, or None for silence)."""
+
+    def __init__(self, reply):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.reply, self.stop = reply, False
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+        self.thread.start()
+
+    def loop(self):
+        while not self.stop:
+            try:
+                data, src = self.sock.recvfrom(2048)
+            except socket.timeout:
+                continue
+            out = self.reply(krpc.bdecode(data))
+            if out is not None:
+                self.sock.sendto(out, src)
+
+    def close(self):
+        self.stop = True
+        self.thread.join()
+        self.sock.close()
+
+
+ID = b"N" * 20
+
+
+def respond(q, r):
+    return krpc.bencode({b"t": q[b"t"], b"y": b"r", b"r": {b"id": ID, **r}})
+
+
+def run_krpc(reply, *args):
+    node = FakeNode(reply)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return krpc.run(["--timeout", "0.5", node.addr, *args])
+    finally:
+        node.close()
+
+
+class KrpcClient(unittest.TestCase):
+    H = "ab" * 20
+
+    def test_valid_answers_exit_0(self):
+        self.assertEqual(run_krpc(lambda q: respond(q, {}), "ping"), 0)
+        self.assertEqual(run_krpc(lambda q: respond(q, {b"nodes": b"x" * 26}),
+                                  "find_node", self.H), 0)
+        self.assertEqual(run_krpc(lambda q: respond(q, {b"token": b"tk", b"values": [b"p" * 6]}),
+                                  "get_peers", self.H), 0)
+
+    def test_announce_uses_the_token_from_get_peers(self):
+        seen = []
+
+        def reply(q):
+            seen.append(q)
+            return respond(q, {b"token": b"secret", b"nodes": b""})
+
+        self.assertEqual(run_krpc(reply, "announce_peer", self.H, "6881"), 0)
+        self.assertEqual([q[b"q"] for q in seen], [b"get_peers", b"announce_peer"])
+        self.assertEqual(seen[1][b"a"][b"token"], b"secret")
+        self.assertEqual(seen[1][b"a"][b"port"], 6881)
+
+    def test_malformed_answers_exit_1(self):
+        bad = [
+            lambda q: b"not bencode",
+            lambda q: respond(q, {}) + b"x",  # trailing bytes
+            lambda q: krpc.bencode({b"t": q[b"t"], b"y": b"r", b"r": {b"id": b"short"}}),
+            lambda q: krpc.bencode({b"t": q[b"t"], b"y": b"x"}),  # neither r nor e
+            lambda q: respond(q, {b"nodes": b"x" * 25}),  # not a multiple of 26
+        ]
+        for reply in bad:
+            self.assertEqual(run_krpc(reply, "find_node", self.H), 1)
+        # get_peers without a token
+        self.assertEqual(run_krpc(lambda q: respond(q, {b"nodes": b""}), "get_peers", self.H), 1)
+
+    def test_errors_and_silence(self):
+        def err(q):
+            return krpc.bencode({b"t": q[b"t"], b"y": b"e", b"e": [204, b"Method Unknown"]})
+
+        self.assertEqual(run_krpc(err, "frobnicate"), 3)
+        self.assertEqual(run_krpc(err, "--expect-error", "frobnicate"), 0)
+        self.assertEqual(run_krpc(err, "--expect-error", "204", "frobnicate"), 0)
+        self.assertEqual(run_krpc(err, "--expect-error", "203", "frobnicate"), 3)
+        self.assertEqual(run_krpc(lambda q: respond(q, {}), "--expect-error", "ping"), 3)
+        self.assertEqual(run_krpc(lambda q: None, "ping"), 2)
 
 
 if __name__ == "__main__":
