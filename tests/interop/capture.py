@@ -2,7 +2,7 @@
 """Regenerate tests/corpus/: real KRPC datagrams sent by libtorrent and bittorrent-dht.
 
 What it does (everything on loopback, every process bounded and killed at the end):
-  1. Starts a "sink" node in this process on 127.0.0.2:6881 and [::1]:6881. It answers every
+  1. Starts a "sink" node in this process on 127.1.1.2:6881 and [::1]:6881. It answers every
      query minimally but validly (id, empty nodes, a token, ...) so the others keep talking to
      it, and records each query it receives.
   2. Starts 2 libtorrent sessions (lt.py, IPv4 + IPv6) and 2 bittorrent-dht nodes (wt.js, IPv4)
@@ -27,9 +27,9 @@ from jsonl import Harness
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VENV_PY = os.path.join(HERE, ".venv", "bin", "python")
-SINK4, SINK6 = ("127.0.0.2", 6881), ("::1", 6881)
-LT_BASE, LT_PORT, LT_PORT6 = "127.0.0.20", 7300, 7400
-WT_BASE, WT_PORT, WT_PORT6 = "127.0.0.40", 7300, 7500
+SINK4, SINK6 = ("127.1.1.2", 6881), ("::1", 6881)
+LT_BASE, LT_PORT, LT_PORT6 = "127.1.1.20", 7300, 7400
+WT_BASE, WT_PORT, WT_PORT6 = "127.1.1.40", 7300, 7500
 PER_KEY = 2  # datagrams kept per (impl, kind, method, family, note)
 
 
@@ -187,9 +187,9 @@ def main():
     py = VENV_PY if os.path.exists(VENV_PY) else sys.executable
     vers = versions()
     corpus = Corpus()
-    sources = {(f"127.0.0.{20 + i}", LT_PORT): "libtorrent" for i in range(2)}
+    sources = {(f"127.1.1.{20 + i}", LT_PORT): "libtorrent" for i in range(2)}
     sources.update({("::1", LT_PORT6 + i): "libtorrent" for i in range(2)})
-    sources.update({(f"127.0.0.{40 + i}", WT_PORT): "webtorrent" for i in range(2)})
+    sources.update({(f"127.1.1.{40 + i}", WT_PORT): "webtorrent" for i in range(2)})
     sources[("::1", WT_PORT6)] = "webtorrent"
 
     def who(src):
@@ -197,12 +197,12 @@ def main():
 
     sink = Sink(corpus, who)
     ih = hashlib.sha1(b"capture announce").hexdigest()
-    sinks = "127.0.0.2:6881,[::1]:6881"
+    sinks = "127.1.1.2:6881,[::1]:6881"
     lt_cmd = [py, "lt.py", "--nodes", "2", "--base", LT_BASE, "--port", str(LT_PORT), "--ipv6",
               "--port6", str(LT_PORT6), "--bootstrap", sinks, "--duration", "90", "--serve",
               "--lookup-timeout", "8", "--ready-timeout", "10", "--min-table", "2"]
     wt_cmd = ["node", "wt.js", "--nodes", "2", "--base", WT_BASE, "--port", str(WT_PORT),
-              "--bootstrap", "127.0.0.2:6881", "--duration", "60", "--serve",
+              "--bootstrap", "127.1.1.2:6881", "--duration", "60", "--serve",
               "--lookup-timeout", "8"]
     wt6_cmd = ["node", "wt.js", "--nodes", "1", "--ipv6", "--port", str(WT_PORT6),
                "--bootstrap", "[::1]:6881", "--duration", "60", "--serve", "--lookup-timeout",
@@ -217,9 +217,9 @@ def main():
             lt.command(f"get-peers {ih}@1", "peers", 20)
             put = lt.command("put capture item from libtorrent@0", "put", 20)
             lt.command(f"get {put['target']}@1", "item", 20)
-            lt.command("sample 127.0.0.2:6881@0", "done", 20)
+            lt.command("sample 127.1.1.2:6881@0", "done", 20)
             # (libtorrent 2.1.1 sends nothing for dht_sample_infohashes to an IPv6 endpoint.)
-            for h, sink_addr in ((wt, "127.0.0.2:6881"), (wt6, "[::1]:6881")):
+            for h, sink_addr in ((wt, "127.1.1.2:6881"), (wt6, "[::1]:6881")):
                 h.command(f"announce {ih}:6881@0", "announce", 20)
                 h.command(f"get-peers {ih}@0", "peers", 20)
                 put = h.command("put capture item from webtorrent@0", "put", 20)

@@ -9,7 +9,7 @@ Usage: krpc.py [options] ADDR METHOD [ARGS...]
   Hashes are 40 hex digits. announce_peer fetches a token with get_peers first unless --token
   is given; put stores VALUE (a string) as an immutable item, fetching a token with get first.
 Options:
-  --bind IP[:PORT]   local address (default 127.0.0.1:0, or [::1]:0 for an IPv6 ADDR)
+  --bind IP[:PORT]   local address (default 127.1.1.1:0, or [::1]:0 for an IPv6 ADDR)
   --id HEX           our node id (default random)       --timeout S  (default 3)
   --token HEX        token for announce_peer/put ("bad" sends a token that cannot be valid)
   --implied-port     set implied_port=1 in announce_peer
@@ -122,8 +122,11 @@ def parse_addr(text):
     if not m:
         raise ValueError(f"bad address {text!r}")
     ip, port = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
-    if not ipaddress.ip_address(ip).is_loopback:
+    addr = ipaddress.ip_address(ip)
+    if not addr.is_loopback:
         raise ValueError(f"{text}: only loopback addresses are allowed")
+    if addr.version == 4 and 0 in addr.packed:
+        raise ValueError(f"{text}: use a loopback address without a zero octet, e.g. 127.1.1.2")
     return ip, int(port)
 
 
@@ -234,7 +237,7 @@ class Client:
         if bind:
             self.sock.bind(bind)
         else:
-            self.sock.bind(("::1" if family == socket.AF_INET6 else "127.0.0.1", 0))
+            self.sock.bind(("::1" if family == socket.AF_INET6 else "127.1.1.1", 0))
         self.id = node_id or os.urandom(20)
         self.timeout = timeout
         self.counter = int.from_bytes(os.urandom(2), "big")

@@ -74,6 +74,8 @@ def parse_ep(text):
     addr = ipaddress.ip_address(ip)
     if not addr.is_loopback:
         raise ValueError(f"{text}: only loopback addresses are allowed")
+    if addr.version == 4 and 0 in addr.packed:
+        raise ValueError(f"{text}: use a loopback address without a zero octet, e.g. 127.1.1.2")
     return str(addr), int(port)
 
 
@@ -148,7 +150,7 @@ class Harness:
         base = ipaddress.IPv4Address(args.base)
         for i in range(args.nodes):
             ip = base + i
-            if not ip.is_loopback or str(ip).split(".")[-1] in ("0", "255"):
+            if not ip.is_loopback or 0 in ip.packed or ip.packed[3] == 255:
                 sys.exit(f"node {i}: {ip} is not a usable loopback address")
             port6 = args.port6 + i if args.ipv6 else None
             self.nodes.append(Node(i, str(ip), args.port, port6, args.pkt))
@@ -377,7 +379,7 @@ class Harness:
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--nodes", type=int, default=1)
-    p.add_argument("--base", default="127.0.0.20", help="IPv4 of node 0; node i gets BASE+i")
+    p.add_argument("--base", default="127.1.1.20", help="IPv4 of node 0; node i gets BASE+i")
     p.add_argument("--port", type=int, default=7000, help="UDP/TCP port of every IPv4 node")
     p.add_argument("--ipv6", action="store_true", help="also listen on [::1]:PORT6+i")
     p.add_argument("--port6", type=int, default=None, help="default PORT+100")

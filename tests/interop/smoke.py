@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Mixed loopback swarm check: libtorrent and bittorrent-dht find each other's peers.
 
-Starts 5 libtorrent sessions (127.0.0.20-24:PORT, lt.py) and 3 bittorrent-dht nodes
-(127.0.0.40-42:PORT, wt.js), bootstraps the webtorrent nodes from the libtorrent ones, then
+Starts 5 libtorrent sessions (127.1.1.20-24:PORT, lt.py) and 3 bittorrent-dht nodes
+(127.1.1.40-42:PORT, wt.js), bootstraps the webtorrent nodes from the libtorrent ones, then
 checks, with timings printed as JSON lines:
   1. every libtorrent table holds the webtorrent nodes (and the reverse);
   2. a webtorrent node announces, a libtorrent node finds the peer with get_peers;
@@ -35,8 +35,8 @@ def main():
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args()
     py = VENV_PY if os.path.exists(VENV_PY) else sys.executable
-    lt_addrs = [f"127.0.0.{20 + i}:{a.port}" for i in range(a.lt_nodes)]
-    wt_addrs = [f"127.0.0.{40 + i}:{a.port}" for i in range(a.wt_nodes)]
+    lt_addrs = [f"127.1.1.{20 + i}:{a.port}" for i in range(a.lt_nodes)]
+    wt_addrs = [f"127.1.1.{40 + i}:{a.port}" for i in range(a.wt_nodes)]
     ih_wt, ih_lt, ih_ltlt, ih_wtwt = ("%02x" % b * 20 for b in (0xA1, 0xB2, 0xC3, 0xD4))
     failures = []
 
@@ -46,9 +46,9 @@ def main():
             failures.append(name)
 
     t0 = time.monotonic()
-    lt_cmd = [py, "lt.py", "--nodes", str(a.lt_nodes), "--base", "127.0.0.20", "--port",
+    lt_cmd = [py, "lt.py", "--nodes", str(a.lt_nodes), "--base", "127.1.1.20", "--port",
               str(a.port), "--duration", "120", "--serve", "--lookup-timeout", "20"]
-    wt_cmd = ["node", "wt.js", "--nodes", str(a.wt_nodes), "--base", "127.0.0.40", "--port",
+    wt_cmd = ["node", "wt.js", "--nodes", str(a.wt_nodes), "--base", "127.1.1.40", "--port",
               str(a.port), "--duration", "120", "--serve", "--lookup-timeout", "20",
               "--bootstrap", ",".join(lt_addrs)]
     with Harness(lt_cmd, echo=a.verbose) as lt:
@@ -88,24 +88,24 @@ def main():
             ann = wt.command(f"announce {ih_wt}:6881@0", "announce", 30)
             check("webtorrent announce", ann["complete"], elapsed=ann["elapsed"])
             peers = lt.command(f"get-peers {ih_wt}@{a.lt_nodes - 1}", "peers", 30)
-            check("libtorrent get_peers finds webtorrent's peer", "127.0.0.40:6881" in peers["peers"],
+            check("libtorrent get_peers finds webtorrent's peer", "127.1.1.40:6881" in peers["peers"],
                   elapsed=peers["elapsed"], peers=peers["peers"], complete=peers["complete"])
 
             # 3. libtorrent announces, webtorrent finds it.
             ann = lt.command(f"announce {ih_lt}:6882@0", "announce", 30)
             check("libtorrent announce", ann["complete"], elapsed=ann["elapsed"])
             peers = wt.command(f"get-peers {ih_lt}@{a.wt_nodes - 1}", "peers", 30)
-            check("webtorrent lookup finds libtorrent's peer", "127.0.0.20:6882" in peers["peers"],
+            check("webtorrent lookup finds libtorrent's peer", "127.1.1.20:6882" in peers["peers"],
                   elapsed=peers["elapsed"], peers=peers["peers"])
 
             # 4. Within each implementation.
             lt.command(f"announce {ih_ltlt}:6883@1", "announce", 30)
             peers = lt.command(f"get-peers {ih_ltlt}@{a.lt_nodes - 1}", "peers", 30)
-            check("libtorrent -> libtorrent", "127.0.0.21:6883" in peers["peers"],
+            check("libtorrent -> libtorrent", "127.1.1.21:6883" in peers["peers"],
                   elapsed=peers["elapsed"])
             wt.command(f"announce {ih_wtwt}:6884@1", "announce", 30)
             peers = wt.command(f"get-peers {ih_wtwt}@0", "peers", 30)
-            check("webtorrent -> webtorrent", "127.0.0.41:6884" in peers["peers"],
+            check("webtorrent -> webtorrent", "127.1.1.41:6884" in peers["peers"],
                   elapsed=peers["elapsed"])
             wt.send("quit")
         lt.send("quit")

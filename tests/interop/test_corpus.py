@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Offline checks of tests/corpus and of krpc.py (standard library only; the krpc.py tests use
-a fake node on 127.0.0.1 with an ephemeral port, nothing else).
+a fake node on 127.1.1.1 with an ephemeral port, nothing else).
 
 Run: python3 tests/interop/test_corpus.py   (or python3 -m unittest discover -s tests/interop)
 """
@@ -91,13 +91,13 @@ class Corpus(unittest.TestCase):
 
 
 class FakeNode:
-    """Answers each query on 127.0.0.1 with reply(query_dict) (bytes, or None for silence)."""
+    """Answers each query on 127.1.1.1 with reply(query_dict) (bytes, or None for silence)."""
 
     def __init__(self, reply):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind(("127.1.1.1", 0))
         self.sock.settimeout(0.1)
-        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.addr = "127.1.1.1:%d" % self.sock.getsockname()[1]
         self.reply, self.stop = reply, False
         self.thread = threading.Thread(target=self.loop, daemon=True)
         self.thread.start()

@@ -8,7 +8,7 @@
 // and bootstrapped through its RPC layer's populate (a find_node walk towards its own id).
 //
 // Usage: node wt.js [options] [actions]
-//   --nodes N (1)  --base IP (127.0.0.40)  --port P (7000)  --ipv6  --ids HEX,HEX,...
+//   --nodes N (1)  --base IP (127.1.1.40)  --port P (7000)  --ipv6  --ids HEX,HEX,...
 //   --bootstrap IP:PORT[,IP:PORT...] (repeatable)  --no-mesh  --duration S (60)
 //   --ready-timeout S (20)  --min-table K (default min(8, siblings + contacts))
 //   --lookup-timeout S (15)  --serve  --pkt  --incoming
@@ -44,6 +44,9 @@ function parseEp (text) {
   if (!m || !net.isIP(m[1])) throw new Error(`bad address ${text} (want IP:PORT or [IPv6]:PORT)`)
   const loop = m[1] === '::1' || (net.isIPv4(m[1]) && m[1].startsWith('127.'))
   if (!loop) throw new Error(`${text}: only loopback addresses are allowed`)
+  if (net.isIPv4(m[1]) && m[1].split('.').some(o => Number(o) === 0)) {
+    throw new Error(`${text}: use a loopback address without a zero octet, e.g. 127.1.1.2`)
+  }
   return { host: m[1], port: Number(m[2]) }
 }
 
@@ -67,7 +70,7 @@ function jsonable (v) {
 
 function parseArgs (argv) {
   const o = {
-    nodes: 1, base: '127.0.0.40', port: 7000, ipv6: false, ids: [], bootstrap: [], noMesh: false,
+    nodes: 1, base: '127.1.1.40', port: 7000, ipv6: false, ids: [], bootstrap: [], noMesh: false,
     duration: 60, readyTimeout: 20, minTable: null, lookupTimeout: 15, serve: false, pkt: false,
     incoming: false, actions: []
   }
@@ -119,7 +122,9 @@ class Harness {
         port = o.port + i
       } else {
         const last = base[3] + i
-        if (base[0] !== 127 || last < 1 || last > 254) throw new Error(`node ${i}: bad loopback address`)
+        if (base[0] !== 127 || base.includes(0) || last < 1 || last > 254) {
+          throw new Error(`node ${i}: want a loopback address without a zero octet`)
+        }
         host = `${base[0]}.${base[1]}.${base[2]}.${last}`
         port = o.port
       }
