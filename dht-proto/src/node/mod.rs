@@ -313,6 +313,20 @@ impl Node {
         self.events.len()
     }
 
+    /// Whether our id complies with BEP 42 for our external address: `None` until
+    /// [`Event::ExternalAddress`] has reported one. Nodes that enforce BEP 42 keep a
+    /// non-compliant node out of their tables; to comply, restart with
+    /// [`Config::id`] set to [`bep42::generate_id`](crate::bep42::generate_id) of that address.
+    pub fn id_is_secure(&self) -> Option<bool> {
+        self.external_address()
+            .map(|a| crate::bep42::id_is_acceptable(&self.id, a.ip()))
+    }
+
+    /// Whether a node may enter the routing table under [`Config::enforce_node_id`].
+    pub(crate) fn admits_id(&self, id: &Id, addr: &SocketAddr) -> bool {
+        !self.config.enforce_node_id || crate::bep42::id_is_acceptable(id, addr.ip())
+    }
+
     /// Our external address, once [`Event::ExternalAddress`] has reported it.
     pub fn external_address(&self) -> Option<SocketAddr> {
         self.external
