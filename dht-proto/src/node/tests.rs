@@ -667,7 +667,7 @@ fn enforce_node_id_keeps_mismatched_ids_out_of_the_table() {
     let now = Instant::from_secs(1);
     let public_a = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(21, 75, 31, 124)), 6881);
     let public_b = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(65, 23, 51, 170)), 6881);
-    let mut rng = crate::rng::Rng::new([5; 32]);
+    let mut rng = Rng::new([5; 32]);
     let good = crate::bep42::generate_id(public_b.ip(), 0x56, &mut rng);
     let mut bad = crate::bep42::generate_id(public_a.ip(), 0x56, &mut rng);
     bad = bad.with_bit(0, !bad.bit(0));
