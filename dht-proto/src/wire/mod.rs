@@ -19,4 +19,6 @@ pub mod encode;
 pub mod krpc;
 
 #[cfg(test)]
+mod krpc_tests;
+#[cfg(test)]
 mod tests;
