@@ -21,4 +21,6 @@ pub mod krpc;
 #[cfg(test)]
 mod krpc_tests;
 #[cfg(test)]
+mod prop_tests;
+#[cfg(test)]
 mod tests;

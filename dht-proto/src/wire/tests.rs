@@ -1,7 +1,8 @@
 //! Tests of the bencode layer: grammar, limits, strictness policy and the malformed-input table.
 
 use alloc::vec::Vec;
-use std::time::{Duration, Instant};
+use core::time::Duration;
+use std::time::Instant;
 
 use super::bencode::{DecodeError, DecodeErrorKind as K, DecodeLimits, Value, decode};
 use super::krpc::Message;
