@@ -20,6 +20,7 @@ fn replay_fuzz_corpus() {
         let body: fn(&[u8]) = match target.as_str() {
             "bencode" => fuzzing::fuzz_bencode,
             "krpc" => fuzzing::fuzz_krpc,
+            "node" => fuzzing::fuzz_node,
             // Corpora of targets whose bodies this test does not know yet.
             _ => continue,
         };
