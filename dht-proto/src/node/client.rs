@@ -1,12 +1,13 @@
 //! Our side of the conversation: commands, requests, responses, timeouts and lookups.
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
 
 use rand_core::RngCore;
 
-use super::{Disposition, Node, family, normalize};
+use super::{Disposition, Node, PutItem, family, normalize};
 use crate::error::{CommandError, DropReason};
 use crate::event::{CommandKind, Event, QueryId, QueryOutcome, QueryStatus};
 use crate::id::Id;
@@ -115,6 +116,52 @@ impl Node {
     /// [`CommandError::NoContacts`], [`CommandError::TooManyQueries`].
     pub fn sample_infohashes(&mut self, now: Instant, target: Id) -> Result<QueryId, CommandError> {
         self.start_lookup(now, CommandKind::SampleInfohashes, target, None, None)
+    }
+
+    /// Looks up a BEP 44 item: a lookup towards `target` with `get` queries; items arrive as
+    /// [`Event::ItemFound`]. `salt` is the salt of a mutable item (empty for none), used to
+    /// check that a found item belongs to `target`.
+    ///
+    /// # Errors
+    ///
+    /// [`CommandError::InvalidArgument`] for a salt over 64 bytes;
+    /// [`CommandError::NoContacts`], [`CommandError::TooManyQueries`].
+    pub fn get_item(
+        &mut self,
+        now: Instant,
+        target: Id,
+        salt: &[u8],
+    ) -> Result<QueryId, CommandError> {
+        if salt.len() > crate::server::items::MAX_SALT_LEN {
+            return Err(CommandError::InvalidArgument("salt longer than 64 bytes"));
+        }
+        let q = self.start_lookup(now, CommandKind::GetItem, target, None, None)?;
+        if let Some(state) = self.query_mut(q) {
+            state.salt = salt.to_vec();
+        }
+        Ok(q)
+    }
+
+    /// Stores a BEP 44 item: a lookup of its target with `get` queries, then `put` to the k
+    /// closest nodes that gave a token. [`QueryOutcome::announced`] counts the nodes that
+    /// accepted it. Mutable items come signed by the application.
+    ///
+    /// # Errors
+    ///
+    /// [`CommandError::InvalidArgument`] when the value is not one bencoded value of at most
+    /// 1000 bytes or the salt is over 64 bytes; [`CommandError::NoContacts`],
+    /// [`CommandError::TooManyQueries`].
+    pub fn put_item(&mut self, now: Instant, item: PutItem) -> Result<QueryId, CommandError> {
+        if !item.is_valid() {
+            return Err(CommandError::InvalidArgument(
+                "the value must be one bencoded value of at most 1000 bytes, salt at most 64",
+            ));
+        }
+        let q = self.start_lookup(now, CommandKind::PutItem, item.target(), None, None)?;
+        if let Some(state) = self.query_mut(q) {
+            state.item = Some(Box::new(item));
+        }
+        Ok(q)
     }
 
     /// Sends a query with a custom `method` to `addr`. `args` is a bencoded dictionary (use
@@ -351,6 +398,7 @@ impl Node {
                         OutQuery::GetPeers { info_hash: target }
                     }
                     CommandKind::SampleInfohashes => OutQuery::SampleInfohashes { target },
+                    CommandKind::GetItem | CommandKind::PutItem => OutQuery::Get { target },
                     _ => OutQuery::FindNode { target },
                 };
                 let purpose = Purpose::Lookup {
@@ -376,7 +424,7 @@ impl Node {
             .all(|l| l.as_ref().is_none_or(|l| l.finished().is_some()));
         let busy = self.txns.is_full() || !self.can_queue();
         if done {
-            if matches!(kind, CommandKind::AnnouncePeer) {
+            if matches!(kind, CommandKind::AnnouncePeer | CommandKind::PutItem) {
                 self.start_store(now, q);
             } else {
                 self.finish_lookup(now, q);
@@ -398,6 +446,7 @@ impl Node {
         };
         state.storing = true;
         let port = state.announce_port;
+        let item = state.item.clone();
         let mut targets: Vec<(Id, SocketAddr, SmallBytes, Id)> = Vec::new();
         for l in state.lookups.iter().flatten() {
             for c in l.responded(k) {
@@ -408,10 +457,16 @@ impl Node {
         }
         let mut sent = 0;
         for (id, addr, token, info_hash) in targets {
-            let query = OutQuery::AnnouncePeer {
-                info_hash,
-                port,
-                token,
+            let query = match &item {
+                Some(item) => OutQuery::Put {
+                    token,
+                    item: item.clone(),
+                },
+                None => OutQuery::AnnouncePeer {
+                    info_hash,
+                    port,
+                    token,
+                },
             };
             if self
                 .send_request(now, Some(id), addr, query, Purpose::Store { query: q })
@@ -635,6 +690,11 @@ impl Node {
                 }
             }
         }
+        if matches!(kind, CommandKind::GetItem) {
+            if let Some(value) = r.value {
+                self.on_item(q, from, value, r);
+            }
+        }
         if matches!(kind, CommandKind::SampleInfohashes) {
             if let Some(samples) = r.samples {
                 let samples: Vec<Id> = samples.iter().collect();
@@ -646,6 +706,51 @@ impl Node {
                 });
             }
         }
+    }
+
+    /// Checks an item a `get` returned and reports it.
+    fn on_item(&mut self, q: QueryId, from: SocketAddr, value: &[u8], r: &Response<'_>) {
+        use crate::server::items::{immutable_target, mutable_target, signing_message};
+        let Some(state) = self.query(q) else { return };
+        let target = state.lookups.iter().flatten().next().map(Lookup::target);
+        let Some(target) = target else { return };
+        let verified = match (r.key, r.signature, r.seq) {
+            (None, _, _) => {
+                if immutable_target(value) != target {
+                    return;
+                }
+                true
+            }
+            (Some(k), Some(sig), Some(seq)) => {
+                if mutable_target(k, &state.salt) != target {
+                    return;
+                }
+                if self.verifier.0.is_some() {
+                    let message = signing_message(&state.salt, seq, value);
+                    if !crate::server::items::Ed25519Verifier::verify(
+                        &self.verifier,
+                        k,
+                        &message,
+                        sig,
+                    ) {
+                        return;
+                    }
+                    true
+                } else {
+                    false
+                }
+            }
+            _ => return,
+        };
+        self.push_event(Event::ItemFound {
+            query: q,
+            from,
+            value: value.to_vec(),
+            key: r.key.copied(),
+            signature: r.signature.copied(),
+            seq: r.seq,
+            verified,
+        });
     }
 
     pub(crate) fn on_error_message(

@@ -7,6 +7,9 @@
 
 mod client;
 pub(crate) mod drive;
+mod item;
+#[cfg(test)]
+mod item_tests;
 mod out;
 #[cfg(test)]
 mod proptests;
@@ -14,6 +17,7 @@ mod serve;
 #[cfg(test)]
 mod tests;
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::net::{IpAddr, SocketAddr};
@@ -28,6 +32,7 @@ use crate::id::Id;
 use crate::lookup::Lookup;
 use crate::rng::Rng;
 use crate::routing::{RoutingTable, TableConfig};
+use crate::server::items::{Ed25519Verifier, ItemStore};
 use crate::server::peers::PeerStore;
 use crate::server::tokens::Tokens;
 use crate::small::SmallBytes;
@@ -36,6 +41,7 @@ use crate::time::Instant;
 use crate::transaction::Transactions;
 use crate::wire::compact::NodeInfo;
 
+pub use item::{MutableItem, PutItem};
 pub(crate) use out::Out;
 
 /// Where an outgoing datagram goes; its bytes are in the buffer passed to
@@ -74,6 +80,8 @@ pub enum TimerKind {
     Bootstrap,
     /// Expiry of custom queries the application did not answer.
     CustomExpiry,
+    /// Expiry of stored BEP 44 items.
+    ItemExpiry,
 }
 
 /// Most bootstrap seed addresses remembered for re-bootstrapping.
@@ -100,6 +108,9 @@ pub(crate) struct QueryState {
     /// Announce phase started.
     pub(crate) storing: bool,
     pub(crate) announce_port: Option<u16>,
+    /// BEP 44: the item a put command stores, or the salt a get command checks items with.
+    pub(crate) item: Option<Box<PutItem>>,
+    pub(crate) salt: Vec<u8>,
     pub(crate) metrics: QueryMetrics,
     pub(crate) announced: usize,
     pub(crate) seen_peers: Vec<SocketAddr>,
@@ -115,10 +126,34 @@ impl QueryState {
             pending: 0,
             storing: false,
             announce_port: None,
+            item: None,
+            salt: Vec::new(),
             metrics: QueryMetrics::default(),
             announced: 0,
             seen_peers: Vec::new(),
         }
+    }
+}
+
+/// The application's ed25519 verifier, if any (the core carries no cryptography of its own).
+pub(crate) struct VerifierSlot(pub(crate) Option<Box<dyn Ed25519Verifier + Send + Sync>>);
+
+impl core::fmt::Debug for VerifierSlot {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Some(verifier)"
+        } else {
+            "None"
+        })
+    }
+}
+
+impl Ed25519Verifier for VerifierSlot {
+    /// `false` without a verifier: nothing can be checked, so nothing passes.
+    fn verify(&self, public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|v| v.verify(public_key, message, signature))
     }
 }
 
@@ -146,6 +181,10 @@ pub struct Node {
     pub(crate) tokens: Tokens,
     pub(crate) token_rotate_at: Instant,
     pub(crate) peers: PeerStore,
+    /// BEP 44 items stored for others.
+    pub(crate) items: ItemStore,
+    /// Checks BEP 44 signatures; without one, mutable items are neither stored nor verified.
+    pub(crate) verifier: VerifierSlot,
     pub(crate) txns: Transactions,
     pub(crate) queries: Vec<Option<QueryState>>,
     pub(crate) query_count: usize,
@@ -201,6 +240,9 @@ impl Node {
                 key
             },
         );
+        let mut items_key = [0u8; 16];
+        rng.fill_bytes(&mut items_key);
+        let items = ItemStore::from_config(&config, items_key);
         Ok(Self {
             token_rotate_at: now + config.token_rotation,
             txns: Transactions::new(config.limits.max_in_flight),
@@ -212,6 +254,8 @@ impl Node {
             tables,
             tokens,
             peers,
+            items,
+            verifier: VerifierSlot(None),
             queries: Vec::new(),
             query_count: 0,
             next_query: 1,
@@ -261,6 +305,17 @@ impl Node {
     pub(crate) fn table_mut(&mut self, fam: usize) -> &mut RoutingTable {
         let [v4, v6] = &mut self.tables;
         if fam == 0 { v4 } else { v6 }
+    }
+
+    /// The BEP 44 items this node stores for others.
+    pub fn item_store(&self) -> &ItemStore {
+        &self.items
+    }
+
+    /// Installs the ed25519 verifier BEP 44 mutable items need. Without one the node refuses
+    /// to store mutable items (error 202) and reports mutable items it finds unverified.
+    pub fn set_ed25519_verifier(&mut self, verifier: Box<dyn Ed25519Verifier + Send + Sync>) {
+        self.verifier = VerifierSlot(Some(verifier));
     }
 
     /// The IPv4 routing table.
@@ -415,6 +470,7 @@ impl Node {
             (self.table(1).next_deadline(), TimerKind::Table),
             (Some(self.token_rotate_at), TimerKind::TokenRotation),
             (self.peers.next_expiry(), TimerKind::PeerExpiry),
+            (self.items.next_expiry(), TimerKind::ItemExpiry),
             (self.bootstrap_retry_at, TimerKind::Bootstrap),
             (
                 self.custom.iter().map(|c| c.expires).min(),
@@ -440,6 +496,7 @@ impl Node {
             self.token_rotate_at = now + self.config.token_rotation;
         }
         self.peers.expire(now);
+        self.items.expire(now);
         let before = self.custom.len();
         self.custom.retain(|c| c.expires > now);
         if self.custom.len() != before {

@@ -1,5 +1,6 @@
 //! The server side: answering incoming queries.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
 
@@ -7,8 +8,9 @@ use super::{Disposition, Node, PendingCustom, family, normalize};
 use crate::error::DropReason;
 use crate::event::Event;
 use crate::id::Id;
-use crate::node::out::{Out, OutBody, OutResponse};
+use crate::node::out::{Out, OutBody, OutItem, OutResponse};
 use crate::routing::InsertOutcome;
+use crate::server::items::{Item, MutablePut, PutError};
 use crate::small::SmallBytes;
 use crate::stats::MethodKind;
 use crate::time::Instant;
@@ -171,10 +173,7 @@ impl Node {
                     &mut body.values,
                 );
                 if g.scrape {
-                    body.scrape = self
-                        .peers
-                        .scrape(now, &g.info_hash)
-                        .map(alloc::boxed::Box::new);
+                    body.scrape = self.peers.scrape(now, &g.info_hash).map(Box::new);
                 }
                 self.queue_response(from, tid, body)
             }
@@ -224,12 +223,96 @@ impl Node {
                 });
                 Disposition::Accepted
             }
-            // BEP 44 storage is not served yet: say so rather than stay silent.
-            Query::Get(_) | Query::Put(_) | Query::Custom(_) => {
+            Query::Get(g) => {
+                let mut body = OutResponse {
+                    token: Some(self.tokens.issue(from.ip())),
+                    ..OutResponse::default()
+                };
+                if let Some(item) = self.items.get(now, &g.target) {
+                    body.item = Some(Box::new(match item {
+                        Item::Immutable { v } => OutItem {
+                            value: v.to_vec(),
+                            key: None,
+                            signature: None,
+                            seq: None,
+                        },
+                        Item::Mutable { k, seq, sig, v, .. } => {
+                            if g.seq.is_some_and(|known| seq <= known) {
+                                // BEP 44: the requester has this version; only say which.
+                                body.seq = Some(seq);
+                                body.item = None;
+                                self.fill_item_nodes(&mut body, &g.target, from, g.want);
+                                return self.queue_response(from, tid, body);
+                            }
+                            OutItem {
+                                value: v.to_vec(),
+                                key: Some(*k),
+                                signature: Some(*sig),
+                                seq: Some(seq),
+                            }
+                        }
+                    }));
+                }
+                self.fill_item_nodes(&mut body, &g.target, from, g.want);
+                self.queue_response(from, tid, body)
+            }
+            Query::Put(p) => {
+                if !self.tokens.verify(from.ip(), p.token) {
+                    self.queue_error(from, tid, error_code::PROTOCOL, b"bad token");
+                    return Disposition::Accepted;
+                }
+                let result = match (p.key, p.signature, p.seq) {
+                    (None, None, None) => self.items.put_immutable(now, p.value),
+                    (Some(k), Some(sig), Some(seq)) if self.verifier.0.is_some() => {
+                        let put = MutablePut {
+                            k,
+                            salt: p.salt.unwrap_or_default(),
+                            seq,
+                            sig,
+                            v: p.value,
+                            cas: p.cas,
+                        };
+                        self.items.put_mutable(now, &put, &self.verifier)
+                    }
+                    (Some(_), Some(_), Some(_)) => Err(PutError::StorageDisabled),
+                    _ => {
+                        self.queue_error(from, tid, error_code::PROTOCOL, b"missing k, sig or seq");
+                        return Disposition::Accepted;
+                    }
+                };
+                match result {
+                    Ok(_) => self.queue_response(from, tid, OutResponse::default()),
+                    Err(e) => {
+                        self.queue_error(from, tid, e.code(), e.message().as_bytes());
+                        Disposition::Accepted
+                    }
+                }
+            }
+            Query::Custom(_) => {
                 self.queue_error(from, tid, error_code::METHOD_UNKNOWN, b"method unknown");
                 Disposition::Accepted
             }
         }
+    }
+
+    /// The closest nodes for a `get` reply, as many as fit next to the item in one datagram.
+    fn fill_item_nodes(
+        &mut self,
+        body: &mut OutResponse,
+        target: &Id,
+        from: SocketAddr,
+        want: Option<Want>,
+    ) {
+        self.fill_nodes(body, target, from, want);
+        let item_len = body
+            .item
+            .as_ref()
+            .map_or(0, |i| i.value.len() + 32 + 64 + 40);
+        let mut room = RESPONSE_BUDGET.saturating_sub(RESPONSE_OVERHEAD + item_len);
+        let keep4 = body.nodes.len().min(room / 26);
+        body.nodes.truncate(keep4);
+        room = room.saturating_sub(keep4 * 26);
+        body.nodes6.truncate(room / 38);
     }
 
     /// The closest nodes for a reply: the requester's family unless `want` says otherwise
