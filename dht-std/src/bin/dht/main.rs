@@ -14,13 +14,13 @@ mod swarm;
 
 use core::fmt;
 use core::net::SocketAddr;
+use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
 use std::io::{self, IsTerminal as _, Write as _};
 use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Args, Parser, Subcommand};
 use dht_proto::{AddressPolicy, Config, Id};
@@ -397,9 +397,9 @@ pub fn resolve(host: &str, what: &str) -> Result<Vec<SocketAddr>, Fail> {
     if let Ok(addr) = host.parse::<SocketAddr>() {
         return Ok(vec![addr]);
     }
-    if !host
+    if host
         .rsplit_once(':')
-        .is_some_and(|(_, port)| port.parse::<u16>().is_ok())
+        .is_none_or(|(_, port)| port.parse::<u16>().is_err())
     {
         return Err(Fail::input(format_args!(
             "the {what} `{host}` is not HOST:PORT"
@@ -442,7 +442,7 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("dht").chain(args.iter().copied()))
+        Cli::try_parse_from(core::iter::once("dht").chain(args.iter().copied()))
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Live progress on stderr: one line, redrawn in place, only on a terminal.
 
+use core::time::Duration;
 use std::io::Write as _;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// How often the line is redrawn at most.
 const REDRAW: Duration = Duration::from_millis(100);
