@@ -5,7 +5,6 @@ use core::fmt::{self, Write as _};
 /// A JSON value.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Json {
-    Null,
     Bool(bool),
     Int(i64),
     UInt(u64),
@@ -108,7 +107,6 @@ impl From<Vec<Json>> for Json {
 impl fmt::Display for Json {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Null => f.write_str("null"),
             Self::Bool(b) => write!(f, "{b}"),
             Self::Int(n) => write!(f, "{n}"),
             Self::UInt(n) => write!(f, "{n}"),
@@ -170,12 +168,11 @@ mod tests {
             .field("f", 1.5)
             .field("nan", f64::NAN)
             .field("b", true)
-            .field("null", Json::Null)
             .field("arr", vec![Json::from(1u64), Json::obj()])
             .field_opt("missing", None::<u64>);
         assert_eq!(
             v.to_string(),
-            r#"{"s":"a\"b\\c\n\u0001é","n":-3,"u":7,"f":1.5,"nan":null,"b":true,"null":null,"arr":[1,{}]}"#
+            r#"{"s":"a\"b\\c\n\u0001é","n":-3,"u":7,"f":1.5,"nan":null,"b":true,"arr":[1,{}]}"#
         );
         assert_eq!(Json::hex(&[0, 0xab, 0x10]).to_string(), r#""00ab10""#);
     }
