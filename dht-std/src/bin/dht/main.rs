@@ -193,8 +193,47 @@ impl From<io::Error> for Fail {
     }
 }
 
+impl Cli {
+    /// Parses the arguments. Repeated `--bootstrap` options are all kept, on either side of
+    /// the subcommand (clap keeps only the subcommand's side of a global option).
+    fn parse_args(args: Vec<std::ffi::OsString>) -> Result<Self, clap::Error> {
+        let mut cli = Self::try_parse_from(&args)?;
+        let all = option_values(&args, "--bootstrap");
+        if !all.is_empty() {
+            cli.global.bootstrap = all;
+        }
+        Ok(cli)
+    }
+}
+
+/// Every value of a long option (`--name V` or `--name=V`, comma-separated lists split), up to
+/// a `--` terminator.
+fn option_values(args: &[std::ffi::OsString], name: &str) -> Vec<String> {
+    let mut values = Vec::new();
+    let mut iter = args.iter().skip(1).map(|a| a.to_string_lossy());
+    while let Some(arg) = iter.next() {
+        if arg == "--" {
+            break;
+        }
+        let value = if arg == name {
+            iter.next().map(|v| v.into_owned())
+        } else {
+            arg.strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix('='))
+                .map(str::to_owned)
+        };
+        if let Some(v) = value {
+            values.extend(v.split(',').map(str::to_owned));
+        }
+    }
+    values
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::parse_args(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     logger::init(cli.global.verbose);
     match run(cli) {
         Ok(code) => code,
@@ -442,7 +481,12 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(core::iter::once("dht").chain(args.iter().copied()))
+        Cli::parse_args(
+            core::iter::once("dht")
+                .chain(args.iter().copied())
+                .map(Into::into)
+                .collect(),
+        )
     }
 
     #[test]
@@ -463,11 +507,13 @@ mod tests {
             "a:1,b:2",
             "ping",
             "c:3",
-            "--bootstrap",
-            "d:4",
+            "--bootstrap=d:4",
+            "--",
         ])
         .unwrap();
         assert_eq!(cli.global.bootstrap, ["a:1", "b:2", "d:4"]);
+        let cli = parse(&["ping", "c:3", "--bootstrap", "a:1", "--bootstrap", "b:2"]).unwrap();
+        assert_eq!(cli.global.bootstrap, ["a:1", "b:2"]);
     }
 
     #[test]

@@ -97,11 +97,13 @@ fn status(s: &Session, started: Instant) {
     let node = s.dht.node();
     let stats = node.stats();
     let line = format!(
-        "dht node: {} contacts, {} queries in, {} queries out, {} peers stored, up {} s",
+        "dht node: {} contacts, {} queries in, {} queries out, {} peers stored for {} \
+         info-hashes, up {} s",
         node.table_len(),
         stats.queries_received.total(),
         stats.queries_sent.total(),
-        node.peer_store().len(),
+        node.peer_store().peer_count(),
+        node.peer_store().info_hash_count(),
         started.elapsed().as_secs()
     );
     use std::io::Write as _;
