@@ -126,7 +126,7 @@ fn run(mut node: Node, socket: &UdpSocket, commands: &Receiver<Command>, events:
 }
 
 /// The demonstration; returns the line it prints.
-fn demo() -> Result<String, Box<dyn Error>> {
+pub fn demo() -> Result<String, Box<dyn Error>> {
     let first = Remote::start(1)?;
     let announcer = Remote::start(2)?;
     let looker = Remote::start(3)?;

@@ -121,7 +121,7 @@ async fn drive(
 }
 
 /// The demonstration; returns the line it prints.
-async fn demo() -> Result<String, Box<dyn Error>> {
+pub async fn demo() -> Result<String, Box<dyn Error>> {
     let first = Remote::start(1).await?;
     let mut announcer = Remote::start(2).await?;
     let mut looker = Remote::start(3).await?;

@@ -23,6 +23,7 @@ pub fn ping(g: &Global, addr: &str) -> Result<ExitCode, Fail> {
         CLIENT_BIND,
         Some(CLIENT_TIMEOUT),
         Some(AddressPolicy::ALLOW_ALL),
+        true,
     )?;
     let target = pick_family(&s, &targets)?;
     let q = s
@@ -56,7 +57,7 @@ pub fn ping(g: &Global, addr: &str) -> Result<ExitCode, Fail> {
 }
 
 pub fn find_node(g: &Global, target: Id) -> Result<ExitCode, Fail> {
-    let mut s = Session::open(g, CLIENT_BIND, Some(CLIENT_TIMEOUT), None)?;
+    let mut s = Session::open(g, CLIENT_BIND, Some(CLIENT_TIMEOUT), None, true)?;
     join(&mut s, g)?;
     let q = s
         .dht
@@ -93,7 +94,7 @@ pub fn find_node(g: &Global, target: Id) -> Result<ExitCode, Fail> {
 }
 
 pub fn get_peers(g: &Global, info_hash: Id) -> Result<ExitCode, Fail> {
-    let mut s = Session::open(g, CLIENT_BIND, Some(CLIENT_TIMEOUT), None)?;
+    let mut s = Session::open(g, CLIENT_BIND, Some(CLIENT_TIMEOUT), None, true)?;
     join(&mut s, g)?;
     let q = s
         .dht
@@ -137,7 +138,7 @@ fn print_peer(s: &mut Session, peer: SocketAddr) -> Result<(), Fail> {
 }
 
 pub fn announce(g: &Global, info_hash: Id, port: Option<u16>) -> Result<ExitCode, Fail> {
-    let mut s = Session::open(g, CLIENT_BIND, Some(CLIENT_TIMEOUT), None)?;
+    let mut s = Session::open(g, CLIENT_BIND, Some(CLIENT_TIMEOUT), None, true)?;
     join(&mut s, g)?;
     let q = s
         .dht

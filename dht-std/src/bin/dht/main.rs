@@ -276,12 +276,13 @@ pub struct Session {
 
 impl Session {
     /// Binds the node (`default_bind` unless --bind), loads --state, installs the signal
-    /// handler.
+    /// handler. A `read_only` node answers no queries and stays out of other nodes' tables.
     pub fn open(
         g: &Global,
         default_bind: SocketAddr,
         default_timeout: Option<Duration>,
         policy: Option<AddressPolicy>,
+        read_only: bool,
     ) -> Result<Self, Fail> {
         let state = match &g.state {
             Some(path) => State::load(path).map_err(|e| {
@@ -301,6 +302,9 @@ impl Session {
         if let Some(policy) = policy {
             config.address_policy = policy;
         }
+        // One-shot commands are read-only (BEP 43): they will be gone in a moment, so other
+        // nodes must not keep them as contacts. Only `node` and `swarm` serve.
+        config.read_only = read_only;
         let mut dht = Dht::bind(g.bind.unwrap_or(default_bind), config).map_err(Fail::input)?;
         if let Some(state) = &state {
             let taken = dht.import_nodes(&state.nodes);

@@ -28,7 +28,7 @@ pub fn node(
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
-    let mut s = Session::open(g, NODE_BIND, None, None)?;
+    let mut s = Session::open(g, NODE_BIND, None, None, false)?;
     s.deadline = limit.map(|d| Instant::now() + d);
     // The status line is a log, not progress: printed whether or not stderr is a terminal.
     s.progress = crate::progress::Progress::new(false);
