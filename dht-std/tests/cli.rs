@@ -630,3 +630,46 @@ fn missing_state_directory_is_a_clear_error() {
     assert_ne!(out.code, Some(0), "{out:?}");
     assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
 }
+
+#[test]
+fn node_stops_on_sigterm_and_saves_its_table() {
+    let dir = temp_dir("sigterm");
+    let state = dir.join("t.txt");
+    let first = start_node(&["--no-bootstrap"]);
+    let seed = first.addr.to_string();
+    let args = [
+        "node",
+        "--bind",
+        "127.0.0.1:0",
+        "--bootstrap",
+        &seed,
+        "--state",
+        state.to_str().unwrap(),
+    ];
+    let mut child = Guard(command(&args).stderr(Stdio::null()).spawn().unwrap());
+    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.starts_with("node "), "{line:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "still running");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(0));
+    let text = std::fs::read_to_string(&state).unwrap();
+    assert!(
+        text.contains(&format!("node {} {seed}", first.id)),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
