@@ -51,7 +51,7 @@ pub fn resolve_all(hosts: &[&str]) -> Vec<SocketAddr> {
     for host in hosts {
         match host.to_socket_addrs() {
             Ok(addrs) => out.extend(addrs),
-            Err(e) => log::warn!("cannot resolve {host}: {e}"),
+            Err(e) => log::debug!("cannot resolve {host}: {e}"),
         }
     }
     out.dedup();

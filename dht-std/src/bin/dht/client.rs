@@ -206,7 +206,6 @@ pub fn drive(
     mut on_peers: impl FnMut(&mut Session, Vec<SocketAddr>) -> Result<(), Fail>,
 ) -> Result<QueryOutcome, Fail> {
     let started = std::time::Instant::now();
-    let base = s.dht.node().stats().clone();
     let mut peers = 0usize;
     let mut cancelled = false;
     loop {
@@ -232,14 +231,10 @@ pub fn drive(
             let _ = s.dht.cancel(query);
             continue;
         }
+        // The node is this process's own: its counters cover this run.
         let stats = s.dht.node().stats();
-        let sent = stats
-            .queries_sent
-            .total()
-            .saturating_sub(base.queries_sent.total());
-        let answers = stats
-            .responses_received
-            .saturating_sub(base.responses_received);
+        let sent = stats.queries_sent.total();
+        let answers = stats.responses_received;
         let table = s.dht.node().table_len();
         s.progress.update(|| {
             format!(
