@@ -35,6 +35,11 @@ pub struct Config {
     pub client_version: Option<[u8; 4]>,
     /// Which remote addresses the node talks to and keeps in its table.
     pub address_policy: AddressPolicy,
+    /// BEP 42: keep out of the routing tables any node whose id does not match its IP address
+    /// (the first 21 bits of the id derived from a CRC32-C of the IP; local and private
+    /// addresses are exempt). Such nodes are still answered and still used in lookups, as
+    /// libtorrent does. Off by default: much of today's network does not comply.
+    pub enforce_node_id: bool,
     /// Whether to answer queries that arrive over IPv6 with `nodes6` and to keep an IPv6
     /// routing table (BEP 32).
     pub ipv6: bool,
@@ -89,6 +94,7 @@ impl Default for Config {
             read_only: false,
             client_version: None,
             address_policy: AddressPolicy::default(),
+            enforce_node_id: false,
             ipv6: true,
             bucket_size: 8,
             far_bucket_size: 8,

@@ -546,10 +546,12 @@ impl Node {
         self.stats.responses_received = self.stats.responses_received.saturating_add(1);
         let rtt = now.saturating_duration_since(txn.sent_at);
         self.record_rtt(rtt);
-        let fam = family(&from);
-        let outcome = self.table_mut(fam).on_response(now, r.id, from, rtt);
-        self.handle_insert(now, outcome);
-        self.note_table_size();
+        if self.admits_id(&r.id, &from) {
+            let fam = family(&from);
+            let outcome = self.table_mut(fam).on_response(now, r.id, from, rtt);
+            self.handle_insert(now, outcome);
+            self.note_table_size();
+        }
         if let Some(ip) = msg.ip {
             self.vote_external(from, normalize(ip));
         }

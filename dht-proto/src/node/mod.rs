@@ -6,7 +6,10 @@
 //! by exactly one [`Event::QueryFinished`]. See the crate docs for the run loop.
 
 mod client;
+pub(crate) mod drive;
 mod out;
+#[cfg(test)]
+mod proptests;
 mod serve;
 #[cfg(test)]
 mod tests;
@@ -310,6 +313,20 @@ impl Node {
         self.events.len()
     }
 
+    /// Whether our id complies with BEP 42 for our external address: `None` until
+    /// [`Event::ExternalAddress`] has reported one. Nodes that enforce BEP 42 keep a
+    /// non-compliant node out of their tables; to comply, restart with
+    /// [`Config::id`] set to [`bep42::generate_id`](crate::bep42::generate_id) of that address.
+    pub fn id_is_secure(&self) -> Option<bool> {
+        self.external_address()
+            .map(|a| crate::bep42::id_is_acceptable(&self.id, a.ip()))
+    }
+
+    /// Whether a node may enter the routing table under [`Config::enforce_node_id`].
+    pub(crate) fn admits_id(&self, id: &Id, addr: &SocketAddr) -> bool {
+        !self.config.enforce_node_id || crate::bep42::id_is_acceptable(id, addr.ip())
+    }
+
     /// Our external address, once [`Event::ExternalAddress`] has reported it.
     pub fn external_address(&self) -> Option<SocketAddr> {
         self.external
@@ -597,16 +614,20 @@ impl Node {
                 }
             }
             targets.clear();
-            if self.bootstrapped && !self.table(fam).is_empty() {
-                let [v4, v6] = &mut self.tables;
-                let table = if fam == 0 { v4 } else { v6 };
-                table.refresh_targets(now, &mut self.rng, &mut targets);
-                for target in targets.drain(..) {
-                    // Refreshes never take the last query slots from the application.
-                    if self.query_count * 2 < self.config.limits.max_queries {
-                        let _ =
-                            self.start_lookup(now, CommandKind::Refresh, target, None, Some(fam));
-                    }
+            // Always collect the due refreshes, so that the table's deadline moves on even when
+            // the node cannot act on them (not bootstrapped yet, or no query slot free): a due
+            // deadline left in place would make `poll_timeout` return the past forever.
+            let [v4, v6] = &mut self.tables;
+            let table = if fam == 0 { v4 } else { v6 };
+            let empty = table.is_empty();
+            table.refresh_targets(now, &mut self.rng, &mut targets);
+            for target in targets.drain(..) {
+                // Refreshes never take the last query slots from the application.
+                if self.bootstrapped
+                    && !empty
+                    && self.query_count * 2 < self.config.limits.max_queries
+                {
+                    let _ = self.start_lookup(now, CommandKind::Refresh, target, None, Some(fam));
                 }
             }
         }

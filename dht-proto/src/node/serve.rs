@@ -139,7 +139,7 @@ impl Node {
         }
         // BEP 43: read-only nodes never enter the table. Others are seen, not yet verified.
         if let Some(id) = sender {
-            if !msg.read_only {
+            if !msg.read_only && self.admits_id(&id, &from) {
                 let fam = family(&from);
                 let outcome = self.table_mut(fam).on_query(now, id, from);
                 self.handle_insert(now, outcome);

@@ -22,10 +22,13 @@
 //!   the bucket has a questionable entry the table asks for that entry to be pinged
 //!   ([`InsertOutcome::PingFirst`]); an entry that then fails enough pings turns bad and the best
 //!   waiting contact takes its slot.
-//! - A node we only heard of ([`RoutingTable::add_candidate`], [`RoutingTable::import`]) or that
-//!   only sent us a query ([`RoutingTable::on_query`]) is unverified. It takes a free slot or the
-//!   slot of a bad entry, else waits in the replacement cache; it never displaces a live entry
-//!   and never splits a bucket. The table asks for a verification ping to each unverified entry
+//! - A node we only heard of ([`RoutingTable::add_candidate`]) or that only sent us a query
+//!   ([`RoutingTable::on_query`]) is unverified. It takes a free slot or the slot of a bad entry,
+//!   else waits in the replacement cache; it never displaces a live entry and never splits a
+//!   bucket (so made-up ids near the own id cannot deepen the table). Contacts from our own
+//!   saved list ([`RoutingTable::import`]) are unverified too but may split the own bucket, so
+//!   the table takes its old shape back. The table asks for a verification ping to each
+//!   unverified entry
 //!   [`TableConfig::verify_after`] after it was added ([`RoutingTable::pings_due`]), unless an
 //!   answer arrives first.
 //! - The own id never enters; with [`TableConfig::one_node_per_ip`] an IP address has at most
@@ -255,6 +258,8 @@ pub(crate) fn key(addr: &SocketAddr) -> AddrKey {
 pub(crate) enum Observation {
     /// Somebody told us about it.
     Candidate,
+    /// Our own saved contact list has it: like a candidate, but may split the own bucket.
+    Import,
     /// It sent us a query.
     Query,
     /// It answered one of ours.
@@ -569,8 +574,12 @@ impl RoutingTable {
         all.into_iter().map(|e| (e.id, e.addr)).collect()
     }
 
-    /// Adds saved contacts as unverified candidates (see [`add_candidate`](Self::add_candidate));
-    /// returns how many were taken into the table or a replacement cache.
+    /// Adds contacts saved by [`export`](Self::export) as unverified entries; returns how many
+    /// were taken into the table or a replacement cache.
+    ///
+    /// Like [`add_candidate`](Self::add_candidate) they never displace a live entry and get a
+    /// verification ping, but they may split the own bucket, so a fresh table takes its old
+    /// shape back.
     pub fn import(
         &mut self,
         now: Instant,
@@ -579,7 +588,7 @@ impl RoutingTable {
         let mut taken = 0;
         for (id, addr) in nodes {
             if matches!(
-                self.add_candidate(now, id, addr),
+                self.observe(now, id, addr, Observation::Import),
                 InsertOutcome::Inserted | InsertOutcome::Cached
             ) {
                 taken += 1;
