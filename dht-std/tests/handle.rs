@@ -147,3 +147,25 @@ fn dual_stack_nodes_talk_over_ipv6() {
         assert_eq!(pong.id, server.id());
     });
 }
+
+#[test]
+fn an_unspecified_bind_reaches_both_families() {
+    bounded(|| {
+        let v4 = spawn();
+        let Ok(v6) = Dht::bind("[::1]:0".parse().unwrap(), Config::default()) else {
+            return; // no IPv6 on this machine
+        };
+        let v6 = DhtHandle::spawn(v6).unwrap();
+        let mut config = Config::default();
+        config.address_policy = dht_proto::AddressPolicy::ALLOW_ALL;
+        let both = Dht::bind("0.0.0.0:0".parse().unwrap(), config).unwrap();
+        if both.local_addrs().len() < 2 {
+            return; // IPv6 sockets unavailable
+        }
+        let both = DhtHandle::spawn(both).unwrap();
+        assert_eq!(both.ping(v4.local_addr()).unwrap().id, v4.id());
+        assert_eq!(both.ping(v6.local_addr()).unwrap().id, v6.id());
+        let io = both.info().unwrap().io;
+        assert_eq!((io.send_errors, io.unroutable), (0, 0));
+    });
+}
