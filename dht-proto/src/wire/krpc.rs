@@ -518,6 +518,30 @@ pub fn peek_transaction<'a>(input: &'a [u8], limits: &DecodeLimits) -> Option<(&
     Some((t, y?))
 }
 
+/// Writes the bytes a BEP 44 mutable item's signature covers: `4:salt<len>:<salt>` when `salt`
+/// is non-empty, then `3:seqi<seq>e1:v` and the raw bencoded `value`.
+///
+/// # Errors
+///
+/// [`InsufficientSize`] when `buf` is too small.
+pub fn mutable_signing_buffer(
+    salt: Option<&[u8]>,
+    seq: i64,
+    value: &[u8],
+    buf: &mut [u8],
+) -> Result<usize, InsufficientSize> {
+    let mut w = Writer::new(buf);
+    if let Some(salt) = salt.filter(|s| !s.is_empty()) {
+        w.bytes(b"salt");
+        w.bytes(salt);
+    }
+    w.bytes(b"seq");
+    w.int(seq);
+    w.bytes(b"v");
+    w.raw(value);
+    w.finish()
+}
+
 // ------------------------------------------------------------------------------------------
 // Decoding
 // ------------------------------------------------------------------------------------------
