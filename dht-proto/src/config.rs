@@ -294,7 +294,7 @@ impl AddressPolicy {
 #[non_exhaustive]
 pub struct Limits {
     /// Requests in flight at once (each ~80 bytes). At the cap, lookups wait and
-    /// commands that need to send at once get [`CommandError::TooManyRequests`](crate::CommandError).
+    /// commands that need to send at once get [`CommandError::Busy`](crate::CommandError).
     pub max_in_flight: usize,
     /// Lookups and other commands running at once (each up to `max_candidates` × ~64 bytes).
     pub max_queries: usize,

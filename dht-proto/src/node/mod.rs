@@ -348,6 +348,13 @@ impl Node {
         self.query(query).is_some()
     }
 
+    /// The progress of a running command so far (messages sent, responses, timeouts, hops),
+    /// for progress displays; `None` once it has finished. Durations count whole milliseconds,
+    /// like [`Instant`].
+    pub fn query_metrics(&self, query: QueryId) -> Option<&QueryMetrics> {
+        self.query(query).map(|q| &q.metrics)
+    }
+
     /// Commands running now.
     pub fn running_queries(&self) -> usize {
         self.query_count

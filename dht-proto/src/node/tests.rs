@@ -683,3 +683,19 @@ fn enforce_node_id_keeps_mismatched_ids_out_of_the_table() {
         assert!(node.routing_table().contains(&good));
     }
 }
+
+#[test]
+fn query_metrics_show_progress_while_running_and_vanish_after() {
+    let mut net = Net::new(6, local);
+    net.bootstrap_all();
+    let now = net.now;
+    let q = net.nodes[2].find_node(now, Id::new([3; 20])).unwrap();
+    net.drain();
+    let sent = net.nodes[2]
+        .query_metrics(q)
+        .expect("running")
+        .messages_sent;
+    assert!(sent >= 1, "the lookup has sent its first requests");
+    net.run_until_finished(2, q);
+    assert!(net.nodes[2].query_metrics(q).is_none());
+}
