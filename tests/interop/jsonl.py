@@ -48,7 +48,9 @@ class Harness:
         self.proc.stdin.flush()
 
     def expect(self, event, timeout, where=None):
-        """Next event named `event` (and satisfying `where`, if given), skipping others."""
+        """Next event named `event` (and satisfying `where`, if given), skipping others.
+
+        `event` may also be a tuple of names, or `...` for any line (then `where` decides)."""
         end = time.monotonic() + timeout
         while True:
             left = end - time.monotonic()
@@ -62,7 +64,10 @@ class Harness:
                 self.events.put(None)
                 raise EOFError(f"{self.argv} exited before a {event!r} event")
             self.seen.append(ev)
-            if ev.get("event") == event and (where is None or where(ev)):
+            name = ev.get("event")
+            named = (event is ... or name == event
+                     or (isinstance(event, tuple) and name in event))
+            if named and (where is None or where(ev)):
                 return ev
 
     def command(self, command, event, timeout):

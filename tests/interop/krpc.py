@@ -14,7 +14,7 @@ Options:
   --token HEX        token for announce_peer/put ("bad" sends a token that cannot be valid)
   --implied-port     set implied_port=1 in announce_peer
   --want n4,n6       BEP 32 "want" list for find_node/get_peers/get/sample_infohashes
-  --ro               set "ro": 1 (BEP 43 read-only node)
+  --ro               set "ro": 1 (BEP 43 read-only node), also on the token-fetching query
   --expect-error [CODE]  success means a KRPC error (with that code) came back
   --save-query FILE / --save-reply FILE   write the raw datagrams
   --quiet            print nothing but problems
@@ -373,7 +373,7 @@ def run(argv):
             pre = "get_peers" if method == "announce_peer" else "get"
             pre_args = {b"info_hash": args[b"info_hash"]} if method == "announce_peer" else {
                 b"target": hashlib.sha1(bencode(args[b"v"])).digest()}
-            _, _, dec, _ = client.query(addr, pre.encode(), pre_args)
+            _, _, dec, _ = client.query(addr, pre.encode(), pre_args, extra)
             r = dec.get(b"r") if isinstance(dec, dict) else None
             token = r.get(b"token") if isinstance(r, dict) else None
             if not isinstance(token, bytes):

@@ -24,11 +24,12 @@ Output: one JSON object per line on stdout, each with "event" and "t" (seconds s
   incoming_get_peers {"node","info_hash"}  (only with --incoming)
   pkt       {"node","dir":"in"|"out","peer","hex"}  (only with --pkt: raw KRPC datagrams)
   done      {"cmd"}  after each command; error {"cmd","error"}; exit {"reason"}
-"complete" is true when libtorrent's traversal finished before --lookup-timeout.
+"complete" is true when libtorrent's traversal finished before --lookup-timeout. get-peers with
+an IP:PORT returns as soon as that peer has been found (complete is then usually false).
 
 Commands (flags and stdin lines use the same words; @N selects the session, default 0 for
 announce/put/sample and the last session for get-peers/get):
-  announce HEX[:PORT][@N]   get-peers HEX[@N]   dump-table[@N] (flag: --dump-table [N])   node-ids   add-node IP:PORT[@N]
+  announce HEX[:PORT][@N]   get-peers HEX[@N] [IP:PORT]   dump-table[@N] (flag: --dump-table [N])   node-ids   add-node IP:PORT[@N]
   sample IP:PORT[/TARGETHEX][@N]   put TEXT[@N]   get HEX[@N]   sleep SECONDS   quit
 (c) To make libtorrent query one specific node, run with --nodes 1 --no-mesh --bootstrap
 THATNODE: its table then holds only that node, so get-peers/announce go to it (and to whatever
@@ -276,12 +277,15 @@ class Harness:
             raise ValueError(f"no node {i}")
         return text, self.nodes[i]
 
-    def wait_traversal(self, n, target, kinds, since):
+    def wait_traversal(self, n, target, kinds, since, stop=None):
+        """Until the traversal completes, --lookup-timeout passes, or `stop()` holds."""
         end = time.monotonic() + self.args.lookup_timeout
         while time.monotonic() < min(end, self.deadline):
             for kind, t in n.done.get(target, []):
                 if kind in kinds and t >= since:
                     return True, round(t - since, 3)
+            if stop and stop():
+                break
             self.pump(0.05)
         return False, round(now() - since, 3)
 
@@ -312,13 +316,18 @@ class Harness:
             self.pump(0.2)  # the announce_peer queries go out after the traversal
             emit("announce", node=n.index, info_hash=ih, port=port, complete=ok, elapsed=took)
         elif word == "get-peers":
-            spec, n = self.node_arg(rest, len(self.nodes) - 1)
+            spec, _, want = rest.partition(" ")
+            spec, n = self.node_arg(spec, len(self.nodes) - 1)
             ih = hash_arg(spec)
+            if want:
+                want = fmt_ep(*parse_ep(want))
             self.replies.pop((n.index, ih), None)
             t = now()
             n.session.dht_get_peers(lt.sha1_hash(bytes.fromhex(ih)))
-            ok, took = self.wait_traversal(n, ih, ("get_peers",), t)
-            self.pump(0.1)
+            found = (lambda: want in self.replies.get((n.index, ih), ())) if want else None
+            ok, took = self.wait_traversal(n, ih, ("get_peers",), t, found)
+            if not want:
+                self.pump(0.1)
             emit("peers", node=n.index, info_hash=ih, complete=ok, elapsed=took,
                  peers=sorted(self.replies.get((n.index, ih), set())))
         elif word == "add-node":

@@ -20,7 +20,8 @@
 //       ping | find_node TARGET | get_peers IH | announce_peer IH PORT | get TARGET |
 //       sample_infohashes TARGET | any other name (sent with only an id)
 //     announce_peer uses the token of the last get_peers answer from IP:PORT (one is fetched
-//     first if there is none).
+//     first if there is none), or the token given as a third argument: HEX, or "bad" for 8
+//     random bytes (announce_peer IH PORT bad).
 //   bootstrap[@N] (stdin only): run the populate walk again.   quit (stdin only)
 // Events: ready, ids, table, announce, peers, put, item, reply, incoming_announce,
 //   incoming_get_peers (--incoming), pkt (--pkt: {node, dir, peer, hex}), done, error, exit.
@@ -302,6 +303,9 @@ class Harness {
         }
         a.port = Number(params[1] || n.port)
         a.token = this.tokens.get(key) || Buffer.from('none')
+        // An explicit third argument replaces the token: hex bytes, or "bad" (8 random bytes).
+        if (params[2] === 'bad') a.token = require('crypto').randomBytes(8)
+        else if (params[2]) a.token = Buffer.from(params[2], 'hex')
       }
       const t = now()
       const { err, res } = await this.query(n, peer, method, a)
