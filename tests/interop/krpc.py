@@ -362,6 +362,15 @@ def run(argv):
             parse_addr(f"[{opts['bind']}]:0" if ":" in opts["bind"] else f"{opts['bind']}:0"))
     client = Client(bind, socket.AF_INET6 if v6 else socket.AF_INET, opts.get("id"),
                     opts["timeout"])
+    try:
+        return exchange(client, addr, method, params, opts)
+    finally:
+        client.sock.close()
+
+
+def exchange(client, addr, method, params, opts):
+    """Sends the query (after fetching a token, if needed), prints the verdict, returns the
+    exit status."""
     args = build_args(method, params, opts)
     extra = {b"ro": 1} if opts.get("ro") else None
     out = {"to": fmt_addr(*addr), "method": method}

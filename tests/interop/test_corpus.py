@@ -67,7 +67,8 @@ class Corpus(unittest.TestCase):
 
     def test_every_datagram_is_canonical_krpc(self):
         for name, _impl, _v, kind, method, _family, _note in manifest():
-            raw = open(os.path.join(CORPUS, name), "rb").read()
+            with open(os.path.join(CORPUS, name), "rb") as f:
+                raw = f.read()
             self.assertLess(len(raw), 1500, name)
             msg = krpc.bdecode(raw)  # strict: canonical bencode
             self.assertEqual(krpc.bencode(msg), raw, name)
