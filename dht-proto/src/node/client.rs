@@ -542,7 +542,8 @@ impl Node {
 
     fn after_bootstrap(&mut self, now: Instant) {
         let nodes = self.table_len();
-        if nodes > 0 {
+        self.note_table_size();
+        if !self.table_was_empty {
             self.bootstrap_backoff = self.config.bootstrap_backoff_min;
             if !self.bootstrapped {
                 self.bootstrapped = true;
@@ -560,7 +561,8 @@ impl Node {
     }
 
     pub(crate) fn retry_bootstrap(&mut self, now: Instant) {
-        if self.table_len() > 0 && self.bootstrapped {
+        // Entries that are all bad do not count: the node is cut off and must rejoin.
+        if !self.table_was_empty && self.bootstrapped {
             return;
         }
         match self.start_lookup(now, CommandKind::Bootstrap, self.id, None, None) {

@@ -10,6 +10,8 @@ pub(crate) mod drive;
 mod item;
 #[cfg(test)]
 mod item_tests;
+#[cfg(test)]
+mod maintenance_tests;
 mod out;
 #[cfg(test)]
 mod proptests;
@@ -627,7 +629,21 @@ impl Node {
     /// Emits [`Event::RoutingTableEmpty`] when the tables just emptied, and schedules a
     /// re-bootstrap.
     pub(crate) fn note_table_size(&mut self) {
-        let empty = self.table_len() == 0;
+        // Empty, or (checked only while already in that state, so the scan is rare) holding
+        // nothing but bad entries: kept, in case they come back, but useless for lookups.
+        let empty = self.table_len() == 0 || (self.table_was_empty && !self.has_live_entries());
+        self.set_table_empty(empty);
+    }
+
+    /// Whether some routing-table entry is not bad (BEP 5: repeated failures).
+    fn has_live_entries(&self) -> bool {
+        self.tables.iter().any(|t| {
+            let config = t.config();
+            t.iter().any(|e| !e.is_bad(config))
+        })
+    }
+
+    fn set_table_empty(&mut self, empty: bool) {
         if empty && !self.table_was_empty {
             self.push_event(Event::RoutingTableEmpty);
             if self.bootstrap_retry_at.is_none()
@@ -697,7 +713,8 @@ impl Node {
         }
         self.scratch_pings = pings;
         self.scratch_ids = targets;
-        self.note_table_size();
+        let empty = self.table_len() == 0 || !self.has_live_entries();
+        self.set_table_empty(empty);
     }
 
     pub(crate) fn new_custom_handle(&mut self) -> CustomHandle {
