@@ -675,6 +675,31 @@ fn replacement_cache_size_zero_drops_newcomers() {
 }
 
 #[test]
+fn a_split_does_not_promote_a_replacement_holding_the_newcomers_address() {
+    // Found by the property test: the split's refill promoted a waiting contact with the
+    // newcomer's address, then the newcomer took the same address.
+    let own = Id::ZERO;
+    let mut rng = TestRng(20);
+    let mut config = TableConfig::default();
+    config.bucket_size = 2;
+    config.one_node_per_ip = false;
+    let mut table = RoutingTable::new(own, config, t(0));
+    for i in 0..2 {
+        let _ = table.on_response(t(0), id_at(&own, 0, &mut rng), addr(i), RTT);
+    }
+    let shared = addr(9);
+    let waiting = id_at(&own, 1, &mut rng);
+    assert_eq!(table.on_query(t(1), waiting, shared), InsertOutcome::Cached);
+    let newcomer = id_at(&own, 1, &mut rng);
+    assert_eq!(
+        table.on_response(t(2), newcomer, shared, RTT),
+        InsertOutcome::Inserted
+    );
+    assert!(!table.contains(&waiting));
+    table.check_invariants().unwrap();
+}
+
+#[test]
 fn remove_promotes_a_replacement() {
     let own = Id::ZERO;
     let mut rng = TestRng(13);
