@@ -283,9 +283,11 @@ fn nine_nodes_per_depth_give_one_bucket_per_depth() {
 fn far_buckets_are_larger_and_overflow_is_demoted_on_split() {
     let own = Id::ZERO;
     let mut rng = TestRng(3);
-    let mut config = TableConfig::default();
-    config.far_buckets = 1;
-    config.far_bucket_size = 16;
+    let config = TableConfig {
+        far_buckets: 1,
+        far_bucket_size: 16,
+        ..TableConfig::default()
+    };
     let mut table = RoutingTable::new(own, config, t(0));
     // 4 far nodes and 12 depth-1 nodes fill the single bucket (capacity 16).
     let mut near = Vec::new();
@@ -340,8 +342,10 @@ fn the_address_policy_applies() {
     let local = "127.0.0.1:6881".parse().unwrap();
     let reject = InsertOutcome::Rejected(RejectReason::AddressNotAllowed);
     assert_eq!(table.on_response(t(0), Id::MAX, local, RTT), reject);
-    let mut config = TableConfig::default();
-    config.address_policy = AddressPolicy::ALLOW_ALL;
+    let config = TableConfig {
+        address_policy: AddressPolicy::ALLOW_ALL,
+        ..TableConfig::default()
+    };
     let mut table = RoutingTable::new(Id::ZERO, config, t(0));
     assert_eq!(
         table.on_response(t(0), Id::MAX, local, RTT),
@@ -374,8 +378,10 @@ fn one_entry_per_ip_and_per_address() {
     assert_eq!(table.on_response(t(0), c, first, RTT), exact);
     assert_eq!(table.len(), 1);
 
-    let mut config = TableConfig::default();
-    config.one_node_per_ip = false;
+    let config = TableConfig {
+        one_node_per_ip: false,
+        ..TableConfig::default()
+    };
     let mut table = RoutingTable::new(own, config, t(0));
     assert_eq!(
         table.on_response(t(0), a, first, RTT),
@@ -653,8 +659,10 @@ fn verified_nodes_displace_unverified_ones() {
 fn replacement_cache_size_zero_drops_newcomers() {
     let own = Id::ZERO;
     let mut rng = TestRng(12);
-    let mut config = TableConfig::default();
-    config.replacement_cache_size = 0;
+    let config = TableConfig {
+        replacement_cache_size: 0,
+        ..TableConfig::default()
+    };
     let mut table = RoutingTable::new(own, config, t(0));
     for i in 0..8 {
         let _ = table.on_response(t(0), id_at(&own, 0, &mut rng), addr(i), RTT);
@@ -680,9 +688,11 @@ fn a_split_does_not_promote_a_replacement_holding_the_newcomers_address() {
     // newcomer's address, then the newcomer took the same address.
     let own = Id::ZERO;
     let mut rng = TestRng(20);
-    let mut config = TableConfig::default();
-    config.bucket_size = 2;
-    config.one_node_per_ip = false;
+    let config = TableConfig {
+        bucket_size: 2,
+        one_node_per_ip: false,
+        ..TableConfig::default()
+    };
     let mut table = RoutingTable::new(own, config, t(0));
     for i in 0..2 {
         let _ = table.on_response(t(0), id_at(&own, 0, &mut rng), addr(i), RTT);
@@ -765,8 +775,10 @@ fn refresh_targets_fall_inside_stale_buckets() {
     let mut rng = TestRng(14);
     let own = Id::random(&mut rng);
     // No replacement caches, so waiting nodes do not ask for pings when entries age.
-    let mut config = TableConfig::default();
-    config.replacement_cache_size = 0;
+    let config = TableConfig {
+        replacement_cache_size: 0,
+        ..TableConfig::default()
+    };
     let mut table = RoutingTable::new(own, config, t(0));
     let mut n = 0;
     for depth in 0..5 {
@@ -1079,19 +1091,18 @@ fn table_config() -> impl Strategy<Value = TableConfig> {
         1u8..=3,
     )
         .prop_map(
-            |(k, cache, far_buckets, far_extra, one_per_ip, max_failures)| {
-                let mut c = TableConfig::default();
-                c.bucket_size = k;
-                c.replacement_cache_size = cache;
-                c.far_buckets = far_buckets;
-                c.far_bucket_size = k + far_extra;
-                c.one_node_per_ip = one_per_ip;
-                c.max_failures = max_failures;
-                c.questionable_after = Duration::from_secs(60);
-                c.refresh_interval = Duration::from_secs(90);
-                c.verify_after = Duration::from_secs(5);
-                c.ping_timeout = Duration::from_secs(5);
-                c
+            |(k, cache, far_buckets, far_extra, one_per_ip, max_failures)| TableConfig {
+                bucket_size: k,
+                replacement_cache_size: cache,
+                far_buckets,
+                far_bucket_size: k + far_extra,
+                one_node_per_ip: one_per_ip,
+                max_failures,
+                questionable_after: Duration::from_secs(60),
+                refresh_interval: Duration::from_secs(90),
+                verify_after: Duration::from_secs(5),
+                ping_timeout: Duration::from_secs(5),
+                ..TableConfig::default()
             },
         )
 }
@@ -1283,7 +1294,7 @@ fn run_ops(own: Id, config: TableConfig, seed: u64, ops: &[Op]) {
                 assert!(find_record(&table, &id).is_none());
             }
             Op::Advance { ms } => {
-                model.now = model.now + Duration::from_millis(ms.into());
+                model.now += Duration::from_millis(ms.into());
                 assert_eq!(table.iter().cloned().collect::<Vec<_>>(), before);
             }
             Op::Tick => {
@@ -1444,7 +1455,9 @@ fn a_long_random_run_fills_deep_buckets() {
             _ => Op::Query { node, alt: false },
         });
     }
-    let mut config = TableConfig::default();
-    config.bucket_size = 2;
+    let config = TableConfig {
+        bucket_size: 2,
+        ..TableConfig::default()
+    };
     run_ops(own, config, 19, &ops);
 }
