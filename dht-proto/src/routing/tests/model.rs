@@ -453,7 +453,7 @@ fn a_long_random_run_fills_deep_buckets() {
     let mut rng = TestRng(19);
     let own = Id::random(&mut rng);
     let mut ops = Vec::new();
-    for i in 0..1000u32 {
+    for i in 0..600u32 {
         let node = (rng.next_u32() % 64) as usize;
         ops.push(match i % 10 {
             0..=4 => Op::Response {
