@@ -363,7 +363,7 @@ impl RoutingTable {
         let (bad, verified) = (entry.is_bad(&config), entry.is_verified());
         if bad && (!verified || self.best_promotable(b).is_some()) {
             self.take_entry(b, &id);
-            self.refill(now, b);
+            self.settle(now);
         }
     }
 
@@ -381,11 +381,12 @@ impl RoutingTable {
     pub fn remove(&mut self, id: &Id) -> bool {
         let b = self.bucket_index(id);
         if self.take_entry(b, id).is_some() {
+            // Without a clock, a promotion counts as a change at the bucket's last change.
             let now = self
                 .buckets
                 .get(b)
                 .map_or(Instant::ZERO, |b| b.last_changed);
-            self.refill(now, b);
+            self.settle(now);
             return true;
         }
         let Some(bucket) = self.buckets.get_mut(b) else {

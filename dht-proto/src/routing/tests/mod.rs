@@ -711,6 +711,51 @@ fn a_split_does_not_promote_a_replacement_holding_the_newcomers_address() {
 }
 
 #[test]
+fn an_address_freed_in_one_bucket_lets_a_replacement_in_another_bucket_in() {
+    // Found by the property test: displacing an entry freed its address, but the replacement
+    // waiting for that address sat in another bucket and was not promoted.
+    let own = Id::ZERO;
+    let mut rng = TestRng(21);
+    let config = TableConfig {
+        bucket_size: 2,
+        one_node_per_ip: false,
+        ..TableConfig::default()
+    };
+    let mut table = RoutingTable::new(own, config, t(0));
+    let shared = addr(9);
+    let b = id_at(&own, 10, &mut rng);
+    assert_eq!(
+        table.on_response(t(0), id_at(&own, 0, &mut rng), addr(1), RTT),
+        InsertOutcome::Inserted
+    );
+    assert_eq!(
+        table.on_response(t(0), b, addr(2), RTT),
+        InsertOutcome::Inserted
+    );
+    // C waits for a slot; D, imported, takes the same address in the own bucket.
+    let c = id_at(&own, 3, &mut rng);
+    assert_eq!(table.add_candidate(t(1), c, shared), InsertOutcome::Cached);
+    let d = id_at(&own, 10, &mut rng);
+    assert_eq!(table.import(t(1), [(d, shared)]), 1);
+    assert!(table.contains(&d) && !table.contains(&c));
+    // Split down to depth 11: C waits in the (empty) bucket 3, as D holds its address.
+    assert_eq!(
+        table.on_response(t(2), id_at(&own, 11, &mut rng), addr(3), RTT),
+        InsertOutcome::Inserted
+    );
+    assert_eq!(table.buckets().len(), 12);
+    assert!(table.buckets().nth(3).unwrap().is_empty());
+    // A verified node displaces D from bucket 10: the address is free, C gets bucket 3.
+    assert_eq!(
+        table.on_response(t(3), id_at(&own, 10, &mut rng), addr(4), RTT),
+        InsertOutcome::Inserted
+    );
+    assert!(!table.contains(&d));
+    assert!(table.contains(&c));
+    table.check_invariants().unwrap();
+}
+
+#[test]
 fn remove_promotes_a_replacement() {
     let own = Id::ZERO;
     let mut rng = TestRng(13);
