@@ -305,3 +305,59 @@ fn ipv6_requesters_get_nodes6_and_want_selects_families() {
     let (n4, n6) = ask(&mut node, from6, Some(Want { v4: true, v6: true }));
     assert!(n4 > 0 && n6 > 0);
 }
+
+#[test]
+fn nodes_that_only_queried_us_are_not_handed_out_while_answered_ones_suffice() {
+    let mut net = Net::new(40, local);
+    net.bootstrap_all();
+    let now = net.now;
+    let node = &mut net.nodes[0];
+    // A made-up id right next to ours (so its bucket has room), from an address that never
+    // answers anything; then someone looks for exactly that id.
+    let own = node.id();
+    let sybil = own.with_bit(159, !own.bit(159));
+    let target = sybil;
+    let _ = answer(
+        node,
+        now,
+        addr(60),
+        Query::Ping(crate::wire::krpc::Ping { id: sybil }),
+    );
+    assert!(
+        node.routing_table().contains(&sybil),
+        "it is in the table, unverified"
+    );
+    let reply = answer(
+        node,
+        now,
+        addr(61),
+        Query::FindNode(FindNode {
+            id: Id::new([0x61; 20]),
+            target,
+            want: None,
+        }),
+    );
+    let msg = Message::decode(&reply, &Default::default()).unwrap();
+    let Body::Response(r) = msg.body else {
+        panic!("{msg}")
+    };
+    let nodes: Vec<Id> = r.nodes.unwrap().iter().map(|n| n.id).collect();
+    assert_eq!(nodes.len(), 8);
+    assert!(!nodes.contains(&sybil));
+}
+
+/// Regression: the first node of a network, which never bootstraps and is only ever queried,
+/// stayed at a single bucket of 8 forever (candidates cannot split a bucket, and refreshes
+/// waited for a bootstrap that never came).
+#[test]
+fn a_node_that_is_only_queried_still_grows_its_table() {
+    let mut net = Net::new(30, local);
+    net.bootstrap_all();
+    assert!(!net.nodes[0].is_bootstrapped());
+    let k = net.nodes[0].config().bucket_size;
+    assert!(
+        net.nodes[0].table_len() > 2 * k,
+        "{} entries",
+        net.nodes[0].table_len()
+    );
+}

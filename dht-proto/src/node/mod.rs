@@ -703,10 +703,9 @@ impl Node {
             table.refresh_targets(now, &mut self.rng, &mut targets);
             for target in targets.drain(..) {
                 // Refreshes never take the last query slots from the application.
-                if self.bootstrapped
-                    && !empty
-                    && self.query_count * 2 < self.config.limits.max_queries
-                {
+                // Not only once bootstrapped: a node that never bootstrapped (the first node of
+                // a network) still grows its table through refreshes.
+                if !empty && self.query_count * 2 < self.config.limits.max_queries {
                     let _ = self.start_lookup(now, CommandKind::Refresh, target, None, Some(fam));
                 }
             }
