@@ -92,6 +92,8 @@ const MAX_SEEDS: usize = 64;
 const MAX_SEEN_PEERS: usize = 4096;
 /// Reports of our external address kept for voting.
 const MAX_IP_VOTES: usize = 16;
+/// Addresses remembered as recently pinged to split the own bucket (each asked once).
+pub(crate) const MAX_SPLIT_PINGS: usize = 64;
 /// Distinct reporters needed before an external address is believed.
 const IP_VOTES_NEEDED: usize = 3;
 /// Shortest short timeout, whatever the measured round-trip times.
@@ -204,6 +206,8 @@ pub struct Node {
     pub(crate) custom: Vec<PendingCustom>,
     pub(crate) next_custom: u64,
     pub(crate) ip_votes: VecDeque<(IpAddr, SocketAddr)>,
+    /// Recently pinged candidates of the own bucket (see `MAX_SPLIT_PINGS`).
+    pub(crate) split_pings: VecDeque<SocketAddr>,
     pub(crate) external: Option<SocketAddr>,
     /// Smoothed round-trip time over all responses.
     pub(crate) srtt: Option<Duration>,
@@ -273,6 +277,7 @@ impl Node {
             custom: Vec::new(),
             next_custom: 1,
             ip_votes: VecDeque::new(),
+            split_pings: VecDeque::new(),
             external: None,
             srtt: None,
             scratch_ids: Vec::new(),

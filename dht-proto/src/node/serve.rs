@@ -151,7 +151,12 @@ impl Node {
                 if outcome == InsertOutcome::Cached
                     && splittable
                     && self.in_flight() < self.config.limits.max_in_flight / 2
+                    && !self.split_pings.contains(&from)
                 {
+                    if self.split_pings.len() >= super::MAX_SPLIT_PINGS {
+                        self.split_pings.pop_front();
+                    }
+                    self.split_pings.push_back(from);
                     // It waits in our own bucket's cache, but an answer from it would split
                     // that bucket and let it in: ask. Without this a node that is only ever
                     // queried (the first node of a network) would stay at one bucket.
