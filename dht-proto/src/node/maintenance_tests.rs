@@ -361,3 +361,16 @@ fn a_node_that_is_only_queried_still_grows_its_table() {
         net.nodes[0].table_len()
     );
 }
+
+/// Regression (found by the simulator): after `Bootstrapped` only the far half of the table
+/// was refreshed, so tables stayed sparse in between and some lookups failed. Every bucket is
+/// refreshed now; right after joining, tables hold most of what a node can know.
+#[test]
+fn tables_are_dense_right_after_bootstrap() {
+    let mut net = Net::new(80, local);
+    net.bootstrap_all();
+    let sizes: Vec<usize> = net.nodes.iter().map(Node::table_len).collect();
+    // Before the fix: mean 26.7, smallest 18. After: mean 32.0, smallest 27.
+    let smallest = sizes.iter().copied().min().unwrap();
+    assert!(smallest >= 24, "smallest table {smallest}: {sizes:?}");
+}
