@@ -374,3 +374,25 @@ fn tables_are_dense_right_after_bootstrap() {
     let smallest = sizes.iter().copied().min().unwrap();
     assert!(smallest >= 24, "smallest table {smallest}: {sizes:?}");
 }
+
+/// A restarted node gets its saved table back: `export_nodes` then `import_nodes` into a fresh
+/// node with the same id keeps most contacts (imports may split buckets; they are verified by
+/// pings before they are trusted).
+#[test]
+fn a_restarted_node_restores_its_saved_table() {
+    let mut net = Net::new(80, local);
+    net.bootstrap_all();
+    let old = &net.nodes[10];
+    let saved = old.export_nodes();
+    assert!(saved.len() >= 24, "only {} exported", saved.len());
+    let mut config = old.config().clone();
+    config.id = Some(old.id());
+    let mut fresh = Node::new(config, net.now).unwrap();
+    let taken = fresh.import_nodes(net.now, saved.iter().copied());
+    assert!(
+        fresh.table_len() * 4 >= saved.len() * 3 && taken >= fresh.table_len(),
+        "restored {} (taken {taken}) of {}",
+        fresh.table_len(),
+        saved.len()
+    );
+}
