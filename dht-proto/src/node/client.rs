@@ -542,15 +542,16 @@ impl Node {
 
     fn after_bootstrap(&mut self, now: Instant) {
         let nodes = self.table_len();
-        if nodes > 0 {
+        self.note_table_size();
+        if !self.table_was_empty {
             self.bootstrap_backoff = self.config.bootstrap_backoff_min;
             if !self.bootstrapped {
                 self.bootstrapped = true;
                 self.push_event(Event::Bootstrapped { nodes });
-                // Fill the far half of the table at once rather than at the first refresh.
-                let far =
-                    Id::random_with_prefix(&self.id.with_bit(0, !self.id.bit(0)), 1, &mut self.rng);
-                let _ = self.start_lookup(now, CommandKind::Refresh, far, None, None);
+                // Fill every bucket at once rather than at its first refresh: the lookup of
+                // the own id filled the nearest buckets, the others would stay sparse for
+                // fifteen minutes (and lookups through a sparse table fail more often).
+                self.refresh_all_buckets(now);
             }
         } else if !self.seeds.is_empty() {
             self.bootstrap_retry_at = Some(now + self.bootstrap_backoff);
@@ -559,8 +560,35 @@ impl Node {
         }
     }
 
+    /// Starts a refresh lookup of a random id in every bucket but the own one, in both tables,
+    /// leaving half of the query slots to the application.
+    fn refresh_all_buckets(&mut self, now: Instant) {
+        let mut targets = Vec::new();
+        for fam in 0..2 {
+            let table = self.table(fam);
+            if table.is_empty() {
+                continue;
+            }
+            let ranges: Vec<(Id, usize)> = table
+                .buckets()
+                .filter(|b| !b.covers(&self.id))
+                .map(|b| (b.prefix(), b.prefix_len()))
+                .collect();
+            for (prefix, len) in ranges {
+                targets.push((fam, Id::random_with_prefix(&prefix, len, &mut self.rng)));
+            }
+        }
+        for (fam, target) in targets {
+            if self.query_count * 2 >= self.config.limits.max_queries {
+                break;
+            }
+            let _ = self.start_lookup(now, CommandKind::Refresh, target, None, Some(fam));
+        }
+    }
+
     pub(crate) fn retry_bootstrap(&mut self, now: Instant) {
-        if self.table_len() > 0 && self.bootstrapped {
+        // Entries that are all bad do not count: the node is cut off and must rejoin.
+        if !self.table_was_empty && self.bootstrapped {
             return;
         }
         match self.start_lookup(now, CommandKind::Bootstrap, self.id, None, None) {

@@ -10,6 +10,8 @@ pub(crate) mod drive;
 mod item;
 #[cfg(test)]
 mod item_tests;
+#[cfg(test)]
+mod maintenance_tests;
 mod out;
 #[cfg(test)]
 mod proptests;
@@ -90,6 +92,8 @@ const MAX_SEEDS: usize = 64;
 const MAX_SEEN_PEERS: usize = 4096;
 /// Reports of our external address kept for voting.
 const MAX_IP_VOTES: usize = 16;
+/// Addresses remembered as recently pinged to split the own bucket (each asked once).
+pub(crate) const MAX_SPLIT_PINGS: usize = 64;
 /// Distinct reporters needed before an external address is believed.
 const IP_VOTES_NEEDED: usize = 3;
 /// Shortest short timeout, whatever the measured round-trip times.
@@ -202,6 +206,8 @@ pub struct Node {
     pub(crate) custom: Vec<PendingCustom>,
     pub(crate) next_custom: u64,
     pub(crate) ip_votes: VecDeque<(IpAddr, SocketAddr)>,
+    /// Recently pinged candidates of the own bucket (see `MAX_SPLIT_PINGS`).
+    pub(crate) split_pings: VecDeque<SocketAddr>,
     pub(crate) external: Option<SocketAddr>,
     /// Smoothed round-trip time over all responses.
     pub(crate) srtt: Option<Duration>,
@@ -271,6 +277,7 @@ impl Node {
             custom: Vec::new(),
             next_custom: 1,
             ip_votes: VecDeque::new(),
+            split_pings: VecDeque::new(),
             external: None,
             srtt: None,
             scratch_ids: Vec::new(),
@@ -627,7 +634,21 @@ impl Node {
     /// Emits [`Event::RoutingTableEmpty`] when the tables just emptied, and schedules a
     /// re-bootstrap.
     pub(crate) fn note_table_size(&mut self) {
-        let empty = self.table_len() == 0;
+        // Empty, or (checked only while already in that state, so the scan is rare) holding
+        // nothing but bad entries: kept, in case they come back, but useless for lookups.
+        let empty = self.table_len() == 0 || (self.table_was_empty && !self.has_live_entries());
+        self.set_table_empty(empty);
+    }
+
+    /// Whether some routing-table entry is not bad (BEP 5: repeated failures).
+    fn has_live_entries(&self) -> bool {
+        self.tables.iter().any(|t| {
+            let config = t.config();
+            t.iter().any(|e| !e.is_bad(config))
+        })
+    }
+
+    fn set_table_empty(&mut self, empty: bool) {
         if empty && !self.table_was_empty {
             self.push_event(Event::RoutingTableEmpty);
             if self.bootstrap_retry_at.is_none()
@@ -687,17 +708,17 @@ impl Node {
             table.refresh_targets(now, &mut self.rng, &mut targets);
             for target in targets.drain(..) {
                 // Refreshes never take the last query slots from the application.
-                if self.bootstrapped
-                    && !empty
-                    && self.query_count * 2 < self.config.limits.max_queries
-                {
+                // Not only once bootstrapped: a node that never bootstrapped (the first node of
+                // a network) still grows its table through refreshes.
+                if !empty && self.query_count * 2 < self.config.limits.max_queries {
                     let _ = self.start_lookup(now, CommandKind::Refresh, target, None, Some(fam));
                 }
             }
         }
         self.scratch_pings = pings;
         self.scratch_ids = targets;
-        self.note_table_size();
+        let empty = self.table_len() == 0 || !self.has_live_entries();
+        self.set_table_empty(empty);
     }
 
     pub(crate) fn new_custom_handle(&mut self) -> CustomHandle {

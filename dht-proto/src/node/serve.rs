@@ -9,7 +9,7 @@ use crate::error::DropReason;
 use crate::event::Event;
 use crate::id::Id;
 use crate::node::out::{Out, OutBody, OutItem, OutResponse};
-use crate::routing::InsertOutcome;
+use crate::routing::{Entry, InsertOutcome};
 use crate::server::items::{Item, MutablePut, PutError};
 use crate::small::SmallBytes;
 use crate::stats::MethodKind;
@@ -144,6 +144,24 @@ impl Node {
             if !msg.read_only && self.admits_id(&id, &from) {
                 let fam = family(&from);
                 let outcome = self.table_mut(fam).on_query(now, id, from);
+                let splittable = self
+                    .table(fam)
+                    .bucket_of(&id)
+                    .is_some_and(|b| b.covers(&self.id));
+                if outcome == InsertOutcome::Cached
+                    && splittable
+                    && self.in_flight() < self.config.limits.max_in_flight / 2
+                    && !self.split_pings.contains(&from)
+                {
+                    if self.split_pings.len() >= super::MAX_SPLIT_PINGS {
+                        self.split_pings.pop_front();
+                    }
+                    self.split_pings.push_back(from);
+                    // It waits in our own bucket's cache, but an answer from it would split
+                    // that bucket and let it in: ask. Without this a node that is only ever
+                    // queried (the first node of a network) would stay at one bucket.
+                    let _ = self.send_table_ping(now, Some(id), from);
+                }
                 self.handle_insert(now, outcome);
                 self.note_table_size();
             }
@@ -336,10 +354,32 @@ impl Node {
         }
     }
 
+    /// The `n` closest entries for a reply: those that have answered us first (BEP 5 hands out
+    /// good nodes; a node that only queried us could be made up to poison others' lookups),
+    /// topped up with unverified ones only when too few have answered, as on a young table.
     pub(crate) fn closest_nodes(&self, fam: usize, target: &Id, n: usize, out: &mut Vec<NodeInfo>) {
-        let mut entries = Vec::new();
-        self.table(fam).closest(target, n, &mut entries);
-        out.extend(entries.iter().map(|e| NodeInfo { id: e.0, addr: e.1 }));
+        let table = self.table(fam);
+        let config = table.config();
+        let mut entries = Vec::with_capacity(n);
+        table.closest_entries(
+            target,
+            n,
+            |e| e.is_verified() && !e.is_bad(config),
+            &mut entries,
+        );
+        out.extend(entries.iter().map(|e| NodeInfo {
+            id: e.id(),
+            addr: e.addr(),
+        }));
+        if entries.len() < n {
+            let missing = n - entries.len();
+            let unverified = |e: &Entry| !e.is_verified() && !e.is_bad(config);
+            table.closest_entries(target, missing, unverified, &mut entries);
+            out.extend(entries.iter().map(|e| NodeInfo {
+                id: e.id(),
+                addr: e.addr(),
+            }));
+        }
     }
 
     /// Sends the ping a full bucket asked for.

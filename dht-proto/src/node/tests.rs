@@ -699,3 +699,21 @@ fn query_metrics_show_progress_while_running_and_vanish_after() {
     net.run_until_finished(2, q);
     assert!(net.nodes[2].query_metrics(q).is_none());
 }
+
+/// The per-entry sizes `Limits` documents for its worst-case memory are not optimistic.
+#[test]
+fn limits_docs_match_the_real_entry_sizes() {
+    use core::mem::size_of;
+    assert!(
+        size_of::<crate::transaction::Txn>() + 48 <= 160,
+        "max_in_flight doc"
+    );
+    assert!(size_of::<QueryState>() <= 400, "max_queries doc");
+    assert!(
+        size_of::<crate::lookup::Candidate>() <= 112,
+        "max_queries doc"
+    );
+    assert!(size_of::<Out>() <= 256, "max_pending_transmits doc");
+    assert!(size_of::<Event>() <= 192, "max_pending_events doc");
+    assert!(size_of::<PendingCustom>() <= 96, "max_pending_custom doc");
+}

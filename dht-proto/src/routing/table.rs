@@ -17,7 +17,35 @@ impl RoutingTable {
         self.own_id.common_prefix_len(id).min(last)
     }
 
+    /// Applies what we learned about a node, then fills any slot it freed.
     pub(super) fn observe(
+        &mut self,
+        now: Instant,
+        id: Id,
+        addr: SocketAddr,
+        obs: Observation,
+    ) -> InsertOutcome {
+        let outcome = self.observe_unsettled(now, id, addr, obs);
+        self.settle(now);
+        outcome
+    }
+
+    /// Fills free slots from the replacement caches wherever possible. An entry leaving the
+    /// table frees its address, which can make a replacement usable in another bucket than its
+    /// own; this pass is linear in the number of buckets.
+    pub(super) fn settle(&mut self, now: Instant) {
+        for b in 0..self.buckets.len() {
+            let waiting = self
+                .buckets
+                .get(b)
+                .is_some_and(|bk| bk.entries.len() < bk.cap && !bk.cache.is_empty());
+            if waiting {
+                self.refill(now, b);
+            }
+        }
+    }
+
+    fn observe_unsettled(
         &mut self,
         now: Instant,
         id: Id,
