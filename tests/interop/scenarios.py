@@ -40,7 +40,6 @@ import argparse
 import hashlib
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -685,11 +684,12 @@ def main():
     signal.signal(signal.SIGTERM, on_term)
     t0 = time.monotonic()
     results = {}
+    name = None
     try:
         for name in names:
             results[name] = run_one(args, name, logdir)
     except KeyboardInterrupt:
-        print("interrupted", flush=True)
+        print(f"FAIL {name}: interrupted (every process it started was killed)", flush=True)
         return 1
     finally:
         if not args.logs:
