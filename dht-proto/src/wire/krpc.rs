@@ -55,7 +55,7 @@ use super::bencode::{
 };
 pub use super::compact::Samples;
 use super::compact::{
-    NODE4_LEN, NODE6_LEN, Nodes, PEER4_LEN, PEER6_LEN, Peers, as_v4, decode_peer, encode_node,
+    NODE4_LEN, NODE6_LEN, NodeInfo, Nodes, PEER4_LEN, PEER6_LEN, Peers, as_v4, decode_peer,
     encode_peer,
 };
 use super::encode::{InsufficientSize, Writer};
@@ -237,7 +237,7 @@ pub struct SampleInfohashes {
 /// of `args` is left out and `id` is written in its canonical place instead, so a node can
 /// send an application's dictionary under its own id. Entries are written in the order of
 /// `args`: build it in canonical order (for example with
-/// [`Writer`](super::encode::Writer) and [`bencode::decode`](super::bencode::decode)).
+/// [`Writer`] and [`bencode::decode`](super::bencode::decode)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Custom<'a> {
     /// The method name (`q`).
@@ -1296,17 +1296,32 @@ fn write_nodes(w: &mut Writer<'_>, key: &[u8], nodes: Option<Nodes<'_>>, v6: boo
         (Nodes::Compact4(b), false) | (Nodes::Compact6(b), true) => {
             w.bytes(b.get(..b.len() / size * size).unwrap_or_default());
         }
-        _ => {
-            let wanted = |n: &super::compact::NodeInfo| as_v4(&n.addr).is_some() != v6;
-            let count = nodes.iter().filter(wanted).count();
-            w.length_prefix(count * size);
-            let mut buf = [0u8; NODE6_LEN];
+        (Nodes::Slice(slice), _) => {
+            let wanted = |n: &&NodeInfo| as_v4(&n.addr).is_some() != v6;
+            w.length_prefix(slice.iter().filter(wanted).count() * size);
+            for node in slice.iter().filter(wanted) {
+                w.raw(node.id.as_bytes());
+                write_compact_addr(w, &node.addr);
+            }
+        }
+        // A compact list of the other family under this key: only entries of this family.
+        (Nodes::Compact4(_) | Nodes::Compact6(_), _) => {
+            let wanted = |n: &NodeInfo| as_v4(&n.addr).is_some() != v6;
+            w.length_prefix(nodes.iter().filter(wanted).count() * size);
             for node in nodes.iter().filter(wanted) {
-                let n = encode_node(&node, &mut buf);
-                w.raw(buf.get(..n).unwrap_or_default());
+                w.raw(node.id.as_bytes());
+                write_compact_addr(w, &node.addr);
             }
         }
     }
+}
+
+/// Writes the compact form of `addr` (no length prefix).
+#[inline]
+fn write_compact_addr(w: &mut Writer<'_>, addr: &SocketAddr) {
+    let mut buf = [0u8; PEER6_LEN];
+    let n = encode_peer(addr, &mut buf);
+    w.raw(buf.get(..n).unwrap_or_default());
 }
 
 fn write_peers(w: &mut Writer<'_>, peers: Option<Peers<'_>>) {
@@ -1315,10 +1330,20 @@ fn write_peers(w: &mut Writer<'_>, peers: Option<Peers<'_>>) {
     };
     w.bytes(b"values");
     w.begin_list();
-    let mut buf = [0u8; PEER6_LEN];
-    for peer in peers.iter() {
-        let n = encode_peer(&peer, &mut buf);
-        w.bytes(buf.get(..n).unwrap_or_default());
+    let mut write = |peer: &SocketAddr| match as_v4(peer) {
+        Some(v4) => {
+            let [a, b, c, d] = v4.ip().octets();
+            let [p0, p1] = v4.port().to_be_bytes();
+            w.raw(&[b'6', b':', a, b, c, d, p0, p1]);
+        }
+        None => {
+            w.raw(b"18:");
+            write_compact_addr(w, peer);
+        }
+    };
+    match peers {
+        Peers::Slice(slice) => slice.iter().for_each(write),
+        Peers::Compact(_) => peers.iter().for_each(|p| write(&p)),
     }
     w.end();
 }
