@@ -7,10 +7,11 @@
 //! `cargo bench -p dht-proto --bench codec` prints one table. Each figure is the best of
 //! several timed rounds (shared machines add noise, never remove it).
 
+use core::hint::black_box;
+use core::net::SocketAddr;
+use core::time::Duration;
 use std::alloc::System;
-use std::hint::black_box;
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use dht_proto::Id;
 use dht_proto::wire::bencode::DecodeLimits;
@@ -77,7 +78,7 @@ fn validate(input: &[u8]) -> bool {
         };
         let in_dict = depth > 0 && dicts & (1 << (depth - 1)) != 0;
         let want_key = in_dict && at_value & (1 << (depth - 1)) == 0;
-        if b == b'e' && depth > 0 && !(in_dict && !want_key) {
+        if b == b'e' && depth > 0 && (!in_dict || want_key) {
             depth -= 1;
             i += 1;
         } else {

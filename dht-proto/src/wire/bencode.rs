@@ -604,6 +604,7 @@ impl<'a> Parser<'a> {
         DecodeError::new(kind, self.offset())
     }
 
+    #[cold]
     fn token_error(&self, e: nom::Err<TokenError>) -> DecodeError {
         match e {
             nom::Err::Error(t) | nom::Err::Failure(t) => {
@@ -664,12 +665,18 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn integer(&mut self) -> Result<i64, DecodeError> {
         if let Some((v, rest)) = fast_integer(self.rest) {
             self.rest = rest;
             return Ok(v);
         }
+        self.integer_slow()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn integer_slow(&mut self) -> Result<i64, DecodeError> {
         match integer_token(self.rest) {
             Ok((rest, v)) => {
                 self.rest = rest;
@@ -679,12 +686,18 @@ impl<'a> Parser<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn string(&mut self) -> Result<&'a [u8], DecodeError> {
         if let Some((s, rest)) = fast_string(self.rest, self.max_string_len) {
             self.rest = rest;
             return Ok(s);
         }
+        self.string_slow()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn string_slow(&mut self) -> Result<&'a [u8], DecodeError> {
         match string_token(self.rest, self.max_string_len) {
             Ok((rest, s)) => {
                 self.rest = rest;
@@ -715,6 +728,24 @@ impl<'a> Parser<'a> {
                 }
                 *prev = Some(key);
                 Ok(Some(key))
+            }
+            Some(_) => Err(self.error(DecodeErrorKind::NonStringKey)),
+            None => Err(self.error(DecodeErrorKind::UnexpectedEnd)),
+        }
+    }
+
+    /// Like [`Parser::key`] without the check against the previous key, for callers that
+    /// detect repeats themselves.
+    #[inline]
+    pub(crate) fn key_unchecked(&mut self) -> Result<Option<&'a [u8]>, DecodeError> {
+        match self.peek() {
+            Some(b'e') => {
+                self.bump();
+                Ok(None)
+            }
+            Some(b'0'..=b'9') => {
+                self.count_element()?;
+                self.string().map(Some)
             }
             Some(_) => Err(self.error(DecodeErrorKind::NonStringKey)),
             None => Err(self.error(DecodeErrorKind::UnexpectedEnd)),
