@@ -736,7 +736,7 @@ impl<'a> Parser<'a> {
 
     /// Like [`Parser::key`] without the check against the previous key, for callers that
     /// detect repeats themselves.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn key_unchecked(&mut self) -> Result<Option<&'a [u8]>, DecodeError> {
         match self.peek() {
             Some(b'e') => {

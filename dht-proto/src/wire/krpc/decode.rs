@@ -5,11 +5,13 @@ use crate::id::ID_LEN;
 use crate::wire::bencode::{DecodeErrorKind, read_string, read_value};
 use crate::wire::compact::{NODE4_LEN, NODE6_LEN, PEER4_LEN, PEER6_LEN, decode_peer};
 
+#[inline]
 fn err(kind: DecodeErrorKind, offset: usize) -> DecodeError {
     DecodeError::new(kind, offset)
 }
 
 /// Marks key `bit` as seen; a second sighting is a duplicate.
+#[inline]
 fn mark(seen: &mut u32, bit: u32, key_offset: usize) -> Result<(), DecodeError> {
     if *seen & bit != 0 {
         return Err(err(DecodeErrorKind::DuplicateKey, key_offset));
@@ -29,6 +31,7 @@ fn unknown_key(prev: &mut Option<&[u8]>, key: &[u8], key_at: usize) -> Result<()
 }
 
 /// Validates a value, then requires it to be a byte string.
+#[inline]
 fn bytes_at<'a>(
     p: &mut Parser<'a>,
     depth: usize,
@@ -43,6 +46,7 @@ fn bytes_at<'a>(
 }
 
 /// Validates a value, then requires it to be an integer.
+#[inline]
 fn int_at(p: &mut Parser<'_>, depth: usize, name: &'static str) -> Result<i64, DecodeError> {
     let start = p.offset();
     if p.peek() == Some(b'i') {
@@ -53,6 +57,7 @@ fn int_at(p: &mut Parser<'_>, depth: usize, name: &'static str) -> Result<i64, D
 }
 
 /// A byte string of exactly `N` bytes.
+#[inline]
 fn array_at<'a, const N: usize>(
     p: &mut Parser<'a>,
     depth: usize,
@@ -65,6 +70,7 @@ fn array_at<'a, const N: usize>(
 }
 
 /// A byte string whose length is a multiple of `unit`.
+#[inline]
 fn chunks_at<'a>(
     p: &mut Parser<'a>,
     depth: usize,
@@ -112,6 +118,7 @@ fn peers_at<'a>(p: &mut Parser<'a>, depth: usize) -> Result<List<'a>, DecodeErro
     }
 }
 
+#[inline]
 fn id_at(p: &mut Parser<'_>, depth: usize, name: &'static str) -> Result<Id, DecodeError> {
     array_at::<ID_LEN>(p, depth, name).map(|b| Id::new(*b))
 }
@@ -228,7 +235,12 @@ pub(super) fn decode_message<'a>(
     let mut t = None;
     let mut y = None;
     let mut q = None;
-    let mut a = None;
+    let mut a = ParsedArgs {
+        dict: Dict::EMPTY,
+        at: 0,
+        args: Args::default(),
+        problems: 0,
+    };
     let mut r = None;
     let mut e = None;
     let mut version = None;
@@ -255,7 +267,7 @@ pub(super) fn decode_message<'a>(
                 1 << 2
             }
             b"a" => {
-                a = Some(args_at(&mut p)?);
+                args_at(&mut p, &mut a)?;
                 1 << 3
             }
             b"r" => {
@@ -263,10 +275,7 @@ pub(super) fn decode_message<'a>(
                 1 << 4
             }
             b"e" => {
-                match p.value(1)? {
-                    Value::List(l) => e = Some((l, at)),
-                    _ => return Err(err(DecodeErrorKind::WrongType("e"), at)),
-                }
+                e = Some(error_at(&mut p)?);
                 1 << 5
             }
             b"v" => {
@@ -303,14 +312,13 @@ pub(super) fn decode_message<'a>(
     let body = match y {
         b"q" => {
             let method = q.ok_or(err(DecodeErrorKind::MissingKey("q"), 0))?;
-            let a = a.as_ref().ok_or(err(DecodeErrorKind::MissingKey("a"), 0))?;
-            Body::Query(query_from_args(method, a)?)
+            if seen & (1 << 3) == 0 {
+                return Err(err(DecodeErrorKind::MissingKey("a"), 0));
+            }
+            Body::Query(query_from_args(method, &a)?)
         }
         b"r" => Body::Response(r.ok_or(err(DecodeErrorKind::MissingKey("r"), 0))?),
-        b"e" => {
-            let (list, e_at) = e.ok_or(err(DecodeErrorKind::MissingKey("e"), 0))?;
-            Body::Error(error_from_list(list, e_at)?)
-        }
+        b"e" => Body::Error(e.ok_or(err(DecodeErrorKind::MissingKey("e"), 0))??),
         _ => return Err(err(DecodeErrorKind::InvalidValue("y"), y_at)),
     };
     Ok(Message {
@@ -322,19 +330,51 @@ pub(super) fn decode_message<'a>(
     })
 }
 
-fn error_from_list<'a>(list: List<'a>, at: usize) -> Result<KrpcError<'a>, DecodeError> {
-    let mut items = list.iter();
-    let code = items
-        .next()
-        .ok_or(err(DecodeErrorKind::InvalidValue("e"), at))?
-        .as_int()
-        .ok_or(err(DecodeErrorKind::WrongType("e"), at))?;
-    let message = match items.next() {
-        None => b"".as_slice(),
-        Some(Value::Bytes(b)) => b,
-        Some(_) => return Err(err(DecodeErrorKind::WrongType("e"), at)),
-    };
-    Ok(KrpcError { code, message })
+/// The `e` list, read in the same pass as its validation. Its content only matters for an
+/// error message, so a bad content is returned as the inner `Err` for the caller to report
+/// then.
+fn error_at<'a>(p: &mut Parser<'a>) -> Result<Result<KrpcError<'a>, DecodeError>, DecodeError> {
+    const D: usize = 2;
+    let at = p.offset();
+    if p.peek() != Some(b'l') {
+        p.value(1)?;
+        return Err(err(DecodeErrorKind::WrongType("e"), at));
+    }
+    p.enter(D)?;
+    let mut code = None;
+    let mut message: Option<&[u8]> = None;
+    let mut wrong = false;
+    for index in 0usize.. {
+        match p.peek() {
+            Some(b'e') => {
+                p.bump();
+                break;
+            }
+            None => return Err(p.error(DecodeErrorKind::UnexpectedEnd)),
+            Some(_) => p.count_element()?,
+        }
+        match index {
+            0 => {
+                code = opt_int(p, D)?;
+                wrong |= code.is_none();
+            }
+            1 => {
+                message = opt_bytes(p, D)?;
+                wrong |= message.is_none();
+            }
+            _ => {
+                p.value(D)?;
+            }
+        }
+    }
+    Ok(match (code, wrong) {
+        (Some(code), false) => Ok(KrpcError {
+            code,
+            message: message.unwrap_or_default(),
+        }),
+        (None, false) => Err(err(DecodeErrorKind::InvalidValue("e"), at)),
+        (_, true) => Err(err(DecodeErrorKind::WrongType("e"), at)),
+    })
 }
 
 /// Bits of the query argument keys.
@@ -487,7 +527,8 @@ fn opt_int(p: &mut Parser<'_>, depth: usize) -> Result<Option<i64>, DecodeError>
     p.value(depth).map(|_| None)
 }
 
-fn args_at<'a>(p: &mut Parser<'a>) -> Result<ParsedArgs<'a>, DecodeError> {
+/// Reads `a` into `out` (filled in place: it is large).
+fn args_at<'a>(p: &mut Parser<'a>, out: &mut ParsedArgs<'a>) -> Result<(), DecodeError> {
     const D: usize = 2;
     let start = p.offset();
     if p.peek() != Some(b'd') {
@@ -495,7 +536,7 @@ fn args_at<'a>(p: &mut Parser<'a>) -> Result<ParsedArgs<'a>, DecodeError> {
         return Err(err(DecodeErrorKind::WrongType("a"), start));
     }
     p.enter(D)?;
-    let mut a = Args::default();
+    let a = &mut out.args;
     let (mut problems, mut prev) = (0u32, None);
     loop {
         let key_at = p.offset();
@@ -578,12 +619,10 @@ fn args_at<'a>(p: &mut Parser<'a>) -> Result<ParsedArgs<'a>, DecodeError> {
             problems |= bit;
         }
     }
-    Ok(ParsedArgs {
-        dict: Dict::from_validated(p.since(start)),
-        at: start,
-        args: a,
-        problems,
-    })
+    out.dict = Dict::from_validated(p.since(start));
+    out.at = start;
+    out.problems = problems;
+    Ok(())
 }
 
 fn query_from_args<'a>(
@@ -593,13 +632,16 @@ fn query_from_args<'a>(
     use arg::*;
     let (args, at, problems) = (parsed.dict, parsed.at, parsed.problems);
     let missing = |name| err(DecodeErrorKind::MissingKey(name), at);
-    let mask = match method {
-        b"ping" => ID,
-        b"find_node" | b"sample_infohashes" => ID | TARGET | WANT,
-        b"get_peers" => ID | INFO_HASH | WANT | NOSEED | SCRAPE,
-        b"announce_peer" => ID | INFO_HASH | PORT | IMPLIED_PORT | TOKEN | SEED,
-        b"get" => ID | TARGET | SEQ | WANT,
-        b"put" => ID | TOKEN | V | K | SIG | SEQ | CAS | SALT,
+    // Methods by index: 0 ping, 1 find_node, 2 sample_infohashes, 3 get_peers,
+    // 4 announce_peer, 5 get, 6 put.
+    let (index, mask) = match method {
+        b"ping" => (0, ID),
+        b"find_node" => (1, ID | TARGET | WANT),
+        b"sample_infohashes" => (2, ID | TARGET | WANT),
+        b"get_peers" => (3, ID | INFO_HASH | WANT | NOSEED | SCRAPE),
+        b"announce_peer" => (4, ID | INFO_HASH | PORT | IMPLIED_PORT | TOKEN | SEED),
+        b"get" => (5, ID | TARGET | SEQ | WANT),
+        b"put" => (6, ID | TOKEN | V | K | SIG | SEQ | CAS | SALT),
         _ => {
             let id = args.get(b"id").and_then(|v| Id::from_slice(v.as_bytes()?));
             return Ok(Query::Custom(Custom { method, args, id }));
@@ -616,26 +658,26 @@ fn query_from_args<'a>(
     };
     let ids = |v: Option<&[u8; ID_LEN]>, name| v.map(|b| Id::new(*b)).ok_or(missing(name));
     let id = ids(a.id, "id")?;
-    Ok(match method {
-        b"ping" => Query::Ping(Ping { id }),
-        b"find_node" => Query::FindNode(FindNode {
+    Ok(match index {
+        0 => Query::Ping(Ping { id }),
+        1 => Query::FindNode(FindNode {
             id,
             target: ids(a.target, "target")?,
             want: a.want,
         }),
-        b"sample_infohashes" => Query::SampleInfohashes(SampleInfohashes {
+        2 => Query::SampleInfohashes(SampleInfohashes {
             id,
             target: ids(a.target, "target")?,
             want: a.want,
         }),
-        b"get_peers" => Query::GetPeers(GetPeers {
+        3 => Query::GetPeers(GetPeers {
             id,
             info_hash: ids(a.info_hash, "info_hash")?,
             want: a.want,
             noseed: a.noseed,
             scrape: a.scrape,
         }),
-        b"announce_peer" => {
+        4 => {
             let info_hash = ids(a.info_hash, "info_hash")?;
             let token = a.token.ok_or(missing("token"))?;
             let port = match a.port {
@@ -654,7 +696,7 @@ fn query_from_args<'a>(
                 seed: a.seed,
             })
         }
-        b"get" => Query::Get(Get {
+        5 => Query::Get(Get {
             id,
             target: ids(a.target, "target")?,
             seq: a.seq,
