@@ -235,12 +235,7 @@ pub(super) fn decode_message<'a>(
     let mut t = None;
     let mut y = None;
     let mut q = None;
-    let mut a = ParsedArgs {
-        dict: Dict::EMPTY,
-        at: 0,
-        args: Args::default(),
-        problems: 0,
-    };
+    let mut a: Option<ParsedArgs<'a>> = None;
     let mut r = None;
     let mut e = None;
     let mut version = None;
@@ -267,7 +262,13 @@ pub(super) fn decode_message<'a>(
                 1 << 2
             }
             b"a" => {
-                args_at(&mut p, &mut a)?;
+                let slot = a.get_or_insert_with(|| ParsedArgs {
+                    dict: Dict::EMPTY,
+                    at: 0,
+                    args: Args::default(),
+                    problems: 0,
+                });
+                args_at(&mut p, slot)?;
                 1 << 3
             }
             b"r" => {
@@ -312,10 +313,8 @@ pub(super) fn decode_message<'a>(
     let body = match y {
         b"q" => {
             let method = q.ok_or(err(DecodeErrorKind::MissingKey("q"), 0))?;
-            if seen & (1 << 3) == 0 {
-                return Err(err(DecodeErrorKind::MissingKey("a"), 0));
-            }
-            Body::Query(query_from_args(method, &a)?)
+            let a = a.as_ref().ok_or(err(DecodeErrorKind::MissingKey("a"), 0))?;
+            Body::Query(query_from_args(method, a)?)
         }
         b"r" => Body::Response(r.ok_or(err(DecodeErrorKind::MissingKey("r"), 0))?),
         b"e" => Body::Error(e.ok_or(err(DecodeErrorKind::MissingKey("e"), 0))??),
@@ -658,7 +657,7 @@ fn query_from_args<'a>(
     };
     let ids = |v: Option<&[u8; ID_LEN]>, name| v.map(|b| Id::new(*b)).ok_or(missing(name));
     let id = ids(a.id, "id")?;
-    Ok(match index {
+    let query = match index {
         0 => Query::Ping(Ping { id }),
         1 => Query::FindNode(FindNode {
             id,
@@ -726,5 +725,6 @@ fn query_from_args<'a>(
                 salt: a.salt,
             })
         }
-    })
+    };
+    Ok(query)
 }

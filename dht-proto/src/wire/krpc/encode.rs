@@ -232,9 +232,30 @@ fn write_nodes(w: &mut Writer<'_>, key: &[u8], nodes: Option<Nodes<'_>>, v6: boo
         (Nodes::Slice(slice), _) => {
             let wanted = |n: &&NodeInfo| as_v4(&n.addr).is_some() != v6;
             w.length_prefix(slice.iter().filter(wanted).count() * size);
-            for node in slice.iter().filter(wanted) {
-                w.raw(node.id.as_bytes());
-                write_compact_addr(w, &node.addr);
+            for node in slice {
+                match (as_v4(&node.addr), v6) {
+                    (Some(a), false) => {
+                        let mut entry = [0u8; NODE4_LEN];
+                        let (id, rest) = entry.split_at_mut(ID_LEN);
+                        id.copy_from_slice(node.id.as_bytes());
+                        let (ip, port) = rest.split_at_mut(4);
+                        ip.copy_from_slice(&a.ip().octets());
+                        port.copy_from_slice(&a.port().to_be_bytes());
+                        w.raw(&entry);
+                    }
+                    (None, true) => {
+                        let mut entry = [0u8; NODE6_LEN];
+                        let (id, rest) = entry.split_at_mut(ID_LEN);
+                        id.copy_from_slice(node.id.as_bytes());
+                        let (ip, port) = rest.split_at_mut(16);
+                        if let core::net::IpAddr::V6(v6) = node.addr.ip() {
+                            ip.copy_from_slice(&v6.octets());
+                        }
+                        port.copy_from_slice(&node.addr.port().to_be_bytes());
+                        w.raw(&entry);
+                    }
+                    _ => {}
+                }
             }
         }
         // A compact list of the other family under this key: only entries of this family.
