@@ -31,7 +31,7 @@ fn unknown_key(prev: &mut Option<&[u8]>, key: &[u8], key_at: usize) -> Result<()
 }
 
 /// Validates a value, then requires it to be a byte string.
-#[inline]
+#[inline(always)]
 fn bytes_at<'a>(
     p: &mut Parser<'a>,
     depth: usize,
@@ -509,7 +509,7 @@ struct ParsedArgs<'a> {
 }
 
 /// A byte string, or `None` (after validation) for any other value.
-#[inline]
+#[inline(always)]
 fn opt_bytes<'a>(p: &mut Parser<'a>, depth: usize) -> Result<Option<&'a [u8]>, DecodeError> {
     if matches!(p.peek(), Some(b'0'..=b'9')) {
         return p.string().map(Some);
@@ -630,7 +630,6 @@ fn query_from_args<'a>(
 ) -> Result<Query<'a>, DecodeError> {
     use arg::*;
     let (args, at, problems) = (parsed.dict, parsed.at, parsed.problems);
-    let missing = |name| err(DecodeErrorKind::MissingKey(name), at);
     // Methods by index: 0 ping, 1 find_node, 2 sample_infohashes, 3 get_peers,
     // 4 announce_peer, 5 get, 6 put.
     let (index, mask) = match method {
@@ -646,15 +645,19 @@ fn query_from_args<'a>(
             return Ok(Query::Custom(Custom { method, args, id }));
         }
     };
-    let slow;
-    let a = if problems & mask == 0 {
-        &parsed.args
+    if problems & mask == 0 {
+        build_query(index, &parsed.args, at)
     } else {
         // Some key this method uses is badly typed or repeated: find the first such problem
         // in input order, with its exact error.
-        slow = Args::read(args, at, mask)?;
-        &slow
-    };
+        build_query(index, &Args::read(args, at, mask)?, at)
+    }
+}
+
+/// The query of method `index` (see [`query_from_args`]) from its arguments.
+fn build_query<'a>(index: u8, a: &Args<'a>, at: usize) -> Result<Query<'a>, DecodeError> {
+    use arg::*;
+    let missing = |name| err(DecodeErrorKind::MissingKey(name), at);
     let ids = |v: Option<&[u8; ID_LEN]>, name| v.map(|b| Id::new(*b)).ok_or(missing(name));
     let id = ids(a.id, "id")?;
     let query = match index {
