@@ -9,6 +9,11 @@
 //! neither grow the call stack nor allocate. A datagram of a million `l` bytes is rejected at
 //! the first byte past the depth limit.
 //!
+//! Tokens are read by small nom parsers (`i…e`, `<len>:…`); the overwhelmingly common shapes
+//! (a length of up to four digits, an integer of up to 18 digits) take a one-loop fast path
+//! first, and everything else, errors included, goes through the nom parsers, which name the
+//! exact fault.
+//!
 //! # Strictness
 //!
 //! Grammar is enforced exactly: no leading zeros (`i03e`, `03:abc`), no `-0`, no empty integer,
