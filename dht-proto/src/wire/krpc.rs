@@ -24,12 +24,12 @@
 //! - Bencode grammar and limits as in [`bencode`](super::bencode). Dictionary keys may come in
 //!   any order; encoding is always canonical.
 //! - A known key that appears twice in the top-level, `a` or `r` dictionary is an error
-//!   ([`DecodeErrorKind::DuplicateKey`]), in any order.
+//!   ([`DecodeErrorKind::DuplicateKey`](super::bencode::DecodeErrorKind::DuplicateKey)), in any order.
 //! - Unknown keys are validated as bencode and skipped, at every level. A response's unknown
 //!   keys stay readable through [`Response::extra`]; a query of an unknown method keeps its
 //!   whole `a` dictionary in [`Custom::args`].
 //! - A known key with a value of the wrong bencode type is an error
-//!   ([`DecodeErrorKind::WrongType`]). For a known method only the keys that method uses are
+//!   ([`DecodeErrorKind::WrongType`](super::bencode::DecodeErrorKind::WrongType)). For a known method only the keys that method uses are
 //!   known in its `a` dictionary; `r` keys are known whatever the query was.
 //! - `t` must be a string of 1 to [`MAX_TRANSACTION_ID_LEN`] bytes; `y` must be `q`, `r` or
 //!   `e` ([`DecodeErrorKind::InvalidValue`] otherwise).
