@@ -32,7 +32,8 @@
 //!   ([`DecodeErrorKind::WrongType`](super::bencode::DecodeErrorKind::WrongType)). For a known method only the keys that method uses are
 //!   known in its `a` dictionary; `r` keys are known whatever the query was.
 //! - `t` must be a string of 1 to [`MAX_TRANSACTION_ID_LEN`] bytes; `y` must be `q`, `r` or
-//!   `e` ([`DecodeErrorKind::InvalidValue`] otherwise).
+//!   `e` ([`DecodeErrorKind::InvalidValue`](super::bencode::DecodeErrorKind::InvalidValue)
+//!   otherwise).
 //! - `id`, `target` and `info_hash` must be exactly 20 bytes; `k` 32; `sig` 64; `BFsd` and
 //!   `BFpe` 256; top-level `ip` 6 or 18.
 //! - `nodes`, `nodes6` and `samples` must be whole multiples of 26, 38 and 20 bytes: a
