@@ -55,6 +55,8 @@ use super::compact::{Nodes, PEER6_LEN, Peers, encode_peer};
 use super::encode::{InsufficientSize, Writer};
 use crate::id::Id;
 use decode::decode_message;
+#[cfg(test)]
+pub(crate) use decode::query_reference;
 use encode::{write_args, write_response};
 
 mod decode;

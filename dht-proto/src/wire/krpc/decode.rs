@@ -731,3 +731,21 @@ fn build_query<'a>(index: u8, a: &Args<'a>, at: usize) -> Result<Query<'a>, Deco
     };
     Ok(query)
 }
+
+/// The reference for the single-pass argument reader: the query of `method` read from the
+/// validated `args` dictionary (found at offset `at`) by the precise two-pass reader.
+#[cfg(test)]
+pub(crate) fn query_reference<'a>(
+    method: &'a [u8],
+    args: Dict<'a>,
+    at: usize,
+) -> Result<Query<'a>, DecodeError> {
+    let parsed = ParsedArgs {
+        dict: args,
+        at,
+        args: Args::default(),
+        // Every bit set: always take the precise path.
+        problems: u32::MAX,
+    };
+    query_from_args(method, &parsed)
+}
