@@ -231,7 +231,7 @@ fn write_nodes(w: &mut Writer<'_>, key: &[u8], nodes: Option<Nodes<'_>>, v6: boo
         }
         (Nodes::Slice(slice), _) => {
             let wanted = |n: &&NodeInfo| as_v4(&n.addr).is_some() != v6;
-            w.length_prefix(slice.iter().filter(wanted).count() * size);
+            w.length_prefix(slice.iter().filter(wanted).count().saturating_mul(size));
             for node in slice {
                 match (as_v4(&node.addr), v6) {
                     (Some(a), false) => {
@@ -261,7 +261,7 @@ fn write_nodes(w: &mut Writer<'_>, key: &[u8], nodes: Option<Nodes<'_>>, v6: boo
         // A compact list of the other family under this key: only entries of this family.
         (Nodes::Compact4(_) | Nodes::Compact6(_), _) => {
             let wanted = |n: &NodeInfo| as_v4(&n.addr).is_some() != v6;
-            w.length_prefix(nodes.iter().filter(wanted).count() * size);
+            w.length_prefix(nodes.iter().filter(wanted).count().saturating_mul(size));
             for node in nodes.iter().filter(wanted) {
                 w.raw(node.id.as_bytes());
                 write_compact_addr(w, &node.addr);
@@ -310,7 +310,7 @@ fn write_samples(w: &mut Writer<'_>, samples: Option<Samples<'_>>) {
     match samples {
         Samples::Compact(b) => w.bytes(b.get(..b.len() / ID_LEN * ID_LEN).unwrap_or_default()),
         Samples::Slice(ids) => {
-            w.length_prefix(ids.len() * ID_LEN);
+            w.length_prefix(ids.len().saturating_mul(ID_LEN));
             for id in ids {
                 w.raw(id.as_bytes());
             }
