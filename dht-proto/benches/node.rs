@@ -130,7 +130,12 @@ fn main() {
     );
     // One querier (a second address would only add table churn to the measurement).
     let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(13, 0, 0, 1)), 6881);
+    // An optional argument keeps only the cases whose name contains it (for profiling).
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     for (name, datagram) in &cases {
+        if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
+            continue;
+        }
         // Take the node's reply once, to replay it in the codec-only baseline.
         let _ = node.handle_datagram(now, from, datagram);
         let mut reply = Vec::new();

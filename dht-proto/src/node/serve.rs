@@ -406,23 +406,11 @@ impl Node {
         response: &[u8],
     ) -> Result<(), crate::error::CommandError> {
         use crate::error::CommandError;
-        let pos = self
-            .custom
-            .iter()
-            .position(|c| c.handle == handle)
-            .ok_or(CommandError::UnknownQuery)?;
+        let pos = self.custom_position(handle)?;
         let body = super::client::with_id(response, &self.id, &self.config.limits.decode)
             .ok_or(CommandError::InvalidArgument("response"))?;
-        if !self.can_queue() {
-            return Err(CommandError::Busy);
-        }
-        let pending = self.custom.swap_remove(pos);
+        self.answer_custom(pos, OutBody::CustomResponse(body))?;
         self.stats.responses_sent = self.stats.responses_sent.saturating_add(1);
-        self.transmits.push_back(Out {
-            to: pending.to,
-            tid: pending.tid,
-            body: OutBody::CustomResponse(body),
-        });
         Ok(())
     }
 
@@ -438,26 +426,44 @@ impl Node {
         message: &[u8],
     ) -> Result<(), crate::error::CommandError> {
         use crate::error::CommandError;
-        let pos = self
-            .custom
-            .iter()
-            .position(|c| c.handle == handle)
-            .ok_or(CommandError::UnknownQuery)?;
+        let pos = self.custom_position(handle)?;
         if message.len() > 512 {
             return Err(CommandError::InvalidArgument("message"));
         }
+        let body = OutBody::CustomError {
+            code,
+            message: message.to_vec(),
+        };
+        self.answer_custom(pos, body)?;
+        self.stats.error_sent(code);
+        Ok(())
+    }
+
+    /// Where the pending custom query `handle` is.
+    fn custom_position(
+        &self,
+        handle: crate::event::CustomHandle,
+    ) -> Result<usize, crate::error::CommandError> {
+        self.custom
+            .iter()
+            .position(|c| c.handle == handle)
+            .ok_or(crate::error::CommandError::UnknownQuery)
+    }
+
+    /// Queues the answer to the pending custom query at `pos`, which it ends.
+    fn answer_custom(
+        &mut self,
+        pos: usize,
+        body: OutBody,
+    ) -> Result<(), crate::error::CommandError> {
         if !self.can_queue() {
-            return Err(CommandError::Busy);
+            return Err(crate::error::CommandError::Busy);
         }
         let pending = self.custom.swap_remove(pos);
-        self.stats.error_sent(code);
         self.transmits.push_back(Out {
             to: pending.to,
             tid: pending.tid,
-            body: OutBody::CustomError {
-                code,
-                message: message.to_vec(),
-            },
+            body,
         });
         Ok(())
     }

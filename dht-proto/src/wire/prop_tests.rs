@@ -12,6 +12,7 @@ use proptest::prelude::*;
 use super::bencode::{DecodeLimits, Value, decode};
 use super::compact::{NodeInfo, Nodes, Peers, Samples};
 use super::encode::Writer;
+use super::krpc::query_reference;
 use super::krpc::*;
 use crate::fuzzing::{fuzz_bencode, fuzz_krpc};
 use crate::id::Id;
@@ -368,8 +369,102 @@ fn encode(m: &Message<'_>) -> Vec<u8> {
     buf
 }
 
+/// An `a` dictionary with valid values for every key a method may need, plus known argument
+/// keys (possibly repeated) with values of random types and lengths, all in random order.
+fn messy_args() -> impl Strategy<Value = Vec<u8>> {
+    let value = || {
+        prop_oneof![
+            (0i64..70_000).prop_map(Tree::Int),
+            any::<i64>().prop_map(Tree::Int),
+            proptest::sample::select(alloc::vec![0usize, 3, 20, 32, 64])
+                .prop_map(|n| Tree::Bytes(alloc::vec![b'x'; n])),
+            Just(Tree::List(alloc::vec![Tree::Bytes(b"n4".to_vec())])),
+            Just(Tree::Dict(BTreeMap::new())),
+        ]
+    };
+    let id = |b| Tree::Bytes(alloc::vec![b; 20]);
+    let base = [
+        ("id", id(1)),
+        ("target", id(2)),
+        ("info_hash", id(3)),
+        ("port", Tree::Int(6881)),
+        ("token", Tree::Bytes(b"tk".to_vec())),
+        ("v", Tree::Int(1)),
+    ];
+    // Each base key: valid (mostly), of a random type, or absent.
+    let base = base.map(|(k, good)| {
+        prop_oneof![
+            8 => Just(Some((k, good))),
+            1 => value().prop_map(move |v| Some((k, v))),
+            1 => Just(None),
+        ]
+    });
+    let extra_key = proptest::sample::select(alloc::vec![
+        "implied_port",
+        "want",
+        "noseed",
+        "scrape",
+        "seed",
+        "seq",
+        "cas",
+        "salt",
+        "k",
+        "sig",
+        "zz",
+        "id",
+    ]);
+    (
+        base,
+        proptest::collection::vec((extra_key, value()), 0..4),
+        any::<proptest::sample::Index>(),
+    )
+        .prop_map(move |(base, extra, rotate)| {
+            let mut entries: Vec<(&str, Tree)> = base.into_iter().flatten().collect();
+            entries.extend(extra);
+            let by = rotate.index(entries.len().max(1)).min(entries.len());
+            entries.rotate_left(by);
+            let write = |w: &mut Writer<'_>| {
+                w.begin_dict();
+                for (k, v) in &entries {
+                    w.bytes(k.as_bytes());
+                    v.write(w);
+                }
+                w.end();
+            };
+            let mut w = Writer::new(&mut []);
+            write(&mut w);
+            let mut buf = alloc::vec![0u8; w.len()];
+            write(&mut Writer::new(&mut buf));
+            buf
+        })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// The single-pass reader of `a` agrees with the precise two-pass one, errors included.
+    #[test]
+    fn query_args_fast_path_matches_reference(
+        args in messy_args(),
+        method in proptest::sample::select(alloc::vec![
+            "ping", "find_node", "sample_infohashes", "get_peers", "announce_peer", "get", "put",
+            "custom",
+        ]),
+    ) {
+        let mut msg = b"d1:a".to_vec();
+        msg.extend_from_slice(&args);
+        msg.extend_from_slice(format!("1:q{}:{}1:t2:aa1:y1:qe", method.len(), method).as_bytes());
+        let limits = DecodeLimits::default();
+        let fast = Message::decode(&msg, &limits).map(|m| m.body);
+        match decode(&args, &limits) {
+            Ok(Value::Dict(dict)) => {
+                let reference = query_reference(method.as_bytes(), dict, 4).map(Body::Query);
+                prop_assert_eq!(fast, reference);
+            }
+            // Adjacent repeats are grammar errors, reported by both.
+            other => prop_assert_eq!(fast.map_err(|e| e.kind), other.map(|_| unreachable!()).map_err(|e| e.kind)),
+        }
+    }
 
     #[test]
     fn bencode_round_trip(t in tree()) {
