@@ -396,3 +396,36 @@ fn a_restarted_node_restores_its_saved_table() {
         saved.len()
     );
 }
+
+/// BEP 5 answers to find_node and get_peers carry `nodes`; a node with an empty table sends an
+/// empty string rather than leaving the key out (found by the interoperability checks).
+#[test]
+fn an_empty_table_still_answers_with_a_nodes_key() {
+    let now = Instant::from_secs(1);
+    let mut node = Node::new(local(2), now).unwrap();
+    // A read-only requester (BEP 43) does not enter the table, which stays empty.
+    let query = encode(&Message {
+        transaction_id: b"q1",
+        version: None,
+        ip: None,
+        read_only: true,
+        body: Body::Query(Query::FindNode(FindNode {
+            id: Id::new([3; 20]),
+            target: Id::new([4; 20]),
+            want: None,
+        })),
+    });
+    let _ = node.handle_datagram(now, addr(3), &query);
+    let mut buf = [0u8; 1500];
+    let t = node.poll_transmit(now, &mut buf).expect("an answer");
+    assert_eq!(node.table_len(), 0);
+    let msg = Message::decode(&buf[..t.len], &Default::default()).unwrap();
+    let Body::Response(r) = msg.body else {
+        panic!("{msg}")
+    };
+    assert_eq!(r.nodes.map(|n| n.len()), Some(0));
+    assert!(
+        r.nodes6.is_none(),
+        "an IPv4 requester did not ask for nodes6"
+    );
+}

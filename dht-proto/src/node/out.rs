@@ -70,6 +70,9 @@ impl OutQuery {
 pub(crate) struct OutResponse {
     pub(crate) nodes: Vec<NodeInfo>,
     pub(crate) nodes6: Vec<NodeInfo>,
+    /// Which of `nodes` / `nodes6` the requester gets, even empty (BEP 5 replies to find_node
+    /// and get_peers always carry `nodes`; an empty table gives an empty string).
+    pub(crate) families: (bool, bool),
     pub(crate) values: Vec<SocketAddr>,
     pub(crate) token: Option<Token>,
     pub(crate) samples: Option<Vec<Id>>,
@@ -217,10 +220,10 @@ impl Out {
             OutBody::Response(r) => {
                 msg.ip = Some(self.to);
                 let mut resp = Response::new(id);
-                if !r.nodes.is_empty() {
+                if !r.nodes.is_empty() || r.families.0 {
                     resp.nodes = Some(Nodes::Slice(&r.nodes));
                 }
-                if !r.nodes6.is_empty() {
+                if !r.nodes6.is_empty() || r.families.1 {
                     resp.nodes6 = Some(Nodes::Slice(&r.nodes6));
                 }
                 if !r.values.is_empty() {

@@ -346,6 +346,7 @@ impl Node {
             Some(w) if w.v4 || w.v6 => (w.v4, w.v6),
             _ => (from.is_ipv4(), from.is_ipv6()),
         };
+        body.families = (v4, v6 && self.config.ipv6);
         if v4 {
             self.closest_nodes(0, target, NODES_PER_REPLY, &mut body.nodes);
         }
