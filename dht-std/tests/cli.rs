@@ -674,3 +674,40 @@ fn node_stops_on_sigterm_and_saves_its_table() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn node_prints_incoming_queries_with_queries_flag() {
+    let mut node = start_node(&["--no-bootstrap", "--queries"]);
+    let addr = node.addr.to_string();
+    let hash = "c12fe1c06bba254a9dc9f519b335aa7c1367a88a";
+    let out = run(&[
+        "get-peers",
+        hash,
+        "--bind",
+        "127.0.0.1:0",
+        "--bootstrap",
+        &addr,
+        "--timeout",
+        "2",
+    ]);
+    assert_eq!(out.code, Some(1), "nobody announced: {out:?}");
+    // The node's stdout now holds one JSON line per query it received, the get_peers included.
+    let mut seen = Vec::new();
+    for _ in 0..20 {
+        let mut line = String::new();
+        if node._stdout.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+        let query = v["query"].as_str().unwrap().to_owned();
+        assert!(v["from"].as_str().unwrap().starts_with("127.0.0.1:"), "{v}");
+        assert_eq!(v["id"].as_str().unwrap().len(), 40, "{v}");
+        if query == "get_peers" {
+            assert_eq!(v["target"].as_str().unwrap(), hash, "{v}");
+            seen.push(query);
+            break;
+        }
+        seen.push(query);
+    }
+    assert!(seen.iter().any(|q| q == "get_peers"), "saw {seen:?}");
+}

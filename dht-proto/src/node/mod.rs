@@ -314,6 +314,12 @@ impl Node {
         if fam == 0 { v4 } else { v6 }
     }
 
+    /// Turns [`Event::QueryReceived`] on or off while running (see
+    /// [`Config::report_queries`]).
+    pub fn set_report_queries(&mut self, on: bool) {
+        self.config.report_queries = on;
+    }
+
     /// The BEP 44 items this node stores for others.
     pub fn item_store(&self) -> &ItemStore {
         &self.items

@@ -120,6 +120,9 @@ enum Command {
         /// Seconds between status lines on stderr
         #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "30")]
         status_interval: Duration,
+        /// Print every incoming query on stdout (method, sender, id, target, announced port)
+        #[arg(long)]
+        queries: bool,
     },
     /// Decode one raw KRPC datagram (a file, or stdin for `-` or nothing) and print it
     Decode {
@@ -257,7 +260,8 @@ fn run(cli: Cli) -> Result<ExitCode, Fail> {
         Command::Node {
             duration,
             status_interval,
-        } => serve::node(g, duration, status_interval),
+            queries,
+        } => serve::node(g, duration, status_interval, queries),
         Command::Decode { file } => decode::run(g, file.as_deref()),
         Command::Swarm { nodes } => swarm::run(g, usize::from(nodes)),
     }

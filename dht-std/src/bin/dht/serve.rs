@@ -22,6 +22,7 @@ pub fn node(
     g: &Global,
     duration: Option<Duration>,
     status_interval: Duration,
+    queries: bool,
 ) -> Result<ExitCode, Fail> {
     // `--timeout` bounds a node too when given; `--duration` is the natural spelling.
     let limit = match (duration, g.timeout) {
@@ -52,6 +53,7 @@ pub fn node(
     } else {
         s.println(format_args!("node {id} listening on {}", addrs.join(", ")))?;
     }
+    s.dht.node_mut().set_report_queries(queries);
     let seeds = seeds(g, &s.dht)?;
     if seeds.is_empty() && s.dht.node().table_len() == 0 {
         log::info!("no bootstrap contact: waiting for other nodes to contact this one");
@@ -74,6 +76,36 @@ pub fn node(
                 Event::RoutingTableEmpty => log::warn!("the routing table is empty"),
                 Event::ExternalAddress { addr, .. } => log::info!("external address: {addr}"),
                 Event::EventsDropped { count } => log::warn!("{count} events dropped"),
+                Event::QueryReceived {
+                    from,
+                    id,
+                    method,
+                    target,
+                    announced_port,
+                } => {
+                    if s.json {
+                        let mut line = Json::obj()
+                            .field("query", method.name())
+                            .field("from", from.to_string())
+                            .field("id", id.to_string());
+                        if let Some(t) = target {
+                            line = line.field("target", t.to_string());
+                        }
+                        if let Some(p) = announced_port {
+                            line = line.field("port", u64::from(p));
+                        }
+                        s.println(line)?;
+                    } else {
+                        let target = target.map(|t| format!(" {t}")).unwrap_or_default();
+                        let port = announced_port
+                            .map(|p| format!(" port {p}"))
+                            .unwrap_or_default();
+                        s.println(format_args!(
+                            "{} from {from} ({id}){target}{port}",
+                            method.name()
+                        ))?;
+                    }
+                }
                 _ => {}
             }
         }
