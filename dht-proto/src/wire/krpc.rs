@@ -23,8 +23,10 @@
 //!
 //! - Bencode grammar and limits as in [`bencode`](super::bencode). Dictionary keys may come in
 //!   any order; encoding is always canonical.
-//! - A known key that appears twice in the top-level, `a` or `r` dictionary is an error
-//!   ([`DecodeErrorKind::DuplicateKey`](super::bencode::DecodeErrorKind::DuplicateKey)), in any order.
+//! - A key the decoder interprets that appears twice in the top-level, `a` or `r` dictionary
+//!   is an error ([`DecodeErrorKind::DuplicateKey`](super::bencode::DecodeErrorKind::DuplicateKey)),
+//!   in any order (in `a`: the keys the query's method uses). Other repeated keys follow the
+//!   bencode rule: rejected when adjacent.
 //! - Unknown keys are validated as bencode and skipped, at every level. A response's unknown
 //!   keys stay readable through [`Response::extra`]; a query of an unknown method keeps its
 //!   whole `a` dictionary in [`Custom::args`].
