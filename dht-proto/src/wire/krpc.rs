@@ -23,17 +23,17 @@
 //!
 //! - Bencode grammar and limits as in [`bencode`](super::bencode). Dictionary keys may come in
 //!   any order; encoding is always canonical.
-//! - A known key that appears twice in the top-level, `a` or `r` dictionary is an error
-//!   ([`DecodeErrorKind::DuplicateKey`](super::bencode::DecodeErrorKind::DuplicateKey)), in any order.
+//! - A key the decoder interprets that appears twice in the top-level, `a` or `r` dictionary
+//!   is an error ([`DuplicateKey`]), in any order (in `a`: the keys the query's method uses).
+//!   Other repeated keys follow the bencode rule: rejected when adjacent.
 //! - Unknown keys are validated as bencode and skipped, at every level. A response's unknown
 //!   keys stay readable through [`Response::extra`]; a query of an unknown method keeps its
 //!   whole `a` dictionary in [`Custom::args`].
 //! - A known key with a value of the wrong bencode type is an error
-//!   ([`DecodeErrorKind::WrongType`](super::bencode::DecodeErrorKind::WrongType)). For a known method only the keys that method uses are
-//!   known in its `a` dictionary; `r` keys are known whatever the query was.
+//!   ([`WrongType`]). For a known method only the keys that method uses are known in its `a`
+//!   dictionary; `r` keys are known whatever the query was.
 //! - `t` must be a string of 1 to [`MAX_TRANSACTION_ID_LEN`] bytes; `y` must be `q`, `r` or
-//!   `e` ([`DecodeErrorKind::InvalidValue`](super::bencode::DecodeErrorKind::InvalidValue)
-//!   otherwise).
+//!   `e` ([`InvalidValue`] otherwise).
 //! - `id`, `target` and `info_hash` must be exactly 20 bytes; `k` 32; `sig` 64; `BFsd` and
 //!   `BFpe` 256; top-level `ip` 6 or 18.
 //! - `nodes`, `nodes6` and `samples` must be whole multiples of 26, 38 and 20 bytes: a
@@ -46,6 +46,10 @@
 //! - `e` is a list whose first item is the integer code and whose second, if present, the
 //!   message string; further items are ignored.
 //! - A mutable `put` carries `k`, `sig` and `seq` together or none of them.
+//!
+//! [`DuplicateKey`]: super::bencode::DecodeErrorKind::DuplicateKey
+//! [`WrongType`]: super::bencode::DecodeErrorKind::WrongType
+//! [`InvalidValue`]: super::bencode::DecodeErrorKind::InvalidValue
 
 use core::net::SocketAddr;
 
