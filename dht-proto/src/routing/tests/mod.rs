@@ -34,6 +34,16 @@ impl RngCore for TestRng {
 const MIN: Duration = Duration::from_secs(60);
 const RTT: Duration = Duration::from_millis(50);
 
+/// The plain BEP 5 table (k = 8 everywhere), which these tests reason about; the defaults add
+/// larger far buckets, tested on their own below.
+pub(super) fn plain() -> TableConfig {
+    TableConfig {
+        far_buckets: 0,
+        far_bucket_size: 8,
+        ..TableConfig::default()
+    }
+}
+
 fn t(secs: u64) -> Instant {
     Instant::from_secs(secs)
 }
@@ -53,7 +63,7 @@ fn id_at(own: &Id, depth: usize, rng: &mut TestRng) -> Id {
 }
 
 fn table(own: Id) -> RoutingTable {
-    RoutingTable::new(own, TableConfig::default(), t(0))
+    RoutingTable::new(own, plain(), t(0))
 }
 
 /// Ids of the table's entries.
@@ -106,7 +116,7 @@ fn far_bucket_full(own: Id, rng: &mut TestRng) -> (RoutingTable, Vec<(Id, Socket
 
 #[test]
 fn good_after_a_response_within_questionable_after() {
-    let config = TableConfig::default();
+    let config = plain();
     let mut e = Entry::new(Id::MAX, addr(1), t(0));
     assert_eq!(
         e.status(t(0), &config),
@@ -127,7 +137,7 @@ fn good_after_a_response_within_questionable_after() {
 
 #[test]
 fn good_after_a_query_only_if_it_ever_answered() {
-    let config = TableConfig::default();
+    let config = plain();
     let mut never = Entry::new(Id::MAX, addr(1), t(0));
     never.record_query(t(10));
     assert_eq!(never.status(t(10), &config), NodeStatus::Questionable);
@@ -151,7 +161,7 @@ fn good_after_a_query_only_if_it_ever_answered() {
 
 #[test]
 fn bad_after_max_failures_in_a_row() {
-    let config = TableConfig::default();
+    let config = plain();
     assert_eq!(config.max_failures, 3);
     let mut e = Entry::new(Id::MAX, addr(1), t(0));
     e.record_response(t(0), RTT);
@@ -175,7 +185,7 @@ fn bad_after_max_failures_in_a_row() {
 
 #[test]
 fn an_unverified_node_is_bad_after_one_failure() {
-    let config = TableConfig::default();
+    let config = plain();
     let mut e = Entry::new(Id::MAX, addr(1), t(0));
     e.record_failure();
     assert_eq!(e.status(t(0), &config), NodeStatus::Bad);
@@ -287,7 +297,7 @@ fn far_buckets_are_larger_and_overflow_is_demoted_on_split() {
     let config = TableConfig {
         far_buckets: 1,
         far_bucket_size: 16,
-        ..TableConfig::default()
+        ..plain()
     };
     let mut table = RoutingTable::new(own, config, t(0));
     // 4 far nodes and 12 depth-1 nodes fill the single bucket (capacity 16).
@@ -345,7 +355,7 @@ fn the_address_policy_applies() {
     assert_eq!(table.on_response(t(0), Id::MAX, local, RTT), reject);
     let config = TableConfig {
         address_policy: AddressPolicy::ALLOW_ALL,
-        ..TableConfig::default()
+        ..plain()
     };
     let mut table = RoutingTable::new(Id::ZERO, config, t(0));
     assert_eq!(
@@ -381,7 +391,7 @@ fn one_entry_per_ip_and_per_address() {
 
     let config = TableConfig {
         one_node_per_ip: false,
-        ..TableConfig::default()
+        ..plain()
     };
     let mut table = RoutingTable::new(own, config, t(0));
     assert_eq!(
@@ -662,7 +672,7 @@ fn replacement_cache_size_zero_drops_newcomers() {
     let mut rng = TestRng(12);
     let config = TableConfig {
         replacement_cache_size: 0,
-        ..TableConfig::default()
+        ..plain()
     };
     let mut table = RoutingTable::new(own, config, t(0));
     for i in 0..8 {
@@ -692,7 +702,7 @@ fn a_split_does_not_promote_a_replacement_holding_the_newcomers_address() {
     let config = TableConfig {
         bucket_size: 2,
         one_node_per_ip: false,
-        ..TableConfig::default()
+        ..plain()
     };
     let mut table = RoutingTable::new(own, config, t(0));
     for i in 0..2 {
@@ -719,7 +729,7 @@ fn an_address_freed_in_one_bucket_lets_a_replacement_in_another_bucket_in() {
     let config = TableConfig {
         bucket_size: 2,
         one_node_per_ip: false,
-        ..TableConfig::default()
+        ..plain()
     };
     let mut table = RoutingTable::new(own, config, t(0));
     let shared = addr(9);
@@ -823,7 +833,7 @@ fn refresh_targets_fall_inside_stale_buckets() {
     // No replacement caches, so waiting nodes do not ask for pings when entries age.
     let config = TableConfig {
         replacement_cache_size: 0,
-        ..TableConfig::default()
+        ..plain()
     };
     let mut table = RoutingTable::new(own, config, t(0));
     let mut n = 0;
@@ -1019,7 +1029,7 @@ fn export_import_round_trip() {
     );
     assert_eq!(answered.last(), Some(&None));
 
-    let mut b = RoutingTable::new(own, TableConfig::default(), t(1000));
+    let mut b = RoutingTable::new(own, plain(), t(1000));
     let taken = b.import(t(1000), saved.iter().copied());
     assert_eq!(taken, saved.len());
     b.check_invariants().unwrap();

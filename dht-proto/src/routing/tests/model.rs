@@ -124,7 +124,7 @@ fn table_config() -> impl Strategy<Value = TableConfig> {
                 refresh_interval: Duration::from_secs(90),
                 verify_after: Duration::from_secs(5),
                 ping_timeout: Duration::from_secs(5),
-                ..TableConfig::default()
+                ..super::plain()
             },
         )
 }
@@ -484,7 +484,7 @@ fn a_long_random_run_fills_deep_buckets() {
     }
     let config = TableConfig {
         bucket_size: 2,
-        ..TableConfig::default()
+        ..super::plain()
     };
     run_ops(own, config, 19, &ops);
 }
