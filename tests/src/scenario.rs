@@ -78,6 +78,8 @@ pub struct Params {
     pub checks: Checks,
     /// A lookup still running this long after its start is a bug.
     pub lookup_limit: Duration,
+    /// Keep every event in [`Sim::events`] (small networks only).
+    pub keep_events: bool,
 }
 
 impl Params {
@@ -104,6 +106,7 @@ impl Params {
             node: Config::local_testing([0; 32]),
             checks: Checks::ALL,
             lookup_limit: Duration::from_secs(300),
+            keep_events: false,
         }
     }
 }
@@ -165,6 +168,10 @@ pub struct Report {
     pub digest: u64,
     /// A few failed lookups, for diagnosis.
     pub failures: Vec<String>,
+    /// End of the warm-up (traffic is measured from here).
+    pub warm_end: Instant,
+    /// Bytes honest nodes had sent by the end of the warm-up.
+    pub bytes_at_warm: u64,
 }
 
 impl Report {
@@ -292,13 +299,16 @@ impl Report {
 }
 
 /// An announced info-hash and the peer its announcer stored.
-#[derive(Clone, Copy, Debug)]
-struct Target {
-    info_hash: Id,
-    peer: SocketAddr,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// The info-hash.
+    pub info_hash: Id,
+    /// The announcer's address with the announced port.
+    pub peer: SocketAddr,
 }
 
-fn pick_live(sim: &mut Sim, avoid_routers: bool) -> Option<u32> {
+/// A random live honest host (not a router when `avoid_routers`).
+pub fn pick_live(sim: &mut Sim, avoid_routers: bool) -> Option<u32> {
     let n = u64::from(sim.hosts());
     for _ in 0..1000 {
         let h = sim.rng.below(n) as u32;
@@ -309,12 +319,12 @@ fn pick_live(sim: &mut Sim, avoid_routers: bool) -> Option<u32> {
     sim.honest_hosts().next()
 }
 
-/// Runs the scenario.
+/// Phase 1 and 2: builds the network, warms it up and kills the dead share.
 ///
 /// # Errors
 ///
-/// A broken invariant, a livelock or a lookup that never ends.
-pub fn run(p: &Params) -> Result<Report, SimError> {
+/// A broken invariant or a livelock.
+pub fn build_network(p: &Params) -> Result<(Sim, Report), SimError> {
     let wall = std::time::Instant::now();
     let rss0 = Sim::process_memory();
     let mut config = SimConfig::new(p.seed);
@@ -322,13 +332,12 @@ pub fn run(p: &Params) -> Result<Report, SimError> {
     config.link = p.link.clone();
     config.node = p.node.clone();
     config.checks = p.checks;
+    config.keep_events = p.keep_events;
     let mut sim = Sim::new(config);
     let mut report = Report {
         seed: p.seed,
         ..Report::default()
     };
-
-    // 1. Build.
     let hostile = ((f64::from(p.nodes) * p.hostile).round() as u32).min(p.nodes.saturating_sub(3));
     let honest = p.nodes - hostile;
     sim.add_nodes(honest);
@@ -377,21 +386,26 @@ pub fn run(p: &Params) -> Result<Report, SimError> {
     };
     report.wall_build = wall.elapsed();
     sim.run_for(p.warmup)?;
-    let warm_end = sim.now;
-    let bytes_at_warm = sim.counters.honest_bytes;
-
-    // 2. Dead entries.
+    report.warm_end = sim.now;
+    report.bytes_at_warm = sim.counters.honest_bytes;
     report.dead = kill_fraction(&mut sim, p.dead).len();
     report.median_rtt = sim
         .net
         .latency
         .sampled_median(sim.net.seed(), sim.hosts(), 20_000);
+    Ok((sim, report))
+}
 
-    // 3. Announces, spread over ten seconds.
+/// Phase 3: announces, spread over ten seconds; returns what was announced.
+///
+/// # Errors
+///
+/// A broken invariant, a livelock or an announce that never ends.
+pub fn announce(sim: &mut Sim, p: &Params, report: &mut Report) -> Result<Vec<Target>, SimError> {
     let mut targets = Vec::new();
     let spacing = Duration::from_millis(10_000 / u64::from(p.announces.max(1)));
     for i in 0..p.announces {
-        let Some(h) = pick_live(&mut sim, false) else {
+        let Some(h) = pick_live(sim, false) else {
             break;
         };
         let info_hash = Id::new(sim.rng.bytes20());
@@ -410,8 +424,20 @@ pub fn run(p: &Params) -> Result<Report, SimError> {
         .drain(..)
         .filter(|w| w.finished.as_ref().is_some_and(|(_, o)| o.announced > 0))
         .count();
+    Ok(targets)
+}
 
-    // 4. Lookups under churn, with joins.
+/// Phase 4: lookups under churn, with joins; returns the joined hosts.
+///
+/// # Errors
+///
+/// A broken invariant, a livelock or a lookup that never ends.
+pub fn lookups(
+    sim: &mut Sim,
+    p: &Params,
+    report: &mut Report,
+    targets: &[Target],
+) -> Result<Vec<u32>, SimError> {
     let start = sim.now;
     let window_end = start + p.lookup_window;
     let churn = (sim.honest_count() as f64 * p.churn).round() as usize;
@@ -424,10 +450,12 @@ pub fn run(p: &Params) -> Result<Report, SimError> {
         u32::MAX
     };
     let mut joiners = Vec::new();
+    let started = report.lookups;
+    let finished_before = sim.finished.len();
     for i in 0..p.lookups.max(p.joins) {
         if i < p.lookups && !targets.is_empty() {
             let t = targets[sim.rng.index(targets.len())];
-            if let Some(h) = pick_live(&mut sim, true) {
+            if let Some(h) = pick_live(sim, true) {
                 if sim
                     .get_peers(h, t.info_hash, u64::from(i), Some(t.peer))
                     .is_ok()
@@ -444,16 +472,29 @@ pub fn run(p: &Params) -> Result<Report, SimError> {
         sim.run_for(step)?;
     }
     sim.run_until_watched_done(p.lookup_limit)?;
-    let aborted = report.lookups - sim.finished.len();
-    report.lookups_aborted = aborted;
+    let finished = sim.finished.len() - finished_before;
+    report.lookups_aborted += (report.lookups - started).saturating_sub(finished);
     for w in sim.finished.drain(..) {
-        record_lookup(&mut report, &w);
+        record_lookup(report, &w);
     }
     report.churned = sim.counters.churned;
+    Ok(joiners)
+}
 
-    // 5. Joiners' lookups.
+/// Phase 5: records the joiners' bootstrap times and has each run one lookup.
+///
+/// # Errors
+///
+/// A broken invariant, a livelock or a lookup that never ends.
+pub fn joiner_lookups(
+    sim: &mut Sim,
+    p: &Params,
+    report: &mut Report,
+    targets: &[Target],
+    joiners: &[u32],
+) -> Result<(), SimError> {
     sim.run_for(Duration::from_secs(10))?;
-    for &h in &joiners {
+    for &h in joiners {
         match sim
             .honest(h)
             .and_then(|x| x.bootstrapped_at.zip(x.bootstrap_started))
@@ -480,14 +521,30 @@ pub fn run(p: &Params) -> Result<Report, SimError> {
         .drain(..)
         .filter(|w| w.found_expected.is_some())
         .count();
+    Ok(())
+}
 
-    // 6. Run on.
+/// Phase 6: runs on until `p.duration` and fills in the traffic and timing figures.
+///
+/// # Errors
+///
+/// A broken invariant or a livelock.
+pub fn finish(
+    sim: &mut Sim,
+    p: &Params,
+    report: &mut Report,
+    wall: std::time::Instant,
+) -> Result<(), SimError> {
     let end = Instant::ZERO + p.duration;
     if sim.now < end {
         sim.run_until_time(end)?;
     }
-    let minutes = sim.now.saturating_duration_since(warm_end).as_secs_f64() / 60.0;
-    let bytes = sim.counters.honest_bytes - bytes_at_warm;
+    let minutes = sim
+        .now
+        .saturating_duration_since(report.warm_end)
+        .as_secs_f64()
+        / 60.0;
+    let bytes = sim.counters.honest_bytes - report.bytes_at_warm;
     report.bytes_per_node_minute = if minutes > 0.0 {
         bytes as f64 / sim.honest_count().max(1) as f64 / minutes
     } else {
@@ -498,6 +555,21 @@ pub fn run(p: &Params) -> Result<Report, SimError> {
     report.steps = sim.counters.steps;
     report.datagrams = sim.counters.honest_datagrams;
     report.digest = sim.trace.digest();
+    Ok(())
+}
+
+/// Runs every phase.
+///
+/// # Errors
+///
+/// A broken invariant, a livelock or a lookup that never ends.
+pub fn run(p: &Params) -> Result<Report, SimError> {
+    let wall = std::time::Instant::now();
+    let (mut sim, mut report) = build_network(p)?;
+    let targets = announce(&mut sim, p, &mut report)?;
+    let joiners = lookups(&mut sim, p, &mut report, &targets)?;
+    joiner_lookups(&mut sim, p, &mut report, &targets, &joiners)?;
+    finish(&mut sim, p, &mut report, wall)?;
     Ok(report)
 }
 

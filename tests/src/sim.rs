@@ -81,7 +81,7 @@ impl fmt::Display for SimError {
     }
 }
 
-impl std::error::Error for SimError {}
+impl core::error::Error for SimError {}
 
 /// An honest host: a [`Node`] and the simulator's bookkeeping for it.
 #[derive(Debug)]
@@ -905,13 +905,11 @@ impl Sim {
         };
         let inc = x.incarnation;
         match &e {
-            Event::Bootstrapped { .. } => {
-                if x.bootstrapped_at.is_none() {
-                    x.bootstrapped_at = Some(now);
-                    let since = x.bootstrap_started.unwrap_or(x.started);
-                    let took = now.saturating_duration_since(since);
-                    self.bootstrap_times.push((h, took));
-                }
+            Event::Bootstrapped { .. } if x.bootstrapped_at.is_none() => {
+                x.bootstrapped_at = Some(now);
+                let since = x.bootstrap_started.unwrap_or(x.started);
+                let took = now.saturating_duration_since(since);
+                self.bootstrap_times.push((h, took));
             }
             Event::PeersFound { query, peers } => {
                 if let Some(w) = self.watched.get_mut(&(h, inc, query.as_u64())) {
