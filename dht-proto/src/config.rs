@@ -312,6 +312,12 @@ pub struct Limits {
     pub max_datagram: usize,
     /// Bencode decoder limits (nesting depth, element count, string length).
     pub decode: DecodeLimits,
+    /// Peers in the peer store, all info-hashes together (each ~32 bytes, ~64 with slack). At
+    /// the cap, a new peer replaces the least recently announced one.
+    pub max_stored_peers: usize,
+    /// Bytes of BEP 44 values and salts stored, all items together. At the cap, the least
+    /// recently updated items are evicted.
+    pub max_item_bytes: usize,
 }
 
 impl Default for Limits {
@@ -328,6 +334,8 @@ impl Default for Limits {
             max_pending_custom: 256,
             max_datagram: 1500,
             decode: DecodeLimits::default(),
+            max_stored_peers: 65_536,
+            max_item_bytes: 1 << 20,
         }
     }
 }

@@ -98,6 +98,7 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod bep42;
 pub mod config;
 pub mod error;
 pub mod event;

@@ -1,1 +1,300 @@
-//! Keyed deterministic randomness (to be written).
+//! Keyed deterministic randomness: the node's generator ([`Rng`]) and the keyed hasher of its hash
+//! maps ([`KeyedState`]).
+//!
+//! Everything random the node does comes from [`Config::seed`](crate::Config::seed): the same
+//! seed and the same inputs give the same outputs. Transaction ids and token secrets come from
+//! [`Rng`], so remote peers must not be able to predict its output from what they see; a
+//! cryptographic pseudo-random function keyed by the seed gives that.
+//!
+//! # Generator
+//!
+//! Block `i` of the stream is `SHA-1(key ‖ 0x00 ‖ i as u64 big-endian)`, 20 bytes, where `key`
+//! is the 32-byte seed. SHA-1 keyed by a secret prefix is a pseudo-random function for
+//! fixed-length inputs: the collision attacks on SHA-1 do not help predict outputs, and length
+//! extension does not apply because every generator input has the same length (41 bytes) and
+//! every derivation input starts with a different domain byte (see [`Rng::fork`]). `sha1_smol` is
+//! already a dependency for BEP 44 targets and BEP 33 filters, so the generator costs no new
+//! dependency; a stream cipher such as ChaCha would be faster but would add one, and the node
+//! draws only a few bytes per message.
+//!
+//! # Hashing
+//!
+//! Info-hashes and BEP 44 targets are chosen by remote peers, so the maps keyed by them use
+//! SipHash-1-3 (the hash of Rust's standard `HashMap`) with a 128-bit key drawn from the seed:
+//! peers that do not know the key cannot make keys collide, and the same seed gives the same
+//! layout. Output order is never taken from a hash map's iteration order.
+
+// The node draws from `Rng`; until it does, only tests construct one.
+#![cfg_attr(not(test), allow(dead_code))]
+
+use core::fmt;
+use core::hash::{BuildHasher, Hasher};
+
+use rand_core::RngCore;
+
+/// Length of one generator block: a SHA-1 digest.
+const BLOCK_LEN: usize = 20;
+
+/// Domain byte of a stream block.
+const DOMAIN_STREAM: u8 = 0x00;
+/// Domain byte of a [`Rng::fork`] derivation.
+const DOMAIN_FORK: u8 = 0x01;
+
+/// A deterministic generator keyed by a 32-byte seed: SHA-1 in counter mode.
+///
+/// Outputs are unpredictable to anyone who does not know the seed. [`Rng::fork`] derives
+/// independent sub-generators, so that one component's draws do not shift another's.
+#[derive(Clone)]
+pub(crate) struct Rng {
+    key: [u8; 32],
+    /// Index of the next block to compute.
+    counter: u64,
+    /// Number of [`Rng::fork`] calls so far; part of each derived key.
+    forks: u64,
+    /// The current block; bytes before `used` are consumed.
+    block: [u8; BLOCK_LEN],
+    used: usize,
+}
+
+impl Rng {
+    /// A generator keyed by `seed`.
+    pub(crate) fn new(seed: [u8; 32]) -> Self {
+        Self {
+            key: seed,
+            counter: 0,
+            forks: 0,
+            block: [0; BLOCK_LEN],
+            // Empty buffer: the first draw computes block 0.
+            used: BLOCK_LEN,
+        }
+    }
+
+    /// A new generator whose key is derived from this one's key, `label` and the number of
+    /// earlier forks.
+    ///
+    /// The parent's own stream is not advanced, so adding a fork does not change what the
+    /// parent draws next. Different labels, or repeated forks with one label, give independent
+    /// generators.
+    pub(crate) fn fork(&mut self, label: &[u8]) -> Self {
+        let index = self.forks;
+        self.forks = self.forks.wrapping_add(1);
+        let derive = |half: u8| {
+            let mut h = sha1_smol::Sha1::new();
+            h.update(&self.key);
+            h.update(&[DOMAIN_FORK, half]);
+            h.update(&index.to_be_bytes());
+            h.update(label);
+            h.digest().bytes()
+        };
+        let (a, b) = (derive(0), derive(1));
+        let mut key = [0u8; 32];
+        let (left, right) = key.split_at_mut(16);
+        left.copy_from_slice(a.get(..16).unwrap_or(&[0; 16]));
+        right.copy_from_slice(b.get(..16).unwrap_or(&[0; 16]));
+        Self::new(key)
+    }
+
+    /// A uniform integer in `0..n`, or 0 when `n` is 0.
+    pub(crate) fn below(&mut self, n: usize) -> usize {
+        below(self, n)
+    }
+
+    fn refill(&mut self) {
+        let mut h = sha1_smol::Sha1::new();
+        h.update(&self.key);
+        h.update(&[DOMAIN_STREAM]);
+        h.update(&self.counter.to_be_bytes());
+        self.block = h.digest().bytes();
+        self.counter = self.counter.wrapping_add(1);
+        self.used = 0;
+    }
+}
+
+impl RngCore for Rng {
+    fn next_u32(&mut self) -> u32 {
+        let mut b = [0u8; 4];
+        self.fill_bytes(&mut b);
+        u32::from_le_bytes(b)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        self.fill_bytes(&mut b);
+        u64::from_le_bytes(b)
+    }
+
+    fn fill_bytes(&mut self, mut dst: &mut [u8]) {
+        while !dst.is_empty() {
+            if self.used >= BLOCK_LEN {
+                self.refill();
+            }
+            let available = self.block.get(self.used..).unwrap_or(&[]);
+            let n = available.len().min(dst.len());
+            let (head, tail) = dst.split_at_mut(n);
+            head.copy_from_slice(available.get(..n).unwrap_or(&[]));
+            self.used += n;
+            dst = tail;
+        }
+    }
+}
+
+impl fmt::Debug for Rng {
+    /// Never shows the key or the buffered output.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rng").finish_non_exhaustive()
+    }
+}
+
+/// A uniform integer in `0..n` from any generator, or 0 when `n` is 0.
+///
+/// Lemire's multiply-and-reject method: unbiased, and almost always a single draw.
+pub(crate) fn below(rng: &mut impl RngCore, n: usize) -> usize {
+    let Ok(n) = u64::try_from(n) else {
+        return 0;
+    };
+    if n == 0 {
+        return 0;
+    }
+    // Values of the low half below `threshold` would make some results more likely.
+    let threshold = n.wrapping_neg() % n;
+    loop {
+        let product = u128::from(rng.next_u64()) * u128::from(n);
+        // Truncation keeps the low 64 bits on purpose.
+        #[allow(clippy::cast_possible_truncation)]
+        let low = product as u64;
+        if low >= threshold {
+            // `product >> 64` is below `n`, which came from a usize.
+            return usize::try_from(product >> 64).unwrap_or(0);
+        }
+    }
+}
+
+/// A [`BuildHasher`] for hash maps keyed by remote input: SipHash-1-3 with a secret 128-bit key.
+#[derive(Clone)]
+pub(crate) struct KeyedState {
+    k0: u64,
+    k1: u64,
+}
+
+impl KeyedState {
+    /// A hasher keyed by the 16 bytes of `key` (two little-endian words).
+    pub(crate) fn new(key: [u8; 16]) -> Self {
+        let (a, b) = key.split_at(8);
+        let word = |s: &[u8]| u64::from_le_bytes(s.try_into().unwrap_or([0; 8]));
+        Self {
+            k0: word(a),
+            k1: word(b),
+        }
+    }
+}
+
+impl BuildHasher for KeyedState {
+    type Hasher = SipHasher<1, 3>;
+
+    fn build_hasher(&self) -> Self::Hasher {
+        SipHasher::new(self.k0, self.k1)
+    }
+}
+
+impl fmt::Debug for KeyedState {
+    /// Never shows the key.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedState").finish_non_exhaustive()
+    }
+}
+
+/// SipHash-`C`-`D` (Aumasson and Bernstein): `C` compression rounds per 8-byte word, `D`
+/// finalization rounds. SipHash-2-4 is the reference; SipHash-1-3 is the faster variant Rust's
+/// standard library uses for hash maps.
+#[derive(Clone, Debug)]
+pub(crate) struct SipHasher<const C: usize, const D: usize> {
+    v0: u64,
+    v1: u64,
+    v2: u64,
+    v3: u64,
+    /// Bytes written so far (only the low 8 bits end up in the hash, as specified).
+    length: u64,
+    /// Pending bytes of an incomplete word, little-endian in the low `pending` bytes.
+    tail: u64,
+    pending: u32,
+}
+
+impl<const C: usize, const D: usize> SipHasher<C, D> {
+    /// A hasher with the 128-bit key `(k0, k1)`.
+    pub(crate) const fn new(k0: u64, k1: u64) -> Self {
+        Self {
+            v0: k0 ^ 0x736f_6d65_7073_6575,
+            v1: k1 ^ 0x646f_7261_6e64_6f6d,
+            v2: k0 ^ 0x6c79_6765_6e65_7261,
+            v3: k1 ^ 0x7465_6462_7974_6573,
+            length: 0,
+            tail: 0,
+            pending: 0,
+        }
+    }
+
+    fn round(&mut self) {
+        self.v0 = self.v0.wrapping_add(self.v1);
+        self.v1 = self.v1.rotate_left(13) ^ self.v0;
+        self.v0 = self.v0.rotate_left(32);
+        self.v2 = self.v2.wrapping_add(self.v3);
+        self.v3 = self.v3.rotate_left(16) ^ self.v2;
+        self.v0 = self.v0.wrapping_add(self.v3);
+        self.v3 = self.v3.rotate_left(21) ^ self.v0;
+        self.v2 = self.v2.wrapping_add(self.v1);
+        self.v1 = self.v1.rotate_left(17) ^ self.v2;
+        self.v2 = self.v2.rotate_left(32);
+    }
+
+    fn compress(&mut self, word: u64) {
+        self.v3 ^= word;
+        for _ in 0..C {
+            self.round();
+        }
+        self.v0 ^= word;
+    }
+}
+
+impl<const C: usize, const D: usize> Hasher for SipHasher<C, D> {
+    fn write(&mut self, bytes: &[u8]) {
+        self.length = self.length.wrapping_add(bytes.len() as u64);
+        let mut rest = bytes;
+        // Complete a pending word first.
+        while self.pending > 0 {
+            let Some((&b, tail)) = rest.split_first() else {
+                return;
+            };
+            self.tail |= u64::from(b) << (8 * self.pending);
+            self.pending += 1;
+            rest = tail;
+            if self.pending == 8 {
+                let word = self.tail;
+                self.compress(word);
+                self.tail = 0;
+                self.pending = 0;
+            }
+        }
+        let mut words = rest.chunks_exact(8);
+        for chunk in &mut words {
+            self.compress(u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8])));
+        }
+        for &b in words.remainder() {
+            self.tail |= u64::from(b) << (8 * self.pending);
+            self.pending += 1;
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        let mut s = self.clone();
+        let last = ((self.length & 0xff) << 56) | self.tail;
+        s.compress(last);
+        s.v2 ^= 0xff;
+        for _ in 0..D {
+            s.round();
+        }
+        s.v0 ^ s.v1 ^ s.v2 ^ s.v3
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -11,7 +11,6 @@ use core::net::SocketAddr;
 
 use crate::event::QueryId;
 use crate::id::Id;
-use crate::stats::MethodKind;
 use crate::time::Instant;
 
 /// Length of the transaction ids this node sends.
@@ -39,7 +38,6 @@ pub(crate) struct Txn {
     pub(crate) to: SocketAddr,
     /// The id we expect to answer, when known.
     pub(crate) node_id: Option<Id>,
-    pub(crate) method: MethodKind,
     pub(crate) sent_at: Instant,
     pub(crate) short_deadline: Instant,
     pub(crate) deadline: Instant,
@@ -207,7 +205,6 @@ mod tests {
             nonce,
             to: "1.2.3.4:5".parse().unwrap(),
             node_id: None,
-            method: MethodKind::Ping,
             sent_at: now,
             short_deadline: now + Duration::from_secs(1),
             deadline: now + Duration::from_secs(5),

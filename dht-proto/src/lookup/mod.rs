@@ -14,7 +14,7 @@ use core::net::SocketAddr;
 use crate::id::{Distance, Id};
 use crate::wire::compact::NodeInfo;
 
-pub(crate) use crate::small::{MAX_SMALL as MAX_TOKEN_LEN, SmallBytes as TokenBuf};
+pub(crate) use crate::small::SmallBytes as TokenBuf;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum State {
@@ -108,12 +108,11 @@ impl Lookup {
     /// ignored; beyond the cap the farthest candidate that is not in flight is dropped.
     pub(crate) fn add_candidate(&mut self, id: Id, addr: SocketAddr, hop: u8) -> bool {
         let distance = id.distance(&self.target);
-        let pos = match self
+        let Err(pos) = self
             .candidates
             .binary_search_by(|c| c.distance.cmp(&distance))
-        {
-            Ok(_) => return false,
-            Err(pos) => pos,
+        else {
+            return false;
         };
         if self.candidates.iter().any(|c| c.addr == addr) {
             return false;

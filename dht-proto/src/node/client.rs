@@ -6,14 +6,13 @@ use core::net::SocketAddr;
 
 use rand_core::RngCore;
 
-use super::{Disposition, Node, QueryState, family, normalize};
+use super::{Disposition, Node, family, normalize};
 use crate::error::{CommandError, DropReason};
 use crate::event::{CommandKind, Event, QueryId, QueryOutcome, QueryStatus};
 use crate::id::Id;
 use crate::lookup::{Finish, Lookup};
 use crate::node::out::{Out, OutBody, OutQuery};
 use crate::small::SmallBytes;
-use crate::stats::MethodKind;
 use crate::time::Instant;
 use crate::transaction::{Expired, Purpose, Txn};
 use crate::wire::bencode::{self, Value};
@@ -248,7 +247,6 @@ impl Node {
             nonce: self.rng.next_u32(),
             to,
             node_id: id,
-            method,
             sent_at: now,
             short_deadline: now + short,
             deadline: now + self.config.query_timeout.max(short),
@@ -296,7 +294,7 @@ impl Node {
                 &mut scratch,
             );
             for e in &scratch {
-                lookup.add_candidate(e.id(), e.addr(), 1);
+                lookup.add_candidate(e.0, e.1, 1);
             }
             if matches!(kind, CommandKind::Bootstrap) || self.table(fam).is_empty() {
                 for s in self.seeds.iter().filter(|s| family(s) == fam) {
@@ -473,7 +471,7 @@ impl Node {
         let kind = state.kind;
         let outcome = QueryOutcome {
             kind,
-            status: status.clone(),
+            status,
             closest,
             announced: state.announced,
             responder,
@@ -556,7 +554,7 @@ impl Node {
             self.vote_external(from, normalize(ip));
         }
         match txn.purpose {
-            crate::transaction::Purpose::TablePing => {}
+            Purpose::TablePing => {}
             Purpose::Single { query } => {
                 let body = response_body(raw, &self.config.limits.decode);
                 if let Some(state) = self.query_mut(query) {
@@ -744,17 +742,13 @@ impl Node {
         self.stats.drop(reason);
         Disposition::Dropped(reason)
     }
-
-    pub(crate) fn count_method(method: &[u8]) -> MethodKind {
-        MethodKind::from_name(method)
-    }
 }
 
 /// The raw `r` dictionary of a response datagram.
 fn response_body(raw: &[u8], limits: &bencode::DecodeLimits) -> Option<Vec<u8>> {
     let v = bencode::decode(raw, limits).ok()?;
     let r = v.as_dict()?.get(b"r")?;
-    Some(r.raw().to_vec())
+    Some(r.raw()?.to_vec())
 }
 
 /// `dict` (a bencoded dictionary) with `id` set to `id`, keys in canonical order; `None` if
@@ -771,14 +765,14 @@ pub(crate) fn with_id(dict: &[u8], id: &Id, limits: &bencode::DecodeLimits) -> O
     let mut w = Writer::new(&mut buf);
     w.begin_dict();
     let mut id_written = false;
-    for (k, v) in &entries {
+    for (k, _) in &entries {
         if !id_written && *k > b"id".as_slice() {
             w.bytes(b"id");
             w.bytes(id.as_bytes());
             id_written = true;
         }
         w.bytes(k);
-        w.raw(v.raw());
+        w.raw(d.get_raw(k)?);
     }
     if !id_written {
         w.bytes(b"id");

@@ -33,7 +33,7 @@ use crate::time::Instant;
 use crate::transaction::Transactions;
 use crate::wire::compact::NodeInfo;
 
-pub(crate) use out::{Out, OutBody, OutQuery};
+pub(crate) use out::Out;
 
 /// Where an outgoing datagram goes; its bytes are in the buffer passed to
 /// [`Node::poll_transmit`].
@@ -183,15 +183,20 @@ impl Node {
         };
         let table_config = TableConfig::from_config(&config);
         let tables = [
-            RoutingTable::new(id, table_config.clone(), now),
+            RoutingTable::new(id, table_config, now),
             RoutingTable::new(id, table_config, now),
         ];
         let tokens = Tokens::new(&mut rng);
         let peers = PeerStore::new(
             config.limits.max_info_hashes,
             config.limits.max_peers_per_info_hash,
+            config.limits.max_stored_peers,
             config.peer_ttl,
-            rng.next_u64(),
+            {
+                let mut key = [0u8; 16];
+                rng.fill_bytes(&mut key);
+                key
+            },
         );
         Ok(Self {
             token_rotate_at: now + config.token_rotation,
@@ -593,8 +598,9 @@ impl Node {
             }
             targets.clear();
             if self.bootstrapped && !self.table(fam).is_empty() {
-                self.table_mut(fam)
-                    .refresh_targets(now, &mut self.rng, &mut targets);
+                let [v4, v6] = &mut self.tables;
+                let table = if fam == 0 { v4 } else { v6 };
+                table.refresh_targets(now, &mut self.rng, &mut targets);
                 for target in targets.drain(..) {
                     // Refreshes never take the last query slots from the application.
                     if self.query_count * 2 < self.config.limits.max_queries {

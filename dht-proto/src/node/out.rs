@@ -63,7 +63,8 @@ pub(crate) struct OutResponse {
     pub(crate) samples: Option<Vec<Id>>,
     pub(crate) num: Option<i64>,
     pub(crate) interval: Option<i64>,
-    pub(crate) scrape: Option<(Bloom, Bloom)>,
+    /// Boxed: two 256-byte filters would make every queued message large.
+    pub(crate) scrape: Option<alloc::boxed::Box<(Bloom, Bloom)>>,
 }
 
 #[derive(Clone, Debug)]
@@ -151,10 +152,14 @@ impl Out {
                         let Value::Dict(args) = custom_args else {
                             return None;
                         };
-                        Query::Custom(Custom { method, args })
+                        Query::Custom(Custom {
+                            method,
+                            args,
+                            id: Some(id),
+                        })
                     }
                 });
-                return msg.encode(buf).ok();
+                msg.encode(buf).ok()
             }
             OutBody::Response(r) => {
                 msg.ip = Some(self.to);
@@ -172,26 +177,26 @@ impl Out {
                 resp.samples = r.samples.as_deref().map(Samples::Slice);
                 resp.num = r.num;
                 resp.interval = r.interval;
-                if let Some((seeds, peers)) = &r.scrape {
+                if let Some((seeds, peers)) = r.scrape.as_deref() {
                     resp.bf_seeds = Some(seeds.as_bytes());
                     resp.bf_peers = Some(peers.as_bytes());
                 }
                 msg.body = Body::Response(resp);
-                return msg.encode(buf).ok();
+                msg.encode(buf).ok()
             }
             OutBody::Error { code, message } => {
                 msg.body = Body::Error(KrpcError {
                     code: *code,
                     message,
                 });
-                return msg.encode(buf).ok();
+                msg.encode(buf).ok()
             }
             OutBody::CustomError { code, message } => {
                 msg.body = Body::Error(KrpcError {
                     code: *code,
                     message,
                 });
-                return msg.encode(buf).ok();
+                msg.encode(buf).ok()
             }
             OutBody::CustomResponse(body) => {
                 msg.ip = Some(self.to);
@@ -199,8 +204,11 @@ impl Out {
                 let Value::Dict(dict) = decoded else {
                     return None;
                 };
-                msg.body = Body::Response(Response::custom(id, dict));
-                return msg.encode(buf).ok();
+                msg.body = Body::Response(Response {
+                    extra: Some(dict),
+                    ..Response::new(id)
+                });
+                msg.encode(buf).ok()
             }
         }
     }

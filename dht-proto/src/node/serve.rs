@@ -41,12 +41,9 @@ impl Node {
             return self.dropped(DropReason::AddressRejected);
         }
         let limits = self.config.limits.decode;
-        let msg = match Message::decode(data, &limits) {
-            Ok(msg) => msg,
-            Err(_) => {
-                self.reply_malformed(from, data, &limits);
-                return self.dropped(DropReason::Malformed);
-            }
+        let Ok(msg) = Message::decode(data, &limits) else {
+            self.reply_malformed(from, data, &limits);
+            return self.dropped(DropReason::Malformed);
         };
         match &msg.body {
             Body::Query(q) => self.on_query(now, from, &msg, q),
@@ -164,17 +161,20 @@ impl Node {
                 self.fill_nodes(&mut body, &g.info_hash, from, g.want);
                 let used = RESPONSE_OVERHEAD + body.nodes.len() * 26 + body.nodes6.len() * 38;
                 let budget = RESPONSE_BUDGET.saturating_sub(used);
-                let fam_v6 = from.is_ipv6();
+                let family = crate::server::peers::Family::of(from.ip());
                 self.peers.peers(
                     now,
                     &g.info_hash,
-                    fam_v6,
+                    family,
                     budget,
                     &mut self.rng,
                     &mut body.values,
                 );
                 if g.scrape {
-                    body.scrape = self.peers.scrape(now, &g.info_hash);
+                    body.scrape = self
+                        .peers
+                        .scrape(now, &g.info_hash)
+                        .map(alloc::boxed::Box::new);
                 }
                 self.queue_response(from, tid, body)
             }
@@ -256,10 +256,7 @@ impl Node {
     pub(crate) fn closest_nodes(&self, fam: usize, target: &Id, n: usize, out: &mut Vec<NodeInfo>) {
         let mut entries = Vec::new();
         self.table(fam).closest(target, n, &mut entries);
-        out.extend(entries.iter().map(|e| NodeInfo {
-            id: e.id(),
-            addr: e.addr(),
-        }));
+        out.extend(entries.iter().map(|e| NodeInfo { id: e.0, addr: e.1 }));
     }
 
     /// Sends the ping a full bucket asked for.

@@ -1,4 +1,6 @@
-//! Serving queries: tokens and the peer store.
+//! Serving queries: write tokens, the peer store (with BEP 33 scrape filters) and BEP 44 items.
 
+pub mod bloom;
+pub mod items;
 pub mod peers;
 pub mod tokens;

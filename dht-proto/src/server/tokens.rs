@@ -1,1 +1,157 @@
-//! Announce tokens (to be written).
+//! Write tokens: what a node hands out in `get_peers` (and BEP 44 `get`) replies and requires
+//! back in `announce_peer` (and `put`).
+//!
+//! A token proves that the announcing address received a reply from us recently, so nobody can
+//! announce on behalf of an address whose traffic they cannot see. A token is the first 8 bytes
+//! of `SHA-1(secret ‖ family ‖ ip)`, with a 20-byte random secret. Two secrets are kept, the
+//! current one and the previous one, and the node rotates them every
+//! [`token_rotation`](crate::Config::token_rotation) (5 minutes by default), so a token stays
+//! valid for one to two rotation periods.
+//!
+//! The construction is a keyed pseudo-random function, not a checksum: tokens of other
+//! addresses, however many, tell nothing about the token of a new address. (CRC-based tokens
+//! are affine in their input, so one token seen for one's own address gives away every other
+//! address's token.) Length extension does not apply: only 8 of the 20 digest bytes leave the
+//! node.
+//!
+//! ```
+//! use core::net::{IpAddr, Ipv4Addr};
+//! use dht_proto::server::tokens::Tokens;
+//! # struct Counter(u64);
+//! # impl rand_core::RngCore for Counter {
+//! #     fn next_u32(&mut self) -> u32 { self.next_u64() as u32 }
+//! #     fn next_u64(&mut self) -> u64 { self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1); self.0 }
+//! #     fn fill_bytes(&mut self, dst: &mut [u8]) { for b in dst { *b = (self.next_u64() >> 56) as u8; } }
+//! # }
+//! # let mut rng = Counter(1);
+//!
+//! let mut tokens = Tokens::new(&mut rng);
+//! let ip = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
+//! let token = tokens.issue(ip);
+//! assert!(tokens.verify(ip, token.as_bytes()));
+//! tokens.rotate(&mut rng);
+//! assert!(tokens.verify(ip, token.as_bytes()));
+//! tokens.rotate(&mut rng);
+//! assert!(!tokens.verify(ip, token.as_bytes()));
+//! ```
+
+use core::fmt;
+use core::net::IpAddr;
+
+use rand_core::RngCore;
+
+/// Length of a [`Token`] in bytes.
+pub const TOKEN_LEN: usize = 8;
+
+/// Length of a secret in bytes.
+const SECRET_LEN: usize = 20;
+
+/// A write token: 8 opaque bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Token([u8; TOKEN_LEN]);
+
+impl Token {
+    /// The token's bytes, as they go on the wire.
+    pub const fn as_bytes(&self) -> &[u8; TOKEN_LEN] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(")?;
+        crate::id::write_hex(f, &self.0)?;
+        f.write_str(")")
+    }
+}
+
+/// The two token secrets of a node: issues and checks [`Token`]s.
+///
+/// The node calls [`Tokens::rotate`] every `token_rotation` from its own timer.
+#[derive(Clone)]
+pub struct Tokens {
+    current: [u8; SECRET_LEN],
+    previous: [u8; SECRET_LEN],
+}
+
+impl Tokens {
+    /// Two fresh random secrets (the previous one too, so no token is valid before the first
+    /// [`Tokens::issue`]).
+    pub fn new(rng: &mut impl RngCore) -> Self {
+        let mut current = [0u8; SECRET_LEN];
+        let mut previous = [0u8; SECRET_LEN];
+        rng.fill_bytes(&mut current);
+        rng.fill_bytes(&mut previous);
+        Self { current, previous }
+    }
+
+    /// The token for `ip` under the current secret.
+    ///
+    /// IPv4-mapped IPv6 addresses get the token of the IPv4 address.
+    pub fn issue(&self, ip: IpAddr) -> Token {
+        token(&self.current, ip)
+    }
+
+    /// Whether `token` is the token of `ip` under the current or the previous secret.
+    ///
+    /// The comparison takes the same time whatever the bytes (only the length is checked
+    /// first), so timing does not reveal how much of a guess was right.
+    pub fn verify(&self, ip: IpAddr, token_bytes: &[u8]) -> bool {
+        let Ok(given) = <[u8; TOKEN_LEN]>::try_from(token_bytes) else {
+            return false;
+        };
+        let current = constant_time_eq(&token(&self.current, ip).0, &given);
+        let previous = constant_time_eq(&token(&self.previous, ip).0, &given);
+        current | previous
+    }
+
+    /// Makes the current secret the previous one and draws a new current secret.
+    ///
+    /// Tokens issued before the previous rotation stop being valid.
+    pub fn rotate(&mut self, rng: &mut impl RngCore) {
+        self.previous = self.current;
+        rng.fill_bytes(&mut self.current);
+    }
+}
+
+impl fmt::Debug for Tokens {
+    /// Never shows the secrets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tokens").finish_non_exhaustive()
+    }
+}
+
+/// `SHA-1(secret ‖ family ‖ ip)`, truncated to 8 bytes.
+fn token(secret: &[u8; SECRET_LEN], ip: IpAddr) -> Token {
+    let mut h = sha1_smol::Sha1::new();
+    h.update(secret);
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
+    };
+    match ip {
+        IpAddr::V4(v4) => {
+            h.update(&[4]);
+            h.update(&v4.octets());
+        }
+        IpAddr::V6(v6) => {
+            h.update(&[6]);
+            h.update(&v6.octets());
+        }
+    }
+    let digest = h.digest().bytes();
+    let mut out = [0u8; TOKEN_LEN];
+    for (o, d) in out.iter_mut().zip(digest) {
+        *o = d;
+    }
+    Token(out)
+}
+
+/// Equality without an early exit.
+fn constant_time_eq(a: &[u8; TOKEN_LEN], b: &[u8; TOKEN_LEN]) -> bool {
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    core::hint::black_box(diff) == 0
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,228 @@
+use core::hash::{BuildHasher, Hasher};
+
+use rand_core::RngCore;
+
+use super::*;
+
+/// SipHash-2-4 outputs for key `00 01 .. 0f` and messages `00 01 .. (n-1)`, n = 0..16, from the
+/// SipHash paper's reference implementation.
+const SIPHASH24_VECTORS: [u64; 16] = [
+    0x726fdb47dd0e0e31,
+    0x74f839c593dc67fd,
+    0x0d6c8009d9a94f5a,
+    0x85676696d7fb7e2d,
+    0xcf2794e0277187b7,
+    0x18765564cd99a68d,
+    0xcbc9466e58fee3ce,
+    0xab0200f58b01d137,
+    0x93f5f5799a932462,
+    0x9e0082df0ba9e4b0,
+    0x7a5dbbc594ddb9f3,
+    0xf4b32f46226bada7,
+    0x751e8fbc860ee5fb,
+    0x14ea5627c0843d90,
+    0xf723ca908e7af2ee,
+    0xa129ca6149be45e5,
+];
+
+fn reference_key() -> (u64, u64) {
+    let key: [u8; 16] = core::array::from_fn(|i| i as u8);
+    let k = KeyedState::new(key);
+    (k.k0, k.k1)
+}
+
+#[test]
+fn siphash24_reference_vectors() {
+    let (k0, k1) = reference_key();
+    let message: [u8; 16] = core::array::from_fn(|i| i as u8);
+    for (n, expected) in SIPHASH24_VECTORS.iter().enumerate() {
+        let mut h = SipHasher::<2, 4>::new(k0, k1);
+        h.write(&message[..n]);
+        assert_eq!(h.finish(), *expected, "length {n}");
+    }
+}
+
+#[test]
+fn siphash24_split_writes_equal_one_write() {
+    let (k0, k1) = reference_key();
+    let message: [u8; 16] = core::array::from_fn(|i| i as u8);
+    // The 15-byte vector, fed in pieces of every shape.
+    for a in 0..=15 {
+        for b in a..=15 {
+            let mut h = SipHasher::<2, 4>::new(k0, k1);
+            h.write(&message[..a]);
+            h.write(&message[a..b]);
+            h.write(&message[b..15]);
+            assert_eq!(h.finish(), SIPHASH24_VECTORS[15], "split at {a}, {b}");
+        }
+    }
+}
+
+#[test]
+#[allow(deprecated)]
+fn siphash24_matches_std_on_long_inputs() {
+    // core's deprecated `SipHasher` is SipHash-2-4; an independent implementation to compare.
+    let mut rng = Rng::new([3; 32]);
+    for len in [0usize, 7, 8, 9, 63, 64, 65, 255, 256, 1000] {
+        let mut data = std::vec![0u8; len];
+        rng.fill_bytes(&mut data);
+        let (k0, k1) = (rng.next_u64(), rng.next_u64());
+        let mut ours = SipHasher::<2, 4>::new(k0, k1);
+        ours.write(&data);
+        let mut theirs = core::hash::SipHasher::new_with_keys(k0, k1);
+        theirs.write(&data);
+        assert_eq!(ours.finish(), theirs.finish(), "length {len}");
+    }
+}
+
+#[test]
+fn siphash13_vectors() {
+    // SipHash-1-3 with the all-zero key, as published with the `digest` SipHash test suite
+    // (the 64-bit result printed big-endian).
+    let hex = |h: u64| std::format!("{h:016x}");
+    let run = |data: &[u8]| {
+        let mut h = SipHasher::<1, 3>::new(0, 0);
+        h.write(data);
+        h.finish()
+    };
+    let empty = run(b"");
+    let word = run(b"siphash");
+    assert_eq!(hex(empty), "d1fba762150c532c");
+    assert_eq!(hex(word), "8264ceeccb16bcbe");
+}
+
+#[test]
+fn siphash13_matches_std_default_hasher() {
+    // `DefaultHasher::new()` is SipHash-1-3 with the zero key in every std release so far.
+    let mut rng = Rng::new([4; 32]);
+    for len in [0usize, 1, 8, 20, 33, 100] {
+        let mut data = std::vec![0u8; len];
+        rng.fill_bytes(&mut data);
+        let mut ours = SipHasher::<1, 3>::new(0, 0);
+        ours.write(&data);
+        let mut theirs = std::hash::DefaultHasher::new();
+        theirs.write(&data);
+        assert_eq!(ours.finish(), theirs.finish(), "length {len}");
+    }
+}
+
+#[test]
+fn keyed_state_depends_on_key() {
+    let a = KeyedState::new([1; 16]);
+    let b = KeyedState::new([2; 16]);
+    let id = [9u8; 20];
+    assert_eq!(a.hash_one(id), KeyedState::new([1; 16]).hash_one(id));
+    assert_ne!(a.hash_one(id), b.hash_one(id));
+}
+
+#[test]
+fn rng_is_deterministic_and_seed_dependent() {
+    let draw = |seed| {
+        let mut r = Rng::new(seed);
+        let mut out = [0u8; 64];
+        r.fill_bytes(&mut out);
+        out
+    };
+    assert_eq!(draw([1; 32]), draw([1; 32]));
+    assert_ne!(draw([1; 32]), draw([2; 32]));
+}
+
+#[test]
+fn rng_stream_is_sha1_counter_mode() {
+    // Block i = SHA-1(seed ‖ 0x00 ‖ i big-endian), computed here independently.
+    let seed = [0x5a; 32];
+    let mut expected = std::vec::Vec::new();
+    for i in 0u64..3 {
+        let mut input = std::vec::Vec::from(seed);
+        input.push(0);
+        input.extend_from_slice(&i.to_be_bytes());
+        expected.extend_from_slice(&sha1_smol::Sha1::from(&input).digest().bytes());
+    }
+    let mut r = Rng::new(seed);
+    let mut got = [0u8; 60];
+    r.fill_bytes(&mut got);
+    assert_eq!(&got[..], &expected[..]);
+}
+
+#[test]
+fn small_draws_concatenate_to_the_stream() {
+    let mut whole = Rng::new([7; 32]);
+    let mut expected = [0u8; 100];
+    whole.fill_bytes(&mut expected);
+
+    let mut pieces = Rng::new([7; 32]);
+    let mut got = std::vec::Vec::new();
+    let sizes = [1usize, 3, 4, 19, 20, 21, 0, 2, 8, 22];
+    for n in sizes {
+        let mut buf = std::vec![0u8; n];
+        pieces.fill_bytes(&mut buf);
+        got.extend_from_slice(&buf);
+    }
+    assert_eq!(&got[..], &expected[..got.len()]);
+    // next_u32/next_u64 are little-endian reads of the same stream.
+    let mut a = Rng::new([8; 32]);
+    let mut b = Rng::new([8; 32]);
+    let mut bytes = [0u8; 12];
+    a.fill_bytes(&mut bytes);
+    assert_eq!(b.next_u32().to_le_bytes(), bytes[..4]);
+    assert_eq!(b.next_u64().to_le_bytes(), bytes[4..]);
+}
+
+#[test]
+fn forks_are_independent_and_leave_the_parent_alone() {
+    let mut parent = Rng::new([1; 32]);
+    let mut reference = Rng::new([1; 32]);
+    let mut f1 = parent.fork(b"tokens");
+    let mut f2 = parent.fork(b"tokens");
+    let mut f3 = parent.fork(b"tids");
+    let draw = |r: &mut Rng| {
+        let mut b = [0u8; 32];
+        r.fill_bytes(&mut b);
+        b
+    };
+    let (a, b, c) = (draw(&mut f1), draw(&mut f2), draw(&mut f3));
+    assert_ne!(a, b);
+    assert_ne!(a, c);
+    assert_ne!(b, c);
+    assert_eq!(draw(&mut parent), draw(&mut reference));
+    // Forking is deterministic.
+    let mut again = Rng::new([1; 32]);
+    assert_eq!(draw(&mut again.fork(b"tokens")), a);
+}
+
+#[test]
+fn below_is_in_range_and_roughly_uniform() {
+    let mut r = Rng::new([9; 32]);
+    assert_eq!(r.below(0), 0);
+    assert_eq!(r.below(1), 0);
+    let mut counts = [0u32; 6];
+    for _ in 0..60_000 {
+        let v = r.below(6);
+        counts[v] += 1;
+    }
+    for c in counts {
+        // Expected 10 000 each; 5 standard deviations is about 450.
+        assert!((9_500..=10_500).contains(&c), "{counts:?}");
+    }
+}
+
+#[test]
+fn output_bits_are_balanced() {
+    let mut r = Rng::new([0; 32]);
+    let mut ones = 0u32;
+    for _ in 0..1000 {
+        ones += r.next_u64().count_ones();
+    }
+    // 64 000 bits, expected 32 000 ones, standard deviation about 126.
+    assert!((31_400..=32_600).contains(&ones), "{ones}");
+}
+
+#[test]
+fn debug_hides_the_key() {
+    let s = std::format!(
+        "{:?} {:?}",
+        Rng::new([0xab; 32]),
+        KeyedState::new([0xcd; 16])
+    );
+    assert!(!s.contains("171") && !s.contains("ab"), "{s}");
+}

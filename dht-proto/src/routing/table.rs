@@ -1,0 +1,449 @@
+//! The table's private machinery: admission, splitting, replacement and the closest walk.
+
+use alloc::vec::Vec;
+use core::net::SocketAddr;
+
+use crate::config::MAX_BUCKET_SIZE;
+use crate::id::{Distance, ID_BITS, Id};
+use crate::time::Instant;
+
+use super::bucket::{self, Bucket};
+use super::{Entry, InsertOutcome, Observation, RejectReason, RoutingTable, TableConfig, key};
+
+impl RoutingTable {
+    /// Depth of the bucket whose range contains `id`.
+    pub(super) fn bucket_index(&self, id: &Id) -> usize {
+        let last = self.buckets.len().saturating_sub(1);
+        self.own_id.common_prefix_len(id).min(last)
+    }
+
+    pub(super) fn observe(
+        &mut self,
+        now: Instant,
+        id: Id,
+        addr: SocketAddr,
+        obs: Observation,
+    ) -> InsertOutcome {
+        if id == self.own_id {
+            return InsertOutcome::Rejected(RejectReason::OwnId);
+        }
+        if !self.config.address_policy.allows(&addr) {
+            return InsertOutcome::Rejected(RejectReason::AddressNotAllowed);
+        }
+        let config = self.config;
+        let b = self.bucket_index(&id);
+        let Some(bucket) = self.buckets.get_mut(b) else {
+            return InsertOutcome::Rejected(RejectReason::BucketFull);
+        };
+        if let Some(pos) = bucket.position(&id) {
+            return self.update_entry(now, b, pos, addr, obs);
+        }
+        if let Some(cached) = bucket.cache.iter_mut().find(|e| e.id == id) {
+            if key(&cached.addr) != key(&addr) {
+                if !may_readdress(cached, obs, &config) {
+                    return InsertOutcome::Rejected(RejectReason::AddressMismatch);
+                }
+                *cached = Entry::new(id, addr, now);
+            }
+            apply(cached, now, obs);
+            if !matches!(obs, Observation::Response(_)) {
+                return InsertOutcome::Cached;
+            }
+            // An answer: the contact competes for a slot like a newcomer.
+            let Some(entry) = bucket
+                .cache_position(&id)
+                .and_then(|p| take(&mut bucket.cache, p))
+            else {
+                return InsertOutcome::Cached;
+            };
+            return self.admit(now, entry, true);
+        }
+        let mut entry = Entry::new(id, addr, now);
+        apply(&mut entry, now, obs);
+        self.admit(now, entry, matches!(obs, Observation::Response(_)))
+    }
+
+    /// Applies an observation to the entry at `b`/`pos`.
+    fn update_entry(
+        &mut self,
+        now: Instant,
+        b: usize,
+        pos: usize,
+        addr: SocketAddr,
+        obs: Observation,
+    ) -> InsertOutcome {
+        let config = self.config;
+        let Some(entry) = self.buckets.get(b).and_then(|bk| bk.entries.get(pos)) else {
+            return InsertOutcome::Rejected(RejectReason::BucketFull);
+        };
+        let (id, old_addr) = (entry.id, entry.addr);
+        if key(&old_addr) != key(&addr) {
+            if !may_readdress(entry, obs, &config) {
+                return InsertOutcome::Rejected(RejectReason::AddressMismatch);
+            }
+            if let Some((_, reason)) = self.addr_conflict(&id, &addr) {
+                return InsertOutcome::Rejected(reason);
+            }
+            self.addrs.remove(&key(&old_addr));
+            self.addrs.insert(key(&addr), id);
+            if let Some(entry) = self.entry_mut(b, pos) {
+                // The history belonged to the old address.
+                *entry = Entry::new(id, addr, entry.added);
+            }
+        }
+        let Some(bucket) = self.buckets.get_mut(b) else {
+            return InsertOutcome::Updated;
+        };
+        if let Some(entry) = bucket.entries.get_mut(pos) {
+            apply(entry, now, obs);
+        }
+        if matches!(obs, Observation::Response(_)) {
+            bucket.touch(now, &config);
+        }
+        InsertOutcome::Updated
+    }
+
+    fn entry_mut(&mut self, b: usize, pos: usize) -> Option<&mut Entry> {
+        self.buckets.get_mut(b)?.entries.get_mut(pos)
+    }
+
+    /// The entry (other than `id`) holding `addr`, or its IP when one node per IP is enforced.
+    pub(super) fn addr_conflict(&self, id: &Id, addr: &SocketAddr) -> Option<(Id, RejectReason)> {
+        let k = key(addr);
+        if let Some(holder) = self.addrs.get(&k).filter(|h| *h != id) {
+            return Some((*holder, RejectReason::AddressInUse));
+        }
+        if self.config.one_node_per_ip {
+            let ip = k.0;
+            let mut same_ip = self.addrs.range((ip, 0)..=(ip, u16::MAX));
+            if let Some((_, holder)) = same_ip.find(|(_, h)| *h != id) {
+                return Some((*holder, RejectReason::IpInUse));
+            }
+        }
+        None
+    }
+
+    /// Finds room for a contact that is in neither the table nor a replacement cache.
+    /// `verified` contacts (that just answered) may split buckets and displace unverified
+    /// entries.
+    fn admit(&mut self, now: Instant, entry: Entry, verified: bool) -> InsertOutcome {
+        // An address conflict with a bad entry resolves in the newcomer's favour; each round
+        // removes an entry, so this ends.
+        let mut freed = None;
+        while let Some((holder, reason)) = self.addr_conflict(&entry.id, &entry.addr) {
+            let holder_bad = self.get(&holder).is_some_and(|e| e.is_bad(&self.config));
+            if !holder_bad {
+                if let Some(b) = freed {
+                    self.refill(now, b);
+                }
+                return InsertOutcome::Rejected(reason);
+            }
+            let b = self.bucket_index(&holder);
+            self.take_entry(b, &holder);
+            freed = Some(b);
+        }
+        let outcome = self.place(now, entry, verified);
+        if let Some(b) = freed {
+            self.refill(now, b);
+        }
+        outcome
+    }
+
+    fn place(&mut self, now: Instant, entry: Entry, verified: bool) -> InsertOutcome {
+        let config = self.config;
+        loop {
+            let b = self.bucket_index(&entry.id);
+            let splittable = b + 1 == self.buckets.len() && b + 1 < ID_BITS;
+            let Some(bucket) = self.buckets.get_mut(b) else {
+                return InsertOutcome::Rejected(RejectReason::BucketFull);
+            };
+            if bucket.entries.len() < bucket.cap {
+                self.addrs.insert(key(&entry.addr), entry.id);
+                bucket.entries.push(entry);
+                bucket.touch(now, &config);
+                self.len += 1;
+                return InsertOutcome::Inserted;
+            }
+            if let Some(slot) = bucket
+                .bad_entry(&config)
+                .and_then(|p| bucket.entries.get_mut(p))
+            {
+                let old = core::mem::replace(slot, entry);
+                self.addrs.remove(&key(&old.addr));
+                self.addrs.insert(key(&slot.addr), slot.id);
+                bucket.touch(now, &config);
+                return InsertOutcome::Inserted;
+            }
+            if !verified {
+                return match cache_insert(bucket, entry, &config) {
+                    Ok(()) => InsertOutcome::Cached,
+                    Err(reason) => InsertOutcome::Rejected(reason),
+                };
+            }
+            if splittable {
+                self.split(now);
+                continue;
+            }
+            let unverified = bucket.unverified_entry();
+            if let Some(slot) = unverified.and_then(|p| bucket.entries.get_mut(p)) {
+                let old = core::mem::replace(slot, entry);
+                self.addrs.remove(&key(&old.addr));
+                self.addrs.insert(key(&slot.addr), slot.id);
+                bucket.touch(now, &config);
+                // Displaced, not dropped: it may still answer and come back.
+                let _ = cache_insert(bucket, old, &config);
+                return InsertOutcome::Inserted;
+            }
+            let ping = if bucket.has_pending_ping(now, &config) {
+                None
+            } else {
+                bucket.ping_candidate(now, &config)
+            };
+            if let Err(reason) = cache_insert(bucket, entry, &config) {
+                return InsertOutcome::Rejected(reason);
+            }
+            return match ping.and_then(|p| bucket.entries.get_mut(p)) {
+                Some(stale) => {
+                    stale.ping_sent = Some(now);
+                    InsertOutcome::PingFirst {
+                        id: stale.id,
+                        addr: stale.addr,
+                    }
+                }
+                None => InsertOutcome::Cached,
+            };
+        }
+    }
+
+    /// Splits the last bucket in two: the far half keeps its depth, the half with the own id
+    /// becomes the new last bucket.
+    fn split(&mut self, now: Instant) {
+        let config = self.config;
+        let depth = self.buckets.len().saturating_sub(1);
+        if depth + 1 >= ID_BITS {
+            return;
+        }
+        let own_bit = self.own_id.bit(depth);
+        let Some(far) = self.buckets.last_mut() else {
+            return;
+        };
+        let mut near = Bucket::new(
+            self.own_id,
+            depth + 1,
+            config.bucket_capacity(depth + 1),
+            far.last_changed,
+        );
+        near.next_refresh = far.next_refresh;
+        far.prefix = self.own_id.with_bit(depth, !own_bit);
+        far.prefix_len = depth + 1;
+        let goes_near = |e: &Entry| e.id.bit(depth) == own_bit;
+        (near.entries, far.entries) = core::mem::take(&mut far.entries)
+            .into_iter()
+            .partition(goes_near);
+        (near.cache, far.cache) = core::mem::take(&mut far.cache)
+            .into_iter()
+            .partition(goes_near);
+        // Far buckets may be larger than the new near bucket: demote its worst entries.
+        while near.entries.len() > near.cap {
+            let Some(demoted) =
+                bucket::worst(&near.entries, &config).and_then(|w| take(&mut near.entries, w))
+            else {
+                break;
+            };
+            self.addrs.remove(&key(&demoted.addr));
+            self.len = self.len.saturating_sub(1);
+            let _ = cache_insert(&mut near, demoted, &config);
+        }
+        self.buckets.push(near);
+        self.refill(now, depth);
+        self.refill(now, depth + 1);
+    }
+
+    /// Removes the entry `id` from bucket `b` (no refill).
+    pub(super) fn take_entry(&mut self, b: usize, id: &Id) -> Option<Entry> {
+        let bucket = self.buckets.get_mut(b)?;
+        let pos = bucket.position(id)?;
+        let entry = take(&mut bucket.entries, pos)?;
+        self.addrs.remove(&key(&entry.addr));
+        self.len = self.len.saturating_sub(1);
+        Some(entry)
+    }
+
+    /// The replacement of bucket `b` that would take a free slot: the best-ranked one that is
+    /// not bad and whose address is free.
+    pub(super) fn best_promotable(&self, b: usize) -> Option<usize> {
+        let bucket = self.buckets.get(b)?;
+        let usable = bucket.cache.iter().enumerate().filter(|(_, e)| {
+            !e.is_bad(&self.config) && self.addr_conflict(&e.id, &e.addr).is_none()
+        });
+        usable
+            .max_by_key(|(_, e)| e.rank(&self.config))
+            .map(|(i, _)| i)
+    }
+
+    /// Moves the best replacements of bucket `b` into its free slots.
+    pub(super) fn refill(&mut self, now: Instant, b: usize) {
+        let config = self.config;
+        while let Some(pos) = self.best_promotable(b) {
+            let Some(bucket) = self.buckets.get_mut(b) else {
+                return;
+            };
+            if bucket.entries.len() >= bucket.cap {
+                return;
+            }
+            let Some(entry) = take(&mut bucket.cache, pos) else {
+                return;
+            };
+            self.addrs.insert(key(&entry.addr), entry.id);
+            bucket.entries.push(entry);
+            bucket.touch(now, &config);
+            self.len += 1;
+        }
+    }
+
+    /// A query to an address of no entry failed: count it against replacements at that
+    /// address.
+    pub(super) fn fail_cached_address(&mut self, addr: &SocketAddr) {
+        let config = self.config;
+        for bucket in &mut self.buckets {
+            let pos = bucket.cache.iter().position(|e| key(&e.addr) == key(addr));
+            if let Some(pos) = pos {
+                fail_cached(&mut bucket.cache, pos, addr, &config);
+            }
+        }
+    }
+
+    /// Calls `emit` on the `n` entries nearest to `target` that pass `keep`, nearest first.
+    ///
+    /// Buckets are whole subtrees of the id trie, so their order by distance to `target` is
+    /// known without looking inside: at depth `i` the sibling subtree (bucket `i`) comes before
+    /// the own id's subtree (every deeper bucket) exactly when `target` takes the sibling's
+    /// branch, i.e. when bit `i` of `target` differs from the own id's. Hence the walk: buckets
+    /// `i` where the bit differs by increasing depth, then the last bucket, then buckets where
+    /// it agrees by decreasing depth. Only the entries inside one bucket need sorting.
+    pub(super) fn walk_closest<'a>(
+        &'a self,
+        target: &Id,
+        n: usize,
+        mut keep: impl FnMut(&Entry) -> bool,
+        mut emit: impl FnMut(&'a Entry),
+    ) {
+        if n == 0 {
+            return;
+        }
+        let mut remaining = n;
+        let mut visit = |bucket: &'a Bucket| -> bool {
+            let mut sorted: heapless::Vec<(Distance, &'a Entry), MAX_BUCKET_SIZE> =
+                heapless::Vec::new();
+            for entry in &bucket.entries {
+                // Capacities are at most MAX_BUCKET_SIZE, so the push always succeeds.
+                if keep(entry) && sorted.push((entry.id.distance(target), entry)).is_err() {
+                    break;
+                }
+            }
+            sorted.sort_unstable_by_key(|a| a.0);
+            for (_, entry) in sorted {
+                if remaining == 0 {
+                    break;
+                }
+                emit(entry);
+                remaining -= 1;
+            }
+            remaining == 0
+        };
+        let last = self.buckets.len().saturating_sub(1);
+        let differs = |i: usize| self.own_id.bit(i) != target.bit(i);
+        let mut shallow = self.buckets.iter().enumerate().take(last);
+        if shallow.any(|(i, bucket)| differs(i) && visit(bucket)) {
+            return;
+        }
+        if self.buckets.get(last).is_some_and(&mut visit) {
+            return;
+        }
+        let mut back = self.buckets.iter().enumerate().take(last).rev();
+        let _ = back.any(|(i, bucket)| !differs(i) && visit(bucket));
+    }
+}
+
+/// Records an observation on an entry.
+fn apply(entry: &mut Entry, now: Instant, obs: Observation) {
+    match obs {
+        Observation::Candidate => {}
+        Observation::Query => entry.record_query(now),
+        Observation::Response(rtt) => entry.record_response(now, rtt),
+    }
+}
+
+/// Whether `obs` at a new address may move a known id there: only an answer (proof the new
+/// address speaks for the id), and only if the old record is bad or never answered.
+fn may_readdress(existing: &Entry, obs: Observation, config: &TableConfig) -> bool {
+    matches!(obs, Observation::Response(_)) && (existing.is_bad(config) || !existing.is_verified())
+}
+
+/// Removes `list[pos]`, or `None` if out of range.
+pub(super) fn take(list: &mut Vec<Entry>, pos: usize) -> Option<Entry> {
+    (pos < list.len()).then(|| list.remove(pos))
+}
+
+/// A replacement at `pos` failed a query to `addr`: count it, drop it once bad.
+pub(super) fn fail_cached(
+    cache: &mut Vec<Entry>,
+    pos: usize,
+    addr: &SocketAddr,
+    config: &TableConfig,
+) {
+    let Some(entry) = cache.get_mut(pos) else {
+        return;
+    };
+    if key(&entry.addr) != key(addr) {
+        return;
+    }
+    entry.record_failure();
+    if entry.is_bad(config) {
+        take(cache, pos);
+    }
+}
+
+/// Puts a contact (in no bucket, no cache) into `bucket`'s replacement cache.
+///
+/// It replaces a replacement with the same address (or IP, with one node per IP) if it ranks
+/// at least as high, else takes a free place, else replaces the lowest-ranked replacement if it
+/// ranks higher (see [`Entry::rank`]).
+fn cache_insert(
+    bucket: &mut Bucket,
+    entry: Entry,
+    config: &TableConfig,
+) -> Result<(), RejectReason> {
+    if config.replacement_cache_size == 0 {
+        return Err(RejectReason::BucketFull);
+    }
+    let (k, one_per_ip) = (key(&entry.addr), config.one_node_per_ip);
+    let clash = bucket.cache.iter_mut().find_map(|c| {
+        let ck = key(&c.addr);
+        if ck == k {
+            Some((c, RejectReason::AddressInUse))
+        } else if one_per_ip && ck.0 == k.0 {
+            Some((c, RejectReason::IpInUse))
+        } else {
+            None
+        }
+    });
+    if let Some((slot, reason)) = clash {
+        if entry.rank(config) >= slot.rank(config) {
+            *slot = entry;
+            return Ok(());
+        }
+        return Err(reason);
+    }
+    if bucket.cache.len() < config.replacement_cache_size {
+        bucket.cache.push(entry);
+        return Ok(());
+    }
+    match bucket::worst(&bucket.cache, config).and_then(|w| bucket.cache.get_mut(w)) {
+        Some(slot) if entry.rank(config) > slot.rank(config) => {
+            *slot = entry;
+            Ok(())
+        }
+        _ => Err(RejectReason::BucketFull),
+    }
+}

@@ -1,0 +1,655 @@
+use alloc::vec::Vec;
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use core::time::Duration;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::rng::Rng;
+
+const TTL: Duration = Duration::from_secs(30 * 60);
+
+fn ih(n: u32) -> Id {
+    let mut b = [0u8; 20];
+    b[..4].copy_from_slice(&n.to_be_bytes());
+    Id::new(b)
+}
+
+fn v4(n: u32, port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::from(n)), port)
+}
+
+fn v6(n: u128, port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V6(Ipv6Addr::from(n)), port)
+}
+
+fn t(secs: u64) -> Instant {
+    Instant::from_secs(secs)
+}
+
+fn all(store: &PeerStore, now: Instant, info_hash: &Id, family: Family) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    store.peers(
+        now,
+        info_hash,
+        family,
+        usize::MAX,
+        &mut Rng::new([0; 32]),
+        &mut out,
+    );
+    out
+}
+
+/// Every structural invariant of the store.
+fn check(store: &PeerStore) {
+    assert!(store.swarms.len() <= store.max_info_hashes);
+    assert!(store.peer_count <= store.max_stored_peers);
+    assert_eq!(store.keys.len(), store.swarms.len());
+    assert_eq!(store.by_oldest.len(), store.swarms.len());
+    assert_eq!(store.by_weight.len(), store.swarms.len());
+    let mut total = 0;
+    for (slot, key) in store.keys.iter().enumerate() {
+        let swarm = &store.swarms[key];
+        assert_eq!(swarm.slot, slot);
+        assert!(!swarm.peers.is_empty());
+        assert!(swarm.peers.len() <= store.max_peers_per_info_hash);
+        assert!(swarm.peers.capacity() <= 2 * swarm.peers.len() + 2);
+        assert!(
+            swarm
+                .peers
+                .windows(2)
+                .all(|w| w[0].announced <= w[1].announced)
+        );
+        for (i, p) in swarm.peers.iter().enumerate() {
+            assert!(
+                swarm.peers[..i].iter().all(|q| q.ip != p.ip),
+                "duplicate ip"
+            );
+            assert_eq!(canonical(p.ip), p.ip);
+        }
+        let oldest = swarm.peers[0].announced;
+        let newest = swarm.peers[swarm.peers.len() - 1].announced;
+        assert!(store.by_oldest.contains(&(oldest, *key)));
+        assert!(store.by_weight.contains(&(swarm.peers.len(), newest, *key)));
+        total += swarm.peers.len();
+    }
+    assert_eq!(total, store.peer_count);
+}
+
+/// The documented worst case: `max_info_hashes × 300 + max_stored_peers × 64` bytes.
+fn bound(store: &PeerStore) -> usize {
+    let peers = store
+        .max_stored_peers
+        .min(store.max_info_hashes * store.max_peers_per_info_hash);
+    store.max_info_hashes * 300 + peers * 64
+}
+
+#[test]
+fn peer_is_32_bytes() {
+    assert_eq!(size_of::<Peer>(), 32);
+}
+
+#[test]
+fn announce_then_refresh_updates_port_and_seed() {
+    let mut s = PeerStore::new(10, 10, 100, TTL, [1; 16]);
+    let h = ih(1);
+    assert_eq!(
+        s.announce(t(1), h, v4(1, 1000), false),
+        AnnounceOutcome::Added
+    );
+    assert_eq!(
+        s.announce(t(2), h, v4(1, 2000), true),
+        AnnounceOutcome::Refreshed
+    );
+    assert_eq!(all(&s, t(3), &h, Family::V4), [v4(1, 2000)]);
+    assert_eq!(s.peer_count(), 1);
+    let (seeds, peers) = s.scrape(t(3), &h).unwrap();
+    assert!(seeds.contains(v4(1, 0).ip()));
+    assert!(peers.is_empty());
+    check(&s);
+}
+
+#[test]
+fn mapped_addresses_are_stored_as_ipv4() {
+    let mut s = PeerStore::new(10, 10, 100, TTL, [1; 16]);
+    let h = ih(1);
+    let ip = Ipv4Addr::new(198, 51, 100, 4);
+    let mapped = SocketAddr::new(IpAddr::V6(ip.to_ipv6_mapped()), 7);
+    s.announce(t(1), h, mapped, false);
+    assert_eq!(
+        s.announce(t(2), h, SocketAddr::new(IpAddr::V4(ip), 8), false),
+        AnnounceOutcome::Refreshed
+    );
+    assert_eq!(
+        all(&s, t(2), &h, Family::V4),
+        [SocketAddr::new(IpAddr::V4(ip), 8)]
+    );
+    assert!(all(&s, t(2), &h, Family::V6).is_empty());
+    assert_eq!(Family::of(mapped.ip()), Family::V4);
+}
+
+#[test]
+fn families_are_separate() {
+    let mut s = PeerStore::new(10, 10, 100, TTL, [1; 16]);
+    let h = ih(1);
+    s.announce(t(1), h, v4(1, 1), false);
+    s.announce(t(1), h, v6(0x2001_0db8 << 96 | 5, 2), false);
+    assert_eq!(all(&s, t(1), &h, Family::V4), [v4(1, 1)]);
+    assert_eq!(
+        all(&s, t(1), &h, Family::V6),
+        [v6(0x2001_0db8 << 96 | 5, 2)]
+    );
+}
+
+#[test]
+fn peers_expire_after_ttl() {
+    let mut s = PeerStore::new(10, 10, 100, TTL, [1; 16]);
+    let h = ih(1);
+    s.announce(t(100), h, v4(1, 1), false);
+    s.announce(t(200), h, v4(2, 1), false);
+    assert_eq!(s.next_expiry(), Some(t(100) + TTL));
+    let just_before = t(100) + TTL - Duration::from_millis(1);
+    assert_eq!(all(&s, just_before, &h, Family::V4).len(), 2);
+    // Expired peers are not served even before `expire` runs.
+    assert_eq!(all(&s, t(100) + TTL, &h, Family::V4), [v4(2, 1)]);
+    s.expire(just_before);
+    assert_eq!(s.peer_count(), 2);
+    s.expire(t(100) + TTL);
+    assert_eq!(s.peer_count(), 1);
+    assert_eq!(s.next_expiry(), Some(t(200) + TTL));
+    // A re-announce extends the life.
+    s.announce(t(1000), h, v4(2, 1), false);
+    s.expire(t(200) + TTL);
+    assert_eq!(s.peer_count(), 1);
+    s.expire(t(1000) + TTL);
+    assert!(s.is_empty());
+    assert_eq!(s.peer_count(), 0);
+    assert_eq!(s.next_expiry(), None);
+    assert_eq!(s.scrape(t(1000) + TTL, &h), None);
+    check(&s);
+}
+
+#[test]
+fn scrape_ignores_expired_peers() {
+    let mut s = PeerStore::new(10, 10, 100, TTL, [1; 16]);
+    let h = ih(1);
+    s.announce(t(0), h, v4(1, 1), true);
+    assert!(s.scrape(t(1), &h).is_some());
+    assert_eq!(s.scrape(t(0) + TTL, &h), None);
+    assert_eq!(s.scrape(t(1), &ih(2)), None);
+}
+
+#[test]
+fn per_info_hash_cap_evicts_the_oldest_peer() {
+    let mut s = PeerStore::new(10, 3, 100, TTL, [1; 16]);
+    let h = ih(1);
+    for i in 1..=3 {
+        assert_eq!(
+            s.announce(t(i.into()), h, v4(i, 1), false),
+            AnnounceOutcome::Added
+        );
+    }
+    // Peer 1 re-announces and becomes the newest; peer 2 is now the oldest.
+    s.announce(t(4), h, v4(1, 1), false);
+    assert_eq!(
+        s.announce(t(5), h, v4(4, 1), false),
+        AnnounceOutcome::AddedEvicting(Eviction::OldestPeerOfInfoHash)
+    );
+    let mut got = all(&s, t(5), &h, Family::V4);
+    got.sort();
+    assert_eq!(got, [v4(1, 1), v4(3, 1), v4(4, 1)]);
+    assert_eq!(s.peer_count(), 3);
+    check(&s);
+}
+
+#[test]
+fn info_hash_cap_evicts_the_smallest_then_stalest() {
+    let mut s = PeerStore::new(3, 10, 100, TTL, [1; 16]);
+    s.announce(t(1), ih(1), v4(1, 1), false);
+    s.announce(t(2), ih(1), v4(2, 1), false);
+    s.announce(t(3), ih(2), v4(3, 1), false);
+    s.announce(t(4), ih(3), v4(4, 1), false);
+    // ih(2) and ih(3) have one peer each; ih(2) was announced to less recently.
+    assert_eq!(
+        s.announce(t(5), ih(4), v4(5, 1), false),
+        AnnounceOutcome::AddedEvicting(Eviction::InfoHash(ih(2)))
+    );
+    assert!(!s.contains(&ih(2)));
+    assert!(s.contains(&ih(1)) && s.contains(&ih(3)) && s.contains(&ih(4)));
+    // Now ih(3) (t=4) and ih(4) (t=5) have one peer; ih(3) goes.
+    assert_eq!(
+        s.announce(t(6), ih(5), v4(6, 1), false),
+        AnnounceOutcome::AddedEvicting(Eviction::InfoHash(ih(3)))
+    );
+    // ih(1), with two peers, survives any number of single-peer newcomers.
+    for i in 10..100 {
+        s.announce(t(i.into()), ih(i), v4(i, 1), false);
+        assert!(s.contains(&ih(1)));
+        assert_eq!(s.len(), 3);
+    }
+    check(&s);
+}
+
+#[test]
+fn total_cap_evicts_the_globally_oldest_peer() {
+    let mut s = PeerStore::new(10, 10, 4, TTL, [1; 16]);
+    s.announce(t(1), ih(1), v4(1, 1), false);
+    s.announce(t(2), ih(2), v4(2, 1), false);
+    s.announce(t(3), ih(2), v4(3, 1), false);
+    s.announce(t(4), ih(3), v4(4, 1), false);
+    assert_eq!(
+        s.announce(t(5), ih(3), v4(5, 1), false),
+        AnnounceOutcome::AddedEvicting(Eviction::OldestPeer)
+    );
+    // ih(1) lost its only peer and is gone.
+    assert!(!s.contains(&ih(1)));
+    assert_eq!(s.peer_count(), 4);
+    assert_eq!(
+        s.announce(t(6), ih(4), v4(6, 1), false),
+        AnnounceOutcome::AddedEvicting(Eviction::OldestPeer)
+    );
+    assert_eq!(all(&s, t(6), &ih(2), Family::V4), [v4(3, 1)]);
+    check(&s);
+}
+
+#[test]
+fn zero_caps_refuse() {
+    for (a, b, c) in [(0, 1, 1), (1, 0, 1), (1, 1, 0)] {
+        let mut s = PeerStore::new(a, b, c, TTL, [1; 16]);
+        assert_eq!(
+            s.announce(t(1), ih(1), v4(1, 1), false),
+            AnnounceOutcome::Refused
+        );
+        assert!(s.is_empty());
+    }
+}
+
+#[test]
+fn reply_fits_the_byte_budget_exactly() {
+    let mut s = PeerStore::new(10, 400, 1000, TTL, [1; 16]);
+    let h = ih(1);
+    for i in 0..200 {
+        s.announce(t(1), h, v4(i + 1, 1), false);
+        s.announce(t(1), h, v6(u128::from(i) + 1, 1), false);
+    }
+    let mut rng = Rng::new([5; 32]);
+    for budget in [0, 7, 8, 9, 100, 1000, 1599, 1600, 5000] {
+        let mut out = Vec::new();
+        s.peers(t(2), &h, Family::V4, budget, &mut rng, &mut out);
+        assert_eq!(out.len(), (budget / 8).min(200), "v4 budget {budget}");
+        let mut out = Vec::new();
+        s.peers(t(2), &h, Family::V6, budget, &mut rng, &mut out);
+        assert_eq!(out.len(), (budget / 21).min(200), "v6 budget {budget}");
+        assert!(out.iter().all(SocketAddr::is_ipv6));
+    }
+}
+
+#[test]
+fn value_costs_match_bencoded_compact_peers() {
+    // "6:" + 6 bytes and "18:" + 18 bytes, as they appear inside `values`.
+    let enc = |len: usize| alloc::format!("{len}:").len() + len;
+    assert_eq!(Family::V4.value_cost(), enc(Family::V4.compact_len()));
+    assert_eq!(Family::V6.value_cost(), enc(Family::V6.compact_len()));
+}
+
+#[test]
+fn random_subsets_are_uniform() {
+    let mut s = PeerStore::new(10, 20, 1000, TTL, [1; 16]);
+    let h = ih(1);
+    for i in 0..10 {
+        s.announce(t(1), h, v4(i, 1), false);
+    }
+    let mut rng = Rng::new([6; 32]);
+    let mut counts = [0u32; 10];
+    for _ in 0..10_000 {
+        let mut out = Vec::new();
+        s.peers(t(2), &h, Family::V4, 3 * 8, &mut rng, &mut out);
+        assert_eq!(out.len(), 3);
+        let mut ips: Vec<u32> = out
+            .iter()
+            .map(|a| match a.ip() {
+                IpAddr::V4(ip) => u32::from(ip),
+                IpAddr::V6(_) => unreachable!(),
+            })
+            .collect();
+        ips.sort();
+        ips.dedup();
+        assert_eq!(ips.len(), 3);
+        for ip in ips {
+            counts[ip as usize] += 1;
+        }
+    }
+    // Each peer appears in 3000 replies on average; standard deviation about 46.
+    for c in counts {
+        assert!((2_800..=3_200).contains(&c), "{counts:?}");
+    }
+}
+
+#[test]
+fn noseed_prefers_non_seeds() {
+    let mut s = PeerStore::new(10, 20, 1000, TTL, [1; 16]);
+    let h = ih(1);
+    for i in 0..5 {
+        s.announce(t(1), h, v4(i, 1), true);
+        s.announce(t(1), h, v4(100 + i, 1), false);
+    }
+    let mut rng = Rng::new([7; 32]);
+    let mut out = Vec::new();
+    s.peers_preferring_non_seeds(t(2), &h, Family::V4, 4 * 8, &mut rng, &mut out);
+    assert_eq!(out.len(), 4);
+    assert!(
+        out.iter()
+            .all(|a| a.ip() >= IpAddr::V4(Ipv4Addr::from(100)))
+    );
+    let mut out = Vec::new();
+    s.peers_preferring_non_seeds(t(2), &h, Family::V4, 7 * 8 + 7, &mut rng, &mut out);
+    assert_eq!(out.len(), 7);
+    let non_seeds = out
+        .iter()
+        .filter(|a| a.ip() >= IpAddr::V4(Ipv4Addr::from(100)))
+        .count();
+    assert_eq!(non_seeds, 5);
+}
+
+#[test]
+fn sample_returns_distinct_stored_info_hashes() {
+    let mut s = PeerStore::new(1000, 10, 10_000, TTL, [1; 16]);
+    for i in 0..500 {
+        s.announce(t(1), ih(i), v4(i, 1), false);
+    }
+    let mut rng = Rng::new([8; 32]);
+    for max in [0, 1, 20, 64, 65, 300, 499, 500, 501, 10_000] {
+        let mut out = Vec::new();
+        s.sample(&mut rng, max, &mut out);
+        assert_eq!(out.len(), max.min(500), "max {max}");
+        let mut sorted = out.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), out.len(), "distinct, max {max}");
+        assert!(out.iter().all(|id| s.contains(id)));
+    }
+    // Uniform: every info-hash is drawn about equally often.
+    let mut counts = alloc::vec![0u32; 500];
+    for _ in 0..2000 {
+        let mut out = Vec::new();
+        s.sample(&mut rng, 20, &mut out);
+        for id in out {
+            counts[u32::from_be_bytes(id.as_bytes()[..4].try_into().unwrap()) as usize] += 1;
+        }
+    }
+    // Expected 80 each, standard deviation about 9.
+    assert!(
+        counts.iter().all(|&c| (40..=125).contains(&c)),
+        "{counts:?}"
+    );
+    assert_eq!(s.info_hash_count(), 500);
+}
+
+#[test]
+fn same_seed_same_results() {
+    let run = || {
+        let mut s = PeerStore::new(50, 20, 300, TTL, [3; 16]);
+        let mut rng = Rng::new([9; 32]);
+        let mut log = Vec::new();
+        for i in 0..2000u32 {
+            let h = ih(below(&mut rng, 80) as u32);
+            let out = s.announce(t(u64::from(i)), h, v4(rng.next_u32(), 1), i % 3 == 0);
+            log.push(alloc::format!("{out:?}"));
+            let mut peers = Vec::new();
+            s.peers(t(u64::from(i)), &h, Family::V4, 100, &mut rng, &mut peers);
+            log.push(alloc::format!("{peers:?}"));
+            let mut sample = Vec::new();
+            s.sample(&mut rng, 5, &mut sample);
+            log.push(alloc::format!("{sample:?}"));
+        }
+        log
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn flooding_one_info_hash_stays_bounded() {
+    let mut s = PeerStore::new(100, 50, 1000, TTL, [1; 16]);
+    let h = ih(1);
+    for i in 0..100_000u32 {
+        s.announce(t(u64::from(i / 100)), h, v4(i, 1), false);
+    }
+    check(&s);
+    assert_eq!(s.peer_count(), 50);
+    assert_eq!(s.len(), 1);
+    assert!(
+        s.memory_usage() <= bound(&s),
+        "{} > {}",
+        s.memory_usage(),
+        bound(&s)
+    );
+}
+
+#[test]
+fn flooding_many_info_hashes_stays_bounded() {
+    let mut s = PeerStore::new(2048, 50, 10_000, TTL, [1; 16]);
+    let mut rng = Rng::new([2; 32]);
+    for i in 0..100_000u32 {
+        let h = Id::random(&mut rng);
+        s.announce(t(u64::from(i / 100)), h, v4(i, 1), false);
+    }
+    check(&s);
+    assert_eq!(s.len(), 2048);
+    assert!(
+        s.memory_usage() <= bound(&s),
+        "{} > {}",
+        s.memory_usage(),
+        bound(&s)
+    );
+}
+
+#[test]
+fn flooding_every_cap_at_once_stays_bounded() {
+    // Many addresses into a few hundred info-hashes: the total cap binds.
+    let mut s = PeerStore::new(512, 64, 8192, TTL, [1; 16]);
+    let mut rng = Rng::new([3; 32]);
+    for i in 0..200_000u32 {
+        let h = ih(below(&mut rng, 600) as u32);
+        s.announce(t(u64::from(i / 1000)), h, v4(rng.next_u32(), 1), false);
+    }
+    check(&s);
+    assert_eq!(s.peer_count(), 8192);
+    assert!(
+        s.memory_usage() <= bound(&s),
+        "{} > {}",
+        s.memory_usage(),
+        bound(&s)
+    );
+    // Then everything expires and the memory goes back down.
+    s.expire(t(10_000));
+    check(&s);
+    assert!(s.is_empty());
+    assert!(s.memory_usage() < 100_000, "{}", s.memory_usage());
+}
+
+#[test]
+fn default_config_bound_is_under_nine_mib() {
+    let s = PeerStore::from_config(&Config::default(), [0; 16]);
+    assert!(bound(&s) < 9 << 20, "{}", bound(&s));
+}
+
+#[test]
+fn time_going_backwards_keeps_order() {
+    let mut s = PeerStore::new(10, 10, 100, TTL, [1; 16]);
+    let h = ih(1);
+    s.announce(t(100), h, v4(1, 1), false);
+    s.announce(t(50), h, v4(2, 1), false);
+    s.announce(t(10), h, v4(1, 1), false);
+    check(&s);
+    s.expire(t(100) + TTL);
+    assert!(s.is_empty());
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Announce {
+        hash: u8,
+        ip: u16,
+        v6: bool,
+        seed: bool,
+        dt: u16,
+    },
+    Expire {
+        dt: u16,
+    },
+    Peers {
+        hash: u8,
+        v6: bool,
+        budget: u16,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => (any::<u8>(), any::<u16>(), any::<bool>(), any::<bool>(), 0u16..400).prop_map(
+            |(hash, ip, v6, seed, dt)| Op::Announce { hash: hash % 24, ip: ip % 300, v6, seed, dt }
+        ),
+        1 => (0u16..2000).prop_map(|dt| Op::Expire { dt }),
+        3 => (any::<u8>(), any::<bool>(), 0u16..1400).prop_map(
+            |(hash, v6, budget)| Op::Peers { hash: hash % 24, v6, budget }
+        ),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    #[test]
+    fn invariants_hold_and_replies_fit(
+        caps in (1usize..12, 1usize..8, 1usize..60),
+        ops in proptest::collection::vec(op(), 1..300),
+    ) {
+        let ttl = Duration::from_secs(600);
+        let mut s = PeerStore::new(caps.0, caps.1, caps.2, ttl, [4; 16]);
+        let mut rng = Rng::new([4; 32]);
+        let mut now = t(0);
+        for op in ops {
+            match op {
+                Op::Announce { hash, ip, v6: is_v6, seed, dt } => {
+                    now += Duration::from_secs(dt.into());
+                    let addr = if is_v6 { v6(ip.into(), 1) } else { v4(ip.into(), 1) };
+                    let out = s.announce(now, ih(hash.into()), addr, seed);
+                    prop_assert_ne!(out, AnnounceOutcome::Refused);
+                    prop_assert!(s.contains(&ih(hash.into())));
+                    prop_assert!(all(&s, now, &ih(hash.into()), Family::of(addr.ip())).contains(&addr));
+                }
+                Op::Expire { dt } => {
+                    now += Duration::from_secs(dt.into());
+                    s.expire(now);
+                    if let Some(next) = s.next_expiry() {
+                        prop_assert!(next > now);
+                    }
+                }
+                Op::Peers { hash, v6: is_v6, budget } => {
+                    let family = if is_v6 { Family::V6 } else { Family::V4 };
+                    let available = all(&s, now, &ih(hash.into()), family).len();
+                    let mut out = Vec::new();
+                    s.peers(now, &ih(hash.into()), family, budget.into(), &mut rng, &mut out);
+                    prop_assert!(out.len() * family.value_cost() <= usize::from(budget));
+                    prop_assert_eq!(out.len(), available.min(usize::from(budget) / family.value_cost()));
+                }
+            }
+            check(&s);
+        }
+    }
+}
+
+/// Timings at the default caps:
+/// `cargo test --release -p dht-proto peers::tests::measure -- --ignored --nocapture`.
+#[test]
+#[ignore = "timing report, run on demand"]
+fn measure() {
+    use std::time::Instant as Clock;
+    let config = Config::default();
+    let mut s = PeerStore::from_config(&config, [1; 16]);
+    let mut rng = Rng::new([1; 32]);
+    let n = 1_000_000u32;
+    let start = Clock::now();
+    for i in 0..n {
+        let h = ih(below(&mut rng, 20_000) as u32);
+        s.announce(t(u64::from(i / 1000)), h, v4(rng.next_u32(), 1), i % 4 == 0);
+    }
+    let el = start.elapsed();
+    std::println!(
+        "announce: {:?}/op, len {}, peers {}, mem {} (bound {})",
+        el / n,
+        s.len(),
+        s.peer_count(),
+        s.memory_usage(),
+        bound(&s)
+    );
+    let mut out = Vec::new();
+    let start = Clock::now();
+    for i in 0..100_000u32 {
+        out.clear();
+        s.peers(
+            t(1000),
+            &ih(i % 20_000),
+            Family::V4,
+            1000,
+            &mut rng,
+            &mut out,
+        );
+    }
+    std::println!("peers: {:?}/op", start.elapsed() / 100_000);
+    let start = Clock::now();
+    for _ in 0..100_000u32 {
+        out.clear();
+        let mut ids = Vec::new();
+        s.sample(&mut rng, 50, &mut ids);
+    }
+    std::println!("sample 50: {:?}/op", start.elapsed() / 100_000);
+    let start = Clock::now();
+    for i in 0..100_000u32 {
+        let _ = s.scrape(t(1000), &ih(i % 20_000));
+    }
+    std::println!("scrape: {:?}/op", start.elapsed() / 100_000);
+    let start = Clock::now();
+    s.expire(t(100_000));
+    std::println!("expire all: {:?}", start.elapsed());
+    // A swarm at the per-hash cap.
+    let mut s = PeerStore::from_config(&config, [1; 16]);
+    for i in 0..200 {
+        s.announce(t(1), ih(1), v4(i, 1), false);
+    }
+    let start = Clock::now();
+    for i in 0..100_000u32 {
+        s.announce(t(2), ih(1), v4(1000 + i, 1), false);
+    }
+    std::println!(
+        "announce into a full 200-peer swarm: {:?}/op",
+        start.elapsed() / 100_000
+    );
+    let start = Clock::now();
+    for _ in 0..100_000u32 {
+        out.clear();
+        s.peers(t(2), &ih(1), Family::V4, 1200, &mut rng, &mut out);
+    }
+    std::println!(
+        "peers from 200 (150 fit): {:?}/op",
+        start.elapsed() / 100_000
+    );
+    let tokens = crate::server::tokens::Tokens::new(&mut rng);
+    let start = Clock::now();
+    let mut ok = 0;
+    for i in 0..1_000_000u32 {
+        let tk = tokens.issue(v4(i, 0).ip());
+        ok += tokens.verify(v4(i, 0).ip(), tk.as_bytes()) as u32;
+    }
+    std::println!(
+        "token issue+verify: {:?}/op ({ok})",
+        start.elapsed() / 1_000_000
+    );
+    let mut r = Rng::new([0; 32]);
+    let start = Clock::now();
+    let mut x = 0u64;
+    for _ in 0..1_000_000 {
+        x ^= r.next_u64();
+    }
+    std::println!("rng next_u64: {:?}/op ({x})", start.elapsed() / 1_000_000);
+}
