@@ -12,7 +12,7 @@ use dht_proto::Id;
 
 use crate::net::host_addr;
 use crate::rng::SimRng;
-use crate::sim::{Host, Sim};
+use crate::sim::{Action, Host, Sim};
 
 /// The ids of every listed host (honest, hostile or down), sorted.
 fn directory(sim: &Sim) -> Vec<([u8; 20], u32)> {
@@ -65,18 +65,16 @@ fn sample(rng: &mut SimRng, start: usize, end: usize, n: usize, out: &mut Vec<us
     }
 }
 
-/// Fills every honest node's routing table with a sample of the other hosts, bucket by bucket
-/// (`extra` more than the bucket holds, as replacement candidates). Returns how many contacts
-/// were offered.
-pub fn seed_tables(sim: &mut Sim, extra: usize) -> u64 {
+/// For every honest host, a sample of the other hosts bucket by bucket (`extra` more than the
+/// bucket holds, as replacement candidates), indexed by host number (empty for other hosts).
+pub fn plan_contacts(sim: &Sim, extra: usize) -> Vec<Vec<u32>> {
     let dir = directory(sim);
     let cfg = &sim.config.node;
     let (k, far_k, far) = (cfg.bucket_size, cfg.far_bucket_size, cfg.far_buckets);
     let mut rng = SimRng::new(sim.derive(0x7461_626c_6573));
     let mut picks = Vec::new();
-    let mut offered = 0u64;
-    let now = sim.now;
-    for h in 0..sim.hosts() {
+    let mut plan = vec![Vec::new(); sim.hosts() as usize];
+    for (h, contacts) in (0..sim.hosts()).zip(plan.iter_mut()) {
         let Some(Host::Honest(_)) = sim.host(h) else {
             continue;
         };
@@ -88,21 +86,66 @@ pub fn seed_tables(sim: &mut Sim, extra: usize) -> u64 {
             let (start, end) = span(&dir, &lo, &hi);
             let size = if b < far { far_k } else { k } + extra;
             sample(&mut rng, start, end, size, &mut picks);
-            if let Some(node) = sim.node_mut(h) {
-                for &i in &picks {
-                    if let Some((id, peer)) = dir.get(i) {
-                        if *peer != h {
-                            let _ = node.add_node(now, host_addr(*peer), Some(Id::new(*id)));
-                            offered += 1;
-                        }
-                    }
-                }
-            }
+            contacts.extend(
+                picks
+                    .iter()
+                    .filter_map(|&i| dir.get(i))
+                    .filter(|(_, peer)| *peer != h)
+                    .map(|(_, peer)| *peer),
+            );
             // Stop once no other host shares the first b + 1 bits.
             let (own_lo, own_hi) = prefix_range(&own, b + 1);
             let (s, e) = span(&dir, &own_lo, &own_hi);
             if e - s <= 1 {
                 break;
+            }
+        }
+    }
+    plan
+}
+
+/// How seeded contacts enter the routing tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeedMode {
+    /// `Node::add_node(now, addr, Some(id))`: unverified candidates. Cheap, but a table only
+    /// splits for verified nodes, so a fresh table keeps about one bucket of them.
+    Candidates,
+    /// `Node::add_node(now, addr, None)`: the node pings each contact and the answer inserts a
+    /// verified entry, as a long-running node's table would hold. Each node sends its pings
+    /// at a random instant of the spread.
+    Ping {
+        /// The window over which nodes send their pings.
+        spread: core::time::Duration,
+    },
+}
+
+/// Fills every honest node's routing table from [`plan_contacts`]. Returns how many contacts
+/// were offered. With [`SeedMode::Ping`], run the simulation for the spread (plus a few
+/// round trips) for the tables to fill.
+pub fn seed_tables(sim: &mut Sim, extra: usize, mode: SeedMode) -> u64 {
+    let plan = plan_contacts(sim, extra);
+    let mut offered = 0u64;
+    let now = sim.now;
+    for (h, contacts) in (0..sim.hosts()).zip(plan) {
+        offered += contacts.len() as u64;
+        match mode {
+            SeedMode::Candidates => {
+                let ids: Vec<(u32, Option<Id>)> =
+                    contacts.iter().map(|&c| (c, sim.id_of(c))).collect();
+                if let Some(node) = sim.node_mut(h) {
+                    for (c, id) in ids {
+                        let _ = node.add_node(now, host_addr(c), id);
+                    }
+                }
+            }
+            SeedMode::Ping { spread } => {
+                if contacts.is_empty() {
+                    continue;
+                }
+                let span = spread.as_millis().max(1) as u64;
+                let at = now + core::time::Duration::from_millis(sim.rng.below(span));
+                sim.contacts.insert(h, contacts);
+                sim.schedule(at, Action::Contact(h));
             }
         }
     }

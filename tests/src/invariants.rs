@@ -19,6 +19,9 @@ use dht_proto::{Instant, Node, QueryId};
 pub struct Checks {
     /// Caps and own-id, after every input a node handled.
     pub caps: bool,
+    /// The routing tables' structural invariants (`RoutingTable::check_invariants`: bucket
+    /// ranges, capacities, no duplicates, one entry per IP); linear in the table size.
+    pub tables: bool,
     /// No spinning timer.
     pub spin: bool,
     /// Stats counters against what was drained.
@@ -32,6 +35,7 @@ impl Checks {
     /// Everything.
     pub const ALL: Self = Self {
         caps: true,
+        tables: true,
         spin: true,
         counters: true,
         every_query: true,
@@ -40,6 +44,7 @@ impl Checks {
     /// Everything that costs no memory per query (for very large runs).
     pub const CHEAP: Self = Self {
         caps: true,
+        tables: false,
         spin: true,
         counters: true,
         every_query: false,
@@ -92,6 +97,16 @@ pub fn check_caps(node: &Node) -> Result<(), String> {
             2 * table_capacity(c.bucket_size, c.far_bucket_size, c.far_buckets),
             "routing-table entries",
         ),
+        (
+            node.peer_store().info_hash_count(),
+            l.max_info_hashes,
+            "stored info-hashes",
+        ),
+        (
+            node.peer_store().peer_count(),
+            l.max_stored_peers,
+            "stored peers",
+        ),
     ];
     for (value, cap, what) in checks {
         if value > cap {
@@ -100,6 +115,23 @@ pub fn check_caps(node: &Node) -> Result<(), String> {
     }
     if node.routing_table().contains(&node.id()) || node.routing_table_v6().contains(&node.id()) {
         return Err("own id in the routing table".to_string());
+    }
+    Ok(())
+}
+
+/// Checks both routing tables' structural invariants.
+///
+/// # Errors
+///
+/// The first violated invariant.
+pub fn check_tables(node: &Node) -> Result<(), String> {
+    for (name, table) in [
+        ("IPv4", node.routing_table()),
+        ("IPv6", node.routing_table_v6()),
+    ] {
+        table
+            .check_invariants()
+            .map_err(|e| format!("{name} routing table: {e}"))?;
     }
     Ok(())
 }

@@ -19,7 +19,7 @@ use core::time::Duration;
 
 use dht_proto::{Config, Id, Instant};
 
-use crate::build::{kill_fraction, seed_tables};
+use crate::build::{SeedMode, kill_fraction, seed_tables};
 use crate::hostile::Behaviour;
 use crate::invariants::Checks;
 use crate::latency::LatencyModel;
@@ -353,7 +353,9 @@ pub fn build_network(p: &Params) -> Result<(Sim, Report), SimError> {
     }
     match p.build {
         BuildMode::Seeded => {
-            seed_tables(&mut sim, 2);
+            let spread = Duration::from_secs(10);
+            seed_tables(&mut sim, 2, SeedMode::Ping { spread });
+            sim.run_for(spread + Duration::from_secs(10))?;
         }
         BuildMode::Bootstrap { over } => {
             // The routers know each other.

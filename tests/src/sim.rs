@@ -17,7 +17,9 @@ use dht_proto::{
 };
 
 use crate::hostile::{Behaviour, Hostile, Outgoing};
-use crate::invariants::{Checks, QueryLedger, Violation, check_caps, check_not_spinning};
+use crate::invariants::{
+    Checks, QueryLedger, Violation, check_caps, check_not_spinning, check_tables,
+};
 use crate::latency::LatencyModel;
 use crate::net::{Datagram, LinkConfig, Net, host_addr, host_of};
 use crate::rng::{SimRng, hash_words};
@@ -149,6 +151,9 @@ pub enum Action {
     Join,
     /// Bootstrap this host's node through the routers.
     Bootstrap(u32),
+    /// Have this host's node ping the hosts listed for it in [`Sim::contacts`] (their answers
+    /// enter its routing table).
+    Contact(u32),
     /// Heal the network's partitions.
     Heal,
 }
@@ -162,6 +167,8 @@ pub struct Watched {
     pub query: QueryId,
     /// What the scenario calls it (e.g. the index of the info-hash).
     pub tag: u64,
+    /// The lookup's target or info-hash.
+    pub target: Option<Id>,
     /// When it started.
     pub started: Instant,
     /// The peer the scenario hopes to find.
@@ -232,6 +239,8 @@ pub struct Sim {
     pub routers: Vec<u32>,
     /// The churn policy.
     pub churn: ChurnPolicy,
+    /// Hosts each node pings at its [`Action::Contact`].
+    pub contacts: HashMap<u32, Vec<u32>>,
     /// Counters.
     pub counters: SimCounters,
     same_instant: u32,
@@ -274,6 +283,7 @@ impl Sim {
             bootstrap_times: Vec::new(),
             routers: Vec::new(),
             churn: ChurnPolicy::default(),
+            contacts: HashMap::new(),
             counters: SimCounters::default(),
             same_instant: 0,
             buf,
@@ -531,7 +541,14 @@ impl Sim {
 
     // ---- Commands on watched queries -------------------------------------------------------
 
-    fn watch(&mut self, h: u32, q: QueryId, tag: u64, expect: Option<SocketAddr>) {
+    fn watch(
+        &mut self,
+        h: u32,
+        q: QueryId,
+        tag: u64,
+        target: Option<Id>,
+        expect: Option<SocketAddr>,
+    ) {
         let inc = self.honest(h).map_or(0, |x| x.incarnation);
         self.watched.insert(
             (h, inc, q.as_u64()),
@@ -539,6 +556,7 @@ impl Sim {
                 host: h,
                 query: q,
                 tag,
+                target,
                 started: self.now,
                 expect,
                 found_expected: None,
@@ -566,7 +584,7 @@ impl Sim {
             .node_mut(h)
             .ok_or(CommandError::UnknownQuery)?
             .get_peers(now, info_hash)?;
-        self.watch(h, q, tag, expect);
+        self.watch(h, q, tag, Some(info_hash), expect);
         Ok(q)
     }
 
@@ -587,7 +605,7 @@ impl Sim {
             .node_mut(h)
             .ok_or(CommandError::UnknownQuery)?
             .announce_peer(now, info_hash, port)?;
-        self.watch(h, q, tag, None);
+        self.watch(h, q, tag, Some(info_hash), None);
         Ok(q)
     }
 
@@ -602,7 +620,7 @@ impl Sim {
             .node_mut(h)
             .ok_or(CommandError::UnknownQuery)?
             .find_node(now, target)?;
-        self.watch(h, q, tag, None);
+        self.watch(h, q, tag, Some(target), None);
         Ok(q)
     }
 
@@ -640,6 +658,15 @@ impl Sim {
                 self.join(None);
             }
             Action::Bootstrap(h) => self.start_bootstrap(h),
+            Action::Contact(h) => {
+                let contacts = self.contacts.remove(&h).unwrap_or_default();
+                let now = self.now;
+                if let Some(node) = self.node_mut(h) {
+                    for c in contacts {
+                        let _ = node.add_node(now, host_addr(c), None);
+                    }
+                }
+            }
             Action::Heal => self.net.heal(self.now),
             Action::Churn => {
                 let n = self.hosts();
@@ -845,6 +872,11 @@ impl Sim {
         };
         if checks.caps {
             if let Err(what) = check_caps(&x.node) {
+                return Err(self.fail(h, what));
+            }
+        }
+        if checks.tables {
+            if let Err(what) = check_tables(&x.node) {
                 return Err(self.fail(h, what));
             }
         }
