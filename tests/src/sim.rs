@@ -90,7 +90,8 @@ impl core::error::Error for SimError {}
 pub struct Honest {
     /// The node.
     pub node: Node,
-    /// Bumped at every restart, so query ids of different lives never collide.
+    /// 0 for a host's first node, then bumped at every restart, so query ids of different lives
+    /// never collide.
     pub incarnation: u32,
     /// When this life started.
     pub started: Instant,
@@ -239,6 +240,8 @@ pub struct Sim {
     pub routers: Vec<u32>,
     /// The churn policy.
     pub churn: ChurnPolicy,
+    /// Restarts per host (a node's incarnation number).
+    lives: HashMap<u32, u32>,
     /// Hosts each node pings at its [`Action::Contact`].
     pub contacts: HashMap<u32, Vec<u32>>,
     /// Counters.
@@ -284,6 +287,7 @@ impl Sim {
             routers: Vec::new(),
             churn: ChurnPolicy::default(),
             contacts: HashMap::new(),
+            lives: HashMap::new(),
             counters: SimCounters::default(),
             same_instant: 0,
             buf,
@@ -526,11 +530,9 @@ impl Sim {
     pub fn restart(&mut self, h: u32, id: Id) {
         let config = self.node_config(Some(id));
         let mut honest = self.honest_host(config);
-        let incarnation = match self.hosts.get(h as usize) {
-            Some(Host::Honest(x)) => x.incarnation + 1,
-            _ => h.wrapping_mul(0x9e37) ^ 1,
-        };
-        honest.incarnation = incarnation;
+        let lives = self.lives.entry(h).or_insert(0);
+        *lives += 1;
+        honest.incarnation = *lives;
         if let Some(slot) = self.hosts.get_mut(h as usize) {
             *slot = Host::Honest(honest);
         }
