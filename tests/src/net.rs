@@ -7,7 +7,7 @@
 //! latency. Deliveries come out of a binary heap ordered by `(time, sequence number)`, so equal
 //! times are delivered in sending order and a run is a pure function of the seed.
 
-use core::cmp::Ordering;
+use core::cmp::Reverse;
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use core::time::Duration;
 use std::collections::BinaryHeap;
@@ -85,33 +85,6 @@ pub struct Datagram {
     pub data: Vec<u8>,
 }
 
-#[derive(Debug)]
-struct Scheduled {
-    seq: u64,
-    dgram: Datagram,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        self.seq == other.seq && self.dgram.at == other.dgram.at
-    }
-}
-
-impl Eq for Scheduled {}
-
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Scheduled {
-    /// Reversed, so the max-heap pops the earliest `(at, seq)` first.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.dgram.at, other.seq).cmp(&(self.dgram.at, self.seq))
-    }
-}
-
 /// What the network did, summed over a run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NetCounters {
@@ -147,7 +120,11 @@ pub struct Net {
     /// The link faults.
     pub link: LinkConfig,
     rules: Vec<Box<dyn Rule>>,
-    heap: BinaryHeap<Scheduled>,
+    /// Delivery order: `(time, sequence, slot)`, the datagram itself in `slab[slot]` (keeps
+    /// the heap's elements small).
+    heap: BinaryHeap<Reverse<(Instant, u64, u32)>>,
+    slab: Vec<Option<Datagram>>,
+    free: Vec<u32>,
     seq: u64,
     groups: Vec<u16>,
     partition: Option<PartitionMode>,
@@ -167,6 +144,8 @@ impl Net {
             link,
             rules: Vec::new(),
             heap: BinaryHeap::new(),
+            slab: Vec::new(),
+            free: Vec::new(),
             seq: 0,
             groups: Vec::new(),
             partition: None,
@@ -203,17 +182,23 @@ impl Net {
 
     /// When the next datagram arrives.
     pub fn next_delivery(&self) -> Option<Instant> {
-        self.heap.peek().map(|s| s.dgram.at)
+        self.heap.peek().map(|r| r.0.0)
     }
 
     /// The next datagram due at or before `now`, earliest (then first sent) first.
     pub fn pop_due(&mut self, now: Instant) -> Option<Datagram> {
-        if self.heap.peek()?.dgram.at > now {
-            return None;
+        loop {
+            let &Reverse((at, _, slot)) = self.heap.peek()?;
+            if at > now {
+                return None;
+            }
+            self.heap.pop();
+            if let Some(d) = self.slab.get_mut(slot as usize).and_then(Option::take) {
+                self.free.push(slot);
+                self.counters.delivered += 1;
+                return Some(d);
+            }
         }
-        let s = self.heap.pop()?;
-        self.counters.delivered += 1;
-        Some(s.dgram)
     }
 
     /// A cleared buffer for the next datagram (reused from delivered ones).
@@ -387,17 +372,27 @@ impl Net {
             .one_way_millis(self.seed, sender, receiver, &mut self.rng);
         let at = now + Duration::from_millis(delay) + extra;
         self.seq += 1;
-        self.heap.push(Scheduled {
-            seq: self.seq,
-            dgram: Datagram {
-                at,
-                sender,
-                from,
-                to,
-                receiver,
-                data,
-            },
-        });
+        let dgram = Datagram {
+            at,
+            sender,
+            from,
+            to,
+            receiver,
+            data,
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                if let Some(s) = self.slab.get_mut(slot as usize) {
+                    *s = Some(dgram);
+                }
+                slot
+            }
+            None => {
+                self.slab.push(Some(dgram));
+                (self.slab.len() - 1) as u32
+            }
+        };
+        self.heap.push(Reverse((at, self.seq, slot)));
     }
 }
 

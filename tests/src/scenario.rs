@@ -158,6 +158,8 @@ pub struct Report {
     pub wall_build: Duration,
     /// Wall time of the whole run.
     pub wall_total: Duration,
+    /// CPU time of the whole run (the machine may be shared).
+    pub cpu_total: Option<Duration>,
     /// Virtual time of the whole run.
     pub virtual_total: Duration,
     /// Simulator steps.
@@ -168,6 +170,10 @@ pub struct Report {
     pub digest: u64,
     /// A few failed lookups, for diagnosis.
     pub failures: Vec<String>,
+    /// CPU time of the process when the run started.
+    pub cpu_at_start: Option<Duration>,
+    /// Wall time of each phase.
+    pub phases: Vec<(&'static str, Duration)>,
     /// End of the warm-up (traffic is measured from here).
     pub warm_end: Instant,
     /// Bytes honest nodes had sent by the end of the warm-up.
@@ -278,6 +284,13 @@ impl Report {
             format!("{:.1}", self.wall_total.as_secs_f64()),
             &format!("s (building {:.1} s)", self.wall_build.as_secs_f64()),
         );
+        plain(
+            &mut t,
+            "CPU time",
+            self.cpu_total
+                .map_or("-".to_string(), |c| format!("{:.1}", c.as_secs_f64())),
+            "s (user + system; the machine may be shared)",
+        );
         let speed = self.virtual_total.as_secs_f64() / self.wall_total.as_secs_f64().max(1e-9);
         plain(
             &mut t,
@@ -336,6 +349,7 @@ pub fn build_network(p: &Params) -> Result<(Sim, Report), SimError> {
     let mut sim = Sim::new(config);
     let mut report = Report {
         seed: p.seed,
+        cpu_at_start: Sim::process_cpu_time(),
         ..Report::default()
     };
     let hostile = ((f64::from(p.nodes) * p.hostile).round() as u32).min(p.nodes.saturating_sub(3));
@@ -351,11 +365,16 @@ pub fn build_network(p: &Params) -> Result<(Sim, Report), SimError> {
     for r in sim.routers.clone() {
         sim.protect(r, true);
     }
+    report.phases.push(("create", wall.elapsed()));
     match p.build {
         BuildMode::Seeded => {
             let spread = Duration::from_secs(10);
+            let t = std::time::Instant::now();
             seed_tables(&mut sim, 2, SeedMode::Ping { spread });
+            report.phases.push(("plan contacts", t.elapsed()));
+            let t = std::time::Instant::now();
             sim.run_for(spread + Duration::from_secs(10))?;
+            report.phases.push(("ping contacts", t.elapsed()));
         }
         BuildMode::Bootstrap { over } => {
             // The routers know each other.
@@ -387,7 +406,9 @@ pub fn build_network(p: &Params) -> Result<(Sim, Report), SimError> {
         _ => None,
     };
     report.wall_build = wall.elapsed();
+    let t = std::time::Instant::now();
     sim.run_for(p.warmup)?;
+    report.phases.push(("warm-up", t.elapsed()));
     report.warm_end = sim.now;
     report.bytes_at_warm = sim.counters.honest_bytes;
     report.dead = kill_fraction(&mut sim, p.dead).len();
@@ -554,6 +575,9 @@ pub fn finish(
     };
     report.virtual_total = sim.now.saturating_duration_since(Instant::ZERO);
     report.wall_total = wall.elapsed();
+    report.cpu_total = Sim::process_cpu_time()
+        .zip(report.cpu_at_start)
+        .map(|(b, a)| b.saturating_sub(a));
     report.steps = sim.counters.steps;
     report.datagrams = sim.counters.honest_datagrams;
     report.digest = sim.trace.digest();
@@ -568,10 +592,18 @@ pub fn finish(
 pub fn run(p: &Params) -> Result<Report, SimError> {
     let wall = std::time::Instant::now();
     let (mut sim, mut report) = build_network(p)?;
+    let t = std::time::Instant::now();
     let targets = announce(&mut sim, p, &mut report)?;
+    report.phases.push(("announces", t.elapsed()));
+    let t = std::time::Instant::now();
     let joiners = lookups(&mut sim, p, &mut report, &targets)?;
+    report.phases.push(("lookups", t.elapsed()));
+    let t = std::time::Instant::now();
     joiner_lookups(&mut sim, p, &mut report, &targets, &joiners)?;
+    report.phases.push(("joiners' lookups", t.elapsed()));
+    let t = std::time::Instant::now();
     finish(&mut sim, p, &mut report, wall)?;
+    report.phases.push(("run on", t.elapsed()));
     Ok(report)
 }
 

@@ -204,6 +204,12 @@ fn main() -> ExitCode {
             for f in &report.failures {
                 println!("failed: {f}");
             }
+            let phases: Vec<String> = report
+                .phases
+                .iter()
+                .map(|(name, d)| format!("{name} {:.1} s", d.as_secs_f64()))
+                .collect();
+            println!("wall time by phase: {}", phases.join(", "));
             println!("trace digest {:016x}", report.digest);
             ExitCode::SUCCESS
         }
