@@ -70,3 +70,35 @@ fn lone_node_timer_moves_forward_before_the_first_refresh() {
     let c = Config::local_testing([1; 32]);
     assert_eq!(spins_at(c, Instant::from_secs(899)), None);
 }
+
+/// Fault: a restarted node cannot restore its saved table.
+///
+/// `Node::export_nodes` documents its output as what to pass to `Node::import_nodes` at the
+/// next start, but imported contacts are unverified and the routing table never splits a bucket
+/// for an unverified contact: a fresh table keeps one bucket of them (8 entries, 8 more in the
+/// replacement cache). Seed 1: a node of a 300-node steady-state network exports 65 contacts;
+/// the same id restarted and given them keeps 8. (The same limit makes `add_node(addr,
+/// Some(id))` useless for building large simulated networks; the simulator pings instead.)
+#[test]
+#[ignore = "core fault: import_nodes keeps one bucket of a saved table"]
+fn restarted_node_restores_its_saved_table_seed_1() {
+    use dht_tests::scenario::{self, BuildMode, Params};
+    let mut p = Params::new(1, 300);
+    p.build = BuildMode::Seeded;
+    p.warmup = Duration::from_secs(30);
+    let (sim, _) = scenario::build_network(&p).unwrap();
+    let old = sim.node(10).unwrap();
+    let saved = old.export_nodes();
+    assert!(saved.len() >= 40, "only {} contacts exported", saved.len());
+    let mut config = old.config().clone();
+    config.id = Some(old.id());
+    let now = sim.now;
+    let mut fresh = Node::new(config, now).unwrap();
+    fresh.import_nodes(now, saved.iter().copied());
+    assert!(
+        fresh.table_len() * 2 >= saved.len(),
+        "restored {} of {} saved contacts",
+        fresh.table_len(),
+        saved.len()
+    );
+}
