@@ -48,22 +48,34 @@ pub fn seeds(defaults: &[u64]) -> Vec<u64> {
     defaults.to_vec()
 }
 
-/// Runs `scenario` for every seed of [`seeds`]; on the first failure, panics with the seed
-/// and how to replay it.
+/// Runs `scenario` for every seed of [`seeds`]. The scenario returns the digest of its trace;
+/// with `DHT_SIM_CHECK_DETERMINISM=1` each seed runs twice and the digests must be equal. On
+/// the first failure, panics with the seed and how to replay it.
 ///
 /// # Panics
 ///
-/// When the scenario fails for a seed.
+/// When the scenario fails for a seed, or two runs of a seed differ.
 pub fn run_seeds<E: core::fmt::Display>(
     name: &str,
     defaults: &[u64],
-    mut scenario: impl FnMut(u64) -> Result<(), E>,
+    mut scenario: impl FnMut(u64) -> Result<u64, E>,
 ) {
+    let twice = std::env::var("DHT_SIM_CHECK_DETERMINISM").is_ok_and(|v| v != "0");
     for seed in seeds(defaults) {
-        if let Err(e) = scenario(seed) {
-            panic!(
-                "{name} failed with seed {seed}: {e}\nreplay: DHT_SIM_SEED={seed} cargo test -p dht-tests {name}"
-            );
+        let replay = format!("replay: DHT_SIM_SEED={seed} cargo test -p dht-tests {name}");
+        let first = match scenario(seed) {
+            Ok(d) => d,
+            Err(e) => panic!("{name} failed with seed {seed}: {e}\n{replay}"),
+        };
+        if twice {
+            match scenario(seed) {
+                Ok(d) if d == first => {}
+                Ok(d) => panic!(
+                    "{name} is not deterministic with seed {seed}: digest {first:016x} then \
+                     {d:016x}\n{replay}"
+                ),
+                Err(e) => panic!("{name} failed on its second run with seed {seed}: {e}\n{replay}"),
+            }
         }
     }
 }

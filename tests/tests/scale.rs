@@ -25,7 +25,8 @@ fn thousand(seed: u64) -> Params {
     p
 }
 
-fn check(r: &mut Report, min_success: f64) -> Result<(), String> {
+/// Checks success and announces; returns the trace digest.
+fn check(r: &mut Report, min_success: f64) -> Result<u64, String> {
     let rate = r.success_rate();
     let table = r.table();
     println!("{table}");
@@ -44,7 +45,7 @@ fn check(r: &mut Report, min_success: f64) -> Result<(), String> {
             r.announces
         ));
     }
-    Ok(())
+    Ok(r.digest)
 }
 
 #[test]
@@ -58,7 +59,7 @@ fn thousand_nodes_with_loss_and_churn() {
         p.churn = 0.10;
         p.joins = 10;
         let mut r = scenario::run(&p).map_err(|e| e.to_string())?;
-        check(&mut r, 0.99)?;
+        let digest = check(&mut r, 0.99)?;
         if r.churned < 90 {
             return Err(format!("only {} nodes churned", r.churned));
         }
@@ -68,7 +69,7 @@ fn thousand_nodes_with_loss_and_churn() {
                 r.joins_not_bootstrapped
             ));
         }
-        Ok(())
+        Ok(digest)
     });
 }
 
@@ -165,7 +166,7 @@ fn announce_from(sim: &mut Sim, hosts: &[u32], n: usize) -> Result<Vec<Target>, 
     Ok(targets)
 }
 
-fn partition_scenario(seed: u64, mode: PartitionMode) -> Result<(), String> {
+fn partition_scenario(seed: u64, mode: PartitionMode) -> Result<u64, String> {
     let mut p = Params::new(seed, 400);
     p.warmup = Duration::from_secs(60);
     let (mut sim, _) = scenario::build_network(&p).map_err(|e| e.to_string())?;
@@ -199,7 +200,7 @@ fn partition_scenario(seed: u64, mode: PartitionMode) -> Result<(), String> {
             "after healing only {ok} of {started} lookups succeeded"
         ));
     }
-    Ok(())
+    Ok(sim.trace.digest())
 }
 
 #[test]
