@@ -39,8 +39,8 @@ pub struct LatencyModel {
 }
 
 impl Default for LatencyModel {
-    /// Median 100 ms; about 40 % of pairs within 80–125 ms, p99 near 600 ms, a few seconds at
-    /// most.
+    /// Over random pairs: p10 ≈ 49 ms, median ≈ 104 ms, p90 ≈ 235 ms, p99 ≈ 635 ms,
+    /// p99.9 ≈ 2.6 s, at most 3 s.
     fn default() -> Self {
         Self {
             median_rtt: Duration::from_millis(100),
