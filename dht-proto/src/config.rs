@@ -35,6 +35,11 @@ pub struct Config {
     pub client_version: Option<[u8; 4]>,
     /// Which remote addresses the node talks to and keeps in its table.
     pub address_policy: AddressPolicy,
+    /// BEP 42: keep out of the routing tables any node whose id does not match its IP address
+    /// (the first 21 bits of the id derived from a CRC32-C of the IP; local and private
+    /// addresses are exempt). Such nodes are still answered and still used in lookups, as
+    /// libtorrent does. Off by default: much of today's network does not comply.
+    pub enforce_node_id: bool,
     /// Whether to answer queries that arrive over IPv6 with `nodes6` and to keep an IPv6
     /// routing table (BEP 32).
     pub ipv6: bool,
@@ -89,6 +94,7 @@ impl Default for Config {
             read_only: false,
             client_version: None,
             address_policy: AddressPolicy::default(),
+            enforce_node_id: false,
             ipv6: true,
             bucket_size: 8,
             far_bucket_size: 8,
@@ -287,26 +293,30 @@ impl AddressPolicy {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Limits {
-    /// Requests in flight at once (each ~80 bytes). At the cap, lookups wait and
-    /// commands that need to send at once get [`CommandError::TooManyRequests`](crate::CommandError).
+    /// Requests in flight at once (each ~160 bytes with its deadline index). At the cap,
+    /// lookups wait and
+    /// commands that need to send at once get [`CommandError::Busy`](crate::CommandError).
     pub max_in_flight: usize,
-    /// Lookups and other commands running at once (each up to `max_candidates` × ~64 bytes).
+    /// Lookups and other commands running at once (each ~0.4 KB plus, per address family,
+    /// `max_candidates` × ~112 bytes).
     pub max_queries: usize,
     /// Candidates a lookup keeps, closest first.
     pub max_candidates: usize,
-    /// Outgoing messages queued for `poll_transmit` (each ~100 bytes). At the cap, replies to
-    /// incoming queries are dropped and counted.
+    /// Outgoing messages queued for `poll_transmit` (each ~256 bytes, up to ~2 KB with the
+    /// node, peer and sample lists of a reply). At the cap, replies to incoming queries are
+    /// dropped and counted.
     pub max_pending_transmits: usize,
-    /// Events queued for `poll_event`. At the cap, events are dropped and an
+    /// Events queued for `poll_event` (each ~192 bytes plus the peers, samples or bytes it
+    /// carries, at most one datagram's worth). At the cap, events are dropped and an
     /// [`Event::EventsDropped`](crate::Event::EventsDropped) tells how many.
     pub max_pending_events: usize,
-    /// Info-hashes in the peer store (each ~100 bytes plus its peers).
+    /// Info-hashes in the peer store (each ~300 bytes with its indexes, plus its peers).
     pub max_info_hashes: usize,
-    /// Peers kept per info-hash (each ~40 bytes).
+    /// Peers kept per info-hash (each ~32 bytes, ~64 with vector slack).
     pub max_peers_per_info_hash: usize,
-    /// BEP 44 items stored.
+    /// BEP 44 items stored (each ~450 bytes plus its value, counted in `max_item_bytes`).
     pub max_items: usize,
-    /// Custom queries waiting for the application's answer.
+    /// Custom queries waiting for the application's answer (each ~96 bytes).
     pub max_pending_custom: usize,
     /// Largest datagram accepted or produced, in bytes.
     pub max_datagram: usize,

@@ -62,6 +62,10 @@ pub enum CommandKind {
     SampleInfohashes,
     /// [`Node::send_query`](crate::Node::send_query).
     Custom,
+    /// [`Node::get_item`](crate::Node::get_item) (BEP 44).
+    GetItem,
+    /// [`Node::put_item`](crate::Node::put_item) (BEP 44).
+    PutItem,
 }
 
 /// How a command ended.
@@ -148,6 +152,27 @@ pub enum Event {
         samples: Vec<Id>,
         /// The number of info-hashes that node says it stores.
         num: Option<i64>,
+    },
+    /// A BEP 44 item found by a [`Node::get_item`](crate::Node::get_item) lookup, as it
+    /// arrives. Immutable items are reported only if their SHA-1 is the target; mutable items
+    /// only if their key and salt hash to the target, and `verified` says whether the
+    /// signature was checked (it is, when a verifier is installed; a bad one is dropped).
+    ItemFound {
+        /// The lookup.
+        query: QueryId,
+        /// The node that sent it.
+        from: SocketAddr,
+        /// The bencoded value.
+        value: Vec<u8>,
+        /// Mutable items: the public key.
+        key: Option<[u8; 32]>,
+        /// Mutable items: the signature.
+        signature: Option<[u8; 64]>,
+        /// Mutable items: the sequence number.
+        seq: Option<i64>,
+        /// Whether the item was checked against the target (and the signature, for mutable
+        /// items).
+        verified: bool,
     },
     /// A command ended. Exactly one per [`QueryId`].
     QueryFinished {

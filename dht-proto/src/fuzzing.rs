@@ -90,3 +90,11 @@ pub fn fuzz_krpc(data: &[u8]) {
         Some(msg.transaction_id)
     );
 }
+
+/// Drives a whole [`Node`](crate::Node) with a byte-described sequence of time steps and
+/// datagrams and checks its invariants after each (caps held, every transmit decodable, one
+/// `QueryFinished` per query, no spinning timer). The input format is documented on the driver:
+/// records of `step: u8`, `kind: u8`, `len: u16` LE and `len` bytes.
+pub fn fuzz_node(data: &[u8]) {
+    crate::node::drive::drive(data);
+}

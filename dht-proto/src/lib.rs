@@ -124,6 +124,6 @@ pub use event::{
     CommandKind, CustomHandle, Event, QueryId, QueryMetrics, QueryOutcome, QueryStatus,
 };
 pub use id::{Distance, Id, ParseIdError};
-pub use node::{Disposition, Node, TimerKind, Transmit};
+pub use node::{Disposition, MutableItem, Node, PutItem, TimerKind, Transmit};
 pub use stats::{MethodKind, Stats};
 pub use time::Instant;

@@ -206,8 +206,12 @@ impl Lookup {
                 State::Slow | State::Failed => {}
             }
         }
-        // Fewer than k answered and nothing fresh is left: wait for slow requests, then stop.
-        if self.seeds_slow > 0 || self.candidates.iter().any(|c| c.state == State::Slow) {
+        // Fewer than k answered and nothing fresh is left. If some answered, the lookup has
+        // seen all there is (a small network, or the rest is unreachable): stop rather than
+        // wait a full timeout for requests already past their short timeout. If none did, the
+        // slow ones are all that is left: wait for them.
+        let slow = self.seeds_slow > 0 || self.candidates.iter().any(|c| c.state == State::Slow);
+        if slow && responded == 0 {
             return None;
         }
         Some(if responded > 0 {

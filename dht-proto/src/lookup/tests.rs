@@ -64,6 +64,27 @@ fn nobody_answering_is_exhausted() {
     assert_eq!(l.finished(), Some(Finish::Exhausted));
 }
 
+/// A small network: fewer than k nodes exist, one answered, the other is past its short
+/// timeout and nothing else is left to ask. The lookup ends now instead of waiting a full
+/// timeout for a straggler (found by the interoperability runs: 5 s per lookup).
+#[test]
+fn with_answers_in_hand_slow_stragglers_are_not_awaited() {
+    let target = id_from(1);
+    let mut l = Lookup::new(target, 8, 3, 64);
+    l.add_candidate(id_from(2), addr(2), 1);
+    l.add_candidate(id_from(3), addr(3), 1);
+    let a = l.next().unwrap();
+    let b = l.next().unwrap();
+    l.on_response(a.id, false, a.id.unwrap(), a.addr, None);
+    assert_eq!(
+        l.finished(),
+        None,
+        "b may still answer within its short timeout"
+    );
+    l.on_slow(b.id, b.addr);
+    assert_eq!(l.finished(), Some(Finish::Converged));
+}
+
 #[test]
 fn slow_requests_let_the_lookup_widen() {
     let mut l = Lookup::new(id_from(1), 8, 2, 64);

@@ -1,12 +1,13 @@
 //! Our side of the conversation: commands, requests, responses, timeouts and lookups.
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
 
 use rand_core::RngCore;
 
-use super::{Disposition, Node, family, normalize};
+use super::{Disposition, Node, PutItem, family, normalize};
 use crate::error::{CommandError, DropReason};
 use crate::event::{CommandKind, Event, QueryId, QueryOutcome, QueryStatus};
 use crate::id::Id;
@@ -115,6 +116,52 @@ impl Node {
     /// [`CommandError::NoContacts`], [`CommandError::TooManyQueries`].
     pub fn sample_infohashes(&mut self, now: Instant, target: Id) -> Result<QueryId, CommandError> {
         self.start_lookup(now, CommandKind::SampleInfohashes, target, None, None)
+    }
+
+    /// Looks up a BEP 44 item: a lookup towards `target` with `get` queries; items arrive as
+    /// [`Event::ItemFound`]. `salt` is the salt of a mutable item (empty for none), used to
+    /// check that a found item belongs to `target`.
+    ///
+    /// # Errors
+    ///
+    /// [`CommandError::InvalidArgument`] for a salt over 64 bytes;
+    /// [`CommandError::NoContacts`], [`CommandError::TooManyQueries`].
+    pub fn get_item(
+        &mut self,
+        now: Instant,
+        target: Id,
+        salt: &[u8],
+    ) -> Result<QueryId, CommandError> {
+        if salt.len() > crate::server::items::MAX_SALT_LEN {
+            return Err(CommandError::InvalidArgument("salt longer than 64 bytes"));
+        }
+        let q = self.start_lookup(now, CommandKind::GetItem, target, None, None)?;
+        if let Some(state) = self.query_mut(q) {
+            state.salt = salt.to_vec();
+        }
+        Ok(q)
+    }
+
+    /// Stores a BEP 44 item: a lookup of its target with `get` queries, then `put` to the k
+    /// closest nodes that gave a token. [`QueryOutcome::announced`] counts the nodes that
+    /// accepted it. Mutable items come signed by the application.
+    ///
+    /// # Errors
+    ///
+    /// [`CommandError::InvalidArgument`] when the value is not one bencoded value of at most
+    /// 1000 bytes or the salt is over 64 bytes; [`CommandError::NoContacts`],
+    /// [`CommandError::TooManyQueries`].
+    pub fn put_item(&mut self, now: Instant, item: PutItem) -> Result<QueryId, CommandError> {
+        if !item.is_valid() {
+            return Err(CommandError::InvalidArgument(
+                "the value must be one bencoded value of at most 1000 bytes, salt at most 64",
+            ));
+        }
+        let q = self.start_lookup(now, CommandKind::PutItem, item.target(), None, None)?;
+        if let Some(state) = self.query_mut(q) {
+            state.item = Some(Box::new(item));
+        }
+        Ok(q)
     }
 
     /// Sends a query with a custom `method` to `addr`. `args` is a bencoded dictionary (use
@@ -351,6 +398,7 @@ impl Node {
                         OutQuery::GetPeers { info_hash: target }
                     }
                     CommandKind::SampleInfohashes => OutQuery::SampleInfohashes { target },
+                    CommandKind::GetItem | CommandKind::PutItem => OutQuery::Get { target },
                     _ => OutQuery::FindNode { target },
                 };
                 let purpose = Purpose::Lookup {
@@ -376,7 +424,7 @@ impl Node {
             .all(|l| l.as_ref().is_none_or(|l| l.finished().is_some()));
         let busy = self.txns.is_full() || !self.can_queue();
         if done {
-            if matches!(kind, CommandKind::AnnouncePeer) {
+            if matches!(kind, CommandKind::AnnouncePeer | CommandKind::PutItem) {
                 self.start_store(now, q);
             } else {
                 self.finish_lookup(now, q);
@@ -398,6 +446,7 @@ impl Node {
         };
         state.storing = true;
         let port = state.announce_port;
+        let item = state.item.clone();
         let mut targets: Vec<(Id, SocketAddr, SmallBytes, Id)> = Vec::new();
         for l in state.lookups.iter().flatten() {
             for c in l.responded(k) {
@@ -408,10 +457,16 @@ impl Node {
         }
         let mut sent = 0;
         for (id, addr, token, info_hash) in targets {
-            let query = OutQuery::AnnouncePeer {
-                info_hash,
-                port,
-                token,
+            let query = match &item {
+                Some(item) => OutQuery::Put {
+                    token,
+                    item: item.clone(),
+                },
+                None => OutQuery::AnnouncePeer {
+                    info_hash,
+                    port,
+                    token,
+                },
             };
             if self
                 .send_request(now, Some(id), addr, query, Purpose::Store { query: q })
@@ -487,15 +542,16 @@ impl Node {
 
     fn after_bootstrap(&mut self, now: Instant) {
         let nodes = self.table_len();
-        if nodes > 0 {
+        self.note_table_size();
+        if !self.table_was_empty {
             self.bootstrap_backoff = self.config.bootstrap_backoff_min;
             if !self.bootstrapped {
                 self.bootstrapped = true;
                 self.push_event(Event::Bootstrapped { nodes });
-                // Fill the far half of the table at once rather than at the first refresh.
-                let far =
-                    Id::random_with_prefix(&self.id.with_bit(0, !self.id.bit(0)), 1, &mut self.rng);
-                let _ = self.start_lookup(now, CommandKind::Refresh, far, None, None);
+                // Fill every bucket at once rather than at its first refresh: the lookup of
+                // the own id filled the nearest buckets, the others would stay sparse for
+                // fifteen minutes (and lookups through a sparse table fail more often).
+                self.refresh_all_buckets(now);
             }
         } else if !self.seeds.is_empty() {
             self.bootstrap_retry_at = Some(now + self.bootstrap_backoff);
@@ -504,8 +560,35 @@ impl Node {
         }
     }
 
+    /// Starts a refresh lookup of a random id in every bucket but the own one, in both tables,
+    /// leaving half of the query slots to the application.
+    fn refresh_all_buckets(&mut self, now: Instant) {
+        let mut targets = Vec::new();
+        for fam in 0..2 {
+            let table = self.table(fam);
+            if table.is_empty() {
+                continue;
+            }
+            let ranges: Vec<(Id, usize)> = table
+                .buckets()
+                .filter(|b| !b.covers(&self.id))
+                .map(|b| (b.prefix(), b.prefix_len()))
+                .collect();
+            for (prefix, len) in ranges {
+                targets.push((fam, Id::random_with_prefix(&prefix, len, &mut self.rng)));
+            }
+        }
+        for (fam, target) in targets {
+            if self.query_count * 2 >= self.config.limits.max_queries {
+                break;
+            }
+            let _ = self.start_lookup(now, CommandKind::Refresh, target, None, Some(fam));
+        }
+    }
+
     pub(crate) fn retry_bootstrap(&mut self, now: Instant) {
-        if self.table_len() > 0 && self.bootstrapped {
+        // Entries that are all bad do not count: the node is cut off and must rejoin.
+        if !self.table_was_empty && self.bootstrapped {
             return;
         }
         match self.start_lookup(now, CommandKind::Bootstrap, self.id, None, None) {
@@ -546,10 +629,12 @@ impl Node {
         self.stats.responses_received = self.stats.responses_received.saturating_add(1);
         let rtt = now.saturating_duration_since(txn.sent_at);
         self.record_rtt(rtt);
-        let fam = family(&from);
-        let outcome = self.table_mut(fam).on_response(now, r.id, from, rtt);
-        self.handle_insert(now, outcome);
-        self.note_table_size();
+        if self.admits_id(&r.id, &from) {
+            let fam = family(&from);
+            let outcome = self.table_mut(fam).on_response(now, r.id, from, rtt);
+            self.handle_insert(now, outcome);
+            self.note_table_size();
+        }
         if let Some(ip) = msg.ip {
             self.vote_external(from, normalize(ip));
         }
@@ -633,6 +718,11 @@ impl Node {
                 }
             }
         }
+        if matches!(kind, CommandKind::GetItem) {
+            if let Some(value) = r.value {
+                self.on_item(q, from, value, r);
+            }
+        }
         if matches!(kind, CommandKind::SampleInfohashes) {
             if let Some(samples) = r.samples {
                 let samples: Vec<Id> = samples.iter().collect();
@@ -644,6 +734,51 @@ impl Node {
                 });
             }
         }
+    }
+
+    /// Checks an item a `get` returned and reports it.
+    fn on_item(&mut self, q: QueryId, from: SocketAddr, value: &[u8], r: &Response<'_>) {
+        use crate::server::items::{immutable_target, mutable_target, signing_message};
+        let Some(state) = self.query(q) else { return };
+        let target = state.lookups.iter().flatten().next().map(Lookup::target);
+        let Some(target) = target else { return };
+        let verified = match (r.key, r.signature, r.seq) {
+            (None, _, _) => {
+                if immutable_target(value) != target {
+                    return;
+                }
+                true
+            }
+            (Some(k), Some(sig), Some(seq)) => {
+                if mutable_target(k, &state.salt) != target {
+                    return;
+                }
+                if self.verifier.0.is_some() {
+                    let message = signing_message(&state.salt, seq, value);
+                    if !crate::server::items::Ed25519Verifier::verify(
+                        &self.verifier,
+                        k,
+                        &message,
+                        sig,
+                    ) {
+                        return;
+                    }
+                    true
+                } else {
+                    false
+                }
+            }
+            _ => return,
+        };
+        self.push_event(Event::ItemFound {
+            query: q,
+            from,
+            value: value.to_vec(),
+            key: r.key.copied(),
+            signature: r.signature.copied(),
+            seq: r.seq,
+            verified,
+        });
     }
 
     pub(crate) fn on_error_message(

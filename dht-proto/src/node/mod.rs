@@ -6,11 +6,20 @@
 //! by exactly one [`Event::QueryFinished`]. See the crate docs for the run loop.
 
 mod client;
+pub(crate) mod drive;
+mod item;
+#[cfg(test)]
+mod item_tests;
+#[cfg(test)]
+mod maintenance_tests;
 mod out;
+#[cfg(test)]
+mod proptests;
 mod serve;
 #[cfg(test)]
 mod tests;
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::net::{IpAddr, SocketAddr};
@@ -25,6 +34,7 @@ use crate::id::Id;
 use crate::lookup::Lookup;
 use crate::rng::Rng;
 use crate::routing::{RoutingTable, TableConfig};
+use crate::server::items::{Ed25519Verifier, ItemStore};
 use crate::server::peers::PeerStore;
 use crate::server::tokens::Tokens;
 use crate::small::SmallBytes;
@@ -33,6 +43,7 @@ use crate::time::Instant;
 use crate::transaction::Transactions;
 use crate::wire::compact::NodeInfo;
 
+pub use item::{MutableItem, PutItem};
 pub(crate) use out::Out;
 
 /// Where an outgoing datagram goes; its bytes are in the buffer passed to
@@ -71,6 +82,8 @@ pub enum TimerKind {
     Bootstrap,
     /// Expiry of custom queries the application did not answer.
     CustomExpiry,
+    /// Expiry of stored BEP 44 items.
+    ItemExpiry,
 }
 
 /// Most bootstrap seed addresses remembered for re-bootstrapping.
@@ -79,6 +92,8 @@ const MAX_SEEDS: usize = 64;
 const MAX_SEEN_PEERS: usize = 4096;
 /// Reports of our external address kept for voting.
 const MAX_IP_VOTES: usize = 16;
+/// Addresses remembered as recently pinged to split the own bucket (each asked once).
+pub(crate) const MAX_SPLIT_PINGS: usize = 64;
 /// Distinct reporters needed before an external address is believed.
 const IP_VOTES_NEEDED: usize = 3;
 /// Shortest short timeout, whatever the measured round-trip times.
@@ -97,6 +112,9 @@ pub(crate) struct QueryState {
     /// Announce phase started.
     pub(crate) storing: bool,
     pub(crate) announce_port: Option<u16>,
+    /// BEP 44: the item a put command stores, or the salt a get command checks items with.
+    pub(crate) item: Option<Box<PutItem>>,
+    pub(crate) salt: Vec<u8>,
     pub(crate) metrics: QueryMetrics,
     pub(crate) announced: usize,
     pub(crate) seen_peers: Vec<SocketAddr>,
@@ -112,10 +130,34 @@ impl QueryState {
             pending: 0,
             storing: false,
             announce_port: None,
+            item: None,
+            salt: Vec::new(),
             metrics: QueryMetrics::default(),
             announced: 0,
             seen_peers: Vec::new(),
         }
+    }
+}
+
+/// The application's ed25519 verifier, if any (the core carries no cryptography of its own).
+pub(crate) struct VerifierSlot(pub(crate) Option<Box<dyn Ed25519Verifier + Send + Sync>>);
+
+impl core::fmt::Debug for VerifierSlot {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Some(verifier)"
+        } else {
+            "None"
+        })
+    }
+}
+
+impl Ed25519Verifier for VerifierSlot {
+    /// `false` without a verifier: nothing can be checked, so nothing passes.
+    fn verify(&self, public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|v| v.verify(public_key, message, signature))
     }
 }
 
@@ -143,6 +185,10 @@ pub struct Node {
     pub(crate) tokens: Tokens,
     pub(crate) token_rotate_at: Instant,
     pub(crate) peers: PeerStore,
+    /// BEP 44 items stored for others.
+    pub(crate) items: ItemStore,
+    /// Checks BEP 44 signatures; without one, mutable items are neither stored nor verified.
+    pub(crate) verifier: VerifierSlot,
     pub(crate) txns: Transactions,
     pub(crate) queries: Vec<Option<QueryState>>,
     pub(crate) query_count: usize,
@@ -160,6 +206,8 @@ pub struct Node {
     pub(crate) custom: Vec<PendingCustom>,
     pub(crate) next_custom: u64,
     pub(crate) ip_votes: VecDeque<(IpAddr, SocketAddr)>,
+    /// Recently pinged candidates of the own bucket (see `MAX_SPLIT_PINGS`).
+    pub(crate) split_pings: VecDeque<SocketAddr>,
     pub(crate) external: Option<SocketAddr>,
     /// Smoothed round-trip time over all responses.
     pub(crate) srtt: Option<Duration>,
@@ -198,6 +246,9 @@ impl Node {
                 key
             },
         );
+        let mut items_key = [0u8; 16];
+        rng.fill_bytes(&mut items_key);
+        let items = ItemStore::from_config(&config, items_key);
         Ok(Self {
             token_rotate_at: now + config.token_rotation,
             txns: Transactions::new(config.limits.max_in_flight),
@@ -209,6 +260,8 @@ impl Node {
             tables,
             tokens,
             peers,
+            items,
+            verifier: VerifierSlot(None),
             queries: Vec::new(),
             query_count: 0,
             next_query: 1,
@@ -224,6 +277,7 @@ impl Node {
             custom: Vec::new(),
             next_custom: 1,
             ip_votes: VecDeque::new(),
+            split_pings: VecDeque::new(),
             external: None,
             srtt: None,
             scratch_ids: Vec::new(),
@@ -260,6 +314,23 @@ impl Node {
         if fam == 0 { v4 } else { v6 }
     }
 
+    /// Turns [`Event::QueryReceived`] on or off while running (see
+    /// [`Config::report_queries`]).
+    pub fn set_report_queries(&mut self, on: bool) {
+        self.config.report_queries = on;
+    }
+
+    /// The BEP 44 items this node stores for others.
+    pub fn item_store(&self) -> &ItemStore {
+        &self.items
+    }
+
+    /// Installs the ed25519 verifier BEP 44 mutable items need. Without one the node refuses
+    /// to store mutable items (error 202) and reports mutable items it finds unverified.
+    pub fn set_ed25519_verifier(&mut self, verifier: Box<dyn Ed25519Verifier + Send + Sync>) {
+        self.verifier = VerifierSlot(Some(verifier));
+    }
+
     /// The IPv4 routing table.
     pub fn routing_table(&self) -> &RoutingTable {
         self.table(0)
@@ -290,6 +361,13 @@ impl Node {
         self.query(query).is_some()
     }
 
+    /// The progress of a running command so far (messages sent, responses, timeouts, hops),
+    /// for progress displays; `None` once it has finished. Durations count whole milliseconds,
+    /// like [`Instant`].
+    pub fn query_metrics(&self, query: QueryId) -> Option<&QueryMetrics> {
+        self.query(query).map(|q| &q.metrics)
+    }
+
     /// Commands running now.
     pub fn running_queries(&self) -> usize {
         self.query_count
@@ -308,6 +386,20 @@ impl Node {
     /// Events waiting for [`Node::poll_event`].
     pub fn pending_events(&self) -> usize {
         self.events.len()
+    }
+
+    /// Whether our id complies with BEP 42 for our external address: `None` until
+    /// [`Event::ExternalAddress`] has reported one. Nodes that enforce BEP 42 keep a
+    /// non-compliant node out of their tables; to comply, restart with
+    /// [`Config::id`] set to [`bep42::generate_id`](crate::bep42::generate_id) of that address.
+    pub fn id_is_secure(&self) -> Option<bool> {
+        self.external_address()
+            .map(|a| crate::bep42::id_is_acceptable(&self.id, a.ip()))
+    }
+
+    /// Whether a node may enter the routing table under [`Config::enforce_node_id`].
+    pub(crate) fn admits_id(&self, id: &Id, addr: &SocketAddr) -> bool {
+        !self.config.enforce_node_id || crate::bep42::id_is_acceptable(id, addr.ip())
     }
 
     /// Our external address, once [`Event::ExternalAddress`] has reported it.
@@ -398,6 +490,7 @@ impl Node {
             (self.table(1).next_deadline(), TimerKind::Table),
             (Some(self.token_rotate_at), TimerKind::TokenRotation),
             (self.peers.next_expiry(), TimerKind::PeerExpiry),
+            (self.items.next_expiry(), TimerKind::ItemExpiry),
             (self.bootstrap_retry_at, TimerKind::Bootstrap),
             (
                 self.custom.iter().map(|c| c.expires).min(),
@@ -423,6 +516,7 @@ impl Node {
             self.token_rotate_at = now + self.config.token_rotation;
         }
         self.peers.expire(now);
+        self.items.expire(now);
         let before = self.custom.len();
         self.custom.retain(|c| c.expires > now);
         if self.custom.len() != before {
@@ -546,7 +640,21 @@ impl Node {
     /// Emits [`Event::RoutingTableEmpty`] when the tables just emptied, and schedules a
     /// re-bootstrap.
     pub(crate) fn note_table_size(&mut self) {
-        let empty = self.table_len() == 0;
+        // Empty, or (checked only while already in that state, so the scan is rare) holding
+        // nothing but bad entries: kept, in case they come back, but useless for lookups.
+        let empty = self.table_len() == 0 || (self.table_was_empty && !self.has_live_entries());
+        self.set_table_empty(empty);
+    }
+
+    /// Whether some routing-table entry is not bad (BEP 5: repeated failures).
+    fn has_live_entries(&self) -> bool {
+        self.tables.iter().any(|t| {
+            let config = t.config();
+            t.iter().any(|e| !e.is_bad(config))
+        })
+    }
+
+    fn set_table_empty(&mut self, empty: bool) {
         if empty && !self.table_was_empty {
             self.push_event(Event::RoutingTableEmpty);
             if self.bootstrap_retry_at.is_none()
@@ -597,22 +705,26 @@ impl Node {
                 }
             }
             targets.clear();
-            if self.bootstrapped && !self.table(fam).is_empty() {
-                let [v4, v6] = &mut self.tables;
-                let table = if fam == 0 { v4 } else { v6 };
-                table.refresh_targets(now, &mut self.rng, &mut targets);
-                for target in targets.drain(..) {
-                    // Refreshes never take the last query slots from the application.
-                    if self.query_count * 2 < self.config.limits.max_queries {
-                        let _ =
-                            self.start_lookup(now, CommandKind::Refresh, target, None, Some(fam));
-                    }
+            // Always collect the due refreshes, so that the table's deadline moves on even when
+            // the node cannot act on them (not bootstrapped yet, or no query slot free): a due
+            // deadline left in place would make `poll_timeout` return the past forever.
+            let [v4, v6] = &mut self.tables;
+            let table = if fam == 0 { v4 } else { v6 };
+            let empty = table.is_empty();
+            table.refresh_targets(now, &mut self.rng, &mut targets);
+            for target in targets.drain(..) {
+                // Refreshes never take the last query slots from the application.
+                // Not only once bootstrapped: a node that never bootstrapped (the first node of
+                // a network) still grows its table through refreshes.
+                if !empty && self.query_count * 2 < self.config.limits.max_queries {
+                    let _ = self.start_lookup(now, CommandKind::Refresh, target, None, Some(fam));
                 }
             }
         }
         self.scratch_pings = pings;
         self.scratch_ids = targets;
-        self.note_table_size();
+        let empty = self.table_len() == 0 || !self.has_live_entries();
+        self.set_table_empty(empty);
     }
 
     pub(crate) fn new_custom_handle(&mut self) -> CustomHandle {

@@ -1,9 +1,10 @@
 //! Outgoing messages, queued as small descriptors and encoded only in `poll_transmit`.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
 
-use super::Node;
+use super::{Node, PutItem};
 use crate::id::Id;
 use crate::server::bloom::Bloom;
 use crate::server::tokens::Token;
@@ -12,8 +13,8 @@ use crate::stats::MethodKind;
 use crate::wire::bencode::{self, Value};
 use crate::wire::compact::{NodeInfo, Nodes, Peers};
 use crate::wire::krpc::{
-    AnnouncePeer, Body, Custom, FindNode, GetPeers, KrpcError, Message, Ping, Query, Response,
-    SampleInfohashes, Samples,
+    AnnouncePeer, Body, Custom, FindNode, Get, GetPeers, KrpcError, Message, Ping, Put, Query,
+    Response, SampleInfohashes, Samples,
 };
 
 /// A request we send.
@@ -34,6 +35,15 @@ pub(crate) enum OutQuery {
     SampleInfohashes {
         target: Id,
     },
+    /// BEP 44 `get`.
+    Get {
+        target: Id,
+    },
+    /// BEP 44 `put` of an item, with the token the node gave.
+    Put {
+        token: SmallBytes,
+        item: Box<PutItem>,
+    },
     Custom {
         method: Vec<u8>,
         args: Vec<u8>,
@@ -48,6 +58,8 @@ impl OutQuery {
             Self::GetPeers { .. } => MethodKind::GetPeers,
             Self::AnnouncePeer { .. } => MethodKind::AnnouncePeer,
             Self::SampleInfohashes { .. } => MethodKind::SampleInfohashes,
+            Self::Get { .. } => MethodKind::Get,
+            Self::Put { .. } => MethodKind::Put,
             Self::Custom { .. } => MethodKind::Other,
         }
     }
@@ -58,13 +70,29 @@ impl OutQuery {
 pub(crate) struct OutResponse {
     pub(crate) nodes: Vec<NodeInfo>,
     pub(crate) nodes6: Vec<NodeInfo>,
+    /// Which of `nodes` / `nodes6` the requester gets, even empty (BEP 5 replies to find_node
+    /// and get_peers always carry `nodes`; an empty table gives an empty string).
+    pub(crate) families: (bool, bool),
     pub(crate) values: Vec<SocketAddr>,
     pub(crate) token: Option<Token>,
     pub(crate) samples: Option<Vec<Id>>,
     pub(crate) num: Option<i64>,
     pub(crate) interval: Option<i64>,
     /// Boxed: two 256-byte filters would make every queued message large.
-    pub(crate) scrape: Option<alloc::boxed::Box<(Bloom, Bloom)>>,
+    pub(crate) scrape: Option<Box<(Bloom, Bloom)>>,
+    /// BEP 44 `get`: the stored item, if any.
+    pub(crate) item: Option<Box<OutItem>>,
+    /// BEP 44 `get`: the stored sequence number when the value is left out.
+    pub(crate) seq: Option<i64>,
+}
+
+/// A stored BEP 44 item in a `get` response.
+#[derive(Clone, Debug)]
+pub(crate) struct OutItem {
+    pub(crate) value: Vec<u8>,
+    pub(crate) key: Option<[u8; 32]>,
+    pub(crate) signature: Option<[u8; 64]>,
+    pub(crate) seq: Option<i64>,
 }
 
 #[derive(Clone, Debug)]
@@ -147,6 +175,34 @@ impl Out {
                             want: None,
                         })
                     }
+                    OutQuery::Get { target } => Query::Get(Get {
+                        id,
+                        target: *target,
+                        seq: None,
+                        want: None,
+                    }),
+                    OutQuery::Put { token, item } => Query::Put(match item.as_ref() {
+                        PutItem::Immutable(value) => Put {
+                            id,
+                            token: token.as_slice(),
+                            value,
+                            key: None,
+                            signature: None,
+                            seq: None,
+                            cas: None,
+                            salt: None,
+                        },
+                        PutItem::Mutable(m) => Put {
+                            id,
+                            token: token.as_slice(),
+                            value: &m.value,
+                            key: Some(&m.key),
+                            signature: Some(&m.signature),
+                            seq: Some(m.seq),
+                            cas: m.cas,
+                            salt: (!m.salt.is_empty()).then_some(m.salt.as_slice()),
+                        },
+                    }),
                     OutQuery::Custom { method, args } => {
                         custom_args = bencode::decode(args, &limits).ok()?;
                         let Value::Dict(args) = custom_args else {
@@ -164,10 +220,10 @@ impl Out {
             OutBody::Response(r) => {
                 msg.ip = Some(self.to);
                 let mut resp = Response::new(id);
-                if !r.nodes.is_empty() {
+                if !r.nodes.is_empty() || r.families.0 {
                     resp.nodes = Some(Nodes::Slice(&r.nodes));
                 }
-                if !r.nodes6.is_empty() {
+                if !r.nodes6.is_empty() || r.families.1 {
                     resp.nodes6 = Some(Nodes::Slice(&r.nodes6));
                 }
                 if !r.values.is_empty() {
@@ -180,6 +236,13 @@ impl Out {
                 if let Some((seeds, peers)) = r.scrape.as_deref() {
                     resp.bf_seeds = Some(seeds.as_bytes());
                     resp.bf_peers = Some(peers.as_bytes());
+                }
+                resp.seq = r.seq;
+                if let Some(item) = r.item.as_deref() {
+                    resp.value = Some(&item.value);
+                    resp.key = item.key.as_ref();
+                    resp.signature = item.signature.as_ref();
+                    resp.seq = item.seq;
                 }
                 msg.body = Body::Response(resp);
                 msg.encode(buf).ok()

@@ -1,5 +1,6 @@
 //! The server side: answering incoming queries.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
 
@@ -7,8 +8,9 @@ use super::{Disposition, Node, PendingCustom, family, normalize};
 use crate::error::DropReason;
 use crate::event::Event;
 use crate::id::Id;
-use crate::node::out::{Out, OutBody, OutResponse};
-use crate::routing::InsertOutcome;
+use crate::node::out::{Out, OutBody, OutItem, OutResponse};
+use crate::routing::{Entry, InsertOutcome};
+use crate::server::items::{Item, MutablePut, PutError};
 use crate::small::SmallBytes;
 use crate::stats::MethodKind;
 use crate::time::Instant;
@@ -139,9 +141,27 @@ impl Node {
         }
         // BEP 43: read-only nodes never enter the table. Others are seen, not yet verified.
         if let Some(id) = sender {
-            if !msg.read_only {
+            if !msg.read_only && self.admits_id(&id, &from) {
                 let fam = family(&from);
                 let outcome = self.table_mut(fam).on_query(now, id, from);
+                let splittable = self
+                    .table(fam)
+                    .bucket_of(&id)
+                    .is_some_and(|b| b.covers(&self.id));
+                if outcome == InsertOutcome::Cached
+                    && splittable
+                    && self.in_flight() < self.config.limits.max_in_flight / 2
+                    && !self.split_pings.contains(&from)
+                {
+                    if self.split_pings.len() >= super::MAX_SPLIT_PINGS {
+                        self.split_pings.pop_front();
+                    }
+                    self.split_pings.push_back(from);
+                    // It waits in our own bucket's cache, but an answer from it would split
+                    // that bucket and let it in: ask. Without this a node that is only ever
+                    // queried (the first node of a network) would stay at one bucket.
+                    let _ = self.send_table_ping(now, Some(id), from);
+                }
                 self.handle_insert(now, outcome);
                 self.note_table_size();
             }
@@ -171,10 +191,7 @@ impl Node {
                     &mut body.values,
                 );
                 if g.scrape {
-                    body.scrape = self
-                        .peers
-                        .scrape(now, &g.info_hash)
-                        .map(alloc::boxed::Box::new);
+                    body.scrape = self.peers.scrape(now, &g.info_hash).map(Box::new);
                 }
                 self.queue_response(from, tid, body)
             }
@@ -224,12 +241,96 @@ impl Node {
                 });
                 Disposition::Accepted
             }
-            // BEP 44 storage is not served yet: say so rather than stay silent.
-            Query::Get(_) | Query::Put(_) | Query::Custom(_) => {
+            Query::Get(g) => {
+                let mut body = OutResponse {
+                    token: Some(self.tokens.issue(from.ip())),
+                    ..OutResponse::default()
+                };
+                if let Some(item) = self.items.get(now, &g.target) {
+                    body.item = Some(Box::new(match item {
+                        Item::Immutable { v } => OutItem {
+                            value: v.to_vec(),
+                            key: None,
+                            signature: None,
+                            seq: None,
+                        },
+                        Item::Mutable { k, seq, sig, v, .. } => {
+                            if g.seq.is_some_and(|known| seq <= known) {
+                                // BEP 44: the requester has this version; only say which.
+                                body.seq = Some(seq);
+                                body.item = None;
+                                self.fill_item_nodes(&mut body, &g.target, from, g.want);
+                                return self.queue_response(from, tid, body);
+                            }
+                            OutItem {
+                                value: v.to_vec(),
+                                key: Some(*k),
+                                signature: Some(*sig),
+                                seq: Some(seq),
+                            }
+                        }
+                    }));
+                }
+                self.fill_item_nodes(&mut body, &g.target, from, g.want);
+                self.queue_response(from, tid, body)
+            }
+            Query::Put(p) => {
+                if !self.tokens.verify(from.ip(), p.token) {
+                    self.queue_error(from, tid, error_code::PROTOCOL, b"bad token");
+                    return Disposition::Accepted;
+                }
+                let result = match (p.key, p.signature, p.seq) {
+                    (None, None, None) => self.items.put_immutable(now, p.value),
+                    (Some(k), Some(sig), Some(seq)) if self.verifier.0.is_some() => {
+                        let put = MutablePut {
+                            k,
+                            salt: p.salt.unwrap_or_default(),
+                            seq,
+                            sig,
+                            v: p.value,
+                            cas: p.cas,
+                        };
+                        self.items.put_mutable(now, &put, &self.verifier)
+                    }
+                    (Some(_), Some(_), Some(_)) => Err(PutError::StorageDisabled),
+                    _ => {
+                        self.queue_error(from, tid, error_code::PROTOCOL, b"missing k, sig or seq");
+                        return Disposition::Accepted;
+                    }
+                };
+                match result {
+                    Ok(_) => self.queue_response(from, tid, OutResponse::default()),
+                    Err(e) => {
+                        self.queue_error(from, tid, e.code(), e.message().as_bytes());
+                        Disposition::Accepted
+                    }
+                }
+            }
+            Query::Custom(_) => {
                 self.queue_error(from, tid, error_code::METHOD_UNKNOWN, b"method unknown");
                 Disposition::Accepted
             }
         }
+    }
+
+    /// The closest nodes for a `get` reply, as many as fit next to the item in one datagram.
+    fn fill_item_nodes(
+        &mut self,
+        body: &mut OutResponse,
+        target: &Id,
+        from: SocketAddr,
+        want: Option<Want>,
+    ) {
+        self.fill_nodes(body, target, from, want);
+        let item_len = body
+            .item
+            .as_ref()
+            .map_or(0, |i| i.value.len() + 32 + 64 + 40);
+        let mut room = RESPONSE_BUDGET.saturating_sub(RESPONSE_OVERHEAD + item_len);
+        let keep4 = body.nodes.len().min(room / 26);
+        body.nodes.truncate(keep4);
+        room = room.saturating_sub(keep4 * 26);
+        body.nodes6.truncate(room / 38);
     }
 
     /// The closest nodes for a reply: the requester's family unless `want` says otherwise
@@ -245,6 +346,7 @@ impl Node {
             Some(w) if w.v4 || w.v6 => (w.v4, w.v6),
             _ => (from.is_ipv4(), from.is_ipv6()),
         };
+        body.families = (v4, v6 && self.config.ipv6);
         if v4 {
             self.closest_nodes(0, target, NODES_PER_REPLY, &mut body.nodes);
         }
@@ -253,10 +355,32 @@ impl Node {
         }
     }
 
+    /// The `n` closest entries for a reply: those that have answered us first (BEP 5 hands out
+    /// good nodes; a node that only queried us could be made up to poison others' lookups),
+    /// topped up with unverified ones only when too few have answered, as on a young table.
     pub(crate) fn closest_nodes(&self, fam: usize, target: &Id, n: usize, out: &mut Vec<NodeInfo>) {
-        let mut entries = Vec::new();
-        self.table(fam).closest(target, n, &mut entries);
-        out.extend(entries.iter().map(|e| NodeInfo { id: e.0, addr: e.1 }));
+        let table = self.table(fam);
+        let config = table.config();
+        let mut entries = Vec::with_capacity(n);
+        table.closest_entries(
+            target,
+            n,
+            |e| e.is_verified() && !e.is_bad(config),
+            &mut entries,
+        );
+        out.extend(entries.iter().map(|e| NodeInfo {
+            id: e.id(),
+            addr: e.addr(),
+        }));
+        if entries.len() < n {
+            let missing = n - entries.len();
+            let unverified = |e: &Entry| !e.is_verified() && !e.is_bad(config);
+            table.closest_entries(target, missing, unverified, &mut entries);
+            out.extend(entries.iter().map(|e| NodeInfo {
+                id: e.id(),
+                addr: e.addr(),
+            }));
+        }
     }
 
     /// Sends the ping a full bucket asked for.
@@ -283,23 +407,11 @@ impl Node {
         response: &[u8],
     ) -> Result<(), crate::error::CommandError> {
         use crate::error::CommandError;
-        let pos = self
-            .custom
-            .iter()
-            .position(|c| c.handle == handle)
-            .ok_or(CommandError::UnknownQuery)?;
+        let pos = self.custom_position(handle)?;
         let body = super::client::with_id(response, &self.id, &self.config.limits.decode)
             .ok_or(CommandError::InvalidArgument("response"))?;
-        if !self.can_queue() {
-            return Err(CommandError::Busy);
-        }
-        let pending = self.custom.swap_remove(pos);
+        self.answer_custom(pos, OutBody::CustomResponse(body))?;
         self.stats.responses_sent = self.stats.responses_sent.saturating_add(1);
-        self.transmits.push_back(Out {
-            to: pending.to,
-            tid: pending.tid,
-            body: OutBody::CustomResponse(body),
-        });
         Ok(())
     }
 
@@ -315,26 +427,44 @@ impl Node {
         message: &[u8],
     ) -> Result<(), crate::error::CommandError> {
         use crate::error::CommandError;
-        let pos = self
-            .custom
-            .iter()
-            .position(|c| c.handle == handle)
-            .ok_or(CommandError::UnknownQuery)?;
+        let pos = self.custom_position(handle)?;
         if message.len() > 512 {
             return Err(CommandError::InvalidArgument("message"));
         }
+        let body = OutBody::CustomError {
+            code,
+            message: message.to_vec(),
+        };
+        self.answer_custom(pos, body)?;
+        self.stats.error_sent(code);
+        Ok(())
+    }
+
+    /// Where the pending custom query `handle` is.
+    fn custom_position(
+        &self,
+        handle: crate::event::CustomHandle,
+    ) -> Result<usize, crate::error::CommandError> {
+        self.custom
+            .iter()
+            .position(|c| c.handle == handle)
+            .ok_or(crate::error::CommandError::UnknownQuery)
+    }
+
+    /// Queues the answer to the pending custom query at `pos`, which it ends.
+    fn answer_custom(
+        &mut self,
+        pos: usize,
+        body: OutBody,
+    ) -> Result<(), crate::error::CommandError> {
         if !self.can_queue() {
-            return Err(CommandError::Busy);
+            return Err(crate::error::CommandError::Busy);
         }
         let pending = self.custom.swap_remove(pos);
-        self.stats.error_sent(code);
         self.transmits.push_back(Out {
             to: pending.to,
             tid: pending.tid,
-            body: OutBody::CustomError {
-                code,
-                message: message.to_vec(),
-            },
+            body,
         });
         Ok(())
     }

@@ -642,3 +642,78 @@ fn query_cap_is_enforced() {
     assert_eq!(node.ping(now, addr(4)), Err(CommandError::TooManyQueries));
     assert_eq!(node.get_peers(now, Id::ZERO), Err(CommandError::NoContacts));
 }
+
+/// Regression (found by the node property test): before bootstrap, a bucket's refresh deadline
+/// that came due stayed in the past, so `poll_timeout` kept returning it and a driver spun.
+#[test]
+fn refresh_deadline_moves_on_before_bootstrap() {
+    let start = Instant::from_secs(1);
+    let mut node = Node::new(local(3), start).unwrap();
+    node.add_node(start, addr(40), Some(Id::new([0x40; 20])))
+        .unwrap();
+    let later = start + node.config().bucket_refresh_interval + Duration::from_secs(18);
+    node.handle_timeout(later);
+    let mut buf = [0u8; 1500];
+    while node.poll_transmit(later, &mut buf).is_some() {}
+    while node.poll_event().is_some() {}
+    let next = node.poll_timeout().expect("a node always has some timer");
+    assert!(next > later, "poll_timeout {next} is not after {later}");
+}
+
+/// BEP 42 enforcement: a public address whose id does not match it is answered but kept out of
+/// the table; a matching id from the same kind of address gets in; without enforcement both do.
+#[test]
+fn enforce_node_id_keeps_mismatched_ids_out_of_the_table() {
+    let now = Instant::from_secs(1);
+    let public_a = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(21, 75, 31, 124)), 6881);
+    let public_b = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(65, 23, 51, 170)), 6881);
+    let mut rng = Rng::new([5; 32]);
+    let good = crate::bep42::generate_id(public_b.ip(), 0x56, &mut rng);
+    let mut bad = crate::bep42::generate_id(public_a.ip(), 0x56, &mut rng);
+    bad = bad.with_bit(0, !bad.bit(0));
+    assert!(!crate::bep42::id_is_acceptable(&bad, public_a.ip()));
+    for enforce in [true, false] {
+        let mut config = local(9);
+        config.enforce_node_id = enforce;
+        let mut node = Node::new(config, now).unwrap();
+        let answers = exchange(&mut node, now, public_a, &ping_query(b"p1", bad));
+        assert_eq!(answers.len(), 1, "answered either way");
+        let _ = exchange(&mut node, now, public_b, &ping_query(b"p2", good));
+        assert_eq!(node.routing_table().contains(&bad), !enforce);
+        assert!(node.routing_table().contains(&good));
+    }
+}
+
+#[test]
+fn query_metrics_show_progress_while_running_and_vanish_after() {
+    let mut net = Net::new(6, local);
+    net.bootstrap_all();
+    let now = net.now;
+    let q = net.nodes[2].find_node(now, Id::new([3; 20])).unwrap();
+    net.drain();
+    let sent = net.nodes[2]
+        .query_metrics(q)
+        .expect("running")
+        .messages_sent;
+    assert!(sent >= 1, "the lookup has sent its first requests");
+    net.run_until_finished(2, q);
+    assert!(net.nodes[2].query_metrics(q).is_none());
+}
+
+/// The per-entry sizes `Limits` documents for its worst-case memory are not optimistic.
+#[test]
+fn limits_docs_match_the_real_entry_sizes() {
+    use core::mem::size_of;
+    assert!(
+        size_of::<crate::transaction::Txn>() + 48 <= 160,
+        "max_in_flight doc"
+    );
+    assert!(size_of::<QueryState>() <= 400, "max_queries doc");
+    assert!(
+        size_of::<crate::lookup::Candidate>() <= 112,
+        "max_queries doc"
+    );
+    assert!(size_of::<Out>() <= 256, "max_pending_transmits doc");
+    assert!(size_of::<Event>() <= 192, "max_pending_events doc");
+    assert!(size_of::<PendingCustom>() <= 96, "max_pending_custom doc");
+}

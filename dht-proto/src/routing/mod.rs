@@ -22,10 +22,13 @@
 //!   the bucket has a questionable entry the table asks for that entry to be pinged
 //!   ([`InsertOutcome::PingFirst`]); an entry that then fails enough pings turns bad and the best
 //!   waiting contact takes its slot.
-//! - A node we only heard of ([`RoutingTable::add_candidate`], [`RoutingTable::import`]) or that
-//!   only sent us a query ([`RoutingTable::on_query`]) is unverified. It takes a free slot or the
-//!   slot of a bad entry, else waits in the replacement cache; it never displaces a live entry
-//!   and never splits a bucket. The table asks for a verification ping to each unverified entry
+//! - A node we only heard of ([`RoutingTable::add_candidate`]) or that only sent us a query
+//!   ([`RoutingTable::on_query`]) is unverified. It takes a free slot or the slot of a bad entry,
+//!   else waits in the replacement cache; it never displaces a live entry and never splits a
+//!   bucket (so made-up ids near the own id cannot deepen the table). Contacts from our own
+//!   saved list ([`RoutingTable::import`]) are unverified too but may split the own bucket, so
+//!   the table takes its old shape back. The table asks for a verification ping to each
+//!   unverified entry
 //!   [`TableConfig::verify_after`] after it was added ([`RoutingTable::pings_due`]), unless an
 //!   answer arrives first.
 //! - The own id never enters; with [`TableConfig::one_node_per_ip`] an IP address has at most
@@ -35,9 +38,10 @@
 //!
 //! # Memory
 //!
-//! At most 160 buckets of at most 64 entries plus 64 replacements each. With the defaults
-//! (k = 8, 8 replacements) a node in a network of ten million holds about 21 buckets, ~170
-//! entries and as many replacements, each entry about 120 bytes.
+//! At most 160 buckets of at most 64 entries plus 64 replacements each, and an address index
+//! over the entries. With the defaults (k = 8, 8 replacements) a node in a network of ten
+//! million holds about 22 buckets, ~170 entries and ~150 replacements of about 130 bytes each:
+//! some 45 KB.
 //!
 //! # Time
 //!
@@ -255,6 +259,8 @@ pub(crate) fn key(addr: &SocketAddr) -> AddrKey {
 pub(crate) enum Observation {
     /// Somebody told us about it.
     Candidate,
+    /// Our own saved contact list has it: like a candidate, but may split the own bucket.
+    Import,
     /// It sent us a query.
     Query,
     /// It answered one of ours.
@@ -357,7 +363,7 @@ impl RoutingTable {
         let (bad, verified) = (entry.is_bad(&config), entry.is_verified());
         if bad && (!verified || self.best_promotable(b).is_some()) {
             self.take_entry(b, &id);
-            self.refill(now, b);
+            self.settle(now);
         }
     }
 
@@ -375,11 +381,12 @@ impl RoutingTable {
     pub fn remove(&mut self, id: &Id) -> bool {
         let b = self.bucket_index(id);
         if self.take_entry(b, id).is_some() {
+            // Without a clock, a promotion counts as a change at the bucket's last change.
             let now = self
                 .buckets
                 .get(b)
                 .map_or(Instant::ZERO, |b| b.last_changed);
-            self.refill(now, b);
+            self.settle(now);
             return true;
         }
         let Some(bucket) = self.buckets.get_mut(b) else {
@@ -569,8 +576,12 @@ impl RoutingTable {
         all.into_iter().map(|e| (e.id, e.addr)).collect()
     }
 
-    /// Adds saved contacts as unverified candidates (see [`add_candidate`](Self::add_candidate));
-    /// returns how many were taken into the table or a replacement cache.
+    /// Adds contacts saved by [`export`](Self::export) as unverified entries; returns how many
+    /// were taken into the table or a replacement cache.
+    ///
+    /// Like [`add_candidate`](Self::add_candidate) they never displace a live entry and get a
+    /// verification ping, but they may split the own bucket, so a fresh table takes its old
+    /// shape back.
     pub fn import(
         &mut self,
         now: Instant,
@@ -579,7 +590,7 @@ impl RoutingTable {
         let mut taken = 0;
         for (id, addr) in nodes {
             if matches!(
-                self.add_candidate(now, id, addr),
+                self.observe(now, id, addr, Observation::Import),
                 InsertOutcome::Inserted | InsertOutcome::Cached
             ) {
                 taken += 1;

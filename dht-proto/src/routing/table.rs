@@ -17,7 +17,35 @@ impl RoutingTable {
         self.own_id.common_prefix_len(id).min(last)
     }
 
+    /// Applies what we learned about a node, then fills any slot it freed.
     pub(super) fn observe(
+        &mut self,
+        now: Instant,
+        id: Id,
+        addr: SocketAddr,
+        obs: Observation,
+    ) -> InsertOutcome {
+        let outcome = self.observe_unsettled(now, id, addr, obs);
+        self.settle(now);
+        outcome
+    }
+
+    /// Fills free slots from the replacement caches wherever possible. An entry leaving the
+    /// table frees its address, which can make a replacement usable in another bucket than its
+    /// own; this pass is linear in the number of buckets.
+    pub(super) fn settle(&mut self, now: Instant) {
+        for b in 0..self.buckets.len() {
+            let waiting = self
+                .buckets
+                .get(b)
+                .is_some_and(|bk| bk.entries.len() < bk.cap && !bk.cache.is_empty());
+            if waiting {
+                self.refill(now, b);
+            }
+        }
+    }
+
+    fn observe_unsettled(
         &mut self,
         now: Instant,
         id: Id,
@@ -56,11 +84,11 @@ impl RoutingTable {
             else {
                 return InsertOutcome::Cached;
             };
-            return self.admit(now, entry, true);
+            return self.admit(now, entry, obs);
         }
         let mut entry = Entry::new(id, addr, now);
         apply(&mut entry, now, obs);
-        self.admit(now, entry, matches!(obs, Observation::Response(_)))
+        self.admit(now, entry, obs)
     }
 
     /// Applies an observation to the entry at `b`/`pos`.
@@ -123,10 +151,9 @@ impl RoutingTable {
         None
     }
 
-    /// Finds room for a contact that is in neither the table nor a replacement cache.
-    /// `verified` contacts (that just answered) may split buckets and displace unverified
-    /// entries.
-    fn admit(&mut self, now: Instant, entry: Entry, verified: bool) -> InsertOutcome {
+    /// Finds room for a contact that is in neither the table nor a replacement cache, with
+    /// the rights its observation gives it.
+    pub(super) fn admit(&mut self, now: Instant, entry: Entry, obs: Observation) -> InsertOutcome {
         // An address conflict with a bad entry resolves in the newcomer's favour; each round
         // removes an entry, so this ends.
         let mut freed = None;
@@ -142,15 +169,31 @@ impl RoutingTable {
             self.take_entry(b, &holder);
             freed = Some(b);
         }
-        let outcome = self.place(now, entry, verified);
+        let outcome = self.place(now, entry, obs);
         if let Some(b) = freed {
             self.refill(now, b);
         }
         outcome
     }
 
-    fn place(&mut self, now: Instant, entry: Entry, verified: bool) -> InsertOutcome {
+    /// Inserts, replaces, splits or caches (see the module documentation).
+    fn place(&mut self, now: Instant, entry: Entry, obs: Observation) -> InsertOutcome {
+        let before = self.buckets.len();
+        let outcome = self.place_splitting(now, entry, obs);
+        // Splits kept the newcomer's address free; if it did not take it, a replacement may.
+        for b in before.saturating_sub(1)..self.buckets.len() {
+            self.refill(now, b);
+        }
+        outcome
+    }
+
+    fn place_splitting(&mut self, now: Instant, entry: Entry, obs: Observation) -> InsertOutcome {
         let config = self.config;
+        let (may_split, may_displace) = match obs {
+            Observation::Response(_) => (true, true),
+            Observation::Import => (true, false),
+            Observation::Candidate | Observation::Query => (false, false),
+        };
         loop {
             let b = self.bucket_index(&entry.id);
             let splittable = b + 1 == self.buckets.len() && b + 1 < ID_BITS;
@@ -174,15 +217,17 @@ impl RoutingTable {
                 bucket.touch(now, &config);
                 return InsertOutcome::Inserted;
             }
-            if !verified {
+            if may_split && splittable {
+                // The newcomer keeps its address: no replacement holding it may fill the split
+                // buckets in the meantime.
+                self.split(now, Some(&entry));
+                continue;
+            }
+            if !may_displace {
                 return match cache_insert(bucket, entry, &config) {
                     Ok(()) => InsertOutcome::Cached,
                     Err(reason) => InsertOutcome::Rejected(reason),
                 };
-            }
-            if splittable {
-                self.split(now);
-                continue;
             }
             let unverified = bucket.unverified_entry();
             if let Some(slot) = unverified.and_then(|p| bucket.entries.get_mut(p)) {
@@ -217,7 +262,7 @@ impl RoutingTable {
 
     /// Splits the last bucket in two: the far half keeps its depth, the half with the own id
     /// becomes the new last bucket.
-    fn split(&mut self, now: Instant) {
+    fn split(&mut self, now: Instant, reserved: Option<&Entry>) {
         let config = self.config;
         let depth = self.buckets.len().saturating_sub(1);
         if depth + 1 >= ID_BITS {
@@ -255,8 +300,8 @@ impl RoutingTable {
             let _ = cache_insert(&mut near, demoted, &config);
         }
         self.buckets.push(near);
-        self.refill(now, depth);
-        self.refill(now, depth + 1);
+        self.refill_except(now, depth, reserved);
+        self.refill_except(now, depth + 1, reserved);
     }
 
     /// Removes the entry `id` from bucket `b` (no refill).
@@ -272,19 +317,38 @@ impl RoutingTable {
     /// The replacement of bucket `b` that would take a free slot: the best-ranked one that is
     /// not bad and whose address is free.
     pub(super) fn best_promotable(&self, b: usize) -> Option<usize> {
+        self.best_promotable_except(b, None)
+    }
+
+    /// Like [`best_promotable`](Self::best_promotable), also treating the address of
+    /// `reserved` (a contact being inserted) as taken.
+    fn best_promotable_except(&self, b: usize, reserved: Option<&Entry>) -> Option<usize> {
         let bucket = self.buckets.get(b)?;
+        let clashes =
+            |e: &Entry| reserved.is_some_and(|r| r.id != e.id && self.same_slot(&r.addr, &e.addr));
         let usable = bucket.cache.iter().enumerate().filter(|(_, e)| {
-            !e.is_bad(&self.config) && self.addr_conflict(&e.id, &e.addr).is_none()
+            !e.is_bad(&self.config) && !clashes(e) && self.addr_conflict(&e.id, &e.addr).is_none()
         });
         usable
             .max_by_key(|(_, e)| e.rank(&self.config))
             .map(|(i, _)| i)
     }
 
+    /// Whether two addresses may not both have entries: equal, or the same IP when one node
+    /// per IP is enforced.
+    fn same_slot(&self, a: &SocketAddr, b: &SocketAddr) -> bool {
+        key(a) == key(b) || (self.config.one_node_per_ip && a.ip() == b.ip())
+    }
+
     /// Moves the best replacements of bucket `b` into its free slots.
     pub(super) fn refill(&mut self, now: Instant, b: usize) {
+        self.refill_except(now, b, None);
+    }
+
+    /// Like [`refill`](Self::refill), leaving the address of `reserved` free.
+    fn refill_except(&mut self, now: Instant, b: usize, reserved: Option<&Entry>) {
         let config = self.config;
-        while let Some(pos) = self.best_promotable(b) {
+        while let Some(pos) = self.best_promotable_except(b, reserved) {
             let Some(bucket) = self.buckets.get_mut(b) else {
                 return;
             };
@@ -368,7 +432,7 @@ impl RoutingTable {
 /// Records an observation on an entry.
 fn apply(entry: &mut Entry, now: Instant, obs: Observation) {
     match obs {
-        Observation::Candidate => {}
+        Observation::Candidate | Observation::Import => {}
         Observation::Query => entry.record_query(now),
         Observation::Response(rtt) => entry.record_response(now, rtt),
     }

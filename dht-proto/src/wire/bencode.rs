@@ -9,6 +9,11 @@
 //! neither grow the call stack nor allocate. A datagram of a million `l` bytes is rejected at
 //! the first byte past the depth limit.
 //!
+//! Tokens are read by small nom parsers (`i…e`, `<len>:…`); the overwhelmingly common shapes
+//! (a length of up to four digits, an integer of up to 18 digits) take a one-loop fast path
+//! first, and everything else, errors included, goes through the nom parsers, which name the
+//! exact fault.
+//!
 //! # Strictness
 //!
 //! Grammar is enforced exactly: no leading zeros (`i03e`, `03:abc`), no `-0`, no empty integer,
@@ -445,15 +450,18 @@ impl ParseError<&[u8]> for TokenError {
 
 type TokenResult<'a, T> = IResult<&'a [u8], T, TokenError>;
 
+#[inline]
 fn digits(input: &[u8]) -> TokenResult<'_, &[u8]> {
     nom::bytes::complete::take_while1(|b: u8| b.is_ascii_digit()).parse(input)
 }
 
+#[inline]
 fn byte<'a>(expected: &'static [u8]) -> impl Fn(&'a [u8]) -> TokenResult<'a, &'a [u8]> {
     nom::bytes::complete::tag(expected)
 }
 
 /// `i<digits>e`, starting at the `i`.
+#[inline]
 fn integer_token(input: &[u8]) -> TokenResult<'_, i64> {
     let (rest, _) = byte(b"i")(input)?;
     let (rest, minus) = nom::combinator::opt(byte(b"-")).parse(rest)?;
@@ -483,6 +491,7 @@ fn integer_token(input: &[u8]) -> TokenResult<'_, i64> {
 }
 
 /// `<len>:<bytes>`, starting at the first length digit.
+#[inline]
 fn string_token(input: &[u8], max_len: usize) -> TokenResult<'_, &[u8]> {
     let (rest, ds) = digits(input)?;
     if let [b'0', _, ..] = ds {
@@ -505,6 +514,62 @@ fn string_token(input: &[u8], max_len: usize) -> TokenResult<'_, &[u8]> {
     }
 }
 
+/// The common shape of a byte string, `<1 to 4 digits>:<bytes>`, read in one loop; `None`
+/// for anything else, which [`string_token`] then reads (or rejects, with the exact error).
+#[inline(always)]
+fn fast_string(input: &[u8], max_len: usize) -> Option<(&[u8], &[u8])> {
+    let (&first, _) = input.split_first()?;
+    let mut len = usize::from(first.wrapping_sub(b'0'));
+    if len > 9 || (len == 0 && input.get(1) != Some(&b':')) {
+        return None;
+    }
+    let mut i = 1;
+    loop {
+        let d = input.get(i)?.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        if i == 4 {
+            return None;
+        }
+        len = len * 10 + usize::from(d);
+        i += 1;
+    }
+    if input.get(i) != Some(&b':') || len > max_len {
+        return None;
+    }
+    input.get(i + 1..)?.split_at_checked(len)
+}
+
+/// The common shape of an integer, `i<1 to 18 digits>e` with an optional minus and no leading
+/// zero, read in one loop; `None` for anything else, which [`integer_token`] then reads.
+#[inline(always)]
+fn fast_integer(input: &[u8]) -> Option<(i64, &[u8])> {
+    let rest = input.get(1..)?;
+    let (negative, digits) = match rest.split_first()? {
+        (b'-', r) => (true, r),
+        _ => (false, rest),
+    };
+    let mut value: i64 = 0;
+    let mut i = 0;
+    loop {
+        let d = digits.get(i)?.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        if i == 18 {
+            return None;
+        }
+        value = value * 10 + i64::from(d);
+        i += 1;
+    }
+    let leading_zero = digits.first() == Some(&b'0') && (i > 1 || negative);
+    if i == 0 || leading_zero || digits.get(i) != Some(&b'e') {
+        return None;
+    }
+    Some((if negative { -value } else { value }, digits.get(i + 1..)?))
+}
+
 /// What kind of container a stack frame is, and the previous key of a dictionary.
 #[derive(Clone, Copy)]
 struct Frame<'a> {
@@ -522,6 +587,7 @@ pub(crate) struct Parser<'a> {
 }
 
 impl<'a> Parser<'a> {
+    #[inline]
     pub(crate) fn new(input: &'a [u8], limits: &DecodeLimits) -> Self {
         Self {
             input,
@@ -533,14 +599,17 @@ impl<'a> Parser<'a> {
     }
 
     /// Offset of the cursor in the input.
+    #[inline]
     pub(crate) fn offset(&self) -> usize {
         self.input.len() - self.rest.len()
     }
 
+    #[inline]
     pub(crate) fn error(&self, kind: DecodeErrorKind) -> DecodeError {
         DecodeError::new(kind, self.offset())
     }
 
+    #[cold]
     fn token_error(&self, e: nom::Err<TokenError>) -> DecodeError {
         match e {
             nom::Err::Error(t) | nom::Err::Failure(t) => {
@@ -553,11 +622,13 @@ impl<'a> Parser<'a> {
     }
 
     /// The next byte, not consumed.
+    #[inline]
     pub(crate) fn peek(&self) -> Option<u8> {
         self.rest.first().copied()
     }
 
     /// Consumes one byte, which the caller has peeked.
+    #[inline]
     pub(crate) fn bump(&mut self) {
         self.rest = self.rest.get(1..).unwrap_or_default();
     }
@@ -572,11 +643,13 @@ impl<'a> Parser<'a> {
     }
 
     /// The input from `start` to the cursor.
+    #[inline]
     pub(crate) fn since(&self, start: usize) -> &'a [u8] {
         self.input.get(start..self.offset()).unwrap_or_default()
     }
 
     /// Counts one list item or dictionary entry against the budget.
+    #[inline]
     pub(crate) fn count_element(&mut self) -> Result<(), DecodeError> {
         match self.elements_left.checked_sub(1) {
             Some(left) => {
@@ -588,6 +661,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Opens a container at nesting level `depth` (1 for a top-level container).
+    #[inline]
     pub(crate) fn enter(&mut self, depth: usize) -> Result<(), DecodeError> {
         if depth > self.max_depth {
             return Err(self.error(DecodeErrorKind::DepthLimit));
@@ -596,7 +670,18 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
+    #[inline(always)]
     pub(crate) fn integer(&mut self) -> Result<i64, DecodeError> {
+        if let Some((v, rest)) = fast_integer(self.rest) {
+            self.rest = rest;
+            return Ok(v);
+        }
+        self.integer_slow()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn integer_slow(&mut self) -> Result<i64, DecodeError> {
         match integer_token(self.rest) {
             Ok((rest, v)) => {
                 self.rest = rest;
@@ -606,7 +691,18 @@ impl<'a> Parser<'a> {
         }
     }
 
+    #[inline(always)]
     pub(crate) fn string(&mut self) -> Result<&'a [u8], DecodeError> {
+        if let Some((s, rest)) = fast_string(self.rest, self.max_string_len) {
+            self.rest = rest;
+            return Ok(s);
+        }
+        self.string_slow()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn string_slow(&mut self) -> Result<&'a [u8], DecodeError> {
         match string_token(self.rest, self.max_string_len) {
             Ok((rest, s)) => {
                 self.rest = rest;
@@ -618,6 +714,7 @@ impl<'a> Parser<'a> {
 
     /// At a key position of a dictionary: `None` (and the `e` consumed) at its end, else the
     /// key, checked against the previous one.
+    #[inline]
     pub(crate) fn key(
         &mut self,
         prev: &mut Option<&'a [u8]>,
@@ -642,7 +739,26 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// Like [`Parser::key`] without the check against the previous key, for callers that
+    /// detect repeats themselves.
+    #[inline(always)]
+    pub(crate) fn key_unchecked(&mut self) -> Result<Option<&'a [u8]>, DecodeError> {
+        match self.peek() {
+            Some(b'e') => {
+                self.bump();
+                Ok(None)
+            }
+            Some(b'0'..=b'9') => {
+                self.count_element()?;
+                self.string().map(Some)
+            }
+            Some(_) => Err(self.error(DecodeErrorKind::NonStringKey)),
+            None => Err(self.error(DecodeErrorKind::UnexpectedEnd)),
+        }
+    }
+
     /// Validates one value whose enclosing containers number `depth`.
+    #[inline]
     pub(crate) fn value(&mut self, depth: usize) -> Result<Value<'a>, DecodeError> {
         match self.peek() {
             Some(b'i') => Ok(Value::Int(self.integer()?)),
@@ -703,6 +819,7 @@ impl<'a> Parser<'a> {
         }
     }
 
+    #[inline]
     fn scalar_or_open(
         &mut self,
         stack: &mut heapless::Vec<Frame<'a>, MAX_DEPTH>,
@@ -717,6 +834,7 @@ impl<'a> Parser<'a> {
         }
     }
 
+    #[inline]
     fn open(
         &mut self,
         stack: &mut heapless::Vec<Frame<'a>, MAX_DEPTH>,
@@ -740,6 +858,7 @@ impl<'a> Parser<'a> {
 // ------------------------------------------------------------------------------------------
 
 /// Reads a validated byte string.
+#[inline]
 pub(crate) fn read_string(input: &[u8]) -> Option<(&[u8], &[u8])> {
     let mut len: usize = 0;
     let mut rest = input;
@@ -757,6 +876,7 @@ pub(crate) fn read_string(input: &[u8]) -> Option<(&[u8], &[u8])> {
 }
 
 /// Reads a validated integer (input starts at `i`).
+#[inline]
 fn read_int(input: &[u8]) -> Option<(i64, &[u8])> {
     let rest = input.get(1..)?;
     let (negative, mut rest) = match rest.split_first() {
@@ -778,6 +898,7 @@ fn read_int(input: &[u8]) -> Option<(i64, &[u8])> {
 }
 
 /// Skips a validated list or dictionary (input starts at `l` or `d`); returns what follows.
+#[inline]
 pub(crate) fn skip_container(input: &[u8]) -> Option<&[u8]> {
     let mut depth: usize = 0;
     let mut rest = input;
@@ -804,6 +925,7 @@ pub(crate) fn skip_container(input: &[u8]) -> Option<&[u8]> {
 }
 
 /// Reads one validated value; `None` at the `e` closing the enclosing container.
+#[inline]
 pub(crate) fn read_value(input: &[u8]) -> Option<(Value<'_>, &[u8])> {
     match *input.first()? {
         b'i' => read_int(input).map(|(i, rest)| (Value::Int(i), rest)),

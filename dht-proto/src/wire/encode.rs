@@ -73,6 +73,7 @@ impl<'b> Writer<'b> {
     }
 
     /// Writes an integer, `i<n>e`.
+    #[inline]
     pub fn int(&mut self, v: i64) {
         let mut digits = [0u8; 21];
         let s = format_u64(v.unsigned_abs(), &mut digits);
@@ -85,6 +86,7 @@ impl<'b> Writer<'b> {
     }
 
     /// Writes a byte string, `<len>:<bytes>` (also how dictionary keys are written).
+    #[inline]
     pub fn bytes(&mut self, v: &[u8]) {
         self.length_prefix(v.len());
         self.put(v);
@@ -92,30 +94,41 @@ impl<'b> Writer<'b> {
 
     /// Writes the `<len>:` prefix of a byte string whose content the caller writes next with
     /// [`Writer::raw`] (for example a compact node list built piece by piece).
+    #[inline]
     pub fn length_prefix(&mut self, len: usize) {
-        let mut digits = [0u8; 21];
-        let s = format_u64(len as u64, &mut digits);
-        self.put(s);
-        self.put(b":");
+        if len < 10 {
+            self.put(&[b'0' + len as u8, b':']);
+        } else if len < 100 {
+            self.put(&[b'0' + (len / 10) as u8, b'0' + (len % 10) as u8, b':']);
+        } else {
+            let mut digits = [0u8; 21];
+            let s = format_u64(len as u64, &mut digits);
+            self.put(s);
+            self.put(b":");
+        }
     }
 
     /// Opens a list; close it with [`Writer::end`].
+    #[inline]
     pub fn begin_list(&mut self) {
         self.put(b"l");
     }
 
     /// Opens a dictionary; close it with [`Writer::end`]. Keys must follow in canonical order.
+    #[inline]
     pub fn begin_dict(&mut self) {
         self.put(b"d");
     }
 
     /// Closes the innermost open list or dictionary.
+    #[inline]
     pub fn end(&mut self) {
         self.put(b"e");
     }
 
     /// Writes bytes that are already bencoded (or, after [`Writer::length_prefix`], the
     /// content of a byte string) verbatim.
+    #[inline]
     pub fn raw(&mut self, pre_encoded: &[u8]) {
         self.put(pre_encoded);
     }
@@ -145,7 +158,7 @@ impl<'b> Writer<'b> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn put(&mut self, bytes: &[u8]) {
         let end = self.len.saturating_add(bytes.len());
         if let Some(dst) = self.buf.get_mut(self.len..end) {

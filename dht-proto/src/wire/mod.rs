@@ -19,4 +19,8 @@ pub mod encode;
 pub mod krpc;
 
 #[cfg(test)]
+mod krpc_tests;
+#[cfg(test)]
+mod prop_tests;
+#[cfg(test)]
 mod tests;

@@ -1,0 +1,208 @@
+//! [`State`]: a node's id and routing-table contacts, saved between runs.
+//!
+//! # File format
+//!
+//! UTF-8 text, one record per line; blank lines and lines starting with `#` are ignored:
+//!
+//! ```text
+//! # dht routing table
+//! id 0123456789abcdef0123456789abcdef01234567
+//! node 89abcdef0123456789abcdef0123456789abcdef 203.0.113.7:6881
+//! node fedcba9876543210fedcba9876543210fedcba98 [2001:db8::1]:51413
+//! ```
+//!
+//! `id` (at most once) is the node id; each `node` line is a contact: its id in hex and its
+//! address. Text keeps the file readable and editable by hand, and diffs well. Files are written
+//! to a temporary sibling and renamed into place, so a crash never leaves half a file.
+
+use core::fmt;
+use core::net::SocketAddr;
+use core::str::FromStr;
+use std::io;
+use std::path::Path;
+
+use dht_proto::Id;
+use dht_proto::wire::compact::NodeInfo;
+
+/// Most `node` lines read from a file; the rest are ignored (a routing table holds far fewer).
+pub const MAX_STATE_NODES: usize = 10_000;
+
+/// What is saved between runs: the node id and its known contacts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct State {
+    /// The node id, to keep the same place in the DHT across restarts.
+    pub id: Option<Id>,
+    /// Contacts, best first.
+    pub nodes: Vec<NodeInfo>,
+}
+
+/// A state file line that could not be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseStateError {
+    /// The 1-based line number.
+    pub line: usize,
+    /// What is wrong with it.
+    pub problem: &'static str,
+}
+
+impl fmt::Display for ParseStateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.problem)
+    }
+}
+
+impl core::error::Error for ParseStateError {}
+
+impl FromStr for State {
+    type Err = ParseStateError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let mut state = Self::default();
+        for (i, line) in text.lines().enumerate() {
+            let err = |problem| ParseStateError {
+                line: i + 1,
+                problem,
+            };
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut words = line.split_whitespace();
+            match (words.next(), words.next(), words.next(), words.next()) {
+                (Some("id"), Some(hex), None, None) => {
+                    if state.id.is_some() {
+                        return Err(err("a second `id` line"));
+                    }
+                    state.id = Some(
+                        hex.parse()
+                            .map_err(|_| err("the id is not 40 hex digits"))?,
+                    );
+                }
+                (Some("node"), Some(hex), Some(addr), None) => {
+                    let id = hex
+                        .parse()
+                        .map_err(|_| err("the node id is not 40 hex digits"))?;
+                    let addr = addr
+                        .parse()
+                        .map_err(|_| err("the node address is not IP:PORT"))?;
+                    if state.nodes.len() < MAX_STATE_NODES {
+                        state.nodes.push(NodeInfo { id, addr });
+                    }
+                }
+                _ => return Err(err("expected `id HEX` or `node HEX ADDR:PORT`")),
+            }
+        }
+        Ok(state)
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "# dht routing table: `id HEX`, then `node HEX ADDR:PORT` lines"
+        )?;
+        if let Some(id) = &self.id {
+            writeln!(f, "id {id}")?;
+        }
+        for n in &self.nodes {
+            writeln!(f, "node {} {}", n.id, n.addr)?;
+        }
+        Ok(())
+    }
+}
+
+impl State {
+    /// Reads a state file; `Ok(None)` if it does not exist yet.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read, or a line is malformed ([`io::ErrorKind::InvalidData`], naming
+    /// the line).
+    pub fn load(path: &Path) -> io::Result<Option<Self>> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        text.parse()
+            .map(Some)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+
+    /// Writes the state to `path`, atomically (a temporary file renamed into place).
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be written.
+    pub fn save(&self, path: &Path) -> io::Result<()> {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        std::fs::write(&tmp, self.to_string())?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// The contacts' addresses.
+    pub fn addrs(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.nodes.iter().map(|n| n.addr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(b: u8) -> Id {
+        Id::from([b; 20])
+    }
+
+    #[test]
+    fn round_trip() {
+        let state = State {
+            id: Some(id(1)),
+            nodes: vec![
+                NodeInfo {
+                    id: id(2),
+                    addr: "127.0.0.1:6881".parse().unwrap(),
+                },
+                NodeInfo {
+                    id: id(3),
+                    addr: "[::1]:7000".parse().unwrap(),
+                },
+            ],
+        };
+        let text = state.to_string();
+        assert!(text.contains(&format!("node {} [::1]:7000", id(3))));
+        assert_eq!(text.parse::<State>().unwrap(), state);
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let text = format!("# c\n\nid {}\nnode {} nowhere\n", id(1), id(2));
+        let e = text.parse::<State>().unwrap_err();
+        assert_eq!(e.line, 4);
+        assert_eq!(e.to_string(), "line 4: the node address is not IP:PORT");
+        assert_eq!("idx 00".parse::<State>().unwrap_err().line, 1);
+        let twice = format!("id {}\nid {}\n", id(1), id(1));
+        assert_eq!(twice.parse::<State>().unwrap_err().line, 2);
+    }
+
+    #[test]
+    fn load_missing_is_none_and_save_load_round_trips() {
+        let dir = std::env::temp_dir().join(format!("dht-state-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.txt");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(State::load(&path).unwrap(), None);
+        let state = State {
+            id: Some(id(9)),
+            nodes: vec![],
+        };
+        state.save(&path).unwrap();
+        assert_eq!(State::load(&path).unwrap(), Some(state));
+        std::fs::write(&path, "garbage\n").unwrap();
+        let e = State::load(&path).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
