@@ -76,14 +76,11 @@ fn thousand_nodes_with_loss_and_churn() {
 /// The same, but every node joins through the protocol (bootstrap through three routers within
 /// 30 s, then a minute of warm-up).
 ///
-/// Core fault: after `Bootstrapped` a node refreshes only the far half of its table
-/// (`after_bootstrap`), so 90 s into the network's life the average table holds ~20 entries
-/// (steady state: ~63) and some lookups converge on a region whose nodes know nothing closer.
-/// Seed 1: 989 of 999 lookups succeed (98.99 %); even without loss or churn 11 of 1,000 fail.
-/// Emulating a refresh of every bucket after bootstrap (a `find_node` of a random id in each
-/// bucket's range) raises tables to ~47 entries and the fault-free success to 100 %.
+/// Regression: when a node refreshed only the far half of its table after `Bootstrapped`, the
+/// average table held ~20 entries 90 s into the network's life (steady state: ~63) and some
+/// lookups converged on a region whose nodes knew nothing closer. Seed 1: 989 of 999 lookups
+/// succeeded (98.99 %); even without loss or churn 11 of 1,000 failed.
 #[test]
-#[ignore = "core fault: bootstrap refreshes only the far half of the table (sparse tables)"]
 fn thousand_bootstrapped_nodes_with_loss_and_churn() {
     run_seeds(
         "thousand_bootstrapped_nodes_with_loss_and_churn",
