@@ -12,7 +12,7 @@ use dht_proto::Id;
 
 use crate::net::host_addr;
 use crate::rng::SimRng;
-use crate::sim::{Action, Host, Sim};
+use crate::sim::{Action, ContactHow, Host, Sim};
 
 /// The ids of every listed host (honest, hostile or down), sorted.
 fn directory(sim: &Sim) -> Vec<([u8; 20], u32)> {
@@ -107,28 +107,37 @@ pub fn plan_contacts(sim: &Sim, extra: usize) -> Vec<Vec<u32>> {
 /// How seeded contacts enter the routing tables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SeedMode {
-    /// `Node::add_node(now, addr, Some(id))`: unverified candidates. Cheap, but a table only
-    /// splits for verified nodes, so a fresh table keeps about one bucket of them.
+    /// `Node::add_node(now, addr, Some(id))` at once: unverified candidates, which never split
+    /// a bucket, so a fresh table keeps about one bucket of them.
     Candidates,
-    /// `Node::add_node(now, addr, None)`: the node pings each contact and the answer inserts a
-    /// verified entry, as a long-running node's table would hold. Each node sends its pings
-    /// at a random instant of the spread.
+    /// `Node::import_nodes` at a random instant of `spread`: the contacts a node saved from an
+    /// earlier run. They enter the table unverified (an import may split the own bucket) and
+    /// the node verifies each with a ping some seconds later.
+    Import {
+        /// The window over which nodes import.
+        spread: core::time::Duration,
+    },
+    /// `Node::add_node(now, addr, None)` from a random instant of `spread`, eight every 200 ms:
+    /// the node pings each contact and the answer inserts a verified entry.
     Ping {
-        /// The window over which nodes send their pings.
+        /// The window over which nodes start pinging.
         spread: core::time::Duration,
     },
 }
 
 /// Fills every honest node's routing table from [`plan_contacts`]. Returns how many contacts
-/// were offered. With [`SeedMode::Ping`], run the simulation for the spread (plus a few
-/// round trips) for the tables to fill.
+/// were offered. With [`SeedMode::Import`] or [`SeedMode::Ping`], run the simulation for the
+/// spread plus some seconds (verification pings) for the tables to fill.
 pub fn seed_tables(sim: &mut Sim, extra: usize, mode: SeedMode) -> u64 {
     let plan = plan_contacts(sim, extra);
     let mut offered = 0u64;
     let now = sim.now;
     for (h, contacts) in (0..sim.hosts()).zip(plan) {
+        if contacts.is_empty() {
+            continue;
+        }
         offered += contacts.len() as u64;
-        match mode {
+        let (spread, how) = match mode {
             SeedMode::Candidates => {
                 let ids: Vec<(u32, Option<Id>)> =
                     contacts.iter().map(|&c| (c, sim.id_of(c))).collect();
@@ -137,17 +146,15 @@ pub fn seed_tables(sim: &mut Sim, extra: usize, mode: SeedMode) -> u64 {
                         let _ = node.add_node(now, host_addr(c), id);
                     }
                 }
+                continue;
             }
-            SeedMode::Ping { spread } => {
-                if contacts.is_empty() {
-                    continue;
-                }
-                let span = spread.as_millis().max(1) as u64;
-                let at = now + core::time::Duration::from_millis(sim.rng.below(span));
-                sim.contacts.insert(h, contacts);
-                sim.schedule(at, Action::Contact(h));
-            }
-        }
+            SeedMode::Import { spread } => (spread, ContactHow::Import),
+            SeedMode::Ping { spread } => (spread, ContactHow::Ping),
+        };
+        let span = spread.as_millis().max(1) as u64;
+        let at = now + core::time::Duration::from_millis(sim.rng.below(span));
+        sim.contacts.insert(h, (how, contacts));
+        sim.schedule(at, Action::Contact(h));
     }
     offered
 }

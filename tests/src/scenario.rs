@@ -39,6 +39,15 @@ pub enum BuildMode {
     Seeded,
 }
 
+/// How [`BuildMode::Seeded`] hands each node its contacts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeedHow {
+    /// `Node::import_nodes` (the node verifies them with a ping each).
+    Import,
+    /// `Node::add_node(addr, None)` (a ping each; the answers enter the table).
+    Ping,
+}
+
 /// Everything the scenario takes.
 #[derive(Clone, Debug)]
 pub struct Params {
@@ -52,6 +61,8 @@ pub struct Params {
     pub behaviours: Vec<Behaviour>,
     /// How the network is built.
     pub build: BuildMode,
+    /// How seeded contacts are handed over.
+    pub seed_mode: SeedHow,
     /// Virtual time the network runs after being built.
     pub warmup: Duration,
     /// Share of honest nodes killed after warm-up (dead table entries).
@@ -93,6 +104,7 @@ impl Params {
             build: BuildMode::Bootstrap {
                 over: Duration::from_secs(30),
             },
+            seed_mode: SeedHow::Import,
             warmup: Duration::from_secs(60),
             dead: 0.0,
             link: LinkConfig::default(),
@@ -370,11 +382,17 @@ pub fn build_network(p: &Params) -> Result<(Sim, Report), SimError> {
         BuildMode::Seeded => {
             let spread = Duration::from_secs(10);
             let t = std::time::Instant::now();
-            seed_tables(&mut sim, 2, SeedMode::Ping { spread });
+            let mode = match p.seed_mode {
+                SeedHow::Import => SeedMode::Import { spread },
+                SeedHow::Ping => SeedMode::Ping { spread },
+            };
+            seed_tables(&mut sim, 2, mode);
             report.phases.push(("plan contacts", t.elapsed()));
             let t = std::time::Instant::now();
-            sim.run_for(spread + Duration::from_secs(10))?;
-            report.phases.push(("ping contacts", t.elapsed()));
+            // Imported entries are verified `2 × query_timeout` after the import.
+            let settle = p.node.query_timeout.saturating_mul(2) + Duration::from_secs(10);
+            sim.run_for(spread + settle)?;
+            report.phases.push(("fill tables", t.elapsed()));
         }
         BuildMode::Bootstrap { over } => {
             // The routers know each other.

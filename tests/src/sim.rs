@@ -12,6 +12,7 @@ use core::net::SocketAddr;
 use core::time::Duration;
 use std::collections::{BinaryHeap, HashMap};
 
+use dht_proto::wire::compact::NodeInfo;
 use dht_proto::{
     CommandError, CommandKind, Config, Event, Id, Instant, Node, QueryId, QueryOutcome,
 };
@@ -152,11 +153,20 @@ pub enum Action {
     Join,
     /// Bootstrap this host's node through the routers.
     Bootstrap(u32),
-    /// Have this host's node ping the hosts listed for it in [`Sim::contacts`] (their answers
-    /// enter its routing table), eight every 200 ms.
+    /// Give this host's node the hosts listed for it in [`Sim::contacts`]: imported at once,
+    /// or pinged eight every 200 ms (their answers enter its routing table).
     Contact(u32),
     /// Heal the network's partitions.
     Heal,
+}
+
+/// How a node takes the contacts of its [`Action::Contact`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContactHow {
+    /// `Node::import_nodes`, all at once.
+    Import,
+    /// `Node::add_node(now, addr, None)` (a ping each), a batch at a time.
+    Ping,
 }
 
 /// A query the simulator records results for.
@@ -242,8 +252,8 @@ pub struct Sim {
     pub churn: ChurnPolicy,
     /// Restarts per host (a node's incarnation number).
     lives: HashMap<u32, u32>,
-    /// Hosts each node pings at its [`Action::Contact`].
-    pub contacts: HashMap<u32, Vec<u32>>,
+    /// Hosts each node imports or pings at its [`Action::Contact`].
+    pub contacts: HashMap<u32, (ContactHow, Vec<u32>)>,
     /// Counters.
     pub counters: SimCounters,
     same_instant: u32,
@@ -666,19 +676,39 @@ impl Sim {
             }
             Action::Bootstrap(h) => self.start_bootstrap(h),
             Action::Contact(h) => {
-                let mut contacts = self.contacts.remove(&h).unwrap_or_default();
-                let batch: Vec<u32> = contacts
-                    .drain(contacts.len().saturating_sub(CONTACT_BATCH)..)
-                    .collect();
+                let Some((how, mut contacts)) = self.contacts.remove(&h) else {
+                    return;
+                };
                 let now = self.now;
-                if let Some(node) = self.node_mut(h) {
-                    for c in batch {
-                        let _ = node.add_node(now, host_addr(c), None);
+                match how {
+                    ContactHow::Import => {
+                        let infos: Vec<NodeInfo> = contacts
+                            .iter()
+                            .filter_map(|&c| {
+                                self.id_of(c).map(|id| NodeInfo {
+                                    id,
+                                    addr: host_addr(c),
+                                })
+                            })
+                            .collect();
+                        if let Some(node) = self.node_mut(h) {
+                            node.import_nodes(now, infos);
+                        }
                     }
-                }
-                if !contacts.is_empty() {
-                    self.contacts.insert(h, contacts);
-                    self.schedule(now + CONTACT_PACE, Action::Contact(h));
+                    ContactHow::Ping => {
+                        let batch: Vec<u32> = contacts
+                            .drain(contacts.len().saturating_sub(CONTACT_BATCH)..)
+                            .collect();
+                        if let Some(node) = self.node_mut(h) {
+                            for c in batch {
+                                let _ = node.add_node(now, host_addr(c), None);
+                            }
+                        }
+                        if !contacts.is_empty() {
+                            self.contacts.insert(h, (how, contacts));
+                            self.schedule(now + CONTACT_PACE, Action::Contact(h));
+                        }
+                    }
                 }
             }
             Action::Heal => self.net.heal(self.now),

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use dht_tests::hostile::Behaviour;
 use dht_tests::invariants::Checks;
-use dht_tests::scenario::{BuildMode, Params, run};
+use dht_tests::scenario::{BuildMode, Params, SeedHow, run};
 
 const USAGE: &str = "\
 usage: sim [options]
@@ -20,6 +20,8 @@ network
   --build MODE           seeded (tables sampled from the population) or bootstrap
                          (every node joins through the routers); default: seeded above
                          5000 nodes, else bootstrap
+  --seed-mode MODE       how seeded tables are filled: import (Node::import_nodes, then the
+                         nodes verify) or ping (a ping to each contact); default import
   --warmup S             seconds of virtual time after building (default 60)
   --dead F               share of honest nodes killed after warm-up (default 0)
   --loss F               datagram loss (default 0)
@@ -103,6 +105,13 @@ fn parse(args: &[String]) -> Result<Cli, String> {
                     },
                     _ => return Err(format!("unknown build mode: {v}")),
                 });
+            }
+            "--seed-mode" => {
+                p.seed_mode = match v {
+                    "import" => SeedHow::Import,
+                    "ping" => SeedHow::Ping,
+                    _ => return Err(format!("unknown seed mode: {v}")),
+                };
             }
             "--warmup" => p.warmup = Duration::from_secs(number(v)?),
             "--dead" => p.dead = fraction(v)?,
