@@ -158,15 +158,24 @@ impl Lookup {
 
     /// The next contact to query now, if α allows and the lookup still needs one. The contact
     /// is marked as waiting.
+    ///
+    /// Beyond α, the last round of Kademlia: once some candidate has answered, an unqueried
+    /// candidate among the k closest still alive is queried at once rather than waiting for a
+    /// slot, since the result will be those k and every one of them must answer anyway.
     pub(crate) fn next(&mut self) -> Option<Contact> {
-        if self.in_flight() >= self.alpha {
+        let in_flight = self.in_flight();
+        if in_flight >= self.alpha + self.k {
             return None;
         }
-        if let Some(addr) = self.seeds.pop() {
-            self.seeds_waiting += 1;
-            return Some(Contact { id: None, addr });
+        if in_flight < self.alpha {
+            if let Some(addr) = self.seeds.pop() {
+                self.seeds_waiting += 1;
+                return Some(Contact { id: None, addr });
+            }
         }
         let mut responded = 0;
+        // Position among the candidates still alive (not failed), nearest first.
+        let mut rank = 0;
         for c in &mut self.candidates {
             match c.state {
                 State::Responded => {
@@ -176,14 +185,20 @@ impl Lookup {
                     }
                 }
                 State::Fresh => {
+                    let last_round = responded > 0 && rank < self.k;
+                    if in_flight >= self.alpha && !last_round {
+                        return None;
+                    }
                     c.state = State::Waiting;
                     return Some(Contact {
                         id: Some(c.id),
                         addr: c.addr,
                     });
                 }
-                State::Waiting | State::Slow | State::Failed => {}
+                State::Waiting | State::Slow => {}
+                State::Failed => continue,
             }
+            rank += 1;
         }
         None
     }
