@@ -430,3 +430,82 @@ fn an_empty_table_still_answers_with_a_nodes_key() {
         "an IPv4 requester did not ask for nodes6"
     );
 }
+
+/// BEP 33 `noseed`: when not every peer fits in a reply, a downloader gets the other
+/// downloaders first (found unused while reviewing: the store had it, the node did not ask).
+#[test]
+fn noseed_prefers_downloaders_when_the_reply_is_full() {
+    let now = Instant::from_secs(1);
+    let mut node = Node::new(local(5), now).unwrap();
+    let info_hash = Id::new([0x44; 20]);
+    let mut downloaders = alloc::collections::BTreeSet::new();
+    for i in 0..150u16 {
+        let [a, b] = i.to_be_bytes();
+        let from = SocketAddr::new(IpAddr::V4(core::net::Ipv4Addr::new(10, 9, a, b + 1)), 6000);
+        let get = Query::GetPeers(GetPeers {
+            id: Id::new([9; 20]),
+            info_hash,
+            want: None,
+            noseed: false,
+            scrape: false,
+        });
+        let msg_bytes = answer(&mut node, now, from, get);
+        let msg = Message::decode(&msg_bytes, &Default::default()).unwrap();
+        let Body::Response(r) = msg.body else {
+            panic!("{msg}")
+        };
+        let token = r.token.unwrap().to_vec();
+        let seed = i % 3 == 0;
+        if !seed {
+            downloaders.insert(from);
+        }
+        let _ = answer(
+            &mut node,
+            now,
+            from,
+            Query::AnnouncePeer(crate::wire::krpc::AnnouncePeer {
+                id: Id::new([9; 20]),
+                info_hash,
+                port: 6000,
+                implied_port: false,
+                token: &token,
+                seed,
+            }),
+        );
+    }
+    assert_eq!(node.peer_store().peer_count(), 150);
+    let values = |node: &mut Node, noseed| {
+        let reply = answer(
+            node,
+            now,
+            addr(7),
+            Query::GetPeers(GetPeers {
+                id: Id::new([7; 20]),
+                info_hash,
+                want: None,
+                noseed,
+                scrape: false,
+            }),
+        );
+        let msg = Message::decode(&reply, &Default::default()).unwrap();
+        let Body::Response(r) = msg.body else {
+            panic!("{msg}")
+        };
+        r.values.unwrap().iter().collect::<Vec<_>>()
+    };
+    let with_noseed = values(&mut node, true);
+    assert!(
+        with_noseed.len() < 150,
+        "the reply is full: {}",
+        with_noseed.len()
+    );
+    assert!(
+        downloaders.iter().all(|d| with_noseed.contains(d)),
+        "every downloader first"
+    );
+    let plain = values(&mut node, false);
+    assert!(
+        !downloaders.iter().all(|d| plain.contains(d)),
+        "a random subset otherwise"
+    );
+}

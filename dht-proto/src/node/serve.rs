@@ -182,14 +182,26 @@ impl Node {
                 let used = RESPONSE_OVERHEAD + body.nodes.len() * 26 + body.nodes6.len() * 38;
                 let budget = RESPONSE_BUDGET.saturating_sub(used);
                 let family = crate::server::peers::Family::of(from.ip());
-                self.peers.peers(
-                    now,
-                    &g.info_hash,
-                    family,
-                    budget,
-                    &mut self.rng,
-                    &mut body.values,
-                );
+                if g.noseed {
+                    // BEP 33: a downloader wants other downloaders first.
+                    self.peers.peers_preferring_non_seeds(
+                        now,
+                        &g.info_hash,
+                        family,
+                        budget,
+                        &mut self.rng,
+                        &mut body.values,
+                    );
+                } else {
+                    self.peers.peers(
+                        now,
+                        &g.info_hash,
+                        family,
+                        budget,
+                        &mut self.rng,
+                        &mut body.values,
+                    );
+                }
                 if g.scrape {
                     body.scrape = self.peers.scrape(now, &g.info_hash).map(Box::new);
                 }
