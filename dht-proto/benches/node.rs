@@ -9,7 +9,9 @@ use core::hint::black_box;
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant as WallClock;
 
-use dht_proto::wire::krpc::{AnnouncePeer, Body, FindNode, GetPeers, Message, Ping, Query};
+use dht_proto::wire::krpc::{
+    AnnouncePeer, Body, FindNode, GetPeers, Message, Ping, Query, Response,
+};
 use dht_proto::{Config, Id, Instant, Node};
 
 fn addr(i: u32) -> SocketAddr {
@@ -61,10 +63,50 @@ fn main() {
     config.limits.max_peers_per_info_hash = 100;
     let mut node = Node::new(config, now).expect("config");
     let mut buf = [0u8; 1500];
-    // A table of a few hundred nodes.
+    // A table of a few hundred nodes, in the steady state of a running node: every entry has
+    // answered (the node's verification pings get their responses).
     for i in 0..400 {
         let _ = node.add_node(now, addr(i), Some(id(i)));
     }
+    let mut now = now;
+    for _round in 0..20 {
+        now = now + core::time::Duration::from_secs(15);
+        node.handle_timeout(now);
+        while let Some(t) = node.poll_transmit(now, &mut buf) {
+            let Ok(Message {
+                transaction_id,
+                body: Body::Query(_),
+                ..
+            }) = Message::decode(&buf[..t.len], &Default::default())
+            else {
+                continue;
+            };
+            let Some(i) = (0..400).find(|&i| addr(i) == t.to) else {
+                continue;
+            };
+            let tid = transaction_id.to_vec();
+            let reply = Message {
+                transaction_id: &tid,
+                version: None,
+                ip: None,
+                read_only: false,
+                body: Body::Response(Response::new(id(i))),
+            };
+            let mut out = [0u8; 1500];
+            let n = reply.encode(&mut out).expect("fits");
+            let _ = node.handle_datagram(now, t.to, &out[..n]);
+        }
+        while node.poll_event().is_some() {}
+    }
+    let verified = node
+        .routing_table()
+        .iter()
+        .filter(|e| e.is_verified())
+        .count();
+    assert!(
+        verified * 10 >= node.routing_table().len() * 9,
+        "{verified} verified"
+    );
     // 50 peers announced for one info-hash, each from its own address with a valid token.
     let info_hash = id(999_999);
     let requester = id(123_456);

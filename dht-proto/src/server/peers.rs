@@ -489,6 +489,8 @@ impl PeerStore {
         };
         let n = swarm.peers.iter().filter(eligible).count();
         let k = n.min(max_bytes / family.value_cost());
+        // One allocation, not one per doubling: the filtered iterator has no useful size hint.
+        out.reserve(k);
         let addrs = swarm
             .peers
             .iter()
