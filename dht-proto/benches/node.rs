@@ -70,7 +70,7 @@ fn main() {
     }
     let mut now = now;
     for _round in 0..20 {
-        now = now + core::time::Duration::from_secs(15);
+        now += core::time::Duration::from_secs(15);
         node.handle_timeout(now);
         while let Some(t) = node.poll_transmit(now, &mut buf) {
             let Ok(Message {
