@@ -102,6 +102,62 @@ fn row(name: &str, ns: f64) {
     println!("| {name:<52} | {ns:>10.1} |");
 }
 
+/// A table of `per_bucket`-sized buckets holding `per_bucket` verified nodes at every depth
+/// down to `depths`, plus one unverified contact per bucket (so deadlines have something to
+/// track).
+fn deep_table(
+    own: Id,
+    per_bucket: usize,
+    depths: usize,
+    rng: &mut Rng,
+    now: Instant,
+) -> RoutingTable {
+    let mut config = TableConfig::default();
+    config.bucket_size = per_bucket;
+    config.far_bucket_size = per_bucket;
+    let mut table = RoutingTable::new(own, config, now);
+    let mut n = 0x0200_0000;
+    for depth in 0..depths {
+        for _ in 0..per_bucket {
+            n += 1;
+            let _ = table.on_response(now, id_at(&own, depth, rng), addr(n), RTT);
+        }
+    }
+    table
+}
+
+/// `poll_timeout`'s share of the table: `next_deadline`, alone and after the update an input
+/// causes, on a small and a very large table; the reference is a walk over every entry (what
+/// `next_deadline` cost before the deadlines were cached per bucket).
+fn poll_timeout_rows(rng: &mut Rng, now: Instant) {
+    let own = Id::random(rng);
+    for (per_bucket, depths) in [(8, 13), (64, 157)] {
+        let mut table = deep_table(own, per_bucket, depths, rng, now);
+        let n = table.len();
+        let ns = measure(1_000_000, |_| {
+            black_box(black_box(&table).next_deadline());
+        });
+        row(&format!("poll_timeout: next_deadline, {n} entries"), ns);
+        let entries: Vec<(Id, SocketAddr)> = table.iter().map(|e| (e.id(), e.addr())).collect();
+        let ns = measure(200_000, |i| {
+            let (id, a) = entries[i % entries.len()];
+            let at = now + Duration::from_millis(i as u64);
+            let _ = black_box(table.on_response(at, id, a, RTT));
+            black_box(table.next_deadline());
+        });
+        row(&format!("on_response + next_deadline, {n} entries"), ns);
+        let config = *table.config();
+        let ns = measure(if n > 1000 { 20_000 } else { 200_000 }, |_| {
+            let walk = black_box(&table).iter().map(|e| {
+                let at = e.last_response().unwrap_or(e.added());
+                at + config.questionable_after
+            });
+            black_box(walk.min());
+        });
+        row(&format!("reference: walk all {n} entries"), ns);
+    }
+}
+
 fn main() {
     let mut rng = Rng(0x5eed);
     let own = Id::random(&mut rng);
@@ -234,6 +290,7 @@ fn main() {
         black_box(t.next_deadline());
     });
     row("pings_due + refresh_targets + next_deadline", ns);
+    poll_timeout_rows(&mut rng, now);
     let ns = measure(20_000, |_| {
         black_box(table.export());
     });

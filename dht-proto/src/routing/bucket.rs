@@ -23,6 +23,10 @@ pub struct Bucket {
     /// When the bucket is due for a refresh: `refresh_interval` after it last changed or after
     /// the last refresh target it produced, whichever is later.
     pub(crate) next_refresh: Instant,
+    /// [`Bucket::compute_deadline`] as of the last change, valid unless `stale`.
+    pub(crate) deadline: Instant,
+    /// Set by every mutable access; cleared when the table recomputes `deadline`.
+    pub(crate) stale: bool,
 }
 
 impl Bucket {
@@ -35,6 +39,8 @@ impl Bucket {
             cache: Vec::new(),
             last_changed: now,
             next_refresh: now,
+            deadline: now,
+            stale: true,
         }
     }
 
@@ -147,6 +153,40 @@ impl Bucket {
     pub(crate) fn wants_verification(&self) -> bool {
         self.entries.len() >= self.cap && !self.cache.is_empty()
     }
+}
+
+impl Bucket {
+    /// The earliest instant at which the table's `pings_due` or `refresh_targets` could have
+    /// something new for this bucket; a pure function of the bucket's contents, so it can be
+    /// cached until the bucket changes.
+    pub(crate) fn compute_deadline(&self, config: &TableConfig) -> Instant {
+        let mut next = self.next_refresh;
+        let mut any_pending = false;
+        for entry in &self.entries {
+            if let Some(sent) = entry.ping_sent {
+                any_pending = true;
+                next = next.min(sent.saturating_add(config.ping_timeout));
+            } else if !entry.is_verified() && entry.failures == 0 {
+                next = next.min(entry.added.saturating_add(config.verify_after));
+            }
+        }
+        if self.wants_verification() && !any_pending {
+            for entry in &self.entries {
+                if !entry.is_bad(config) {
+                    // An unverified entry is questionable from the start.
+                    next = next.min(entry.questionable_at(config).unwrap_or(entry.added));
+                }
+            }
+        }
+        next
+    }
+}
+
+/// `buckets[b]`, marked as changed so that its cached deadline is recomputed.
+pub(crate) fn bucket_mut(buckets: &mut [Bucket], b: usize) -> Option<&mut Bucket> {
+    let bucket = buckets.get_mut(b)?;
+    bucket.stale = true;
+    Some(bucket)
 }
 
 pub(crate) fn worst(list: &[Entry], config: &TableConfig) -> Option<usize> {

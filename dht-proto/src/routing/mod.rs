@@ -67,6 +67,7 @@ use crate::config::{AddressPolicy, Config, MAX_BUCKET_SIZE};
 use crate::id::{ID_BITS, Id};
 use crate::time::Instant;
 
+use bucket::bucket_mut;
 use table::{fail_cached, take};
 
 pub use bucket::Bucket;
@@ -245,6 +246,9 @@ pub struct RoutingTable {
     /// rules. An ordered map: deterministic and immune to hash flooding.
     addrs: BTreeMap<AddrKey, Id>,
     len: usize,
+    /// The minimum of the buckets' cached deadlines, kept up to date by every `&mut self`
+    /// method, so [`next_deadline`](Self::next_deadline) does not walk the table.
+    deadline: Instant,
 }
 
 /// An address as the table compares them: IP and port (IPv6 flow info and scope are ignored).
@@ -273,13 +277,31 @@ impl RoutingTable {
         let config = config.normalized();
         let mut first = Bucket::new(own_id, 0, config.bucket_capacity(0), now);
         first.touch(now, &config);
-        Self {
+        let mut table = Self {
             own_id,
             config,
             buckets: alloc::vec![first],
             addrs: BTreeMap::new(),
             len: 0,
+            deadline: now,
+        };
+        table.sync_deadlines();
+        table
+    }
+
+    /// Recomputes the deadline of every bucket changed since the last call, and their minimum:
+    /// O(k) per changed bucket plus O(buckets).
+    fn sync_deadlines(&mut self) {
+        let config = &self.config;
+        let mut next = Instant::MAX;
+        for bucket in &mut self.buckets {
+            if bucket.stale {
+                bucket.deadline = bucket.compute_deadline(config);
+                bucket.stale = false;
+            }
+            next = next.min(bucket.deadline);
         }
+        self.deadline = next;
     }
 
     /// The id the table is organised around.
@@ -335,6 +357,11 @@ impl RoutingTable {
     /// entry that never answered is dropped at once. A bad entry with nobody to replace it
     /// stays (an answer revives it) but is left out of [`closest`](Self::closest).
     pub fn on_failure(&mut self, now: Instant, id: Option<Id>, addr: SocketAddr) {
+        self.fail(now, id, addr);
+        self.sync_deadlines();
+    }
+
+    fn fail(&mut self, now: Instant, id: Option<Id>, addr: SocketAddr) {
         let id = match id {
             Some(id) => id,
             None => match self.addrs.get(&key(&addr)) {
@@ -347,7 +374,7 @@ impl RoutingTable {
         };
         let b = self.bucket_index(&id);
         let config = self.config;
-        let Some(bucket) = self.buckets.get_mut(b) else {
+        let Some(bucket) = bucket_mut(&mut self.buckets, b) else {
             return;
         };
         let Some(entry) = bucket.entries.iter_mut().find(|e| e.id == id) else {
@@ -379,6 +406,12 @@ impl RoutingTable {
     /// Removes the node from the table or its replacement cache; the best waiting replacement
     /// takes a freed slot. Returns whether the node was there.
     pub fn remove(&mut self, id: &Id) -> bool {
+        let removed = self.take(id);
+        self.sync_deadlines();
+        removed
+    }
+
+    fn take(&mut self, id: &Id) -> bool {
         let b = self.bucket_index(id);
         if self.take_entry(b, id).is_some() {
             // Without a clock, a promotion counts as a change at the bucket's last change.
@@ -389,7 +422,7 @@ impl RoutingTable {
             self.settle(now);
             return true;
         }
-        let Some(bucket) = self.buckets.get_mut(b) else {
+        let Some(bucket) = bucket_mut(&mut self.buckets, b) else {
             return false;
         };
         match bucket.cache_position(id) {
@@ -473,9 +506,16 @@ impl RoutingTable {
     /// Each ping is asked for once until it is answered ([`on_response`](Self::on_response)),
     /// reported failed ([`on_failure`](Self::on_failure)) or
     /// [`ping_timeout`](TableConfig::ping_timeout) passes.
+    ///
+    /// Only the buckets whose deadline (see [`next_deadline`](Self::next_deadline)) has come
+    /// are looked at, so a call costs O(buckets) plus the due buckets' entries.
     pub fn pings_due(&mut self, now: Instant, out: &mut Vec<(Id, SocketAddr)>) {
         let config = self.config;
         for bucket in &mut self.buckets {
+            if bucket.deadline > now {
+                continue;
+            }
+            bucket.stale = true;
             for entry in &mut bucket.entries {
                 if entry.ping_sent.is_some() && !entry.ping_pending(now, &config) {
                     entry.ping_sent = None;
@@ -498,6 +538,7 @@ impl RoutingTable {
                 }
             }
         }
+        self.sync_deadlines();
     }
 
     /// Appends to `out` a random target inside the range of each bucket that has not changed
@@ -510,6 +551,7 @@ impl RoutingTable {
         let interval = self.config.refresh_interval;
         for bucket in &mut self.buckets {
             if now >= bucket.next_refresh {
+                bucket.stale = true;
                 out.push(Id::random_with_prefix(
                     &bucket.prefix,
                     bucket.prefix_len,
@@ -518,6 +560,7 @@ impl RoutingTable {
                 bucket.next_refresh = now.saturating_add(interval);
             }
         }
+        self.sync_deadlines();
     }
 
     /// The earliest instant at which [`pings_due`](Self::pings_due) or
@@ -525,33 +568,11 @@ impl RoutingTable {
     ///
     /// Right after calling both with `now`, the deadline is later than `now`. Something that
     /// changes the table (an insert, a failure) can make it earlier, even past.
+    ///
+    /// Each bucket's deadline is cached and recomputed only when the bucket changes, so this
+    /// is O(1): a driver may call it after every input.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let config = &self.config;
-        let mut next: Option<Instant> = None;
-        let mut consider = |at: Instant| {
-            next = Some(next.map_or(at, |n| n.min(at)));
-        };
-        for bucket in &self.buckets {
-            consider(bucket.next_refresh);
-            let mut any_pending = false;
-            for entry in &bucket.entries {
-                if let Some(sent) = entry.ping_sent {
-                    any_pending = true;
-                    consider(sent.saturating_add(config.ping_timeout));
-                } else if !entry.is_verified() && entry.failures == 0 {
-                    consider(entry.added.saturating_add(config.verify_after));
-                }
-            }
-            if bucket.wants_verification() && !any_pending {
-                for entry in &bucket.entries {
-                    if !entry.is_bad(config) {
-                        // An unverified entry is questionable from the start.
-                        consider(entry.questionable_at(config).unwrap_or(entry.added));
-                    }
-                }
-            }
-        }
-        next
+        Some(self.deadline)
     }
 
     /// The contacts worth saving for the next start: entries and verified replacements, bad
@@ -601,8 +622,8 @@ impl RoutingTable {
 
     /// Checks the table's structural invariants: bucket ranges disjoint and covering the id
     /// space, every entry in the bucket covering it, sizes within capacities, no duplicate id,
-    /// no own id, one entry per address (per IP when configured), the address index and length
-    /// in sync, and no free slot left while a usable replacement waits.
+    /// no own id, one entry per address (per IP when configured), the address index, length and
+    /// cached deadlines in sync, and no free slot left while a usable replacement waits.
     ///
     /// For tests, fuzzing and simulations; linear in the table size.
     ///
@@ -658,6 +679,16 @@ impl RoutingTable {
         }
         if count != self.len {
             return Err("length out of sync");
+        }
+        let mut next = Instant::MAX;
+        for bucket in &self.buckets {
+            if bucket.stale || bucket.deadline != bucket.compute_deadline(&self.config) {
+                return Err("cached bucket deadline out of date");
+            }
+            next = next.min(bucket.deadline);
+        }
+        if next != self.deadline {
+            return Err("cached table deadline out of date");
         }
         if addrs != self.addrs {
             return Err("address index out of sync");

@@ -7,7 +7,7 @@ use crate::config::MAX_BUCKET_SIZE;
 use crate::id::{Distance, ID_BITS, Id};
 use crate::time::Instant;
 
-use super::bucket::{self, Bucket};
+use super::bucket::{self, Bucket, bucket_mut};
 use super::{Entry, InsertOutcome, Observation, RejectReason, RoutingTable, TableConfig, key};
 
 impl RoutingTable {
@@ -27,6 +27,7 @@ impl RoutingTable {
     ) -> InsertOutcome {
         let outcome = self.observe_unsettled(now, id, addr, obs);
         self.settle(now);
+        self.sync_deadlines();
         outcome
     }
 
@@ -60,7 +61,7 @@ impl RoutingTable {
         }
         let config = self.config;
         let b = self.bucket_index(&id);
-        let Some(bucket) = self.buckets.get_mut(b) else {
+        let Some(bucket) = bucket_mut(&mut self.buckets, b) else {
             return InsertOutcome::Rejected(RejectReason::BucketFull);
         };
         if let Some(pos) = bucket.position(&id) {
@@ -119,7 +120,7 @@ impl RoutingTable {
                 *entry = Entry::new(id, addr, entry.added);
             }
         }
-        let Some(bucket) = self.buckets.get_mut(b) else {
+        let Some(bucket) = bucket_mut(&mut self.buckets, b) else {
             return InsertOutcome::Updated;
         };
         if let Some(entry) = bucket.entries.get_mut(pos) {
@@ -132,7 +133,7 @@ impl RoutingTable {
     }
 
     fn entry_mut(&mut self, b: usize, pos: usize) -> Option<&mut Entry> {
-        self.buckets.get_mut(b)?.entries.get_mut(pos)
+        bucket_mut(&mut self.buckets, b)?.entries.get_mut(pos)
     }
 
     /// The entry (other than `id`) holding `addr`, or its IP when one node per IP is enforced.
@@ -197,7 +198,7 @@ impl RoutingTable {
         loop {
             let b = self.bucket_index(&entry.id);
             let splittable = b + 1 == self.buckets.len() && b + 1 < ID_BITS;
-            let Some(bucket) = self.buckets.get_mut(b) else {
+            let Some(bucket) = bucket_mut(&mut self.buckets, b) else {
                 return InsertOutcome::Rejected(RejectReason::BucketFull);
             };
             if bucket.entries.len() < bucket.cap {
@@ -269,7 +270,7 @@ impl RoutingTable {
             return;
         }
         let own_bit = self.own_id.bit(depth);
-        let Some(far) = self.buckets.last_mut() else {
+        let Some(far) = bucket_mut(&mut self.buckets, depth) else {
             return;
         };
         let mut near = Bucket::new(
@@ -306,7 +307,7 @@ impl RoutingTable {
 
     /// Removes the entry `id` from bucket `b` (no refill).
     pub(super) fn take_entry(&mut self, b: usize, id: &Id) -> Option<Entry> {
-        let bucket = self.buckets.get_mut(b)?;
+        let bucket = bucket_mut(&mut self.buckets, b)?;
         let pos = bucket.position(id)?;
         let entry = take(&mut bucket.entries, pos)?;
         self.addrs.remove(&key(&entry.addr));
@@ -349,7 +350,7 @@ impl RoutingTable {
     fn refill_except(&mut self, now: Instant, b: usize, reserved: Option<&Entry>) {
         let config = self.config;
         while let Some(pos) = self.best_promotable_except(b, reserved) {
-            let Some(bucket) = self.buckets.get_mut(b) else {
+            let Some(bucket) = bucket_mut(&mut self.buckets, b) else {
                 return;
             };
             if bucket.entries.len() >= bucket.cap {
@@ -372,6 +373,7 @@ impl RoutingTable {
         for bucket in &mut self.buckets {
             let pos = bucket.cache.iter().position(|e| key(&e.addr) == key(addr));
             if let Some(pos) = pos {
+                bucket.stale = true;
                 fail_cached(&mut bucket.cache, pos, addr, &config);
             }
         }

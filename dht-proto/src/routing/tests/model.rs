@@ -325,8 +325,16 @@ fn run_ops(own: Id, config: TableConfig, seed: u64, ops: &[Op]) {
                 assert_eq!(table.iter().cloned().collect::<Vec<_>>(), before);
             }
             Op::Tick => {
+                // The full walk over every entry must ask for exactly the same pings as the
+                // walk over due buckets only.
+                let mut reference = table.clone();
+                let mut expected = Vec::new();
+                reference_pings_due(&mut reference, now, &mut expected);
                 let mut pings = Vec::new();
                 table.pings_due(now, &mut pings);
+                assert_eq!(pings, expected, "pings_due skipped a due bucket");
+                let entries = |t: &RoutingTable| t.iter().cloned().collect::<Vec<_>>();
+                assert_eq!(entries(&table), entries(&reference));
                 let mut seen = BTreeSet::new();
                 for (id, a) in &pings {
                     assert!(seen.insert(*id), "ping asked twice in one call");
@@ -361,6 +369,35 @@ fn run_ops(own: Id, config: TableConfig, seed: u64, ops: &[Op]) {
         }
         model.outstanding.retain(|id, _| table.contains(id));
         check_against_model(&table, &model, &nodes);
+    }
+}
+
+/// `RoutingTable::pings_due` as a walk over every entry of every bucket, ignoring the cached
+/// deadlines.
+fn reference_pings_due(table: &mut RoutingTable, now: Instant, out: &mut Vec<(Id, SocketAddr)>) {
+    let config = table.config;
+    for bucket in &mut table.buckets {
+        for entry in &mut bucket.entries {
+            if entry.ping_sent.is_some() && !entry.ping_pending(now, &config) {
+                entry.ping_sent = None;
+            }
+            let verify_at = entry.added.saturating_add(config.verify_after);
+            if !entry.is_verified()
+                && entry.failures == 0
+                && entry.ping_sent.is_none()
+                && now >= verify_at
+            {
+                entry.ping_sent = Some(now);
+                out.push((entry.id, entry.addr));
+            }
+        }
+        if bucket.wants_verification() && !bucket.has_pending_ping(now, &config) {
+            let pos = bucket.ping_candidate(now, &config);
+            if let Some(entry) = pos.and_then(|p| bucket.entries.get_mut(p)) {
+                entry.ping_sent = Some(now);
+                out.push((entry.id, entry.addr));
+            }
+        }
     }
 }
 
