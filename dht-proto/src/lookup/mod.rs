@@ -40,6 +40,8 @@ pub(crate) struct Candidate {
     /// a response.
     pub(crate) hop: u8,
     pub(crate) token: Option<TokenBuf>,
+    /// Whether a request to it already timed out once and was sent again.
+    pub(crate) retried: bool,
 }
 
 /// Whom to query next.
@@ -74,6 +76,8 @@ pub(crate) struct Lookup {
     seeds_waiting: usize,
     /// Seed requests past their short timeout, still pending.
     seeds_slow: usize,
+    /// Seeds whose request already timed out once and was sent again.
+    seeds_retried: Vec<SocketAddr>,
 }
 
 impl Lookup {
@@ -87,6 +91,7 @@ impl Lookup {
             seeds: Vec::new(),
             seeds_waiting: 0,
             seeds_slow: 0,
+            seeds_retried: Vec::new(),
         }
     }
 
@@ -142,6 +147,7 @@ impl Lookup {
                 state: State::Fresh,
                 hop,
                 token: None,
+                retried: false,
             },
         );
         true
@@ -291,6 +297,46 @@ impl Lookup {
         if let Some(c) = self.find(queried_id, addr) {
             if c.state == State::Waiting {
                 c.state = State::Slow;
+            }
+        }
+    }
+
+    /// Contacts (seeds and candidates) that have not failed: queried, to query, or answered.
+    fn live(&self) -> usize {
+        let candidates = self.candidates.iter().filter(|c| c.state != State::Failed);
+        candidates.count() + self.seeds.len() + self.seeds_waiting + self.seeds_slow
+    }
+
+    /// A request went unanswered for the full timeout.
+    ///
+    /// A lost datagram must not end a lookup that has almost nobody else to ask: when fewer
+    /// than α other contacts are live, a contact that timed out for the first time is queried
+    /// once more (it goes back to the contacts to query); otherwise, or the second time, it
+    /// failed.
+    pub(crate) fn on_timeout(&mut self, queried_id: Option<Id>, addr: SocketAddr, was_slow: bool) {
+        let pending = match queried_id {
+            None => true,
+            Some(_) => self
+                .find(queried_id, addr)
+                .is_some_and(|c| matches!(c.state, State::Waiting | State::Slow) && !c.retried),
+        };
+        self.on_failure(queried_id, addr, was_slow);
+        if !pending || self.live() >= self.alpha {
+            return;
+        }
+        match queried_id {
+            None => {
+                // Bounded: at most α seeds are ever retried.
+                if !self.seeds_retried.contains(&addr) && self.seeds_retried.len() < self.alpha {
+                    self.seeds_retried.push(addr);
+                    self.seeds.push(addr);
+                }
+            }
+            Some(_) => {
+                if let Some(c) = self.find(queried_id, addr) {
+                    c.retried = true;
+                    c.state = State::Fresh;
+                }
             }
         }
     }

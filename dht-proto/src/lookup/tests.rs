@@ -189,3 +189,64 @@ proptest! {
         }
     }
 }
+
+/// A lookup through a single contact survives one lost datagram: the contact is asked again
+/// after the timeout, and fails only the second time.
+#[test]
+fn a_lone_contact_that_times_out_is_asked_once_more() {
+    let mut l = Lookup::new(id_from(1), 8, 3, 64);
+    l.add_candidate(id_from(2), addr(2), 1);
+    let c = l.next().unwrap();
+    l.on_slow(c.id, c.addr);
+    l.on_timeout(c.id, c.addr, true);
+    assert_eq!(l.finished(), None, "the lookup gives the contact a second chance");
+    let again = l.next().unwrap();
+    assert_eq!(again, c);
+    l.on_response(again.id, false, id_from(2), again.addr, None);
+    assert_eq!(l.finished(), Some(Finish::Converged));
+
+    // The second timeout is final.
+    let mut l = Lookup::new(id_from(1), 8, 3, 64);
+    l.add_candidate(id_from(2), addr(2), 1);
+    let c = l.next().unwrap();
+    l.on_timeout(c.id, c.addr, false);
+    let again = l.next().unwrap();
+    l.on_timeout(again.id, again.addr, false);
+    assert_eq!(l.next(), None);
+    assert_eq!(l.finished(), Some(Finish::Exhausted));
+}
+
+/// Seeds (ids unknown, as in a bootstrap through one router) get the same second chance.
+#[test]
+fn a_lone_seed_that_times_out_is_asked_once_more() {
+    let mut l = Lookup::new(id_from(1), 8, 3, 64);
+    l.add_seed(addr(1));
+    let c = l.next().unwrap();
+    l.on_timeout(None, c.addr, false);
+    assert_eq!(l.finished(), None);
+    let again = l.next().unwrap();
+    assert_eq!(again, c);
+    l.on_timeout(None, again.addr, false);
+    assert_eq!(l.next(), None);
+    assert_eq!(l.finished(), Some(Finish::Exhausted));
+}
+
+/// With α or more other contacts still live, a timeout is a failure at once: no retry where
+/// the lookup has others to ask.
+#[test]
+fn timeouts_are_not_retried_when_enough_contacts_are_live() {
+    let mut l = Lookup::new(id_from(1), 8, 3, 64);
+    for i in 2..7 {
+        l.add_candidate(id_from(i), addr(i as usize), 1);
+    }
+    let c = l.next().unwrap();
+    l.on_timeout(c.id, c.addr, false);
+    let state = |l: &Lookup| l.candidates().iter().find(|x| x.addr == c.addr).map(|x| x.state);
+    assert_eq!(state(&l), Some(State::Failed));
+    // An error answer is never retried either, however few contacts are left.
+    let mut l = Lookup::new(id_from(1), 8, 3, 64);
+    l.add_candidate(id_from(2), addr(2), 1);
+    let c = l.next().unwrap();
+    l.on_failure(c.id, c.addr, false);
+    assert_eq!(l.finished(), Some(Finish::Exhausted));
+}
