@@ -8,7 +8,10 @@
 //! `Node::add_node(now, addr, Some(id))`. The nodes then verify and use these entries as they
 //! would saved contacts.
 
+use core::time::Duration;
+
 use dht_proto::Id;
+use dht_proto::wire::compact::NodeInfo;
 
 use crate::net::host_addr;
 use crate::rng::SimRng;
@@ -115,19 +118,24 @@ pub enum SeedMode {
     /// the node verifies each with a ping some seconds later.
     Import {
         /// The window over which nodes import.
-        spread: core::time::Duration,
+        spread: Duration,
     },
+    /// `Node::import_answered_nodes` at once, each contact with the round-trip time of the
+    /// pair: the table a node holds right after every contact answered a ping (what
+    /// [`SeedMode::Ping`] builds), without the two datagrams per contact.
+    Answered,
     /// `Node::add_node(now, addr, None)` from a random instant of `spread`, eight every 200 ms:
     /// the node pings each contact and the answer inserts a verified entry.
     Ping {
         /// The window over which nodes start pinging.
-        spread: core::time::Duration,
+        spread: Duration,
     },
 }
 
 /// Fills every honest node's routing table from [`plan_contacts`]. Returns how many contacts
 /// were offered. With [`SeedMode::Import`] or [`SeedMode::Ping`], run the simulation for the
-/// spread plus some seconds (verification pings) for the tables to fill.
+/// spread plus some seconds (verification pings) for the tables to fill; the other modes fill
+/// them at once.
 pub fn seed_tables(sim: &mut Sim, extra: usize, mode: SeedMode) -> u64 {
     let plan = plan_contacts(sim, extra);
     let mut offered = 0u64;
@@ -148,11 +156,28 @@ pub fn seed_tables(sim: &mut Sim, extra: usize, mode: SeedMode) -> u64 {
                 }
                 continue;
             }
+            SeedMode::Answered => {
+                let answered: Vec<(NodeInfo, Duration)> = contacts
+                    .iter()
+                    .filter_map(|&c| {
+                        let id = sim.id_of(c)?;
+                        let info = NodeInfo {
+                            id,
+                            addr: host_addr(c),
+                        };
+                        Some((info, sim.net.rtt(h, c)))
+                    })
+                    .collect();
+                if let Some(node) = sim.node_mut(h) {
+                    node.import_answered_nodes(now, answered);
+                }
+                continue;
+            }
             SeedMode::Import { spread } => (spread, ContactHow::Import),
             SeedMode::Ping { spread } => (spread, ContactHow::Ping),
         };
         let span = spread.as_millis().max(1) as u64;
-        let at = now + core::time::Duration::from_millis(sim.rng.below(span));
+        let at = now + Duration::from_millis(sim.rng.below(span));
         sim.contacts.insert(h, (how, contacts));
         sim.schedule(at, Action::Contact(h));
     }

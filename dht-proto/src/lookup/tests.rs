@@ -199,7 +199,11 @@ fn a_lone_contact_that_times_out_is_asked_once_more() {
     let c = l.next().unwrap();
     l.on_slow(c.id, c.addr);
     l.on_timeout(c.id, c.addr, true);
-    assert_eq!(l.finished(), None, "the lookup gives the contact a second chance");
+    assert_eq!(
+        l.finished(),
+        None,
+        "the lookup gives the contact a second chance"
+    );
     let again = l.next().unwrap();
     assert_eq!(again, c);
     l.on_response(again.id, false, id_from(2), again.addr, None);
@@ -241,7 +245,12 @@ fn timeouts_are_not_retried_when_enough_contacts_are_live() {
     }
     let c = l.next().unwrap();
     l.on_timeout(c.id, c.addr, false);
-    let state = |l: &Lookup| l.candidates().iter().find(|x| x.addr == c.addr).map(|x| x.state);
+    let state = |l: &Lookup| {
+        l.candidates()
+            .iter()
+            .find(|x| x.addr == c.addr)
+            .map(|x| x.state)
+    };
     assert_eq!(state(&l), Some(State::Failed));
     // An error answer is never retried either, however few contacts are left.
     let mut l = Lookup::new(id_from(1), 8, 3, 64);

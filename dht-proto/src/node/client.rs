@@ -864,7 +864,7 @@ impl Node {
                             state.metrics.timeouts += 1;
                         }
                         if let Some(l) = self.lookup_mut(query, usize::from(lf)) {
-                            l.on_failure(txn.node_id, txn.to, true);
+                            l.on_timeout(txn.node_id, txn.to, true);
                         }
                         self.drive(now, query);
                     }

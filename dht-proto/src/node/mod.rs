@@ -33,7 +33,7 @@ use crate::event::{CommandKind, CustomHandle, Event, QueryId, QueryMetrics};
 use crate::id::Id;
 use crate::lookup::Lookup;
 use crate::rng::Rng;
-use crate::routing::{RoutingTable, TableConfig};
+use crate::routing::{InsertOutcome, RoutingTable, TableConfig};
 use crate::server::items::{Ed25519Verifier, ItemStore};
 use crate::server::peers::PeerStore;
 use crate::server::tokens::Tokens;
@@ -435,6 +435,36 @@ impl Node {
             taken += self
                 .table_mut(fam)
                 .import(now, core::iter::once((n.id, addr)));
+        }
+        self.note_table_size();
+        taken
+    }
+
+    /// Adds contacts that answered one of this node's queries just now, each with its
+    /// round-trip time, as verified entries (exactly as if each answer had just arrived):
+    /// for a table saved moments before a restart, or a simulator that builds a steady-state
+    /// network without sending every verification ping. Contacts of unknown standing belong in
+    /// [`Node::import_nodes`], which checks them first. Returns how many entered the table or
+    /// a replacement cache.
+    pub fn import_answered_nodes(
+        &mut self,
+        now: Instant,
+        nodes: impl IntoIterator<Item = (NodeInfo, Duration)>,
+    ) -> usize {
+        let now = self.advance(now);
+        let mut taken = 0;
+        for (n, rtt) in nodes {
+            let addr = normalize(n.addr);
+            if n.id == self.id || !self.accepts(&addr) {
+                continue;
+            }
+            let fam = family(&addr);
+            self.record_rtt(rtt);
+            let outcome = self.table_mut(fam).on_response(now, n.id, addr, rtt);
+            if !matches!(outcome, InsertOutcome::Rejected(_)) {
+                taken += 1;
+            }
+            self.handle_insert(now, outcome);
         }
         self.note_table_size();
         taken

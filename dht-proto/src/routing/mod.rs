@@ -249,6 +249,9 @@ pub struct RoutingTable {
     /// The minimum of the buckets' cached deadlines, kept up to date by every `&mut self`
     /// method, so [`next_deadline`](Self::next_deadline) does not walk the table.
     deadline: Instant,
+    /// An entry left the table (its address and slot are free) since the last
+    /// [`settle`](Self::settle).
+    freed: bool,
 }
 
 /// An address as the table compares them: IP and port (IPv6 flow info and scope are ignored).
@@ -284,6 +287,7 @@ impl RoutingTable {
             addrs: BTreeMap::new(),
             len: 0,
             deadline: now,
+            freed: false,
         };
         table.sync_deadlines();
         table
@@ -510,6 +514,9 @@ impl RoutingTable {
     /// Only the buckets whose deadline (see [`next_deadline`](Self::next_deadline)) has come
     /// are looked at, so a call costs O(buckets) plus the due buckets' entries.
     pub fn pings_due(&mut self, now: Instant, out: &mut Vec<(Id, SocketAddr)>) {
+        if self.deadline > now {
+            return;
+        }
         let config = self.config;
         for bucket in &mut self.buckets {
             if bucket.deadline > now {
@@ -548,6 +555,9 @@ impl RoutingTable {
     /// A bucket returned here is not returned again until another interval passes; a change
     /// (an answer from an entry, a new entry) postpones its refresh by an interval as well.
     pub fn refresh_targets(&mut self, now: Instant, rng: &mut impl RngCore, out: &mut Vec<Id>) {
+        if self.deadline > now {
+            return;
+        }
         let interval = self.config.refresh_interval;
         for bucket in &mut self.buckets {
             if now >= bucket.next_refresh {

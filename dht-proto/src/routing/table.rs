@@ -33,8 +33,13 @@ impl RoutingTable {
 
     /// Fills free slots from the replacement caches wherever possible. An entry leaving the
     /// table frees its address, which can make a replacement usable in another bucket than its
-    /// own; this pass is linear in the number of buckets.
+    /// own; this pass is linear in the number of buckets, and skipped when no entry left since
+    /// the last one.
     pub(super) fn settle(&mut self, now: Instant) {
+        // Only a freed address or slot can leave a usable replacement waiting.
+        if !core::mem::take(&mut self.freed) {
+            return;
+        }
         for b in 0..self.buckets.len() {
             let waiting = self
                 .buckets
@@ -113,6 +118,7 @@ impl RoutingTable {
             if let Some((_, reason)) = self.addr_conflict(&id, &addr) {
                 return InsertOutcome::Rejected(reason);
             }
+            self.freed = true;
             self.addrs.remove(&key(&old_addr));
             self.addrs.insert(key(&addr), id);
             if let Some(entry) = self.entry_mut(b, pos) {
@@ -213,6 +219,7 @@ impl RoutingTable {
                 .and_then(|p| bucket.entries.get_mut(p))
             {
                 let old = core::mem::replace(slot, entry);
+                self.freed = true;
                 self.addrs.remove(&key(&old.addr));
                 self.addrs.insert(key(&slot.addr), slot.id);
                 bucket.touch(now, &config);
@@ -233,6 +240,7 @@ impl RoutingTable {
             let unverified = bucket.unverified_entry();
             if let Some(slot) = unverified.and_then(|p| bucket.entries.get_mut(p)) {
                 let old = core::mem::replace(slot, entry);
+                self.freed = true;
                 self.addrs.remove(&key(&old.addr));
                 self.addrs.insert(key(&slot.addr), slot.id);
                 bucket.touch(now, &config);
@@ -296,6 +304,7 @@ impl RoutingTable {
             else {
                 break;
             };
+            self.freed = true;
             self.addrs.remove(&key(&demoted.addr));
             self.len = self.len.saturating_sub(1);
             let _ = cache_insert(&mut near, demoted, &config);
@@ -310,6 +319,7 @@ impl RoutingTable {
         let bucket = bucket_mut(&mut self.buckets, b)?;
         let pos = bucket.position(id)?;
         let entry = take(&mut bucket.entries, pos)?;
+        self.freed = true;
         self.addrs.remove(&key(&entry.addr));
         self.len = self.len.saturating_sub(1);
         Some(entry)

@@ -20,8 +20,10 @@ network
   --build MODE           seeded (tables sampled from the population) or bootstrap
                          (every node joins through the routers); default: seeded above
                          5000 nodes, else bootstrap
-  --seed-mode MODE       how seeded tables are filled: import (Node::import_nodes, then the
-                         nodes verify) or ping (a ping to each contact); default import
+  --seed-mode MODE       how seeded tables are filled: answered (verified entries at once, as
+                         if each contact had just answered a ping; no datagrams), import
+                         (Node::import_nodes, then the nodes verify with a ping each) or
+                         ping (a ping to each contact); default answered
   --warmup S             seconds of virtual time after building (default 60)
   --dead F               share of honest nodes killed after warm-up (default 0)
   --loss F               datagram loss (default 0)
@@ -108,6 +110,7 @@ fn parse(args: &[String]) -> Result<Cli, String> {
             }
             "--seed-mode" => {
                 p.seed_mode = match v {
+                    "answered" => SeedHow::Answered,
                     "import" => SeedHow::Import,
                     "ping" => SeedHow::Ping,
                     _ => return Err(format!("unknown seed mode: {v}")),
