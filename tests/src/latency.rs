@@ -112,6 +112,24 @@ impl LatencyModel {
         ((stretched / 1000.0).round() as u64).max(1)
     }
 
+    /// The median RTT from `host` to `samples` random other hosts of `0..hosts`: the round
+    /// trip its own access link allows, the unit of a lookup's time as seen from that host.
+    pub fn host_median(&self, seed: u64, host: u32, hosts: u32, samples: usize) -> Duration {
+        let mut rng = SimRng::new(hash_words(&[seed, 0x686f_7374, u64::from(host)]));
+        let n = u64::from(hosts.max(2));
+        let mut v: Vec<u64> = (0..samples.max(1))
+            .map(|_| {
+                let mut b = rng.below(n) as u32;
+                if b == host {
+                    b = (b + 1) % n as u32;
+                }
+                self.rtt_micros(seed, host, b)
+            })
+            .collect();
+        v.sort_unstable();
+        Duration::from_micros(v.get(v.len() / 2).copied().unwrap_or(0))
+    }
+
     /// The median RTT over `samples` random pairs of hosts `0..hosts`: the unit in which the
     /// simulator reports lookup times.
     pub fn sampled_median(&self, seed: u64, hosts: u32, samples: usize) -> Duration {

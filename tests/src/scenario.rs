@@ -155,6 +155,9 @@ pub struct Report {
     pub first_peer_ms: Samples,
     /// Time to completion, in ms.
     pub completion_ms: Samples,
+    /// Time to completion in multiples of the issuing host's own median RTT (its access link
+    /// slows every one of its requests alike).
+    pub completion_own_rtts: Samples,
     /// Requests sent per lookup.
     pub messages: Samples,
     /// Hops per lookup.
@@ -239,6 +242,14 @@ impl Report {
         };
         time_rows("time to first peer", &mut self.first_peer_ms);
         time_rows("time to completion", &mut self.completion_ms);
+        let own = self.completion_own_rtts.summary();
+        t.row([
+            "time to completion (own RTTs)".to_string(),
+            fmt_opt(own.median, 2),
+            fmt_opt(own.p90, 2),
+            fmt_opt(own.p99, 2),
+            "× the issuing host's own median RTT".to_string(),
+        ]);
         let mut count_row = |name: &str, s: &mut Samples, unit: &str| {
             let sum = s.summary();
             t.row([
@@ -521,8 +532,13 @@ pub fn lookups(
     sim.run_until_watched_done(p.lookup_limit)?;
     let finished = sim.finished.len() - finished_before;
     report.lookups_aborted += (report.lookups - started).saturating_sub(finished);
+    let hosts = sim.hosts();
     for w in sim.finished.drain(..) {
-        record_lookup(report, &w);
+        let own = sim
+            .net
+            .latency
+            .host_median(sim.net.seed(), w.host, hosts, 101);
+        record_lookup(report, &w, own);
     }
     report.churned = sim.counters.churned;
     Ok(joiners)
@@ -631,14 +647,16 @@ pub fn run(p: &Params) -> Result<Report, SimError> {
     Ok(report)
 }
 
-fn record_lookup(report: &mut Report, w: &Watched) {
+fn record_lookup(report: &mut Report, w: &Watched, own_rtt: Duration) {
     let Some((at, outcome)) = &w.finished else {
         return;
     };
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let took = ms(at.saturating_duration_since(w.started));
+    report.completion_ms.push(took);
     report
-        .completion_ms
-        .push(ms(at.saturating_duration_since(w.started)));
+        .completion_own_rtts
+        .push(took / ms(own_rtt).max(1e-9));
     report
         .messages
         .push(f64::from(outcome.metrics.messages_sent));

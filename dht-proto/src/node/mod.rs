@@ -651,8 +651,19 @@ impl Node {
     }
 
     /// The short timeout of a request to this node: a few round trips, within bounds.
+    ///
+    /// The cap is [`Config::short_timeout`], raised to 1.5 times the node's own smoothed
+    /// round trip: a node on a slow link (every answer takes seconds) would otherwise give up
+    /// on every request and end its lookups on the first answer.
     pub(crate) fn short_timeout(&self, id: Option<Id>, addr: &SocketAddr) -> Duration {
-        let cap = self.config.short_timeout;
+        let own = self
+            .srtt
+            .map_or(Duration::ZERO, |s| s.saturating_mul(3) / 2);
+        let cap = self
+            .config
+            .short_timeout
+            .max(own)
+            .min(self.config.query_timeout);
         match self.rtt_of(id, addr) {
             Some(rtt) => (rtt.saturating_mul(2) + Duration::from_millis(50))
                 .clamp(MIN_SHORT_TIMEOUT.min(cap), cap),
