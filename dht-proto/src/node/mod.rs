@@ -1,12 +1,19 @@
 //! [`Node`]: the one owner of protocol state.
 //!
+//! Calls go one way: `input.rs` (datagrams and timers in) dispatches to `serve.rs` (answering
+//! queries) and `queries.rs` (responses, errors and timeouts of our queries, lookup steps,
+//! maintenance); `commands.rs` (the public commands) starts queries through `queries.rs`; all of
+//! them queue messages through `out.rs`, which encodes them in [`Node::poll_transmit`]. This
+//! file holds the state, the getters, the outputs and the small helpers the others share.
+//!
 //! Inputs are [`Node::handle_datagram`] and [`Node::handle_timeout`]; outputs are
 //! [`Node::poll_transmit`], [`Node::poll_event`] and [`Node::poll_timeout`]; commands
 //! ([`Node::get_peers`], [`Node::announce_peer`], ...) return a [`QueryId`] whose end is reported
 //! by exactly one [`Event::QueryFinished`]. See the crate docs for the run loop.
 
-mod client;
+mod commands;
 pub(crate) mod drive;
+mod input;
 mod item;
 #[cfg(test)]
 mod item_tests;
@@ -15,6 +22,7 @@ mod maintenance_tests;
 mod out;
 #[cfg(test)]
 mod proptests;
+mod queries;
 mod serve;
 #[cfg(test)]
 mod tests;
@@ -33,7 +41,7 @@ use crate::event::{CommandKind, CustomHandle, Event, QueryId, QueryMetrics};
 use crate::id::Id;
 use crate::lookup::Lookup;
 use crate::rng::Rng;
-use crate::routing::{RoutingTable, TableConfig};
+use crate::routing::{InsertOutcome, RoutingTable, TableConfig};
 use crate::server::items::{Ed25519Verifier, ItemStore};
 use crate::server::peers::PeerStore;
 use crate::server::tokens::Tokens;
@@ -45,6 +53,7 @@ use crate::wire::compact::NodeInfo;
 
 pub use item::{MutableItem, PutItem};
 pub(crate) use out::Out;
+use out::Sender;
 
 /// Where an outgoing datagram goes; its bytes are in the buffer passed to
 /// [`Node::poll_transmit`].
@@ -450,7 +459,12 @@ impl Node {
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         let _ = self.advance(now);
         while let Some(out) = self.transmits.pop_front() {
-            match out.encode(self, buf) {
+            let sender = Sender {
+                id: self.id,
+                version: self.config.client_version,
+                read_only: self.config.read_only,
+            };
+            match out.encode(&sender, buf) {
                 Some(len) => {
                     self.stats.datagrams_sent = self.stats.datagrams_sent.saturating_add(1);
                     self.stats.bytes_sent = self.stats.bytes_sent.saturating_add(len as u64);
@@ -501,34 +515,6 @@ impl Node {
             .into_iter()
             .filter_map(|(t, k)| t.map(|t| (t, k)))
             .min_by_key(|(t, _)| *t)
-    }
-
-    // ---- Inputs -----------------------------------------------------------------------------
-
-    /// Runs every timer due at `now`. Idempotent; calling it early does nothing.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        let now = self.advance(now);
-        while let Some(expired) = self.txns.pop_expired(now) {
-            self.on_expired(now, expired);
-        }
-        if now >= self.token_rotate_at {
-            self.tokens.rotate(&mut self.rng);
-            self.token_rotate_at = now + self.config.token_rotation;
-        }
-        self.peers.expire(now);
-        self.items.expire(now);
-        let before = self.custom.len();
-        self.custom.retain(|c| c.expires > now);
-        if self.custom.len() != before {
-            // The remote side has given up; nothing to send.
-        }
-        self.table_maintenance(now);
-        if let Some(at) = self.bootstrap_retry_at {
-            if now >= at {
-                self.bootstrap_retry_at = None;
-                self.retry_bootstrap(now);
-            }
-        }
     }
 
     // ---- Internals shared by the submodules -------------------------------------------------
@@ -692,39 +678,20 @@ impl Node {
         }
     }
 
-    fn table_maintenance(&mut self, now: Instant) {
-        let mut pings = core::mem::take(&mut self.scratch_pings);
-        let mut targets = core::mem::take(&mut self.scratch_ids);
-        for fam in 0..2 {
-            pings.clear();
-            self.table_mut(fam).pings_due(now, &mut pings);
-            for (id, addr) in pings.drain(..) {
-                if self.send_table_ping(now, Some(id), addr).is_err() {
-                    // No room: count it as a failure so the table does not wait forever.
-                    self.table_mut(fam).on_failure(now, Some(id), addr);
-                }
-            }
-            targets.clear();
-            // Always collect the due refreshes, so that the table's deadline moves on even when
-            // the node cannot act on them (not bootstrapped yet, or no query slot free): a due
-            // deadline left in place would make `poll_timeout` return the past forever.
-            let [v4, v6] = &mut self.tables;
-            let table = if fam == 0 { v4 } else { v6 };
-            let empty = table.is_empty();
-            table.refresh_targets(now, &mut self.rng, &mut targets);
-            for target in targets.drain(..) {
-                // Refreshes never take the last query slots from the application.
-                // Not only once bootstrapped: a node that never bootstrapped (the first node of
-                // a network) still grows its table through refreshes.
-                if !empty && self.query_count * 2 < self.config.limits.max_queries {
-                    let _ = self.start_lookup(now, CommandKind::Refresh, target, None, Some(fam));
-                }
+    /// Sends the ping a full bucket asked for.
+    pub(crate) fn handle_insert(&mut self, now: Instant, outcome: InsertOutcome) {
+        if let InsertOutcome::PingFirst { id, addr } = outcome {
+            if self.send_table_ping(now, Some(id), addr).is_err() {
+                let fam = family(&addr);
+                self.table_mut(fam).on_failure(now, Some(id), addr);
             }
         }
-        self.scratch_pings = pings;
-        self.scratch_ids = targets;
-        let empty = self.table_len() == 0 || !self.has_live_entries();
-        self.set_table_empty(empty);
+    }
+
+    /// Counts a dropped datagram.
+    pub(crate) fn dropped(&mut self, reason: DropReason) -> Disposition {
+        self.stats.drop(reason);
+        Disposition::Dropped(reason)
     }
 
     pub(crate) fn new_custom_handle(&mut self) -> CustomHandle {
