@@ -6,8 +6,11 @@ use core::net::SocketAddr;
 
 use super::out::{OutQuery, with_id};
 use super::{Node, PutItem, family, normalize};
+use crate::bep44::Ed25519Verifier;
 use crate::error::CommandError;
 use crate::event::{CommandKind, QueryId, QueryStatus};
+#[cfg(doc)]
+use crate::event::{Event, QueryOutcome};
 use crate::id::Id;
 use crate::time::Instant;
 use crate::transaction::Purpose;
@@ -15,7 +18,7 @@ use crate::transaction::Purpose;
 /// Longest custom method name accepted by [`Node::send_query`].
 pub const MAX_METHOD_LEN: usize = 64;
 
-impl Node {
+impl<V: Ed25519Verifier> Node<V> {
     /// Joins the network through `seeds` (e.g. the well-known routers, resolved by the
     /// caller): a `find_node` lookup of the own id, after which [`Event::Bootstrapped`] is
     /// emitted. The seeds are remembered for re-bootstrapping when the table empties.
@@ -121,7 +124,7 @@ impl Node {
         target: Id,
         salt: &[u8],
     ) -> Result<QueryId, CommandError> {
-        if salt.len() > crate::server::items::MAX_SALT_LEN {
+        if salt.len() > crate::bep44::MAX_SALT_LEN {
             return Err(CommandError::InvalidArgument("salt longer than 64 bytes"));
         }
         let q = self.start_lookup(now, CommandKind::GetItem, target, None, None)?;

@@ -4,11 +4,12 @@
 use core::net::SocketAddr;
 
 use super::{Disposition, Node, normalize};
+use crate::bep44::Ed25519Verifier;
 use crate::error::DropReason;
 use crate::time::Instant;
 use crate::wire::krpc::{Body, Message};
 
-impl Node {
+impl<V: Ed25519Verifier> Node<V> {
     /// Takes one datagram from `from`.
     ///
     /// Never fails: malformed, unexpected or unwanted datagrams are dropped and counted in

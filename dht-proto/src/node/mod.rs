@@ -35,14 +35,15 @@ use core::time::Duration;
 
 use rand_core::RngCore;
 
+use crate::bep44::{Ed25519Verifier, NoVerifier};
 use crate::config::Config;
 use crate::error::{CommandError, ConfigError, DropReason};
 use crate::event::{CommandKind, CustomHandle, Event, QueryId, QueryMetrics};
 use crate::id::Id;
 use crate::lookup::Lookup;
 use crate::rng::Rng;
-use crate::routing::{InsertOutcome, RoutingTable, TableConfig};
-use crate::server::items::{Ed25519Verifier, ItemStore};
+use crate::routing::{InsertOutcome, RoutingTable, RoutingTableView, TableConfig};
+use crate::server::items::ItemStore;
 use crate::server::peers::PeerStore;
 use crate::server::tokens::Tokens;
 use crate::small::SmallBytes;
@@ -148,28 +149,6 @@ impl QueryState {
     }
 }
 
-/// The application's ed25519 verifier, if any (the core carries no cryptography of its own).
-pub(crate) struct VerifierSlot(pub(crate) Option<Box<dyn Ed25519Verifier + Send + Sync>>);
-
-impl core::fmt::Debug for VerifierSlot {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "Some(verifier)"
-        } else {
-            "None"
-        })
-    }
-}
-
-impl Ed25519Verifier for VerifierSlot {
-    /// `false` without a verifier: nothing can be checked, so nothing passes.
-    fn verify(&self, public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
-        self.0
-            .as_ref()
-            .is_some_and(|v| v.verify(public_key, message, signature))
-    }
-}
-
 /// A custom query waiting for the application's answer.
 #[derive(Debug, Clone)]
 pub(crate) struct PendingCustom {
@@ -185,7 +164,7 @@ pub(crate) struct PendingCustom {
 /// node uses the latest value it has seen. No input can make it panic, and every table and
 /// queue is bounded by [`Limits`](crate::Limits).
 #[derive(Debug)]
-pub struct Node {
+pub struct Node<V = NoVerifier> {
     pub(crate) config: Config,
     pub(crate) id: Id,
     pub(crate) now: Instant,
@@ -197,11 +176,12 @@ pub struct Node {
     /// BEP 44 items stored for others.
     pub(crate) items: ItemStore,
     /// Checks BEP 44 signatures; without one, mutable items are neither stored nor verified.
-    pub(crate) verifier: VerifierSlot,
+    pub(crate) verifier: Option<V>,
     pub(crate) txns: Transactions,
     pub(crate) queries: Vec<Option<QueryState>>,
     pub(crate) query_count: usize,
-    pub(crate) next_query: u32,
+    /// The serial number of the next command ([`QueryId`]s are never reused).
+    pub(crate) next_query: u64,
     pub(crate) transmits: VecDeque<Out>,
     pub(crate) events: VecDeque<Event>,
     pub(crate) events_lost: u64,
@@ -226,12 +206,34 @@ pub struct Node {
 }
 
 impl Node {
-    /// A node with `config`, started at `now`.
+    /// A node with `config`, started at `now`, without an ed25519 verifier: it refuses to store
+    /// BEP 44 mutable items (error 202) and reports those it finds unverified (see
+    /// [`Node::with_ed25519_verifier`]).
     ///
     /// # Errors
     ///
     /// [`ConfigError`] if the configuration is invalid (see [`Config::validate`]).
     pub fn new(config: Config, now: Instant) -> Result<Self, ConfigError> {
+        Self::build(config, now, None)
+    }
+}
+
+impl<V: Ed25519Verifier> Node<V> {
+    /// A node with `config`, started at `now`, that checks BEP 44 signatures with `verifier`:
+    /// it stores mutable items for others and verifies those it finds.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] if the configuration is invalid (see [`Config::validate`]).
+    pub fn with_ed25519_verifier(
+        config: Config,
+        now: Instant,
+        verifier: V,
+    ) -> Result<Self, ConfigError> {
+        Self::build(config, now, Some(verifier))
+    }
+
+    fn build(config: Config, now: Instant, verifier: Option<V>) -> Result<Self, ConfigError> {
         config.validate()?;
         let mut rng = Rng::new(config.seed);
         let id = match config.id {
@@ -244,17 +246,9 @@ impl Node {
             RoutingTable::new(id, table_config, now),
         ];
         let tokens = Tokens::new(&mut rng);
-        let peers = PeerStore::new(
-            config.limits.max_info_hashes,
-            config.limits.max_peers_per_info_hash,
-            config.limits.max_stored_peers,
-            config.peer_ttl,
-            {
-                let mut key = [0u8; 16];
-                rng.fill_bytes(&mut key);
-                key
-            },
-        );
+        let mut peers_key = [0u8; 16];
+        rng.fill_bytes(&mut peers_key);
+        let peers = PeerStore::from_config(&config, peers_key);
         let mut items_key = [0u8; 16];
         rng.fill_bytes(&mut items_key);
         let items = ItemStore::from_config(&config, items_key);
@@ -270,7 +264,7 @@ impl Node {
             tokens,
             peers,
             items,
-            verifier: VerifierSlot(None),
+            verifier,
             queries: Vec::new(),
             query_count: 0,
             next_query: 1,
@@ -329,25 +323,24 @@ impl Node {
         self.config.report_queries = on;
     }
 
-    /// The BEP 44 items this node stores for others.
-    pub fn item_store(&self) -> &ItemStore {
-        &self.items
+    /// BEP 44 items this node stores for others.
+    pub fn stored_items(&self) -> usize {
+        self.items.len()
     }
 
-    /// Installs the ed25519 verifier BEP 44 mutable items need. Without one the node refuses
-    /// to store mutable items (error 202) and reports mutable items it finds unverified.
-    pub fn set_ed25519_verifier(&mut self, verifier: Box<dyn Ed25519Verifier + Send + Sync>) {
-        self.verifier = VerifierSlot(Some(verifier));
+    /// Replaces the ed25519 verifier (see [`Node::with_ed25519_verifier`]).
+    pub fn set_ed25519_verifier(&mut self, verifier: V) {
+        self.verifier = Some(verifier);
     }
 
     /// The IPv4 routing table.
-    pub fn routing_table(&self) -> &RoutingTable {
-        self.table(0)
+    pub fn routing_table(&self) -> RoutingTableView<'_> {
+        RoutingTableView::new(self.table(0))
     }
 
     /// The IPv6 routing table (BEP 32).
-    pub fn routing_table_v6(&self) -> &RoutingTable {
-        self.table(1)
+    pub fn routing_table_v6(&self) -> RoutingTableView<'_> {
+        RoutingTableView::new(self.table(1))
     }
 
     /// Entries in both routing tables.
@@ -355,9 +348,27 @@ impl Node {
         self.tables.iter().map(RoutingTable::len).sum()
     }
 
-    /// The peer store (announces this node received).
-    pub fn peer_store(&self) -> &PeerStore {
-        &self.peers
+    /// Bytes of BEP 44 values and salts stored for others (what
+    /// [`Limits::max_item_bytes`](crate::Limits::max_item_bytes) caps).
+    pub fn stored_item_bytes(&self) -> usize {
+        self.items.bytes()
+    }
+
+    /// Approximate heap bytes held by the stores of announced peers and BEP 44 items.
+    pub fn store_memory_usage(&self) -> usize {
+        self.peers
+            .memory_usage()
+            .saturating_add(self.items.memory_usage())
+    }
+
+    /// Peers stored from the announces this node received, over all info-hashes.
+    pub fn stored_peers(&self) -> usize {
+        self.peers.peer_count()
+    }
+
+    /// Info-hashes with stored peers.
+    pub fn stored_info_hashes(&self) -> usize {
+        self.peers.info_hash_count()
     }
 
     /// Whether the first bootstrap has completed.
@@ -578,9 +589,12 @@ impl Node {
                 self.queries.len() - 1
             }
         };
-        let generation = self.next_query;
-        self.next_query = self.next_query.wrapping_add(1).max(1);
-        let id = QueryId((u64::from(generation) << 32) | (slot as u64 & 0xffff_ffff));
+        let serial = self.next_query;
+        let (Some(next), Ok(slot32)) = (serial.checked_add(1), u32::try_from(slot)) else {
+            return Err(CommandError::TooManyQueries);
+        };
+        self.next_query = next;
+        let id = QueryId::new(serial, slot32);
         if let Some(s) = self.queries.get_mut(slot) {
             *s = Some(QueryState::new(id, kind, now));
             self.query_count += 1;

@@ -8,6 +8,7 @@ use core::net::SocketAddr;
 use rand_core::RngCore;
 
 use super::{Disposition, Node, PutItem};
+use crate::bep44::Ed25519Verifier;
 use crate::error::{CommandError, DropReason};
 use crate::id::Id;
 use crate::server::bloom::Bloom;
@@ -286,7 +287,7 @@ impl Out {
     }
 }
 
-impl Node {
+impl<V: Ed25519Verifier> Node<V> {
     /// Queues a KRPC error, or counts it dropped when the transmit queue is full.
     pub(crate) fn queue_error(
         &mut self,

@@ -7,6 +7,7 @@ use core::net::SocketAddr;
 
 use super::out::OutQuery;
 use super::{Disposition, Node, family, normalize};
+use crate::bep44::Ed25519Verifier;
 use crate::error::{CommandError, DropReason};
 use crate::event::{CommandKind, Event, QueryId, QueryOutcome, QueryStatus};
 use crate::id::Id;
@@ -18,7 +19,7 @@ use crate::wire::bencode::Dict;
 use crate::wire::compact::NodeInfo;
 use crate::wire::krpc::{KrpcError, Message, Response};
 
-impl Node {
+impl<V: Ed25519Verifier> Node<V> {
     /// Starts a lookup command. `announce_port` is the port an announce stores (`None`: BEP 5
     /// `implied_port`; unused by other kinds); `only_family` restricts a refresh to one table.
     pub(crate) fn start_lookup(
@@ -440,7 +441,7 @@ impl Node {
 
     /// Checks an item a `get` returned and reports it.
     fn on_item(&mut self, q: QueryId, from: SocketAddr, value: &[u8], r: &Response<'_>) {
-        use crate::server::items::{immutable_target, mutable_target, signing_message};
+        use crate::bep44::{immutable_target, mutable_target, signing_message};
         let Some(state) = self.query(q) else { return };
         let target = state.lookups.iter().flatten().next().map(Lookup::target);
         let Some(target) = target else { return };
@@ -455,19 +456,15 @@ impl Node {
                 if mutable_target(k, &state.salt) != target {
                     return;
                 }
-                if self.verifier.0.is_some() {
-                    let message = signing_message(&state.salt, seq, value);
-                    if !crate::server::items::Ed25519Verifier::verify(
-                        &self.verifier,
-                        k,
-                        &message,
-                        sig,
-                    ) {
-                        return;
+                match &self.verifier {
+                    Some(verifier) => {
+                        let message = signing_message(&state.salt, seq, value);
+                        if !verifier.verify(k, &message, sig) {
+                            return;
+                        }
+                        true
                     }
-                    true
-                } else {
-                    false
+                    None => false,
                 }
             }
             _ => return,

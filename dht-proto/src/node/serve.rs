@@ -7,6 +7,7 @@ use core::net::SocketAddr;
 
 use super::out::with_id;
 use super::{Disposition, Node, PendingCustom, family};
+use crate::bep44::Ed25519Verifier;
 use crate::error::DropReason;
 use crate::event::Event;
 use crate::id::Id;
@@ -30,7 +31,7 @@ const RESPONSE_OVERHEAD: usize = 200;
 /// Nodes returned per address family (BEP 5: the 8 closest).
 const NODES_PER_REPLY: usize = 8;
 
-impl Node {
+impl<V: Ed25519Verifier> Node<V> {
     /// Answers 203 to a query we could not parse, when its transaction id can be found.
     pub(crate) fn reply_malformed(&mut self, from: SocketAddr, data: &[u8], limits: &DecodeLimits) {
         if self.config.read_only {
@@ -228,7 +229,7 @@ impl Node {
                 }
                 let result = match (p.key, p.signature, p.seq) {
                     (None, None, None) => self.items.put_immutable(now, p.value),
-                    (Some(k), Some(sig), Some(seq)) if self.verifier.0.is_some() => {
+                    (Some(k), Some(sig), Some(seq)) if self.verifier.is_some() => {
                         let put = MutablePut {
                             k,
                             salt: p.salt.unwrap_or_default(),
@@ -237,7 +238,10 @@ impl Node {
                             v: p.value,
                             cas: p.cas,
                         };
-                        self.items.put_mutable(now, &put, &self.verifier)
+                        match &self.verifier {
+                            Some(verifier) => self.items.put_mutable(now, &put, verifier),
+                            None => Err(PutError::StorageDisabled),
+                        }
                     }
                     (Some(_), Some(_), Some(_)) => Err(PutError::StorageDisabled),
                     _ => {
