@@ -40,8 +40,6 @@ pub(crate) struct Candidate {
     /// a response.
     pub(crate) hop: u8,
     pub(crate) token: Option<TokenBuf>,
-    /// Whether a request to it already timed out once and was sent again.
-    pub(crate) retried: bool,
 }
 
 /// Whom to query next.
@@ -61,6 +59,11 @@ pub(crate) enum Finish {
     Exhausted,
 }
 
+/// Requests a lookup sends again after a timeout (see [`Lookup::on_timeout`]): enough for a
+/// lookup through one contact to survive two lost datagrams, and a bound on how long a lookup
+/// toward an unreachable contact lasts (three full timeouts).
+const MAX_RETRIES: u8 = 2;
+
 #[derive(Clone, Debug)]
 pub(crate) struct Lookup {
     target: Id,
@@ -76,8 +79,8 @@ pub(crate) struct Lookup {
     seeds_waiting: usize,
     /// Seed requests past their short timeout, still pending.
     seeds_slow: usize,
-    /// Seeds whose request already timed out once and was sent again.
-    seeds_retried: Vec<SocketAddr>,
+    /// Requests sent again after a timeout, at most [`MAX_RETRIES`].
+    retries: u8,
 }
 
 impl Lookup {
@@ -91,7 +94,7 @@ impl Lookup {
             seeds: Vec::new(),
             seeds_waiting: 0,
             seeds_slow: 0,
-            seeds_retried: Vec::new(),
+            retries: 0,
         }
     }
 
@@ -147,7 +150,6 @@ impl Lookup {
                 state: State::Fresh,
                 hop,
                 token: None,
-                retried: false,
             },
         );
         true
@@ -310,31 +312,24 @@ impl Lookup {
     /// A request went unanswered for the full timeout.
     ///
     /// A lost datagram must not end a lookup that has almost nobody else to ask: when fewer
-    /// than α other contacts are live, a contact that timed out for the first time is queried
-    /// once more (it goes back to the contacts to query); otherwise, or the second time, it
-    /// failed.
+    /// than α other contacts are live, the contact is queried once more (it goes back to the
+    /// contacts to query), at most [`MAX_RETRIES`] times per lookup; otherwise it failed.
     pub(crate) fn on_timeout(&mut self, queried_id: Option<Id>, addr: SocketAddr, was_slow: bool) {
         let pending = match queried_id {
             None => true,
             Some(_) => self
                 .find(queried_id, addr)
-                .is_some_and(|c| matches!(c.state, State::Waiting | State::Slow) && !c.retried),
+                .is_some_and(|c| matches!(c.state, State::Waiting | State::Slow)),
         };
         self.on_failure(queried_id, addr, was_slow);
-        if !pending || self.live() >= self.alpha {
+        if !pending || self.live() >= self.alpha || self.retries >= MAX_RETRIES {
             return;
         }
+        self.retries += 1;
         match queried_id {
-            None => {
-                // Bounded: at most α seeds are ever retried.
-                if !self.seeds_retried.contains(&addr) && self.seeds_retried.len() < self.alpha {
-                    self.seeds_retried.push(addr);
-                    self.seeds.push(addr);
-                }
-            }
+            None => self.seeds.push(addr),
             Some(_) => {
                 if let Some(c) = self.find(queried_id, addr) {
-                    c.retried = true;
                     c.state = State::Fresh;
                 }
             }

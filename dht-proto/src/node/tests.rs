@@ -761,3 +761,60 @@ fn query_ids_run_out_by_refusing_commands() {
     node.next_query = u64::MAX;
     assert_eq!(node.ping(now, addr(2)), Err(CommandError::TooManyQueries));
 }
+
+/// A node that knows a single contact, whose first lookup request is lost, asks it again after
+/// the timeout and completes instead of giving up.
+#[test]
+fn a_lookup_through_one_contact_survives_one_lost_datagram() {
+    let mut net = Net::new(2, local);
+    let now = net.now;
+    let contact = NodeInfo {
+        id: net.nodes[0].id(),
+        addr: addr(0),
+    };
+    let taken = net.nodes[1].import_answered_nodes(now, [(contact, Duration::from_millis(20))]);
+    assert_eq!(taken, 1);
+    let q = net.nodes[1].find_node(now, Id::new([0x42; 20])).unwrap();
+    net.drain();
+    let lost = net.queue.pop_front().expect("the lookup's first request");
+    assert_eq!(lost.2, addr(0));
+    assert!(net.queue.is_empty());
+    let outcome = net.run_until_finished(1, q);
+    assert_eq!(outcome.metrics.responses, 1, "{outcome:?}");
+    assert_eq!(outcome.metrics.timeouts, 1);
+    assert_eq!(outcome.metrics.messages_sent, 2);
+    assert_eq!(outcome.closest.len(), 1);
+}
+
+/// Contacts handed over as answered are verified entries at once, with their round trip,
+/// and cost no datagram.
+#[test]
+fn answered_contacts_enter_as_verified_entries() {
+    let mut node = Node::new(local(1), NET_START).unwrap();
+    let contacts = (2..12).map(|i| {
+        let id = Node::new(local(i), NET_START).unwrap().id();
+        (
+            NodeInfo { id, addr: addr(i) },
+            Duration::from_millis(10 * i as u64),
+        )
+    });
+    let own = (
+        NodeInfo {
+            id: node.id(),
+            addr: addr(1),
+        },
+        Duration::from_millis(5),
+    );
+    let taken = node.import_answered_nodes(NET_START, contacts.chain([own]));
+    assert_eq!(taken, 10, "the own id is refused");
+    let table = node.routing_table();
+    assert_eq!(table.len(), 10);
+    for e in table.iter() {
+        assert!(e.is_verified());
+        assert_eq!(e.last_response(), Some(NET_START));
+        let i = (2..12).find(|&i| addr(i) == e.addr()).unwrap();
+        assert_eq!(e.rtt(), Some(Duration::from_millis(10 * i as u64)));
+    }
+    let mut buf = [0u8; 1500];
+    assert!(node.poll_transmit(NET_START, &mut buf).is_none());
+}
