@@ -818,3 +818,24 @@ fn answered_contacts_enter_as_verified_entries() {
     let mut buf = [0u8; 1500];
     assert!(node.poll_transmit(NET_START, &mut buf).is_none());
 }
+
+/// The short timeout is capped by `Config::short_timeout`, unless the node's own round trips
+/// are longer: a node on a slow link would otherwise give up on every request.
+#[test]
+fn a_slow_link_raises_the_short_timeout_cap() {
+    let mut node = Node::new(local(1), NET_START).unwrap();
+    let cap = node.config().short_timeout;
+    let stranger = addr(7);
+    assert_eq!(node.short_timeout(None, &stranger), cap);
+    node.record_rtt(Duration::from_millis(60));
+    assert_eq!(
+        node.short_timeout(None, &stranger),
+        Duration::from_millis(170).min(cap)
+    );
+    for _ in 0..64 {
+        node.record_rtt(Duration::from_secs(2));
+    }
+    let slow = node.short_timeout(None, &stranger);
+    assert!(slow > Duration::from_millis(2_900), "{slow:?}");
+    assert!(slow <= node.config().query_timeout);
+}
