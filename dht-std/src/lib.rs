@@ -15,12 +15,13 @@
 //! `tokio` and `thread` examples.
 //!
 //! Logging goes through the [`log`] facade: `info` for binding, `debug` for dropped datagrams
-//! and socket errors, `trace` for every datagram.
+//! and socket errors, `trace` for every datagram (one line each, [`describe_datagram`]).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod adapter;
+mod describe;
 mod error;
 mod handle;
 mod info_hash;
@@ -30,7 +31,8 @@ pub mod state;
 use core::net::SocketAddr;
 use std::net::ToSocketAddrs;
 
-pub use adapter::{Dht, DhtWaker, IoStats};
+pub use adapter::{Dht, DhtWaker, IoStats, Turn};
+pub use describe::describe_datagram;
 pub use error::Error;
 pub use handle::{DhtHandle, Info, PeerStream, Pong};
 pub use info_hash::{ParseInfoHashError, parse_info_hash};
