@@ -518,6 +518,16 @@ fn bind_sockets(addr: SocketAddr, ipv6: bool) -> Result<[Option<UdpSocket>; 2], 
     };
     let second = other.and_then(|other| match bind_one(other) {
         Ok(s) => Some(s),
+        // The family exists but its port is taken: the node silently losing half of the
+        // DHT would surprise; say so.
+        Err(Error::Bind { source, .. }) if source.kind() == io::ErrorKind::AddrInUse => {
+            log::warn!(
+                "cannot bind UDP {other}: the port is already in use; serving on {} only",
+                addr.ip()
+            );
+            None
+        }
+        // No such family on this system (no IPv6): the normal case there.
         Err(e) => {
             log::info!("{e}; continuing with {} only", addr.ip());
             None

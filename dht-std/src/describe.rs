@@ -130,7 +130,7 @@ mod tests {
                 "62".repeat(20)
             )
         );
-        let err = b"d1:eli201e9:A Problemee1:t2:ee1:y1:ee";
+        let err = b"d1:eli201e9:A Probleme1:t2:ee1:y1:ee";
         assert_eq!(describe_datagram(err), "error 201 \"A Problem\", t 6565");
         let nodes = [
             b"d1:rd2:id20:aaaaaaaaaaaaaaaaaaaa5:nodes26:".as_slice(),
