@@ -159,7 +159,7 @@ pub struct Metrics {
 impl From<&QueryMetrics> for Metrics {
     fn from(m: &QueryMetrics) -> Self {
         Self {
-            hops: m.hops.into(),
+            hops: m.hops,
             messages_sent: m.messages_sent,
             responses: m.responses,
             timeouts: m.timeouts,

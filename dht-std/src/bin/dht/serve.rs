@@ -20,7 +20,7 @@ use dht_std::Turn;
 use serde::Serialize;
 
 use crate::output::{Record, count, format, plural};
-use crate::session::{Contacts, Session, Setup, contacts};
+use crate::session::{Contacts, Session, Setup, contacts, save_state};
 use crate::{Fail, Join, Local};
 
 /// A node serves on the customary DHT port unless told otherwise.
@@ -215,10 +215,10 @@ impl LineQueue {
     /// must not keep the process alive).
     pub fn close(&mut self, wait: Duration) {
         self.tx = None;
-        if self.done.recv_timeout(wait).is_ok() {
-            if let Some(t) = self.thread.take() {
-                let _ = t.join();
-            }
+        if self.done.recv_timeout(wait).is_ok()
+            && let Some(t) = self.thread.take()
+        {
+            let _ = t.join();
         }
     }
 }
@@ -295,7 +295,7 @@ pub fn node(local: &Local, join: &Join, json: bool, o: Options) -> Result<ExitCo
                     next_status = status_every.map(|i| now + i);
                 }
                 if now >= next_save {
-                    save(dht, local);
+                    save_state(dht, local.state.as_deref());
                     next_save = now + SAVE_EVERY;
                 }
                 join_state.retry(dht, now);
@@ -329,15 +329,6 @@ fn print_status(json: bool, status: &Status, lines: &mut LineQueue) {
         }
     } else if let Some(line) = status.text() {
         let _ = writeln!(io::stderr(), "{line}");
-    }
-}
-
-/// Periodic saves between the session's start and end.
-fn save(dht: &dht_std::Dht, local: &Local) {
-    if let Some(path) = &local.state {
-        if let Err(e) = dht.state().save(path) {
-            log::warn!("cannot write the state file {}: {e}", path.display());
-        }
     }
 }
 
@@ -401,7 +392,7 @@ impl Joining {
     }
 
     fn retry(&mut self, dht: &mut dht_std::Dht, now: Instant) {
-        if !self.retry_at.is_some_and(|t| now >= t) {
+        if self.retry_at.is_none_or(|t| now < t) {
             return;
         }
         self.retry_at = None;

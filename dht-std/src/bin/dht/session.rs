@@ -131,20 +131,9 @@ impl Session {
         Ok((session, contacts))
     }
 
-    /// Saves the routing table to --state, if given. A failure is a warning: the table is a
-    /// cache, and the file was found writable at the start.
+    /// Saves the routing table to --state, if given.
     pub fn save_state(&self) {
-        if let Some(path) = &self.state_path {
-            let state = self.dht.state();
-            match state.save(path) {
-                Ok(()) => log::info!(
-                    "saved {} to {}",
-                    count(state.nodes.len(), "contact"),
-                    path.display()
-                ),
-                Err(e) => log::warn!("cannot write the state file {}: {e}", path.display()),
-            }
-        }
+        save_state(&self.dht, self.state_path.as_deref());
     }
 
     /// Joins through `contacts` (when the saved table gave none, waiting for the bootstrap to
@@ -182,6 +171,21 @@ impl Session {
             Err(e) => return Err(Fail::failed(format_args!("cannot join the DHT: {e}"))),
         }
         Ok(())
+    }
+}
+
+/// Saves the routing table to `path`, if given. A failure is a warning: the table is a cache,
+/// and the file was found writable at the start.
+pub fn save_state(dht: &Dht, path: Option<&Path>) {
+    let Some(path) = path else { return };
+    let state = dht.state();
+    match state.save(path) {
+        Ok(()) => log::info!(
+            "saved {} to {}",
+            count(state.nodes.len(), "contact"),
+            path.display()
+        ),
+        Err(e) => log::warn!("cannot write the state file {}: {e}", path.display()),
     }
 }
 
