@@ -39,6 +39,11 @@ pub use info_hash::{ParseInfoHashError, parse_info_hash};
 pub use seed::os_seed;
 pub use state::State;
 
+/// The README's Rust blocks, compiled (not run: they use the public DHT) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 /// The well-known public bootstrap routers.
 pub const DEFAULT_BOOTSTRAP: &[&str] = &[
     "router.bittorrent.com:6881",
