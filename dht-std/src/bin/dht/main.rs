@@ -253,14 +253,17 @@ fn main() -> ExitCode {
             use clap::error::ErrorKind;
             let usage_error =
                 !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion);
-            // The parse failed, so the flag is looked for by hand: `--json` asks for errors
-            // as JSON objects too.
-            if usage_error && std::env::args_os().any(|a| a == "--json") {
-                let message = e.kind().as_str().unwrap_or("invalid arguments").to_owned();
+            if usage_error && wants_json() {
+                // clap's message up to its usage hint, on one line.
                 let detail = e.to_string();
-                let first = detail.lines().next().unwrap_or_default();
-                let text = first.strip_prefix("error: ").unwrap_or(&message);
-                output::report_error(true, text, 2);
+                let message = detail
+                    .lines()
+                    .take_while(|l| !l.is_empty())
+                    .map(str::trim)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let message = message.strip_prefix("error: ").unwrap_or(&message);
+                output::report_error(true, message, 2);
                 return ExitCode::from(2);
             }
             e.exit()
@@ -276,6 +279,15 @@ fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+/// Whether `--json` was given, from arguments clap could not parse (and so cannot say): the
+/// flag takes no value, so it is the word itself, before any `--`.
+fn wants_json() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Fail> {
