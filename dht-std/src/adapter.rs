@@ -614,6 +614,49 @@ mod tests {
     }
 
     #[test]
+    fn run_delivers_the_events_of_commands_issued_while_idle() {
+        let peer = Dht::bind("127.0.0.1:0".parse().unwrap(), Config::default()).unwrap();
+        let peer_id = peer.id();
+        let peer_addr = peer.local_addr();
+        let _peer = crate::DhtHandle::spawn(peer).unwrap();
+        let mut dht = Dht::bind("127.0.0.1:0".parse().unwrap(), Config::default()).unwrap();
+        let mut ping = None;
+        let mut idles = 0;
+        let outcome = dht
+            .run(|dht, turn| match turn {
+                Turn::Idle => {
+                    idles += 1;
+                    if ping.is_none() {
+                        ping = Some(dht.ping(peer_addr).unwrap());
+                    }
+                    ControlFlow::Continue(None)
+                }
+                Turn::Event(Event::QueryFinished { query, outcome }) if Some(query) == ping => {
+                    ControlFlow::Break(outcome)
+                }
+                Turn::Event(_) => ControlFlow::Continue(None),
+            })
+            .unwrap();
+        assert_eq!(outcome.responder, Some(peer_id));
+        assert!(idles >= 1);
+    }
+
+    #[test]
+    fn run_until_a_past_deadline_returns_none_after_the_pending_events() {
+        let mut dht = Dht::bind("127.0.0.1:0".parse().unwrap(), Config::default()).unwrap();
+        let past = std::time::Instant::now();
+        let mut events = 0;
+        let r: Option<()> = dht
+            .run_until(Some(past), |_, _| {
+                events += 1;
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(r, None);
+        assert_eq!(events, 0);
+    }
+
+    #[test]
     fn step_returns_at_max_wait_and_on_wake() {
         let mut dht = Dht::bind("127.0.0.1:0".parse().unwrap(), Config::default()).unwrap();
         let t0 = std::time::Instant::now();

@@ -71,7 +71,9 @@ fn from_magnet(rest: &str) -> Result<Id, ParseInfoHashError> {
         }
         if let Some(multihash) = strip_prefix_ignore_case(&value, "urn:btmh:") {
             // Multihash: 0x12 (SHA-256), 0x20 (32 bytes), then the digest.
-            let bytes = hex_bytes(multihash).ok_or(ParseInfoHashError::Malformed)?;
+            let bytes = hex::decode(multihash)
+                .ok()
+                .ok_or(ParseInfoHashError::Malformed)?;
             match bytes.as_slice() {
                 [0x12, 0x20, digest @ ..] if digest.len() == 32 => {
                     v2 = digest.get(..20).and_then(Id::from_slice);
@@ -86,7 +88,7 @@ fn from_magnet(rest: &str) -> Result<Id, ParseInfoHashError> {
 /// 40 hex digits or 32 base32 characters.
 fn bare(s: &str) -> Option<Id> {
     match s.len() {
-        40 => hex_bytes(s).and_then(|b| Id::from_slice(&b)),
+        40 => hex::decode(s).ok().and_then(|b| Id::from_slice(&b)),
         32 => base32(s).and_then(|b| Id::from_slice(&b)),
         _ => None,
     }
@@ -97,11 +99,6 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     head.eq_ignore_ascii_case(prefix)
         .then(|| s.get(prefix.len()..))
         .flatten()
-}
-
-/// Bytes of a hex string (either case).
-fn hex_bytes(s: &str) -> Option<Vec<u8>> {
-    hex::decode(s).ok()
 }
 
 /// RFC 4648 base32 without padding, either case.

@@ -6,7 +6,9 @@
 //! - [`Dht`]: a blocking run loop on the caller's thread. [`Dht::step`] waits exactly until a
 //!   datagram arrives or the node's next deadline, then feeds the node and sends what it
 //!   produced; commands pass through ([`Dht::get_peers`], [`Dht::command`] for any other);
-//!   events come from [`Dht::poll_event`]. No protocol logic lives here.
+//!   events come from [`Dht::poll_event`]. [`Dht::run`] is the loop around it, with a callback
+//!   for each event and before each wait; [`Dht::run_until`], the handle's thread and the `dht`
+//!   program all use it. No protocol logic lives here.
 //! - [`DhtHandle`]: the same on a thread of its own, with blocking calls that return answers
 //!   ([`DhtHandle::get_peers`] streams peers as they are found, [`DhtHandle::announce`],
 //!   [`DhtHandle::ping`], [`DhtHandle::find_node`]).

@@ -328,7 +328,6 @@ pub fn drive(
     label: &str,
     mut on_peers: impl FnMut(&mut Out, Vec<SocketAddr>) -> Result<(), Fail>,
 ) -> Result<QueryOutcome, Fail> {
-    let started = Instant::now();
     let mut peers = 0usize;
     let mut cancelled = false;
     let Session {
@@ -374,12 +373,11 @@ pub fn drive(
                 let table = node.table_len();
                 out.progress().update(|| {
                     format!(
-                        "{label}: {} sent, {}, {}, {}, {:.1} s",
+                        "{label}: {} sent, {}, {}, {}",
                         plural(sent, "query", "queries"),
                         plural(answers, "answer", "answers"),
                         count(peers, "peer"),
                         count(table, "contact"),
-                        started.elapsed().as_secs_f64()
                     )
                 });
                 ControlFlow::Continue(*deadline)
