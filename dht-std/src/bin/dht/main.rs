@@ -397,6 +397,8 @@ mod tests {
     fn each_help_lists_its_own_options_first() {
         use clap::CommandFactory as _;
         let mut cmd = Cli::command();
+        // Global options reach the subcommands when the command is built.
+        cmd.build();
         let help = cmd
             .find_subcommand_mut("node")
             .unwrap()
