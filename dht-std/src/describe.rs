@@ -53,7 +53,12 @@ pub fn describe_datagram(bytes: &[u8]) -> String {
                 let _ = write!(s, ", token {}", hex::encode(token));
             }
             if let Some(v) = r.value {
-                let _ = write!(s, ", value of {} bytes", v.len());
+                let _ = write!(
+                    s,
+                    ", value of {} byte{}",
+                    v.len(),
+                    if v.len() == 1 { "" } else { "s" }
+                );
             }
             if let Some(seq) = r.seq {
                 let _ = write!(s, ", seq {seq}");
@@ -101,7 +106,8 @@ fn query_fields(s: &mut String, q: &Query<'_>) {
             let _ = write!(s, ", token {}", hex::encode(a.token));
         }
         Query::Put(p) => {
-            let _ = write!(s, ", value of {} bytes", p.value.len());
+            let n = p.value.len();
+            let _ = write!(s, ", value of {n} byte{}", if n == 1 { "" } else { "s" });
             if let Some(seq) = p.seq {
                 let _ = write!(s, ", seq {seq}");
             }

@@ -432,7 +432,9 @@ impl Joining {
             }
             Event::RoutingTableEmpty => log::warn!("the routing table is empty"),
             Event::ExternalAddress { addr, .. } => log::info!("external address: {addr}"),
-            Event::EventsDropped { count } => log::warn!("{count} events dropped"),
+            Event::EventsDropped { count: n } => {
+                log::warn!("{} dropped", plural(u64::from(*n), "event", "events"));
+            }
             _ => {}
         }
     }
