@@ -433,7 +433,7 @@ impl Joining {
             Event::RoutingTableEmpty => log::warn!("the routing table is empty"),
             Event::ExternalAddress { addr, .. } => log::info!("external address: {addr}"),
             Event::EventsDropped { count: n } => {
-                log::warn!("{} dropped", plural(u64::from(*n), "event", "events"));
+                log::warn!("{} dropped", plural(*n, "event", "events"));
             }
             _ => {}
         }
