@@ -518,10 +518,14 @@ fn missing_state_directory_is_a_clear_error() {
         "--state",
         "/nonexistent-dir/state.txt",
     ]);
-    // The ping itself fails (nothing answers), and the state cannot be saved either; the first
-    // failure is reported.
-    assert_ne!(out.code, Some(0), "{out:?}");
+    // Found before anything is sent: bad input.
+    assert_eq!(out.code, Some(2), "{out:?}");
     assert_eq!(out.stderr.lines().count(), 1, "{out:?}");
+    assert!(
+        out.stderr
+            .starts_with("dht: cannot write the state file /nonexistent-dir/state.txt: "),
+        "{out:?}"
+    );
 }
 
 #[test]
