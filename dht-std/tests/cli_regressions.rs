@@ -190,6 +190,17 @@ fn a_node_whose_bootstrap_host_does_not_resolve_keeps_serving() {
 }
 
 #[test]
+fn a_node_with_a_malformed_bootstrap_fails_before_listening() {
+    let out = run(&["node", "--bind", "127.0.0.1:0", "--bootstrap", "localhost"]);
+    assert_eq!(out.code, Some(2), "{out:?}");
+    assert_eq!(out.stdout, "", "{out:?}");
+    assert_eq!(
+        out.stderr,
+        "dht: the bootstrap address `localhost` is not HOST:PORT\n"
+    );
+}
+
+#[test]
 fn a_node_whose_bootstrap_contact_is_silent_keeps_serving_and_says_so() {
     let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
     let silent = silent.local_addr().unwrap().to_string();
