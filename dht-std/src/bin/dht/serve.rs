@@ -264,8 +264,8 @@ pub fn node(local: &Local, join: &Join, json: bool, o: Options) -> Result<ExitCo
             contacts: node.table_len(),
             queries_in: stats.queries_received.total(),
             queries_out: stats.queries_sent.total(),
-            peers_stored: node.peer_store().peer_count(),
-            info_hashes: node.peer_store().info_hash_count(),
+            peers_stored: node.stored_peers(),
+            info_hashes: node.stored_info_hashes(),
             uptime_s: started.elapsed().as_secs(),
             query_lines_dropped: dropped,
         }

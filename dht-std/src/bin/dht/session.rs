@@ -76,7 +76,7 @@ impl Session {
             Some(join) => contacts(join, setup.lenient_join)?,
             None => Contacts::default(),
         };
-        let mut config = Config::default();
+        let mut config = Config::new(dht_std::os_seed());
         config.id = local.id.or(state.as_ref().and_then(|s| s.id));
         if setup.allow_all || join.is_some_and(|j| j.allow_local) {
             config.address_policy = AddressPolicy::ALLOW_ALL;
@@ -414,15 +414,15 @@ mod tests {
 
     #[test]
     fn named_local_contacts_widen_the_policy() {
-        let mut c = Config::default();
+        let mut c = Config::new([0; 32]);
         widen(&mut c, &"127.0.0.1:7000".parse().unwrap());
         assert!(c.address_policy.allow_loopback && !c.one_node_per_ip);
         assert!(!c.address_policy.allow_private);
         widen(&mut c, &"192.168.1.2:7000".parse().unwrap());
         assert!(c.address_policy.allow_private);
-        let mut c = Config::default();
+        let mut c = Config::new([0; 32]);
         widen(&mut c, &"203.0.113.1:7000".parse().unwrap());
         widen(&mut c, &"0.0.0.0:7000".parse().unwrap());
-        assert_eq!(c.address_policy, Config::default().address_policy);
+        assert_eq!(c.address_policy, Config::new([0; 32]).address_policy);
     }
 }
