@@ -60,9 +60,9 @@ pub(crate) enum Finish {
 }
 
 /// Requests a lookup sends again after a timeout (see [`Lookup::on_timeout`]): enough for a
-/// lookup through one contact to survive two lost datagrams, and a bound on how long a lookup
-/// toward an unreachable contact lasts (three full timeouts).
-const MAX_RETRIES: u8 = 2;
+/// lookup through one contact to survive a lost datagram, and a bound on how long a lookup
+/// toward an unreachable contact lasts (two full timeouts).
+const MAX_RETRIES: u8 = 1;
 
 #[derive(Clone, Debug)]
 pub(crate) struct Lookup {

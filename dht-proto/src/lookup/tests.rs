@@ -209,7 +209,7 @@ fn a_lone_contact_that_times_out_is_asked_once_more() {
     l.on_response(again.id, false, id_from(2), again.addr, None);
     assert_eq!(l.finished(), Some(Finish::Converged));
 
-    // The third timeout is final (MAX_RETRIES = 2).
+    // The timeout after the last retry is final.
     let mut l = Lookup::new(id_from(1), 8, 3, 64);
     l.add_candidate(id_from(2), addr(2), 1);
     for _ in 0..MAX_RETRIES {
