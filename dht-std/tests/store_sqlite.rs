@@ -5,13 +5,10 @@
 
 mod store_common;
 
-use std::io::{BufRead as _, BufReader, Write as _};
-use std::process::{Command, Stdio};
-
 use dht_std::store::{
     Batch, DbUrl, Limits, SCHEMA_VERSION, Sighting, Source, SqliteStore, Store, StoreError,
 };
-use store_common::{TempDir, hash, torrent};
+use store_common::{KILL_SIGHTINGS, TempDir, check_whole_batches, hash, kill_writer, torrent};
 
 fn memory(limits: Limits) -> SqliteStore {
     SqliteStore::open_in_memory(limits).unwrap()
@@ -112,75 +109,12 @@ fn restart_without_duplicates() {
     assert_eq!(store.integrity_check().unwrap(), "ok");
 }
 
-/// Sightings and torrents per batch of the killed writer.
-const KILL_SIGHTINGS: u64 = 2000;
-const KILL_TORRENTS: u64 = 200;
-const KILL_FILES: usize = 3;
-
-/// The writer the test below kills: commits batches forever, printing each one's number.
-fn kill_child(url: &str) {
-    let mut store = DbUrl::parse(url).open(true).unwrap();
-    let mut out = std::io::stdout();
-    for n in 0_u64.. {
-        let mut batch = Batch::new();
-        let base = n * KILL_SIGHTINGS;
-        for i in base..base + KILL_SIGHTINGS {
-            batch.sighting(Sighting::new(hash(i), Source::GetPeers, 100));
-        }
-        for i in base..base + KILL_TORRENTS {
-            batch.torrent(torrent(i, &format!("torrent {i}"), KILL_FILES, 100));
-        }
-        store.write(&batch).unwrap();
-        writeln!(out, "committed {}", n + 1).unwrap();
-        out.flush().unwrap();
-    }
-}
-
-/// Runs this test binary again as the writer, kills it with SIGKILL after `commits` commits,
-/// and returns how many it had reported.
-pub fn kill_writer(test: &str, url: &str, commits: u64) -> u64 {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env("DHT_STORE_KILL_CHILD", url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut reported = 0;
-    while reported < commits {
-        let line = lines.next().expect("the writer stopped").unwrap();
-        if let Some(n) = line.strip_prefix("committed ") {
-            reported = n.parse().unwrap();
-        }
-    }
-    // `Child::kill` is SIGKILL on Unix: no destructor, no flush, no rollback runs.
-    child.kill().unwrap();
-    child.wait().unwrap();
-    reported
-}
-
-/// Checks that the database holds whole batches only, at least `reported` of them.
-pub fn check_whole_batches(store: &mut dyn Store, reported: u64) -> u64 {
-    let stats = store.stats(200).unwrap();
-    assert_eq!(stats.torrents % KILL_SIGHTINGS, 0, "a partial batch: {stats:?}");
-    let batches = stats.torrents / KILL_SIGHTINGS;
-    assert!(
-        batches == reported || batches == reported + 1,
-        "{batches} batches stored, {reported} reported"
-    );
-    assert_eq!(stats.with_metadata, batches * KILL_TORRENTS);
-    assert_eq!(stats.files, batches * KILL_TORRENTS * KILL_FILES as u64);
-    assert_eq!(stats.queued, batches * (KILL_SIGHTINGS - KILL_TORRENTS));
-    batches
-}
-
 /// `kill -9` during the writes loses at most the batch in flight and never corrupts; a restart
 /// writes on without duplicates.
 #[test]
 fn sigkill_mid_batch_loses_at_most_the_batch() {
     if let Ok(url) = std::env::var("DHT_STORE_KILL_CHILD") {
-        kill_child(&url);
+        store_common::kill_child(&url);
         return;
     }
     let dir = TempDir::new("kill");

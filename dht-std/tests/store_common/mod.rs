@@ -4,10 +4,12 @@
 #![allow(dead_code)]
 
 use core::time::Duration;
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 
 use dht_proto::Id;
-use dht_std::store::{Batch, FileEntry, Shard, Sighting, Source, Store, TorrentRecord};
+use dht_std::store::{Batch, DbUrl, FileEntry, Shard, Sighting, Source, Store, TorrentRecord};
 
 /// A well-spread info-hash for `i` (splitmix64 over the 20 bytes).
 pub fn hash(i: u64) -> Id {
@@ -95,10 +97,12 @@ impl PgDb {
         let admin = postgres_url(test)?;
         let name = format!("dht_{test}_{}", std::process::id());
         let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+        // One statement per call: DROP/CREATE DATABASE refuse to run in a transaction block.
         client
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"
-            ))
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .unwrap();
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
             .unwrap();
         let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
         let url = format!("{base}/{name}");
@@ -309,3 +313,67 @@ pub fn search_finds_names(store: &mut dyn Store) {
     }
     assert!(store.search("%", 10).unwrap().is_empty(), "% is not a wildcard");
 }
+
+/// Sightings and torrents per batch of the killed writer.
+pub const KILL_SIGHTINGS: u64 = 2000;
+pub const KILL_TORRENTS: u64 = 200;
+pub const KILL_FILES: usize = 3;
+
+/// The writer the test below kills: commits batches forever, printing each one's number.
+pub fn kill_child(url: &str) {
+    let mut store = DbUrl::parse(url).open(true).unwrap();
+    let mut out = std::io::stdout();
+    for n in 0_u64.. {
+        let mut batch = Batch::new();
+        let base = n * KILL_SIGHTINGS;
+        for i in base..base + KILL_SIGHTINGS {
+            batch.sighting(Sighting::new(hash(i), Source::GetPeers, 100));
+        }
+        for i in base..base + KILL_TORRENTS {
+            batch.torrent(torrent(i, &format!("torrent {i}"), KILL_FILES, 100));
+        }
+        store.write(&batch).unwrap();
+        writeln!(out, "committed {}", n + 1).unwrap();
+        out.flush().unwrap();
+    }
+}
+
+/// Runs this test binary again as the writer, kills it with SIGKILL after `commits` commits,
+/// and returns how many it had reported.
+pub fn kill_writer(test: &str, url: &str, commits: u64) -> u64 {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env("DHT_STORE_KILL_CHILD", url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut reported = 0;
+    while reported < commits {
+        let line = lines.next().expect("the writer stopped").unwrap();
+        if let Some(n) = line.strip_prefix("committed ") {
+            reported = n.parse().unwrap();
+        }
+    }
+    // `Child::kill` is SIGKILL on Unix: no destructor, no flush, no rollback runs.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    reported
+}
+
+/// Checks that the database holds whole batches only, at least `reported` of them.
+pub fn check_whole_batches(store: &mut dyn Store, reported: u64) -> u64 {
+    let stats = store.stats(200).unwrap();
+    assert_eq!(stats.torrents % KILL_SIGHTINGS, 0, "a partial batch: {stats:?}");
+    let batches = stats.torrents / KILL_SIGHTINGS;
+    assert!(
+        batches == reported || batches == reported + 1,
+        "{batches} batches stored, {reported} reported"
+    );
+    assert_eq!(stats.with_metadata, batches * KILL_TORRENTS);
+    assert_eq!(stats.files, batches * KILL_TORRENTS * KILL_FILES as u64);
+    assert_eq!(stats.queued, batches * (KILL_SIGHTINGS - KILL_TORRENTS));
+    batches
+}
+
