@@ -23,7 +23,9 @@ fn connect(db: &PgDb, limits: Limits) -> PostgresStore {
 
 #[test]
 fn upserts_are_idempotent() {
-    let Some(db) = PgDb::new("upserts") else { return };
+    let Some(db) = PgDb::new("upserts") else {
+        return;
+    };
     store_common::upserts_are_idempotent(&mut connect(&db, Limits::default()));
 }
 
@@ -35,7 +37,9 @@ fn the_queue_leases_and_completes() {
 
 #[test]
 fn the_queue_is_capped() {
-    let Some(db) = PgDb::new("queue_cap") else { return };
+    let Some(db) = PgDb::new("queue_cap") else {
+        return;
+    };
     let limits = Limits {
         max_queue: 3,
         ..Limits::default()
@@ -45,7 +49,9 @@ fn the_queue_is_capped() {
 
 #[test]
 fn shards_split_the_queue() {
-    let Some(db) = PgDb::new("shards") else { return };
+    let Some(db) = PgDb::new("shards") else {
+        return;
+    };
     store_common::shards_split_the_queue(&mut connect(&db, Limits::default()));
 }
 
@@ -63,7 +69,9 @@ fn caps_hold_for_metadata() {
 
 #[test]
 fn search_finds_names() {
-    let Some(db) = PgDb::new("search") else { return };
+    let Some(db) = PgDb::new("search") else {
+        return;
+    };
     store_common::search_finds_names(&mut connect(&db, Limits::default()));
 }
 
@@ -71,7 +79,9 @@ fn search_finds_names() {
 /// a schema newer than this program's is refused.
 #[test]
 fn restart_without_duplicates_and_schema_versions() {
-    let Some(db) = PgDb::new("restart") else { return };
+    let Some(db) = PgDb::new("restart") else {
+        return;
+    };
     let mut batch = Batch::new();
     for i in 0..100 {
         batch.sighting(Sighting::new(hash(i), Source::GetPeers, 100));
@@ -87,7 +97,12 @@ fn restart_without_duplicates_and_schema_versions() {
     store.write(&batch).unwrap();
     let stats = store.stats(200).unwrap();
     assert_eq!(
-        (stats.torrents, stats.with_metadata, stats.files, stats.queued),
+        (
+            stats.torrents,
+            stats.with_metadata,
+            stats.files,
+            stats.queued
+        ),
         (100, 10, 20, 90)
     );
     drop(store);
@@ -104,7 +119,9 @@ fn restart_without_duplicates_and_schema_versions() {
 /// Crawlers starting together migrate the schema once, one at a time.
 #[test]
 fn concurrent_first_connections_migrate_once() {
-    let Some(db) = PgDb::new("migrate") else { return };
+    let Some(db) = PgDb::new("migrate") else {
+        return;
+    };
     let barrier = Arc::new(Barrier::new(4));
     let threads: Vec<_> = (0..4)
         .map(|_| {
@@ -127,7 +144,9 @@ fn concurrent_first_connections_migrate_once() {
 /// between them get every one.
 #[test]
 fn concurrent_claimers_never_share_an_info_hash() {
-    let Some(db) = PgDb::new("claimers") else { return };
+    let Some(db) = PgDb::new("claimers") else {
+        return;
+    };
     const N: u64 = 3000;
     let mut batch = Batch::new();
     for i in 0..N {
@@ -169,7 +188,9 @@ fn concurrent_claimers_never_share_an_info_hash() {
 /// Two writers upserting overlapping info-hashes at once: no deadlock, no lost sighting.
 #[test]
 fn concurrent_writers_merge() {
-    let Some(db) = PgDb::new("writers") else { return };
+    let Some(db) = PgDb::new("writers") else {
+        return;
+    };
     let barrier = Arc::new(Barrier::new(2));
     let writers: Vec<_> = (0..2_u64)
         .map(|w| {

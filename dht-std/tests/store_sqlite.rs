@@ -100,10 +100,28 @@ fn restart_without_duplicates() {
     let mut store = SqliteStore::open(&path, Limits::default()).unwrap();
     store.write(&first).unwrap();
     let after = store.stats(200).unwrap();
-    assert_eq!((after.torrents, after.with_metadata, after.files, after.queued), (100, 10, 20, 90));
     assert_eq!(
-        (before.torrents, before.with_metadata, before.files, before.queued),
-        (after.torrents, after.with_metadata, after.files, after.queued)
+        (
+            after.torrents,
+            after.with_metadata,
+            after.files,
+            after.queued
+        ),
+        (100, 10, 20, 90)
+    );
+    assert_eq!(
+        (
+            before.torrents,
+            before.with_metadata,
+            before.files,
+            before.queued
+        ),
+        (
+            after.torrents,
+            after.with_metadata,
+            after.files,
+            after.queued
+        )
     );
     assert_eq!(store.get(hash(50)).unwrap().unwrap().times_seen, 2);
     assert_eq!(store.integrity_check().unwrap(), "ok");

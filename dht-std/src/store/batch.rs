@@ -1,7 +1,7 @@
 //! [`Batch`] and [`Batcher`]: what is written in one transaction, and when.
 
-use std::collections::BTreeMap;
 use core::time::Duration;
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use dht_proto::Id;
@@ -203,8 +203,8 @@ impl<S: Store> Batcher<S> {
     /// # Errors
     /// When the commit fails (the batch is kept for the next try).
     pub fn poll(&mut self, now: Instant) -> Result<bool, StoreError> {
-        let due = self.batch.len() >= self.config.max_batch
-            || self.deadline().is_some_and(|d| now >= d);
+        let due =
+            self.batch.len() >= self.config.max_batch || self.deadline().is_some_and(|d| now >= d);
         if due {
             self.flush()?;
         }
@@ -258,5 +258,181 @@ impl<S: Store> Batcher<S> {
     pub fn finish(mut self) -> Result<S, StoreError> {
         self.flush()?;
         Ok(self.store)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Shard, Source, Stats, TorrentRow};
+    use super::*;
+
+    /// Records the size of each committed batch; fails while `failing`.
+    #[derive(Debug, Default)]
+    struct Recorder {
+        commits: Vec<usize>,
+        failing: bool,
+    }
+
+    impl Store for Recorder {
+        fn backend(&self) -> &'static str {
+            "recorder"
+        }
+        fn schema_version(&mut self) -> Result<u32, StoreError> {
+            Ok(1)
+        }
+        fn write(&mut self, batch: &Batch) -> Result<(), StoreError> {
+            if self.failing {
+                return Err(StoreError::NewerSchema { found: 0 });
+            }
+            self.commits.push(batch.len());
+            Ok(())
+        }
+        fn claim(
+            &mut self,
+            _: &str,
+            _: usize,
+            _: Shard,
+            _: i64,
+            _: Duration,
+        ) -> Result<Vec<Id>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn fail(&mut self, _: &[Id], _: i64, _: Duration) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn release(&mut self, _: &[Id]) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn get(&mut self, _: Id) -> Result<Option<TorrentRow>, StoreError> {
+            Ok(None)
+        }
+        fn stats(&mut self, _: i64) -> Result<Stats, StoreError> {
+            Ok(Stats::default())
+        }
+        fn search(&mut self, _: &str, _: usize) -> Result<Vec<TorrentRow>, StoreError> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn sighting(i: u8, at: i64) -> Sighting {
+        Sighting::new(Id::new([i; 20]), Source::GetPeers, at)
+    }
+
+    #[test]
+    fn sightings_of_one_info_hash_merge() {
+        let mut batch = Batch::new();
+        batch.sighting(sighting(1, 50));
+        batch.sighting(Sighting {
+            peers: Some(3),
+            ..Sighting::new(Id::new([1; 20]), Source::Sample, 40)
+        });
+        batch.sighting(sighting(1, 60));
+        batch.sighting(sighting(2, 10));
+        assert_eq!(batch.len(), 2);
+        let rows: Vec<SightingRow> = batch.sighting_rows().collect();
+        assert_eq!(
+            rows[0],
+            SightingRow {
+                info_hash: Id::new([1; 20]),
+                source: Source::Sample,
+                first_seen: 40,
+                last_seen: 60,
+                times: 3,
+                peers: Some(3),
+                seeders: None,
+                leechers: None,
+            }
+        );
+        assert_eq!(rows[1].info_hash, Id::new([2; 20]), "in info-hash order");
+    }
+
+    #[test]
+    fn a_write_waits_at_most_the_interval() {
+        let t0 = Instant::now();
+        let config = BatcherConfig::default();
+        let mut b = Batcher::new(Recorder::default(), config);
+        assert_eq!(b.deadline(), None);
+        assert!(
+            !b.poll(t0 + Duration::from_secs(5)).unwrap(),
+            "nothing to commit"
+        );
+        assert!(!b.sighting(sighting(1, 0), t0).unwrap());
+        assert_eq!(b.deadline(), Some(t0 + config.interval));
+        let just_before = t0 + config.interval - Duration::from_millis(1);
+        assert!(!b.sighting(sighting(2, 0), just_before).unwrap());
+        assert!(!b.poll(just_before).unwrap());
+        assert!(b.poll(t0 + config.interval).unwrap());
+        assert_eq!(b.store().commits, [2]);
+        assert_eq!((b.pending(), b.commits(), b.deadline()), (0, 1, None));
+        // The next batch's clock starts with its first write.
+        let t1 = t0 + Duration::from_secs(10);
+        b.torrent(
+            TorrentRecord {
+                info_hash: Id::new([3; 20]),
+                name: String::new(),
+                total_size: 0,
+                files: Vec::new(),
+                info: Vec::new(),
+                fetched_at: 0,
+            },
+            t1,
+        )
+        .unwrap();
+        assert_eq!(b.deadline(), Some(t1 + config.interval));
+        let store = b.finish().unwrap();
+        assert_eq!(store.commits, [2, 1]);
+    }
+
+    #[test]
+    fn a_full_batch_commits_at_once() {
+        let t0 = Instant::now();
+        let config = BatcherConfig {
+            max_batch: 3,
+            ..BatcherConfig::default()
+        };
+        let mut b = Batcher::new(Recorder::default(), config);
+        for i in 0..7 {
+            b.sighting(sighting(i, 0), t0).unwrap();
+        }
+        b.sighting(sighting(6, 0), t0).unwrap();
+        assert_eq!(b.store().commits, [3, 3]);
+        assert_eq!(
+            b.pending(),
+            1,
+            "a repeated info-hash merges in the open batch"
+        );
+    }
+
+    #[test]
+    fn while_the_database_fails_the_batch_is_kept_up_to_its_cap() {
+        let t0 = Instant::now();
+        let config = BatcherConfig {
+            max_batch: 4,
+            ..BatcherConfig::default()
+        };
+        let mut b = Batcher::new(Recorder::default(), config);
+        b.store().failing = true;
+        for i in 0..3 {
+            b.sighting(sighting(i, 0), t0).unwrap();
+        }
+        assert!(b.poll(t0 + Duration::from_secs(2)).is_err());
+        assert_eq!(b.pending(), 3, "kept for the next try");
+        assert!(
+            b.sighting(sighting(3, 0), t0).is_err(),
+            "full now: commits, fails"
+        );
+        assert_eq!((b.pending(), b.dropped()), (4, 0));
+        for i in 4..10 {
+            assert!(b.sighting(sighting(i, 0), t0).is_err());
+        }
+        assert_eq!(
+            (b.pending(), b.dropped()),
+            (4, 6),
+            "past the cap, writes are dropped"
+        );
+        b.store().failing = false;
+        b.sighting(sighting(10, 0), t0).unwrap();
+        assert_eq!(b.store().commits, [4]);
+        assert_eq!((b.pending(), b.dropped()), (1, 6));
     }
 }

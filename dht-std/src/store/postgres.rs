@@ -101,13 +101,20 @@ impl PostgresStore {
         for (from, sql) in (0_i32..).zip(MIGRATIONS).skip(version as usize) {
             tx.batch_execute(sql)?;
             tx.execute("DELETE FROM dht_schema", &[])?;
-            tx.execute("INSERT INTO dht_schema (version) VALUES ($1)", &[&(from + 1)])?;
+            tx.execute(
+                "INSERT INTO dht_schema (version) VALUES ($1)",
+                &[&(from + 1)],
+            )?;
         }
         tx.commit()?;
         Ok(())
     }
 
-    fn count(&mut self, sql: &str, args: &[&(dyn ::postgres::types::ToSql + Sync)]) -> Result<u64, StoreError> {
+    fn count(
+        &mut self,
+        sql: &str,
+        args: &[&(dyn ::postgres::types::ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
         let n: i64 = self.client.query_one(sql, args)?.get(0);
         Ok(from_sql_int(n))
     }
@@ -156,7 +163,10 @@ impl Store for PostgresStore {
         let rows: Vec<_> = batch.sighting_rows().collect();
         let mut tx = self.client.transaction()?;
         if !rows.is_empty() {
-            let hashes: Vec<&[u8]> = rows.iter().map(|s| s.info_hash.as_bytes().as_slice()).collect();
+            let hashes: Vec<&[u8]> = rows
+                .iter()
+                .map(|s| s.info_hash.as_bytes().as_slice())
+                .collect();
             let sources: Vec<&str> = rows.iter().map(|s| s.source.as_str()).collect();
             let first: Vec<i64> = rows.iter().map(|s| s.first_seen).collect();
             let last: Vec<i64> = rows.iter().map(|s| s.last_seen).collect();

@@ -173,7 +173,9 @@ impl Store for SqliteStore {
     }
 
     fn schema_version(&mut self) -> Result<u32, StoreError> {
-        Ok(self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+        Ok(self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
 
     fn write(&mut self, batch: &Batch) -> Result<(), StoreError> {
@@ -314,9 +316,8 @@ impl Store for SqliteStore {
         let max_attempts = self.limits.max_attempts;
         let tx = self.conn.transaction()?;
         {
-            let mut drop = tx.prepare_cached(
-                "DELETE FROM queue WHERE info_hash = ?1 AND attempts >= ?2",
-            )?;
+            let mut drop =
+                tx.prepare_cached("DELETE FROM queue WHERE info_hash = ?1 AND attempts >= ?2")?;
             let mut retry = tx.prepare_cached(
                 "UPDATE queue SET lease_until = ?2, lease_owner = NULL WHERE info_hash = ?1",
             )?;
@@ -390,13 +391,21 @@ impl Store for SqliteStore {
             )?,
             files: count(c, "SELECT count(*) FROM files", [])?,
             queued: count(c, "SELECT count(*) FROM queue", [])?,
-            leased: count(c, "SELECT count(*) FROM queue WHERE lease_until > ?1", [now])?,
+            leased: count(
+                c,
+                "SELECT count(*) FROM queue WHERE lease_until > ?1",
+                [now],
+            )?,
             found_last_hour: count(
                 c,
                 "SELECT count(*) FROM torrents WHERE first_seen > ?1",
                 [hour],
             )?,
-            found_last_day: count(c, "SELECT count(*) FROM torrents WHERE first_seen > ?1", [day])?,
+            found_last_day: count(
+                c,
+                "SELECT count(*) FROM torrents WHERE first_seen > ?1",
+                [day],
+            )?,
             fetched_last_hour: count(
                 c,
                 "SELECT count(*) FROM torrents WHERE fetched_at > ?1",

@@ -113,7 +113,10 @@ impl PgDb {
 impl Drop for PgDb {
     fn drop(&mut self) {
         if let Ok(mut c) = postgres::Client::connect(&self.admin, postgres::NoTls) {
-            let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+            let _ = c.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
         }
     }
 }
@@ -141,7 +144,12 @@ pub fn upserts_are_idempotent(store: &mut dyn Store) {
     });
     let row = store.get(h).unwrap().unwrap();
     assert_eq!(
-        (row.source.as_str(), row.first_seen, row.last_seen, row.times_seen),
+        (
+            row.source.as_str(),
+            row.first_seen,
+            row.last_seen,
+            row.times_seen
+        ),
         ("sample_infohashes", 90, 120, 3)
     );
     write(store, |b| {
@@ -153,14 +161,28 @@ pub fn upserts_are_idempotent(store: &mut dyn Store) {
         });
     });
     let row = store.get(h).unwrap().unwrap();
-    assert_eq!((row.first_seen, row.last_seen, row.times_seen), (80, 120, 4));
-    assert_eq!((row.peers, row.seeders, row.leechers), (Some(7), Some(3), Some(4)));
-    assert_eq!(row.source, "sample_infohashes", "the first source found is kept");
+    assert_eq!(
+        (row.first_seen, row.last_seen, row.times_seen),
+        (80, 120, 4)
+    );
+    assert_eq!(
+        (row.peers, row.seeders, row.leechers),
+        (Some(7), Some(3), Some(4))
+    );
+    assert_eq!(
+        row.source, "sample_infohashes",
+        "the first source found is kept"
+    );
 
     let t = torrent(1, "Ubuntu 24.04 desktop", 3, 130);
     write(store, |b| b.torrent(t.clone()));
     let once = store.get(h).unwrap().unwrap();
-    write(store, |b| b.torrent(TorrentRecord { fetched_at: 200, ..t.clone() }));
+    write(store, |b| {
+        b.torrent(TorrentRecord {
+            fetched_at: 200,
+            ..t.clone()
+        })
+    });
     let twice = store.get(h).unwrap().unwrap();
     assert_eq!(once, twice, "a torrent stored twice is stored once");
     assert_eq!(twice.name.as_deref(), Some("Ubuntu 24.04 desktop"));
@@ -169,15 +191,28 @@ pub fn upserts_are_idempotent(store: &mut dyn Store) {
     assert_eq!(twice.files, t.files);
     assert_eq!(twice.info.as_deref(), Some(t.info.as_slice()));
     assert_eq!(twice.fetched_at, Some(130), "the first fetch time is kept");
-    assert_eq!((twice.times_seen, twice.peers), (4, Some(7)), "sightings survive metadata");
+    assert_eq!(
+        (twice.times_seen, twice.peers),
+        (4, Some(7)),
+        "sightings survive metadata"
+    );
 
     // Metadata for an info-hash never sighted.
     write(store, |b| b.torrent(torrent(2, "other", 1, 140)));
     let row = store.get(hash(2)).unwrap().unwrap();
-    assert_eq!((row.source.as_str(), row.times_seen, row.first_seen), ("other", 0, 140));
+    assert_eq!(
+        (row.source.as_str(), row.times_seen, row.first_seen),
+        ("other", 0, 140)
+    );
     let stats = store.stats(150).unwrap();
-    assert_eq!((stats.torrents, stats.with_metadata, stats.files), (2, 2, 4));
-    assert_eq!(store.schema_version().unwrap(), dht_std::store::SCHEMA_VERSION);
+    assert_eq!(
+        (stats.torrents, stats.with_metadata, stats.files),
+        (2, 2, 4)
+    );
+    assert_eq!(
+        store.schema_version().unwrap(),
+        dht_std::store::SCHEMA_VERSION
+    );
 }
 
 /// Info-hashes without metadata wait in the queue; claims lease them, fetches complete them,
@@ -190,24 +225,47 @@ pub fn the_queue_leases_and_completes(store: &mut dyn Store) {
     });
     assert_eq!(store.stats(100).unwrap().queued, 5);
     let a = store.claim("a", 3, Shard::ALL, 1000, LEASE).unwrap();
-    assert_eq!(sorted(a), sorted(vec![hash(0), hash(1), hash(2)]), "oldest first");
+    assert_eq!(
+        sorted(a),
+        sorted(vec![hash(0), hash(1), hash(2)]),
+        "oldest first"
+    );
     let b = store.claim("b", 10, Shard::ALL, 1000, LEASE).unwrap();
-    assert_eq!(sorted(b), sorted(vec![hash(3), hash(4)]), "leased ones are not claimed twice");
+    assert_eq!(
+        sorted(b),
+        sorted(vec![hash(3), hash(4)]),
+        "leased ones are not claimed twice"
+    );
     assert_eq!(store.stats(1000).unwrap().leased, 5);
-    assert!(store.claim("b", 10, Shard::ALL, 1599, LEASE).unwrap().is_empty());
+    assert!(
+        store
+            .claim("b", 10, Shard::ALL, 1599, LEASE)
+            .unwrap()
+            .is_empty()
+    );
 
     // a completes one, fails one, releases one, and dies with the rest.
     write(store, |batch| batch.torrent(torrent(0, "zero", 1, 1010)));
-    store.fail(&[hash(1)], 1020, Duration::from_secs(60)).unwrap();
+    store
+        .fail(&[hash(1)], 1020, Duration::from_secs(60))
+        .unwrap();
     store.release(&[hash(2)]).unwrap();
-    assert_eq!(store.claim("c", 10, Shard::ALL, 1021, LEASE).unwrap(), [hash(2)]);
-    assert_eq!(store.claim("c", 10, Shard::ALL, 1080, LEASE).unwrap(), [hash(1)]);
+    assert_eq!(
+        store.claim("c", 10, Shard::ALL, 1021, LEASE).unwrap(),
+        [hash(2)]
+    );
+    assert_eq!(
+        store.claim("c", 10, Shard::ALL, 1080, LEASE).unwrap(),
+        [hash(1)]
+    );
     // b's lease runs out at 1600: its claims come back.
     let again = store.claim("d", 10, Shard::ALL, 1600, LEASE).unwrap();
     assert_eq!(sorted(again), sorted(vec![hash(3), hash(4)]));
 
     // A sighting of a fetched info-hash does not queue it again.
-    write(store, |b| b.sighting(Sighting::new(hash(0), Source::GetPeers, 2000)));
+    write(store, |b| {
+        b.sighting(Sighting::new(hash(0), Source::GetPeers, 2000))
+    });
     assert_eq!(store.stats(2000).unwrap().queued, 4);
     assert_eq!(store.get(hash(0)).unwrap().unwrap().times_seen, 2);
 
@@ -216,13 +274,17 @@ pub fn the_queue_leases_and_completes(store: &mut dyn Store) {
         store.fail(&[hash(1)], 3000, Duration::ZERO).unwrap();
         assert_eq!(store.stats(3000).unwrap().queued, 4);
         let at = 3000 + round;
-        let claimed = store.claim("e", 10, Shard::ALL, at, Duration::from_secs(1)).unwrap();
+        let claimed = store
+            .claim("e", 10, Shard::ALL, at, Duration::from_secs(1))
+            .unwrap();
         assert!(claimed.contains(&hash(1)));
     }
     store.fail(&[hash(1)], 3100, Duration::ZERO).unwrap();
     assert_eq!(store.stats(3100).unwrap().queued, 3);
     // Seen again, it is queued again.
-    write(store, |b| b.sighting(Sighting::new(hash(1), Source::Sample, 3200)));
+    write(store, |b| {
+        b.sighting(Sighting::new(hash(1), Source::Sample, 3200))
+    });
     assert_eq!(store.stats(3200).unwrap().queued, 4);
 }
 
@@ -303,15 +365,38 @@ pub fn search_finds_names(store: &mut dyn Store) {
         ["ubuntu-server_22.04", "Ubuntu 24.04 Desktop amd64"],
         "most seen first"
     );
-    assert_eq!(names(store.search("DESK ubu", 10).unwrap()), ["Ubuntu 24.04 Desktop amd64"]);
+    assert_eq!(
+        names(store.search("DESK ubu", 10).unwrap()),
+        ["Ubuntu 24.04 Desktop amd64"]
+    );
     assert_eq!(names(store.search("ubuntu", 1).unwrap()).len(), 1);
-    assert_eq!(names(store.search("etins", 10).unwrap()), ["Debian 12 netinst"], "substring");
+    assert_eq!(
+        names(store.search("etins", 10).unwrap()),
+        ["Debian 12 netinst"],
+        "substring"
+    );
     assert!(store.search("fedora", 10).unwrap().is_empty());
-    for hostile in ["\"", "ubuntu\" OR \"debian", "*", "a:*", "' OR 1=1 --", "%", "_", "\\", "NEAR(", "^x", "!!", ""] {
+    for hostile in [
+        "\"",
+        "ubuntu\" OR \"debian",
+        "*",
+        "a:*",
+        "' OR 1=1 --",
+        "%",
+        "_",
+        "\\",
+        "NEAR(",
+        "^x",
+        "!!",
+        "",
+    ] {
         let hits = store.search(hostile, 10).unwrap();
         assert!(hits.len() <= 3, "{hostile:?}");
     }
-    assert!(store.search("%", 10).unwrap().is_empty(), "% is not a wildcard");
+    assert!(
+        store.search("%", 10).unwrap().is_empty(),
+        "% is not a wildcard"
+    );
 }
 
 /// Sightings and torrents per batch of the killed writer.
@@ -365,7 +450,11 @@ pub fn kill_writer(test: &str, url: &str, commits: u64) -> u64 {
 /// Checks that the database holds whole batches only, at least `reported` of them.
 pub fn check_whole_batches(store: &mut dyn Store, reported: u64) -> u64 {
     let stats = store.stats(200).unwrap();
-    assert_eq!(stats.torrents % KILL_SIGHTINGS, 0, "a partial batch: {stats:?}");
+    assert_eq!(
+        stats.torrents % KILL_SIGHTINGS,
+        0,
+        "a partial batch: {stats:?}"
+    );
     let batches = stats.torrents / KILL_SIGHTINGS;
     assert!(
         batches == reported || batches == reported + 1,
@@ -376,4 +465,3 @@ pub fn check_whole_batches(store: &mut dyn Store, reported: u64) -> u64 {
     assert_eq!(stats.queued, batches * (KILL_SIGHTINGS - KILL_TORRENTS));
     batches
 }
-
