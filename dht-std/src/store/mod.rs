@@ -253,8 +253,8 @@ impl fmt::Display for StoreError {
     }
 }
 
-impl std::error::Error for StoreError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+impl core::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
         match self {
             Self::Sqlite(e) => Some(e),
             Self::Postgres(e) => Some(e),
@@ -431,9 +431,8 @@ fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let (auth, host) = match rest.rsplit_once('@') {
-        Some(parts) => parts,
-        None => return url.to_owned(),
+    let Some((auth, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
     };
     match auth.split_once(':') {
         Some((user, _)) => format!("{scheme}://{user}:***@{host}"),

@@ -87,7 +87,7 @@ impl fmt::Display for ParseShardError {
     }
 }
 
-impl std::error::Error for ParseShardError {}
+impl core::error::Error for ParseShardError {}
 
 impl FromStr for Shard {
     type Err = ParseShardError;

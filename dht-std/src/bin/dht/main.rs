@@ -1,10 +1,11 @@
-//! `dht`: look up and announce peers, ping and find nodes, serve, decode datagrams, and run a
-//! local swarm on the BitTorrent mainline DHT.
+//! `dht`: look up and announce peers, ping and find nodes, serve, decode datagrams, run a
+//! local swarm on the BitTorrent mainline DHT, and read a crawler database.
 //!
 //! Exit status: 0 on success; 1 when the operation ran but found nothing (no peer, no answer,
 //! a malformed datagram to decode); 2 on bad input (arguments, addresses, files).
 
 mod client;
+mod db;
 mod decode;
 mod json;
 mod logger;
@@ -137,6 +138,11 @@ enum Command {
               value_parser = clap::value_parser!(u16).range(2..=500))]
         nodes: u16,
     },
+    /// Read a crawler database: totals, or a search of torrent names
+    Db {
+        #[command(subcommand)]
+        command: db::DbCommand,
+    },
 }
 
 fn parse_id(s: &str) -> Result<Id, String> {
@@ -264,6 +270,7 @@ fn run(cli: Cli) -> Result<ExitCode, Fail> {
         } => serve::node(g, duration, status_interval, queries),
         Command::Decode { file } => decode::run(g, file.as_deref()),
         Command::Swarm { nodes } => swarm::run(g, usize::from(nodes)),
+        Command::Db { command } => db::run(g, command),
     }
 }
 
