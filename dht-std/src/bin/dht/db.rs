@@ -40,7 +40,7 @@ pub enum DbCommand {
 /// Which database to read.
 #[derive(Debug, Args)]
 pub struct DbArg {
-    /// The database: sqlite:PATH (or a path) or postgres://USER[:PASSWORD]@HOST[:PORT]/NAME
+    /// The database: sqlite:PATH (or a path) or postgres://USER:PASSWORD@HOST:PORT/NAME
     #[arg(long, value_name = "URL", default_value = DEFAULT_DB)]
     db: String,
 }
