@@ -75,6 +75,9 @@ const COLUMNS: &str = "info_hash, source, first_seen, last_seen, times_seen, pee
 pub struct SqliteStore {
     conn: Connection,
     limits: Limits,
+    /// The queue's length as of the last transaction, kept so a batch need not count it (one
+    /// crawler per SQLite file: another writer makes the cap approximate). `None`: count anew.
+    queued: Option<u64>,
 }
 
 impl SqliteStore {
@@ -99,7 +102,11 @@ impl SqliteStore {
         // `journal_mode` answers with the mode it set (`memory` for an in-memory database).
         let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")?;
-        let mut store = Self { conn, limits };
+        let mut store = Self {
+            conn,
+            limits,
+            queued: None,
+        };
         store.migrate()?;
         Ok(store)
     }
@@ -180,11 +187,15 @@ impl Store for SqliteStore {
 
     fn write(&mut self, batch: &Batch) -> Result<(), StoreError> {
         let limits = self.limits;
+        let known = self.queued.take();
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut queued = match known {
+            Some(n) => n,
+            None => count(&tx, "SELECT count(*) FROM queue", [])?,
+        };
         {
-            let mut queued = count(&tx, "SELECT count(*) FROM queue", [])?;
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO torrents (info_hash, source, first_seen, last_seen, times_seen, \
                                        peers, seeders, leechers)
@@ -263,10 +274,11 @@ impl Store for SqliteStore {
                         to_sql_int(f.size)
                     ])?;
                 }
-                dequeue.execute([hash])?;
+                queued = queued.saturating_sub(dequeue.execute([hash])? as u64);
             }
         }
         tx.commit()?;
+        self.queued = Some(queued);
         Ok(())
     }
 
@@ -314,6 +326,8 @@ impl Store for SqliteStore {
 
     fn fail(&mut self, hashes: &[Id], now: i64, retry_after: Duration) -> Result<(), StoreError> {
         let max_attempts = self.limits.max_attempts;
+        let known = self.queued.take();
+        let mut dropped = 0;
         let tx = self.conn.transaction()?;
         {
             let mut drop =
@@ -322,12 +336,15 @@ impl Store for SqliteStore {
                 "UPDATE queue SET lease_until = ?2, lease_owner = NULL WHERE info_hash = ?1",
             )?;
             for hash in hash_bytes(hashes) {
-                if drop.execute(params![hash, max_attempts])? == 0 {
+                let gone = drop.execute(params![hash, max_attempts])?;
+                if gone == 0 {
                     retry.execute(params![hash, now.saturating_add(secs(retry_after))])?;
                 }
+                dropped += gone as u64;
             }
         }
         tx.commit()?;
+        self.queued = known.map(|n| n.saturating_sub(dropped));
         Ok(())
     }
 
