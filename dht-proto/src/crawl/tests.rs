@@ -230,7 +230,7 @@ proptest! {
         let mut b = SendBudget::new(cfg, now, &mut Rng::new([1; 32]));
         let mut sent: Vec<(Instant, u8)> = Vec::new();
         for (dt, ip) in steps {
-            now = now + Duration::from_millis(dt);
+            now += Duration::from_millis(dt);
             if b.try_send(now, v4(ip)).is_ok() {
                 sent.push((now, ip));
             }

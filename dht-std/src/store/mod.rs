@@ -68,6 +68,17 @@ impl Source {
     }
 }
 
+impl From<dht_proto::crawl::HowFound> for Source {
+    fn from(how: dht_proto::crawl::HowFound) -> Self {
+        use dht_proto::crawl::HowFound;
+        match how {
+            HowFound::GetPeers => Self::GetPeers,
+            HowFound::AnnouncePeer => Self::AnnouncePeer,
+            HowFound::Sample => Self::Sample,
+        }
+    }
+}
+
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -503,6 +514,14 @@ fn secs(d: Duration) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sources_of_the_harvester() {
+        use dht_proto::crawl::HowFound;
+        assert_eq!(Source::from(HowFound::GetPeers).as_str(), "get_peers");
+        assert_eq!(Source::from(HowFound::AnnouncePeer).as_str(), "announce_peer");
+        assert_eq!(Source::from(HowFound::Sample).as_str(), "sample_infohashes");
+    }
 
     #[test]
     fn db_urls() {
