@@ -12,7 +12,7 @@ use core::time::Duration;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::process::ExitCode;
 
-use dht_proto::crawl::{Found, HowFound, Harvester, spread_ids};
+use dht_proto::crawl::{Found, Harvester, HowFound, spread_ids};
 use dht_proto::{Config, Event, Id, Instant, Node};
 use rand_core::RngCore;
 

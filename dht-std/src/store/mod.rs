@@ -519,7 +519,10 @@ mod tests {
     fn sources_of_the_harvester() {
         use dht_proto::crawl::HowFound;
         assert_eq!(Source::from(HowFound::GetPeers).as_str(), "get_peers");
-        assert_eq!(Source::from(HowFound::AnnouncePeer).as_str(), "announce_peer");
+        assert_eq!(
+            Source::from(HowFound::AnnouncePeer).as_str(),
+            "announce_peer"
+        );
         assert_eq!(Source::from(HowFound::Sample).as_str(), "sample_infohashes");
     }
 
