@@ -1,5 +1,5 @@
 //! Building blocks of a crawler's discovery strategy, sans-IO like [`Node`](crate::Node):
-//! time is an [`Instant`] argument and randomness a caller's [`RngCore`].
+//! time is an [`Instant`](crate::Instant) argument and randomness a caller's [`RngCore`].
 //!
 //! - [`spread_ids`]: node ids spread evenly over the key space, so that a crawler running one
 //!   [`Node`](crate::Node) per id sits in many other nodes' routing tables and hears the
