@@ -1,6 +1,5 @@
 //! `dht db`: read a crawler database (SQLite file or PostgreSQL): totals, and name search.
 
-use std::io::{self, Write as _};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -8,7 +7,8 @@ use clap::{Args, Subcommand};
 use dht_std::store::{DbUrl, Stats, Store, StoreError, TorrentRow};
 use serde::Serialize;
 
-use crate::{Fail, Global};
+use crate::Fail;
+use crate::output::{Out, Record};
 
 /// The database of `dht crawl` and `dht db` unless `--db` says otherwise.
 pub const DEFAULT_DB: &str = "sqlite:dht-crawl.sqlite";
@@ -57,10 +57,11 @@ impl DbArg {
 }
 
 /// Runs a `dht db` subcommand.
-pub fn run(g: &Global, command: DbCommand) -> Result<ExitCode, Fail> {
+pub fn run(json: bool, command: DbCommand) -> Result<ExitCode, Fail> {
+    let mut out = Out::new(json, false);
     match command {
-        DbCommand::Stats { db } => stats(g, &db),
-        DbCommand::Search { text, db, limit } => search(g, &db, &text, limit),
+        DbCommand::Stats { db } => stats(&mut out, &db),
+        DbCommand::Search { text, db, limit } => search(&mut out, &db, &text, limit),
     }
 }
 
@@ -74,11 +75,9 @@ fn failed(e: StoreError) -> Fail {
     Fail::failed(e)
 }
 
-/// `--json` output of `dht db stats`.
+/// `dht db stats`: one record.
 #[derive(Debug, Serialize)]
-struct StatsLine<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
+struct StatsRecord<'a> {
     database: String,
     backend: &'static str,
     schema_version: u32,
@@ -100,71 +99,74 @@ struct SourceCount<'a> {
     count: u64,
 }
 
-fn stats(g: &Global, db: &DbArg) -> Result<ExitCode, Fail> {
-    let (url, mut store) = db.open()?;
-    let schema_version = store.schema_version().map_err(failed)?;
-    let s: Stats = store.stats(now()).map_err(failed)?;
-    let mut out = io::stdout().lock();
-    if g.json {
-        let line = StatsLine {
-            kind: "db_stats",
-            database: url.to_string(),
-            backend: store.backend(),
-            schema_version,
-            torrents: s.torrents,
-            with_metadata: s.with_metadata,
-            files: s.files,
-            queued: s.queued,
-            leased: s.leased,
-            found_last_hour: s.found_last_hour,
-            found_last_day: s.found_last_day,
-            fetched_last_hour: s.fetched_last_hour,
-            fetched_last_day: s.fetched_last_day,
-            sources: s
-                .sources
-                .iter()
-                .map(|(source, count)| SourceCount {
-                    source,
-                    count: *count,
-                })
-                .collect(),
-        };
-        writeln!(out, "{}", to_json(&line)?)?;
-    } else {
-        let sources: Vec<String> = s.sources.iter().map(|(n, c)| format!("{n} {c}")).collect();
-        writeln!(out, "database     {url} (schema {schema_version})")?;
-        writeln!(
-            out,
-            "info-hashes  {} (found {} in the last hour, {} in the last day)",
-            s.torrents, s.found_last_hour, s.found_last_day
-        )?;
-        writeln!(
-            out,
-            "metadata     {} (fetched {} in the last hour, {} in the last day)",
-            s.with_metadata, s.fetched_last_hour, s.fetched_last_day
-        )?;
-        writeln!(out, "files        {}", s.files)?;
-        writeln!(
-            out,
-            "queue        {} awaiting metadata, {} being fetched",
-            s.queued, s.leased
-        )?;
+impl Record for StatsRecord<'_> {
+    const TYPE: &'static str = "db_stats";
+
+    fn text(&self) -> Option<String> {
+        let sources: Vec<String> = self
+            .sources
+            .iter()
+            .map(|s| format!("{} {}", s.source, s.count))
+            .collect();
         let sources = if sources.is_empty() {
             "-".to_owned()
         } else {
             sources.join(", ")
         };
-        writeln!(out, "sources      {sources}")?;
+        Some(format!(
+            "database     {} (schema {})\n\
+             info-hashes  {} (found {} in the last hour, {} in the last day)\n\
+             metadata     {} (fetched {} in the last hour, {} in the last day)\n\
+             files        {}\n\
+             queue        {} awaiting metadata, {} being fetched\n\
+             sources      {sources}",
+            self.database,
+            self.schema_version,
+            self.torrents,
+            self.found_last_hour,
+            self.found_last_day,
+            self.with_metadata,
+            self.fetched_last_hour,
+            self.fetched_last_day,
+            self.files,
+            self.queued,
+            self.leased,
+        ))
     }
-    out.flush()?;
+}
+
+fn stats(out: &mut Out, db: &DbArg) -> Result<ExitCode, Fail> {
+    let (url, mut store) = db.open()?;
+    let schema_version = store.schema_version().map_err(failed)?;
+    let s: Stats = store.stats(now()).map_err(failed)?;
+    out.emit(&StatsRecord {
+        database: url.to_string(),
+        backend: store.backend(),
+        schema_version,
+        torrents: s.torrents,
+        with_metadata: s.with_metadata,
+        files: s.files,
+        queued: s.queued,
+        leased: s.leased,
+        found_last_hour: s.found_last_hour,
+        found_last_day: s.found_last_day,
+        fetched_last_hour: s.fetched_last_hour,
+        fetched_last_day: s.fetched_last_day,
+        sources: s
+            .sources
+            .iter()
+            .map(|(source, count)| SourceCount {
+                source,
+                count: *count,
+            })
+            .collect(),
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// `--json` output of `dht db search`: one per torrent.
+/// `dht db search`: one record per torrent.
 #[derive(Debug, Serialize)]
-struct TorrentLine<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
+struct TorrentRecord<'a> {
     info_hash: String,
     name: Option<&'a str>,
     total_size: Option<u64>,
@@ -179,10 +181,23 @@ struct TorrentLine<'a> {
     fetched_at: Option<i64>,
 }
 
-impl<'a> TorrentLine<'a> {
+impl Record for TorrentRecord<'_> {
+    const TYPE: &'static str = "torrent";
+
+    fn text(&self) -> Option<String> {
+        Some(format!(
+            "{}  {:>9}  seen {:>5}  {}",
+            self.info_hash,
+            self.total_size.map_or_else(|| "-".to_owned(), human_size),
+            self.times_seen,
+            self.name.unwrap_or("")
+        ))
+    }
+}
+
+impl<'a> TorrentRecord<'a> {
     fn new(t: &'a TorrentRow) -> Self {
         Self {
-            kind: "torrent",
             info_hash: t.info_hash.to_string(),
             name: t.name.as_deref(),
             total_size: t.total_size,
@@ -199,37 +214,18 @@ impl<'a> TorrentLine<'a> {
     }
 }
 
-fn search(g: &Global, db: &DbArg, text: &str, limit: u32) -> Result<ExitCode, Fail> {
+fn search(out: &mut Out, db: &DbArg, text: &str, limit: u32) -> Result<ExitCode, Fail> {
     let (_, mut store) = db.open()?;
     let hits = store
         .search(text, usize::try_from(limit).unwrap_or(usize::MAX))
         .map_err(failed)?;
-    let mut out = io::stdout().lock();
     for t in &hits {
-        if g.json {
-            writeln!(out, "{}", to_json(&TorrentLine::new(t))?)?;
-        } else {
-            writeln!(
-                out,
-                "{}  {:>9}  seen {:>5}  {}",
-                t.info_hash,
-                t.total_size.map_or_else(|| "-".to_owned(), human_size),
-                t.times_seen,
-                t.name.as_deref().unwrap_or("")
-            )?;
-        }
+        out.emit(&TorrentRecord::new(t))?;
     }
-    out.flush()?;
     if hits.is_empty() {
-        return Err(Fail::failed(format_args!(
-            "no torrent name matches {text:?}"
-        )));
+        return Err(Fail::failed(format_args!("no torrent name matches {text:?}")));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn to_json(value: &impl Serialize) -> Result<String, Fail> {
-    serde_json::to_string(value).map_err(|e| Fail::failed(format_args!("JSON error: {e}")))
 }
 
 /// `1536` → `1.5 KiB`.
