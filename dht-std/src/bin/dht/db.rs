@@ -223,7 +223,9 @@ fn search(out: &mut Out, db: &DbArg, text: &str, limit: u32) -> Result<ExitCode,
         out.emit(&TorrentRecord::new(t))?;
     }
     if hits.is_empty() {
-        return Err(Fail::failed(format_args!("no torrent name matches {text:?}")));
+        return Err(Fail::failed(format_args!(
+            "no torrent name matches {text:?}"
+        )));
     }
     Ok(ExitCode::SUCCESS)
 }
