@@ -103,6 +103,7 @@ pub mod config;
 pub mod error;
 pub mod event;
 pub mod id;
+pub mod metadata;
 pub mod routing;
 pub mod server;
 pub mod stats;
