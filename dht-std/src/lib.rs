@@ -24,6 +24,7 @@ mod adapter;
 mod error;
 mod handle;
 mod info_hash;
+pub mod metadata;
 mod seed;
 pub mod state;
 
