@@ -8,6 +8,7 @@ mod client;
 mod decode;
 mod json;
 mod logger;
+mod metadata;
 mod progress;
 mod serve;
 mod swarm;
@@ -130,6 +131,8 @@ enum Command {
         #[arg(value_name = "FILE|-")]
         file: Option<PathBuf>,
     },
+    /// Fetch a torrent's metadata from its peers (DHT or --peer) and print its files
+    Metadata(metadata::Args),
     /// Run N nodes on 127.0.0.1 in this process: one announces, another looks it up
     Swarm {
         /// How many nodes (2 to 500)
@@ -264,6 +267,7 @@ fn run(cli: Cli) -> Result<ExitCode, Fail> {
         } => serve::node(g, duration, status_interval, queries),
         Command::Decode { file } => decode::run(g, file.as_deref()),
         Command::Swarm { nodes } => swarm::run(g, usize::from(nodes)),
+        Command::Metadata(args) => metadata::run(g, args),
     }
 }
 
