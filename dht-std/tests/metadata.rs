@@ -76,7 +76,11 @@ fn lying_peers_fail_cleanly_and_the_next_peer_is_tried() {
     let err = fetch_metadata_with(options.clone(), info_hash(&info), all.clone()).unwrap_err();
     assert_eq!(err.tried, 8);
     for (seeder, want) in seeders.iter().zip(&expect) {
-        let got = err.failures.iter().find(|(p, _)| *p == seeder.addr).map(|(_, r)| r);
+        let got = err
+            .failures
+            .iter()
+            .find(|(p, _)| *p == seeder.addr)
+            .map(|(_, r)| r);
         assert!(
             got == Some(want)
                 || (*want == PeerError::Protocol(FailReason::Rejected { piece: 0 })
@@ -155,13 +159,16 @@ fn streaming_peers_and_no_peers() {
     let mut fetcher = Fetcher::new(FetchOptions::default()).unwrap();
     let id = fetcher.start_open(info_hash(&info));
     // No peers yet: the fetch waits rather than failing.
-    fetcher.step(Some(std::time::Duration::from_millis(20))).unwrap();
+    fetcher
+        .step(Some(std::time::Duration::from_millis(20)))
+        .unwrap();
     assert!(fetcher.poll_event().is_none());
     assert_eq!(fetcher.add_peers(id, [seeder.addr, seeder.addr]), 1);
     let m = loop {
         fetcher.step(None).unwrap();
         if let Some(FetcherEvent::Finished { result, .. }) =
-            std::iter::from_fn(|| fetcher.poll_event()).find(|e| matches!(e, FetcherEvent::Finished { .. }))
+            std::iter::from_fn(|| fetcher.poll_event())
+                .find(|e| matches!(e, FetcherEvent::Finished { .. }))
         {
             break result.unwrap();
         }
@@ -179,7 +186,9 @@ fn cancel_closes_everything() {
     let silent = Seeder::spawn("127.0.0.1", info.clone(), Behaviour::Silent);
     let mut fetcher = Fetcher::new(FetchOptions::default()).unwrap();
     let id = fetcher.start(info_hash(&info), [silent.addr]);
-    fetcher.step(Some(std::time::Duration::from_millis(50))).unwrap();
+    fetcher
+        .step(Some(std::time::Duration::from_millis(50)))
+        .unwrap();
     fetcher.cancel(id);
     assert!(fetcher.is_idle());
     assert_eq!(fetcher.connections(), 0);

@@ -211,9 +211,14 @@ impl fmt::Display for FailReason {
             Self::NoUtMetadata => f.write_str("the peer does not offer ut_metadata (BEP 9)"),
             Self::NoMetadataSize => f.write_str("the peer announces no usable metadata_size"),
             Self::MetadataTooLarge { size } => {
-                write!(f, "the peer announces {size} bytes of metadata, over the cap")
+                write!(
+                    f,
+                    "the peer announces {size} bytes of metadata, over the cap"
+                )
             }
-            Self::Rejected { piece } => write!(f, "the peer rejected the request for piece {piece}"),
+            Self::Rejected { piece } => {
+                write!(f, "the peer rejected the request for piece {piece}")
+            }
             Self::HashMismatch => f.write_str("the metadata does not match the info-hash"),
             Self::MessageTooLong { len } => write!(f, "a {len}-byte message, over the cap"),
             Self::Malformed(what) => write!(f, "protocol violation: {what}"),
@@ -488,12 +493,9 @@ impl Fetch {
     }
 
     fn on_handshake(&mut self, hs: &[u8]) {
-        let (Some(protocol), Some(reserved), Some(info_hash), Some(peer_id)) = (
-            hs.get(..20),
-            hs.get(20..28),
-            hs.get(28..48),
-            hs.get(48..68),
-        ) else {
+        let (Some(protocol), Some(reserved), Some(info_hash), Some(peer_id)) =
+            (hs.get(..20), hs.get(20..28), hs.get(28..48), hs.get(48..68))
+        else {
             return self.fail(FailReason::NotBitTorrent);
         };
         if protocol != PROTOCOL {
@@ -530,7 +532,9 @@ impl Fetch {
             _ => None,
         };
         if fixed.is_some_and(|f| f != len_usize) {
-            return self.fail(FailReason::Malformed("a fixed-length message of the wrong length"));
+            return self.fail(FailReason::Malformed(
+                "a fixed-length message of the wrong length",
+            ));
         }
         if id == MSG_EXTENDED {
             if len_usize > self.config.extended_cap() {
@@ -570,7 +574,9 @@ impl Fetch {
             .ok()
             .and_then(|v| v.as_dict())
         else {
-            return self.fail(FailReason::Malformed("the extended handshake is not a dictionary"));
+            return self.fail(FailReason::Malformed(
+                "the extended handshake is not a dictionary",
+            ));
         };
         let ut_metadata = dict
             .get(b"m")
@@ -634,10 +640,14 @@ impl Fetch {
     fn on_ut_metadata(&mut self, payload: &[u8]) {
         let limits = DecodeLimits::new(2, 16, 64);
         let Ok((value, trailer)) = bencode::decode_prefix(payload, &limits) else {
-            return self.fail(FailReason::Malformed("a ut_metadata message is not bencode"));
+            return self.fail(FailReason::Malformed(
+                "a ut_metadata message is not bencode",
+            ));
         };
         let Some(dict) = value.as_dict() else {
-            return self.fail(FailReason::Malformed("a ut_metadata message is not a dictionary"));
+            return self.fail(FailReason::Malformed(
+                "a ut_metadata message is not a dictionary",
+            ));
         };
         let msg_type = dict.get(b"msg_type").and_then(|v| v.as_int());
         let piece = dict
@@ -662,7 +672,9 @@ impl Fetch {
                 }
             }
             (Some(UT_REQUEST | UT_DATA | UT_REJECT), None) => {
-                self.fail(FailReason::Malformed("a ut_metadata message without a piece"));
+                self.fail(FailReason::Malformed(
+                    "a ut_metadata message without a piece",
+                ));
             }
             // Unknown message types are ignored (BEP 9).
             _ => {}
@@ -676,13 +688,17 @@ impl Fetch {
             return self.fail(FailReason::Malformed("metadata data before the handshake"));
         };
         if total.is_some_and(|t| usize::try_from(t).ok() != Some(d.size)) {
-            return self.fail(FailReason::Malformed("total_size differs from metadata_size"));
+            return self.fail(FailReason::Malformed(
+                "total_size differs from metadata_size",
+            ));
         }
         let index = usize::try_from(piece).unwrap_or(usize::MAX);
         let requested = d.requested.get(index).is_some_and(|r| *r);
         let received = d.received.get(index).is_some_and(|r| *r);
         if !requested || received {
-            return self.fail(FailReason::Malformed("a metadata piece that was not requested"));
+            return self.fail(FailReason::Malformed(
+                "a metadata piece that was not requested",
+            ));
         }
         let start = index.saturating_mul(PIECE_LEN);
         let end = start.saturating_add(PIECE_LEN).min(d.size);
@@ -690,7 +706,9 @@ impl Fetch {
             return self.fail(FailReason::Malformed("a metadata piece out of range"));
         };
         if bytes.len() != slot.len() {
-            return self.fail(FailReason::Malformed("a metadata piece of the wrong length"));
+            return self.fail(FailReason::Malformed(
+                "a metadata piece of the wrong length",
+            ));
         }
         slot.copy_from_slice(bytes);
         if let Some(r) = d.received.get_mut(index) {

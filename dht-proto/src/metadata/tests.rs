@@ -404,7 +404,10 @@ fn handshake_failures() {
     assert!(!f.is_finished());
     assert_eq!(
         fail_after(
-            &with(msg::extended(0, b"d1:md11:ut_metadatai300ee13:metadata_sizei5ee")),
+            &with(msg::extended(
+                0,
+                b"d1:md11:ut_metadatai300ee13:metadata_sizei5ee"
+            )),
             c(),
             ih
         ),
@@ -443,7 +446,11 @@ fn message_failures() {
     // Wrong fixed lengths.
     for (id, len) in [(0u8, 3usize), (4, 2), (9, 0), (6, 4)] {
         assert!(matches!(
-            fail_after(&with_opening(&peer, &msg::message(id, &vec![0; len])), c(), ih),
+            fail_after(
+                &with_opening(&peer, &msg::message(id, &vec![0; len])),
+                c(),
+                ih
+            ),
             Some(FailReason::Malformed(_))
         ));
     }
@@ -478,7 +485,9 @@ fn message_failures() {
     twice.extend(peer.data(0));
     assert_eq!(
         fail_after(&with_opening(&peer, &twice), c(), ih),
-        Some(FailReason::Malformed("a metadata piece that was not requested"))
+        Some(FailReason::Malformed(
+            "a metadata piece that was not requested"
+        ))
     );
     // Reject of a requested piece.
     assert_eq!(
@@ -545,13 +554,19 @@ fn timeouts() {
     f.handle_input(t(3000), &peer.data(0));
     assert_eq!(f.poll_timeout(), Some(t(6000)));
     f.handle_timeout(t(6000));
-    assert_eq!(failed(&mut f), Some(FailReason::Timeout(TimeoutKind::Piece)));
+    assert_eq!(
+        failed(&mut f),
+        Some(FailReason::Timeout(TimeoutKind::Piece))
+    );
 
     // Input after a deadline passed: the limit wins.
     let mut f = Fetch::new(ih, config.clone(), t(0));
     f.handle_input(t(100), &peer.opening());
     f.handle_input(t(4000), &peer.data(0));
-    assert_eq!(failed(&mut f), Some(FailReason::Timeout(TimeoutKind::Piece)));
+    assert_eq!(
+        failed(&mut f),
+        Some(FailReason::Timeout(TimeoutKind::Piece))
+    );
 
     // A peer trickling one piece every 2.9 s: the total limit.
     let mut config = config.clone();
@@ -567,7 +582,10 @@ fn timeouts() {
             break;
         }
     }
-    assert_eq!(failed(&mut f), Some(FailReason::Timeout(TimeoutKind::Total)));
+    assert_eq!(
+        failed(&mut f),
+        Some(FailReason::Timeout(TimeoutKind::Total))
+    );
     assert!(now >= 20_000);
 }
 

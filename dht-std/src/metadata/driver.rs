@@ -503,6 +503,8 @@ impl Fetcher {
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
                 Err(e) => return self.close(token, PeerError::Connect(e.kind())),
             }
+            // Small request/response messages: do not wait to coalesce them.
+            let _ = conn.stream.set_nodelay(true);
             let fetch = Fetch::new(
                 self.jobs
                     .get(&conn.fetch)
@@ -746,7 +748,10 @@ pub fn fetch_metadata_with(
     let peers: Vec<SocketAddr> = peers.into_iter().collect();
     let io_error = |e: io::Error, peers: &[SocketAddr]| FetchError {
         tried: peers.len(),
-        failures: peers.iter().map(|p| (*p, PeerError::Io(e.kind()))).collect(),
+        failures: peers
+            .iter()
+            .map(|p| (*p, PeerError::Io(e.kind())))
+            .collect(),
     };
     let mut fetcher = Fetcher::new(options).map_err(|e| io_error(e, &peers))?;
     let id = fetcher.start(info_hash, peers.iter().copied());

@@ -107,7 +107,11 @@ fn serve(
         Behaviour::Oversized => 1 << 30,
         _ => info.len() as i64,
     };
-    let ut = if behaviour == Behaviour::NoUtMetadata { 0 } else { OUR_UT };
+    let ut = if behaviour == Behaviour::NoUtMetadata {
+        0
+    } else {
+        OUR_UT
+    };
     out.extend(msg::extended_handshake(ut, Some(size)));
     out.extend(msg::message(5, &[0xff; 8])); // bitfield
     out.extend(msg::message(1, &[])); // unchoke
@@ -132,7 +136,9 @@ fn serve(
         let Ok((value, _)) = bencode::decode_prefix(payload, &DecodeLimits::default()) else {
             continue;
         };
-        let Some(dict) = value.as_dict() else { continue };
+        let Some(dict) = value.as_dict() else {
+            continue;
+        };
         if body[1] == 0 {
             if let Some(id) = dict
                 .get(b"m")
@@ -171,7 +177,12 @@ fn serve(
 /// An info dictionary of a single-file torrent, padded with piece hashes to about `len` bytes.
 pub fn sample_info(name: &str, len: usize) -> Vec<u8> {
     let pieces = (len.saturating_sub(60) / 20).max(1) * 20;
-    let mut v = format!("d6:lengthi{}e4:name{}:{name}12:piece lengthi16384e6:pieces{pieces}:", pieces / 20 * 16384, name.len()).into_bytes();
+    let mut v = format!(
+        "d6:lengthi{}e4:name{}:{name}12:piece lengthi16384e6:pieces{pieces}:",
+        pieces / 20 * 16384,
+        name.len()
+    )
+    .into_bytes();
     v.extend((0..pieces).map(|i| (i * 7 % 256) as u8));
     v.push(b'e');
     v

@@ -127,7 +127,9 @@ pub fn run(g: &Global, args: Args) -> Result<ExitCode, Fail> {
                 fetcher.cancel(id);
                 return Err(Fail::failed("timed out before any peer gave the metadata"));
             }
-            fetcher.step(Some(Duration::from_millis(100))).map_err(Fail::failed)?;
+            fetcher
+                .step(Some(Duration::from_millis(100)))
+                .map_err(Fail::failed)?;
             result = drain(&mut fetcher, &mut counts);
             progress.update(|| counts.line("metadata"));
         }
@@ -226,7 +228,11 @@ fn via_dht(
             };
             return Err(Fail::failed(format_args!("{what} before the time limit")));
         }
-        let label = if lookup_done { "metadata" } else { "looking up peers" };
+        let label = if lookup_done {
+            "metadata"
+        } else {
+            "looking up peers"
+        };
         let line = counts.line(label);
         s.progress.update(|| line);
         s.dht.step(Some(SLICE)).map_err(Fail::failed)?;
