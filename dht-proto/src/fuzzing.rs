@@ -151,7 +151,7 @@ pub fn fuzz_metadata(data: &[u8]) {
         fetch.consume_output(written / 2 + 1);
     };
     while let [step, len, tail @ ..] = rest {
-        now = now + core::time::Duration::from_millis(u64::from(*step));
+        now += core::time::Duration::from_millis(u64::from(*step));
         let n = usize::from(*len).min(tail.len());
         let (chunk, after) = tail.split_at(n);
         if n == 0 {

@@ -10,12 +10,14 @@
 #[allow(dead_code)]
 mod seeder;
 
+use core::net::SocketAddr;
+use core::sync::atomic::{AtomicBool, Ordering};
+use core::time::Duration;
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use dht_std::metadata::{FetchOptions, Fetcher, FetcherEvent};
 use mio::net::TcpStream;

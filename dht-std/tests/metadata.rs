@@ -2,7 +2,9 @@
 
 mod support;
 
-use std::net::{SocketAddr, TcpListener};
+use core::net::SocketAddr;
+use core::time::Duration;
+use std::net::TcpListener;
 
 use dht_proto::metadata::PIECE_LEN;
 use dht_std::metadata::{
@@ -13,9 +15,9 @@ use support::seeder::{Behaviour, Seeder, info_hash, sample_info};
 
 fn fast_options() -> FetchOptions {
     let mut o = FetchOptions::default();
-    o.connect_timeout = std::time::Duration::from_secs(2);
-    o.fetch.handshake_timeout = std::time::Duration::from_millis(600);
-    o.fetch.piece_timeout = std::time::Duration::from_millis(600);
+    o.connect_timeout = Duration::from_secs(2);
+    o.fetch.handshake_timeout = Duration::from_millis(600);
+    o.fetch.piece_timeout = Duration::from_millis(600);
     o
 }
 
@@ -160,14 +162,14 @@ fn streaming_peers_and_no_peers() {
     let id = fetcher.start_open(info_hash(&info));
     // No peers yet: the fetch waits rather than failing.
     fetcher
-        .step(Some(std::time::Duration::from_millis(20)))
+        .step(Some(Duration::from_millis(20)))
         .unwrap();
     assert!(fetcher.poll_event().is_none());
     assert_eq!(fetcher.add_peers(id, [seeder.addr, seeder.addr]), 1);
     let m = loop {
         fetcher.step(None).unwrap();
         if let Some(FetcherEvent::Finished { result, .. }) =
-            std::iter::from_fn(|| fetcher.poll_event())
+            core::iter::from_fn(|| fetcher.poll_event())
                 .find(|e| matches!(e, FetcherEvent::Finished { .. }))
         {
             break result.unwrap();
@@ -187,7 +189,7 @@ fn cancel_closes_everything() {
     let mut fetcher = Fetcher::new(FetchOptions::default()).unwrap();
     let id = fetcher.start(info_hash(&info), [silent.addr]);
     fetcher
-        .step(Some(std::time::Duration::from_millis(50)))
+        .step(Some(Duration::from_millis(50)))
         .unwrap();
     fetcher.cancel(id);
     assert!(fetcher.is_idle());

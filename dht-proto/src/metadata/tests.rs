@@ -234,8 +234,10 @@ fn pieces_in_any_order_and_byte_by_byte() {
 fn window_follows_reqq_and_config() {
     let info = info_of_len(10 * PIECE_LEN);
     let mut peer = Peer::new(info.clone());
-    let mut config = FetchConfig::default();
-    config.max_outstanding = 4;
+    let config = FetchConfig {
+        max_outstanding: 4,
+        ..FetchConfig::default()
+    };
     let mut fetch = Fetch::new(peer.info_hash, config, t(0));
     peer.read(&mut fetch);
     let mut opening = msg::handshake(&peer.info_hash, &[9; 20], true).to_vec();
@@ -522,10 +524,12 @@ fn wrong_data_is_a_hash_mismatch() {
 fn timeouts() {
     let peer = Peer::new(info_of_len(2 * PIECE_LEN));
     let ih = peer.info_hash;
-    let mut config = FetchConfig::default();
-    config.handshake_timeout = Duration::from_secs(5);
-    config.piece_timeout = Duration::from_secs(3);
-    config.total_timeout = Duration::from_secs(20);
+    let config = FetchConfig {
+        handshake_timeout: Duration::from_secs(5),
+        piece_timeout: Duration::from_secs(3),
+        total_timeout: Duration::from_secs(20),
+        ..FetchConfig::default()
+    };
 
     // Silence: the handshake limit.
     let mut f = Fetch::new(ih, config.clone(), t(1000));
@@ -569,8 +573,10 @@ fn timeouts() {
     );
 
     // A peer trickling one piece every 2.9 s: the total limit.
-    let mut config = config.clone();
-    config.max_outstanding = 1;
+    let config = FetchConfig {
+        max_outstanding: 1,
+        ..config
+    };
     let big = Peer::new(info_of_len(20 * PIECE_LEN));
     let mut f = Fetch::new(big.info_hash, config, t(0));
     f.handle_input(t(0), &big.opening());
@@ -601,7 +607,7 @@ fn eof_before_the_end_is_closed() {
 #[test]
 fn later_extended_handshakes() {
     let info = info_of_len(2 * PIECE_LEN);
-    let mut peer = Peer::new(info.clone());
+    let mut peer = Peer::new(info);
     let mut f = Fetch::new(peer.info_hash, FetchConfig::default(), t(0));
     peer.read(&mut f);
     f.handle_input(t(1), &peer.opening());
@@ -610,8 +616,10 @@ fn later_extended_handshakes() {
     f.handle_input(t(2), &msg::extended(0, b"d1:md6:ut_pexi2eee"));
     f.handle_input(t(2), &msg::extended(0, b"d1:md11:ut_metadatai42eee"));
     assert!(!f.is_finished());
-    let mut config = FetchConfig::default();
-    config.max_outstanding = 1;
+    let config = FetchConfig {
+        max_outstanding: 1,
+        ..FetchConfig::default()
+    };
     let mut f2 = Fetch::new(peer.info_hash, config, t(0));
     peer.seen_handshake = false;
     peer.read(&mut f2);

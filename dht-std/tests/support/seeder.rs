@@ -1,12 +1,13 @@
 //! A minimal seeding peer on loopback, honest or lying, for the fetcher's tests and benchmark.
 //! One thread accepts; each connection gets a thread of its own.
 
+use core::net::SocketAddr;
+use core::sync::atomic::{AtomicBool, Ordering};
+use core::time::Duration;
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use dht_proto::Id;
 use dht_proto::metadata::{PIECE_LEN, msg};
@@ -99,7 +100,7 @@ fn serve(
     s.read_exact(&mut hs)?;
     let ih = Id::new(hs[28..48].try_into().unwrap());
     if behaviour == Behaviour::Silent {
-        while !stop.load(Ordering::Relaxed) && s.read(&mut hs).map_or(false, |n| n > 0) {}
+        while !stop.load(Ordering::Relaxed) && s.read(&mut hs).is_ok_and(|n| n > 0) {}
         return Ok(());
     }
     let mut out = msg::handshake(&ih, &[b'S'; 20], behaviour != Behaviour::NoExtensions).to_vec();
