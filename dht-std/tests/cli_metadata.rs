@@ -67,7 +67,10 @@ fn run(args: &[&str]) -> Output {
         if let Some(status) = child.0.try_wait().unwrap() {
             break status;
         }
-        assert!(started.elapsed() < Duration::from_secs(40), "dht {args:?} hangs");
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "dht {args:?} hangs"
+        );
         std::thread::sleep(Duration::from_millis(10));
     };
     Output {
@@ -100,7 +103,9 @@ fn fetches_from_a_peer_and_writes_the_torrent() {
     let dir = temp_dir("write");
     let dir_s = dir.to_str().unwrap();
 
-    let out = run(&["metadata", &ih, "--peer", &peer, "--json", "--output", dir_s]);
+    let out = run(&[
+        "metadata", &ih, "--peer", &peer, "--json", "--output", dir_s,
+    ]);
     assert_eq!(out.code, Some(0), "{out:?}");
     let v = out.json();
     assert_eq!(v["type"], "metadata");
@@ -120,9 +125,16 @@ fn fetches_from_a_peer_and_writes_the_torrent() {
     let magnet = format!("magnet:?xt=urn:btih:{ih}&dn=x");
     let out = run(&["metadata", &magnet, "--peer", &peer]);
     assert_eq!(out.code, Some(0), "{out:?}");
-    assert!(out.stdout.contains("name:         movie.mkv"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("name:         movie.mkv"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains(&format!("info-hash:    {ih}")));
-    assert!(out.stdout.contains(&format!("from:         {peer} (test peer)")));
+    assert!(
+        out.stdout
+            .contains(&format!("from:         {peer} (test peer)"))
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -135,7 +147,9 @@ fn failures_name_each_reason() {
     let closed = closed_port().to_string();
     let (a, b) = (no_ut.addr.to_string(), wrong.addr.to_string());
 
-    let out = run(&["metadata", &ih, "--peer", &a, "--peer", &b, "--peer", &closed, "-v"]);
+    let out = run(&[
+        "metadata", &ih, "--peer", &a, "--peer", &b, "--peer", &closed, "-v",
+    ]);
     assert_eq!(out.code, Some(1), "{out:?}");
     for part in [
         "none of the 3 peers gave the metadata: ",
@@ -145,8 +159,14 @@ fn failures_name_each_reason() {
     ] {
         assert!(out.stderr.contains(part), "{part}: {}", out.stderr);
     }
-    assert!(out.stderr.contains(&format!("{a}: the peer does not offer ut_metadata")));
-    assert!(out.stderr.contains(&format!("{b}: the metadata does not match the info-hash")));
+    assert!(
+        out.stderr
+            .contains(&format!("{a}: the peer does not offer ut_metadata"))
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("{b}: the metadata does not match the info-hash"))
+    );
     assert!(out.stderr.contains(&format!("{closed}: cannot connect")));
 
     let out = run(&["metadata", &ih, "--peer", &a, "--json"]);
@@ -158,7 +178,10 @@ fn failures_name_each_reason() {
         v["failures"][0]["reason"],
         "the peer does not offer ut_metadata (BEP 9)"
     );
-    assert!(out.stderr.contains(&format!("the peer {a} gave no metadata")));
+    assert!(
+        out.stderr
+            .contains(&format!("the peer {a} gave no metadata"))
+    );
 
     let big = Seeder::spawn("127.0.0.1", info.clone(), Behaviour::Oversized);
     let out = run(&["metadata", &ih, "--peer", &big.addr.to_string()]);
@@ -172,7 +195,14 @@ fn bad_input_is_exit_2() {
     for args in [
         vec!["metadata", "xyz", "--peer", "127.0.0.1:1"],
         vec!["metadata", &ih, "--peer", "nohost"],
-        vec!["metadata", &ih, "--peer", "127.0.0.1:1", "--output", "/nonexistent/dir"],
+        vec![
+            "metadata",
+            &ih,
+            "--peer",
+            "127.0.0.1:1",
+            "--output",
+            "/nonexistent/dir",
+        ],
     ] {
         let out = run(&args);
         assert_eq!(out.code, Some(2), "{args:?}: {out:?}");
@@ -186,7 +216,14 @@ fn finds_the_seeder_through_the_dht() {
     let seeder = Seeder::spawn("127.0.0.1", info.clone(), Behaviour::Honest);
     let mut node = Guard(
         Command::new(DHT)
-            .args(["node", "--json", "--bind", "127.0.0.1:0", "--duration", "60"])
+            .args([
+                "node",
+                "--json",
+                "--bind",
+                "127.0.0.1:0",
+                "--duration",
+                "60",
+            ])
             .args(["--no-bootstrap"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

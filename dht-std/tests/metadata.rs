@@ -161,9 +161,7 @@ fn streaming_peers_and_no_peers() {
     let mut fetcher = Fetcher::new(FetchOptions::default()).unwrap();
     let id = fetcher.start_open(info_hash(&info));
     // No peers yet: the fetch waits rather than failing.
-    fetcher
-        .step(Some(Duration::from_millis(20)))
-        .unwrap();
+    fetcher.step(Some(Duration::from_millis(20))).unwrap();
     assert!(fetcher.poll_event().is_none());
     assert_eq!(fetcher.add_peers(id, [seeder.addr, seeder.addr]), 1);
     let m = loop {
@@ -188,10 +186,30 @@ fn cancel_closes_everything() {
     let silent = Seeder::spawn("127.0.0.1", info.clone(), Behaviour::Silent);
     let mut fetcher = Fetcher::new(FetchOptions::default()).unwrap();
     let id = fetcher.start(info_hash(&info), [silent.addr]);
-    fetcher
-        .step(Some(Duration::from_millis(50)))
-        .unwrap();
+    fetcher.step(Some(Duration::from_millis(50))).unwrap();
     fetcher.cancel(id);
     assert!(fetcher.is_idle());
     assert_eq!(fetcher.connections(), 0);
+}
+
+#[test]
+fn peer_list_and_kept_failures_are_capped() {
+    let mut options = FetchOptions::default();
+    options.max_peers = 10;
+    options.max_failures_kept = 2;
+    let mut fetcher = Fetcher::new(options.clone()).unwrap();
+    let id = fetcher.start_open(dht_proto::Id::new([1; 20]));
+    let many = (1..=30u16).map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
+    assert_eq!(fetcher.add_peers(id, many), 10);
+    assert_eq!(
+        fetcher.add_peers(id, [SocketAddr::from(([127, 0, 0, 1], 999))]),
+        0
+    );
+    fetcher.cancel(id);
+
+    let closed: Vec<SocketAddr> = (0..3).map(|_| closed_port()).collect();
+    let err = fetch_metadata_with(options, dht_proto::Id::new([1; 20]), closed).unwrap_err();
+    assert_eq!(err.tried, 3);
+    assert_eq!(err.failures.len(), 2);
+    assert_eq!(err.to_string(), "none of the 3 peers gave the metadata");
 }

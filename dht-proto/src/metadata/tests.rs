@@ -677,3 +677,46 @@ fn fail_reasons_display() {
         assert!(texts[i + 1..].iter().all(|b| b != a), "{a}");
     }
 }
+
+#[test]
+fn extended_messages_at_the_cap() {
+    let peer = Peer::new(info_of_len(100));
+    let config = FetchConfig::default();
+    let cap = config.extended_cap();
+    // An unknown extension's message of exactly the cap (id and extended id included) passes.
+    let at_cap = msg::extended(9, &vec![b'x'; cap - 2]);
+    let mut f = Fetch::new(peer.info_hash, config.clone(), t(0));
+    f.handle_input(t(1), &with_opening(&peer, &at_cap));
+    assert!(!f.is_finished());
+    assert_eq!(f.reading, Reading::Header);
+    let over = msg::extended(9, &vec![b'x'; cap - 1]);
+    assert_eq!(
+        fail_after(&with_opening(&peer, &over), config, peer.info_hash),
+        Some(FailReason::MessageTooLong {
+            len: cap as u64 + 1
+        })
+    );
+}
+
+#[test]
+fn messages_at_the_general_cap() {
+    let peer = Peer::new(info_of_len(100));
+    let config = FetchConfig {
+        max_message_len: 40_000,
+        ..FetchConfig::default()
+    };
+    let mut f = Fetch::new(peer.info_hash, config.clone(), t(0));
+    f.handle_input(
+        t(1),
+        &with_opening(&peer, &msg::message(7, &vec![0; 39_999])),
+    );
+    assert!(!f.is_finished());
+    assert_eq!(
+        fail_after(
+            &with_opening(&peer, &msg::message(7, &vec![0; 40_000])),
+            config,
+            peer.info_hash
+        ),
+        Some(FailReason::MessageTooLong { len: 40_001 })
+    );
+}
