@@ -183,7 +183,7 @@ fn failures_name_each_reason() {
             .contains(&format!("the peer {a} gave no metadata"))
     );
 
-    let big = Seeder::spawn("127.0.0.1", info.clone(), Behaviour::Oversized);
+    let big = Seeder::spawn("127.0.0.1", info, Behaviour::Oversized);
     let out = run(&["metadata", &ih, "--peer", &big.addr.to_string()]);
     assert_eq!(out.code, Some(1), "{out:?}");
     assert!(out.stderr.contains("over the cap"), "{}", out.stderr);
@@ -213,7 +213,7 @@ fn bad_input_is_exit_2() {
 fn finds_the_seeder_through_the_dht() {
     let info = sample_info("found.bin", 20_000);
     let ih = info_hash(&info).to_string();
-    let seeder = Seeder::spawn("127.0.0.1", info.clone(), Behaviour::Honest);
+    let seeder = Seeder::spawn("127.0.0.1", info, Behaviour::Honest);
     let mut node = Guard(
         Command::new(DHT)
             .args([
