@@ -1,5 +1,5 @@
 //! The messages of the other side: what a peer that has the metadata sends, and a reader of
-//! what a [`Fetch`](super::Fetch) sends. For test peers, simulators and fuzzing; a [`Fetch`]
+//! what a [`Fetch`](super::Fetch) sends. For test peers, simulators and fuzzing; a `Fetch`
 //! needs none of it.
 
 use alloc::vec::Vec;

@@ -33,7 +33,7 @@ pub struct Args {
     /// Fetch from this peer (HOST:PORT) instead of looking peers up on the DHT; repeatable
     #[arg(long, value_name = "ADDR")]
     peer: Vec<String>,
-    /// Write the torrent to DIR/<infohash>.torrent
+    /// Write the torrent to DIR/HEX.torrent (HEX: the info-hash)
     #[arg(long, value_name = "DIR")]
     output: Option<PathBuf>,
 }
