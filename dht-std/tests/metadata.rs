@@ -115,7 +115,9 @@ fn lying_peers_fail_cleanly_and_the_next_peer_is_tried() {
             break r;
         }
     };
-    assert_eq!(result.unwrap().info, info);
+    let m = result.unwrap();
+    assert_eq!(m.info, info);
+    assert_eq!(m.tried, 9);
     assert_eq!(failed, 8);
     assert!(fetcher.is_idle());
     assert_eq!(fetcher.connections(), 0);

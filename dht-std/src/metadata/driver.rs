@@ -101,6 +101,8 @@ pub struct Metadata {
     pub peer: SocketAddr,
     /// That peer's client name (`v` of its extended handshake), if it sent one.
     pub client: Option<String>,
+    /// Peers the fetch had tried by then, this one included.
+    pub tried: usize,
 }
 
 /// No peer gave the metadata.
@@ -615,6 +617,7 @@ impl Fetcher {
                         info,
                         peer: conn.peer,
                         client: conn.client.take(),
+                        tried: 0,
                     }));
                 }
                 FetchEvent::Failed { reason } => end = Some(Err(PeerError::Protocol(reason))),
@@ -622,10 +625,11 @@ impl Fetcher {
             }
         }
         match end {
-            Some(Ok(metadata)) => {
+            Some(Ok(mut metadata)) => {
                 let id = conn.fetch;
                 self.close_quietly(token);
                 if let Some(job) = self.jobs.remove(&id) {
+                    metadata.tried = job.tried;
                     self.close_fetch_conns(id);
                     self.out.push_back(FetcherEvent::Finished {
                         fetch: id,

@@ -19,8 +19,9 @@ use crate::{Fail, Global, Session, resolve};
 
 const CLIENT_BIND: SocketAddr =
     SocketAddr::new(core::net::IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED), 0);
-/// Default for --timeout: a DHT lookup plus a few rounds of peers.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default for --timeout (as for the other one-shot commands): a DHT lookup plus a few rounds
+/// of peers.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long each of the DHT node and the fetcher waits before the other gets its turn.
 const SLICE: Duration = Duration::from_millis(10);
 
@@ -171,7 +172,7 @@ fn drain(fetcher: &mut Fetcher, counts: &mut Counts) -> Option<Result<Metadata, 
             }
             FetcherEvent::Finished { result: r, .. } => {
                 counts.tried = match &r {
-                    Ok(_) => counts.failed + 1,
+                    Ok(m) => m.tried,
                     Err(e) => e.tried,
                 };
                 result = Some(r);
