@@ -34,7 +34,8 @@
 //! Every length and time is capped by [`FetchConfig`]: the metadata size (10 MiB by default),
 //! the length of any message, the time to complete both handshakes, the time between pieces,
 //! and the whole fetch. Memory is at most the metadata size plus one extended message plus a
-//! small output buffer, whatever the peer sends, and no input can make it panic.
+//! small output buffer, whatever the peer sends, and pieces are stored as they arrive (a peer
+//! that announces 10 MiB and sends nothing costs a few KiB); no input can make it panic.
 //!
 //! # BitTorrent v2
 //!
@@ -278,10 +279,11 @@ struct Download {
     /// The peer's id for `ut_metadata` messages we send.
     peer_ut_metadata: u8,
     size: usize,
-    data: Vec<u8>,
-    /// Per piece: requested, received.
+    /// Per piece: the bytes once received (allocated as they arrive, so memory follows what
+    /// the peer actually sent, not what it announced).
+    pieces: Vec<Option<Vec<u8>>>,
+    /// Per piece: requested yet.
     requested: Vec<bool>,
-    received: Vec<bool>,
     received_count: usize,
     next_request: usize,
     outstanding: u32,
@@ -290,7 +292,7 @@ struct Download {
 
 impl Download {
     fn pieces(&self) -> usize {
-        self.received.len()
+        self.pieces.len()
     }
 }
 
@@ -621,9 +623,8 @@ impl Fetch {
         self.download = Some(Download {
             peer_ut_metadata,
             size: size_usize,
-            data: vec![0; size_usize],
+            pieces: vec![None; pieces],
             requested: vec![false; pieces],
-            received: vec![false; pieces],
             received_count: 0,
             next_request: 0,
             outstanding: 0,
@@ -694,31 +695,27 @@ impl Fetch {
         }
         let index = usize::try_from(piece).unwrap_or(usize::MAX);
         let requested = d.requested.get(index).is_some_and(|r| *r);
-        let received = d.received.get(index).is_some_and(|r| *r);
-        if !requested || received {
+        let Some(slot @ None) = d.pieces.get_mut(index).filter(|_| requested) else {
             return self.fail(FailReason::Malformed(
                 "a metadata piece that was not requested",
             ));
-        }
-        let start = index.saturating_mul(PIECE_LEN);
-        let end = start.saturating_add(PIECE_LEN).min(d.size);
-        let Some(slot) = d.data.get_mut(start..end) else {
-            return self.fail(FailReason::Malformed("a metadata piece out of range"));
         };
-        if bytes.len() != slot.len() {
+        let start = index.saturating_mul(PIECE_LEN);
+        let expected = d.size.saturating_sub(start).min(PIECE_LEN);
+        if bytes.len() != expected {
             return self.fail(FailReason::Malformed(
                 "a metadata piece of the wrong length",
             ));
         }
-        slot.copy_from_slice(bytes);
-        if let Some(r) = d.received.get_mut(index) {
-            *r = true;
-        }
+        *slot = Some(bytes.to_vec());
         d.received_count += 1;
         d.outstanding = d.outstanding.saturating_sub(1);
         self.piece_deadline = (d.outstanding > 0).then(|| now.saturating_add(piece_timeout));
         if d.received_count == d.pieces() {
-            let info = core::mem::take(&mut d.data);
+            let mut info = Vec::with_capacity(d.size);
+            for piece in core::mem::take(&mut d.pieces).into_iter().flatten() {
+                info.extend_from_slice(&piece);
+            }
             let digest = sha1_smol::Sha1::from(&info).digest().bytes();
             if digest == *self.info_hash.as_bytes() {
                 let info_hash = self.info_hash;

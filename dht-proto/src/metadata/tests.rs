@@ -720,3 +720,20 @@ fn messages_at_the_general_cap() {
         Some(FailReason::MessageTooLong { len: 40_001 })
     );
 }
+
+#[test]
+fn memory_follows_the_data_not_the_announced_size() {
+    let ih = Id::new([4; 20]);
+    let mut f = Fetch::new(ih, FetchConfig::default(), t(0));
+    let mut input = msg::handshake(&ih, &[1; 20], true).to_vec();
+    input.extend(msg::extended_handshake(2, Some(10 * 1024 * 1024)));
+    f.handle_input(t(1), &input);
+    let d = f.download.as_ref().unwrap();
+    assert_eq!(d.pieces(), 640);
+    assert!(d.pieces.iter().all(Option::is_none));
+    // One piece in: one piece held.
+    f.handle_input(t(2), &msg::data(1, 3, 10 * 1024 * 1024, &[7; PIECE_LEN]));
+    let d = f.download.as_ref().unwrap();
+    let held: usize = d.pieces.iter().flatten().map(Vec::len).sum();
+    assert_eq!(held, PIECE_LEN);
+}
