@@ -1,8 +1,9 @@
 //! `dht metadata`: fetch a torrent's info dictionary from its peers (BEP 9 + BEP 10).
 
+use core::fmt::Write as _;
 use core::net::SocketAddr;
+use core::sync::atomic::Ordering;
 use core::time::Duration;
-use std::io::{self, IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -13,15 +14,12 @@ use dht_std::metadata::{
 };
 use serde::Serialize;
 
-use crate::client::join;
-use crate::progress::Progress;
-use crate::{Fail, Global, Session, resolve};
+use crate::output::{Out, Record, count};
+use crate::session::{Session, Setup, resolve};
+use crate::{Fail, Join, Local, parse_secs};
 
 const CLIENT_BIND: SocketAddr =
     SocketAddr::new(core::net::IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED), 0);
-/// Default for --timeout (as for the other one-shot commands): a DHT lookup plus a few rounds
-/// of peers.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long each of the DHT node and the fetcher waits before the other gets its turn.
 const SLICE: Duration = Duration::from_millis(10);
 
@@ -37,6 +35,13 @@ pub struct Args {
     /// Write the torrent to DIR/HEX.torrent (HEX: the info-hash)
     #[arg(long, value_name = "DIR")]
     output: Option<PathBuf>,
+    /// Give up after SECS seconds (the DHT lookup and the fetches together)
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "30")]
+    timeout: Duration,
+    #[command(flatten)]
+    local: Local,
+    #[command(flatten)]
+    join: Join,
 }
 
 /// Counters shown on the progress line.
@@ -48,52 +53,97 @@ struct Counts {
     failed: usize,
 }
 
-/// The `--json` result.
+/// The fetched metadata (`type` `metadata`).
 #[derive(Debug, Serialize)]
-struct MetadataJson<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
+struct MetadataRecord {
     info_hash: String,
-    name: Option<&'a str>,
+    name: Option<String>,
     total_size: Option<u64>,
     piece_length: Option<u64>,
     private: Option<bool>,
-    files: Vec<FileJson>,
+    files: Vec<FileRecord>,
     /// Why the info dictionary could not be listed (it is still verified and saved).
     unreadable: Option<String>,
     info_size: usize,
     peer: String,
-    client: Option<&'a str>,
+    client: Option<String>,
     torrent: Option<String>,
     peers_found: usize,
     peers_tried: usize,
 }
 
 #[derive(Debug, Serialize)]
-struct FileJson {
+struct FileRecord {
     path: String,
     length: u64,
 }
 
-/// The `--json` result when no peer gave the metadata.
+impl Record for MetadataRecord {
+    const TYPE: &'static str = "metadata";
+
+    fn text(&self) -> Option<String> {
+        let mut t = String::new();
+        if let Some(name) = &self.name {
+            let _ = writeln!(t, "name:         {name}");
+        }
+        let _ = writeln!(t, "info-hash:    {}", self.info_hash);
+        if let Some(size) = self.total_size {
+            let _ = writeln!(t, "size:         {} ({size} bytes)", human(size));
+        }
+        if let Some(len) = self.piece_length {
+            let _ = writeln!(t, "piece length: {}", human(len));
+        }
+        if let Some(why) = &self.unreadable {
+            let _ = writeln!(t, "unreadable:   {why}");
+        } else {
+            let _ = writeln!(t, "files:        {}", self.files.len());
+        }
+        for f in &self.files {
+            let _ = writeln!(t, "  {:>10}  {}", human(f.length), f.path);
+        }
+        let client = self
+            .client
+            .as_deref()
+            .map(|c| format!(" ({c})"))
+            .unwrap_or_default();
+        let _ = write!(
+            t,
+            "from:         {}{client}, {} bytes of metadata",
+            self.peer, self.info_size
+        );
+        if let Some(path) = &self.torrent {
+            let _ = write!(t, "\nsaved:        {path}");
+        }
+        Some(t)
+    }
+}
+
+/// No peer gave the metadata (`type` `metadata_failed`; JSON only: the text form is the error
+/// sentence on stderr).
 #[derive(Debug, Serialize)]
-struct FailedJson {
-    #[serde(rename = "type")]
-    kind: &'static str,
+struct FailedRecord {
     info_hash: String,
     error: String,
     peers_found: usize,
     peers_tried: usize,
-    failures: Vec<FailureJson>,
+    failures: Vec<FailureRecord>,
 }
 
 #[derive(Debug, Serialize)]
-struct FailureJson {
+struct FailureRecord {
     peer: String,
     reason: String,
 }
 
-pub fn run(g: &Global, args: Args) -> Result<ExitCode, Fail> {
+impl Record for FailedRecord {
+    const TYPE: &'static str = "metadata_failed";
+
+    fn text(&self) -> Option<String> {
+        None
+    }
+}
+
+pub fn run(json: bool, args: Args) -> Result<ExitCode, Fail> {
     if let Some(dir) = &args.output {
         if !dir.is_dir() {
             return Err(Fail::input(format_args!(
@@ -106,48 +156,60 @@ pub fn run(g: &Global, args: Args) -> Result<ExitCode, Fail> {
     for p in &args.peer {
         peers.extend(resolve(p, "peer address")?);
     }
-    let timeout = g.timeout.unwrap_or(DEFAULT_TIMEOUT);
-    let deadline = std::time::Instant::now() + timeout;
+    let deadline = std::time::Instant::now() + args.timeout;
     let mut options = FetchOptions::default();
-    options.fetch.total_timeout = options.fetch.total_timeout.min(timeout);
+    options.fetch.total_timeout = options.fetch.total_timeout.min(args.timeout);
     let mut fetcher = Fetcher::new(options).map_err(Fail::failed)?;
     let mut counts = Counts::default();
-    let result = if peers.is_empty() {
-        let mut s = Session::open(g, CLIENT_BIND, Some(timeout), None, true)?;
-        join(&mut s, g)?;
+    let (result, mut out) = if peers.is_empty() {
+        let setup = Setup {
+            default_bind: CLIENT_BIND,
+            timeout: Some(args.timeout),
+            read_only: true,
+            allow_all: false,
+            progress: true,
+            lenient_join: false,
+        };
+        let (mut s, contacts) = Session::open(&args.local, Some(&args.join), json, setup)?;
+        s.join(&contacts)?;
         let result = via_dht(&mut s, &mut fetcher, args.info_hash, &mut counts);
-        s.save_state()?;
-        result?
+        s.save_state();
+        (result?, s.out)
     } else {
         counts.found = peers.len();
-        let mut progress = Progress::new(!g.json && io::stderr().is_terminal());
+        let mut out = Out::new(json, true);
         let id = fetcher.start(args.info_hash, peers);
         let mut result = None;
         while result.is_none() {
             if std::time::Instant::now() >= deadline {
                 fetcher.cancel(id);
-                return Err(Fail::failed("timed out before any peer gave the metadata"));
+                return Err(Fail::failed(
+                    "timed out before any peer gave the metadata",
+                ));
             }
             fetcher
                 .step(Some(Duration::from_millis(100)))
                 .map_err(Fail::failed)?;
             result = drain(&mut fetcher, &mut counts);
-            progress.update(|| counts.line("metadata"));
+            out.progress().update(|| counts.line("metadata"));
         }
-        progress.clear();
-        result.ok_or_else(|| Fail::failed("no result"))?
+        out.progress().clear();
+        (result.ok_or_else(|| Fail::failed("no result"))?, out)
     };
     match result {
-        Ok(metadata) => report(g, &args, &metadata, &counts),
-        Err(error) => report_failure(g, args.info_hash, &error, &counts),
+        Ok(metadata) => report(&mut out, &args, &metadata, &counts),
+        Err(error) => report_failure(&mut out, args.info_hash, &error, &counts),
     }
 }
 
 impl Counts {
     fn line(&self, label: &str) -> String {
         format!(
-            "{label}: {} peers found, {} tried, {} connected, {} failed",
-            self.found, self.tried, self.connected, self.failed
+            "{label}: {} found, {} tried, {} connected, {} failed",
+            count(self.found, "peer"),
+            self.tried,
+            self.connected,
+            self.failed
         )
     }
 }
@@ -216,12 +278,14 @@ fn via_dht(
             if !lookup_done {
                 let _ = s.dht.cancel(query);
             }
-            s.progress.clear();
+            s.out.progress().clear();
             return Ok(result);
         }
-        if s.should_stop() {
+        let stopped = s.stop.load(Ordering::Relaxed)
+            || s.deadline.is_some_and(|d| std::time::Instant::now() >= d);
+        if stopped {
             fetcher.cancel(id);
-            s.progress.clear();
+            s.out.progress().clear();
             let what = if counts.found == 0 {
                 "no peer found on the DHT"
             } else {
@@ -235,87 +299,44 @@ fn via_dht(
             "looking up peers"
         };
         let line = counts.line(label);
-        s.progress.update(|| line);
+        s.out.progress().update(|| line);
         s.dht.step(Some(SLICE)).map_err(Fail::failed)?;
         fetcher.step(Some(SLICE)).map_err(Fail::failed)?;
     }
 }
 
-fn report(g: &Global, args: &Args, m: &Metadata, counts: &Counts) -> Result<ExitCode, Fail> {
+fn report(out: &mut Out, args: &Args, m: &Metadata, counts: &Counts) -> Result<ExitCode, Fail> {
     let torrent = match &args.output {
         Some(dir) => Some(save(dir, m)?),
         None => None,
     };
     let parsed = InfoDict::parse(&m.info);
-    let hex = args.info_hash.to_string();
-    let mut out = io::stdout().lock();
-    if g.json {
-        let info = parsed.as_ref().ok();
-        let line = MetadataJson {
-            kind: "metadata",
-            info_hash: hex,
-            name: info.map(|i| i.name.as_str()),
-            total_size: info.map(|i| i.total_size),
-            piece_length: info.map(|i| i.piece_length),
-            private: info.map(|i| i.private),
-            files: info
-                .map(|i| {
-                    i.files
-                        .iter()
-                        .map(|f| FileJson {
-                            path: f.path.join("/"),
-                            length: f.length,
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-            unreadable: parsed.as_ref().err().map(ToString::to_string),
-            info_size: m.info.len(),
-            peer: m.peer.to_string(),
-            client: m.client.as_deref(),
-            torrent: torrent.as_ref().map(|p| p.display().to_string()),
-            peers_found: counts.found,
-            peers_tried: counts.tried,
-        };
-        serde_json::to_writer(&mut out, &line).map_err(|e| Fail::failed(e.to_string()))?;
-        writeln!(out)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    match &parsed {
-        Ok(info) => {
-            writeln!(out, "name:         {}", info.name)?;
-            writeln!(out, "info-hash:    {hex}")?;
-            writeln!(
-                out,
-                "size:         {} ({} bytes)",
-                human(info.total_size),
-                info.total_size
-            )?;
-            writeln!(out, "piece length: {}", human(info.piece_length))?;
-            writeln!(out, "files:        {}", info.files.len())?;
-            for f in &info.files {
-                writeln!(out, "  {:>10}  {}", human(f.length), f.path.join("/"))?;
-            }
-        }
-        Err(e) => {
-            writeln!(out, "info-hash:    {hex}")?;
-            writeln!(out, "unreadable:   {e}")?;
-        }
-    }
-    let client = m
-        .client
-        .as_deref()
-        .map(|c| format!(" ({c})"))
-        .unwrap_or_default();
-    writeln!(
-        out,
-        "from:         {}{client}, {} bytes of metadata",
-        m.peer,
-        m.info.len()
-    )?;
-    if let Some(path) = torrent {
-        writeln!(out, "saved:        {}", path.display())?;
-    }
+    let info = parsed.as_ref().ok();
+    out.emit(&MetadataRecord {
+        info_hash: args.info_hash.to_string(),
+        name: info.map(|i| i.name.clone()),
+        total_size: info.map(|i| i.total_size),
+        piece_length: info.map(|i| i.piece_length),
+        private: info.map(|i| i.private),
+        files: info
+            .map(|i| {
+                i.files
+                    .iter()
+                    .map(|f| FileRecord {
+                        path: f.path.join("/"),
+                        length: f.length,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        unreadable: parsed.as_ref().err().map(ToString::to_string),
+        info_size: m.info.len(),
+        peer: m.peer.to_string(),
+        client: m.client.clone(),
+        torrent: torrent.as_ref().map(|p| p.display().to_string()),
+        peers_found: counts.found,
+        peers_tried: counts.tried,
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -327,31 +348,29 @@ fn save(dir: &Path, m: &Metadata) -> Result<PathBuf, Fail> {
 }
 
 fn report_failure(
-    g: &Global,
+    out: &mut Out,
     info_hash: Id,
     error: &FetchError,
     counts: &Counts,
 ) -> Result<ExitCode, Fail> {
     let message = summary(error);
-    if g.json {
-        let line = FailedJson {
-            kind: "metadata_failed",
+    if out.json() {
+        // The record carries the message and every reason: no separate error object.
+        out.emit(&FailedRecord {
             info_hash: info_hash.to_string(),
-            error: message.clone(),
+            error: message,
             peers_found: counts.found,
             peers_tried: error.tried,
             failures: error
                 .failures
                 .iter()
-                .map(|(peer, reason)| FailureJson {
+                .map(|(peer, reason)| FailureRecord {
                     peer: peer.to_string(),
                     reason: reason.to_string(),
                 })
                 .collect(),
-        };
-        let mut out = io::stdout().lock();
-        serde_json::to_writer(&mut out, &line).map_err(|e| Fail::failed(e.to_string()))?;
-        writeln!(out)?;
+        })?;
+        return Ok(ExitCode::FAILURE);
     }
     Err(Fail::failed(message))
 }
