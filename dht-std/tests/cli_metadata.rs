@@ -179,9 +179,13 @@ fn failures_name_each_reason() {
         "the peer does not offer ut_metadata (BEP 9)"
     );
     assert!(
-        out.stderr
-            .contains(&format!("the peer {a} gave no metadata"))
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("the peer {a} gave no metadata")),
+        "{v}"
     );
+    assert_eq!(out.stdout.lines().count(), 1, "one object: {}", out.stdout);
 
     let big = Seeder::spawn("127.0.0.1", info, Behaviour::Oversized);
     let out = run(&["metadata", &ih, "--peer", &big.addr.to_string()]);

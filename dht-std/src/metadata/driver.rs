@@ -761,10 +761,10 @@ pub fn fetch_metadata_with(
     let id = fetcher.start(info_hash, peers.iter().copied());
     loop {
         while let Some(event) = fetcher.poll_event() {
-            if let FetcherEvent::Finished { fetch, result, .. } = event {
-                if fetch == id {
-                    return result;
-                }
+            if let FetcherEvent::Finished { fetch, result, .. } = event
+                && fetch == id
+            {
+                return result;
             }
         }
         fetcher.step(None).map_err(|e| io_error(e, &peers))?;

@@ -144,13 +144,13 @@ impl Record for FailedRecord {
 }
 
 pub fn run(json: bool, args: Args) -> Result<ExitCode, Fail> {
-    if let Some(dir) = &args.output {
-        if !dir.is_dir() {
-            return Err(Fail::input(format_args!(
-                "--output {}: not a directory",
-                dir.display()
-            )));
-        }
+    if let Some(dir) = &args.output
+        && !dir.is_dir()
+    {
+        return Err(Fail::input(format_args!(
+            "--output {}: not a directory",
+            dir.display()
+        )));
     }
     let mut peers = Vec::new();
     for p in &args.peer {
@@ -183,9 +183,7 @@ pub fn run(json: bool, args: Args) -> Result<ExitCode, Fail> {
         while result.is_none() {
             if std::time::Instant::now() >= deadline {
                 fetcher.cancel(id);
-                return Err(Fail::failed(
-                    "timed out before any peer gave the metadata",
-                ));
+                return Err(Fail::failed("timed out before any peer gave the metadata"));
             }
             fetcher
                 .step(Some(Duration::from_millis(100)))
