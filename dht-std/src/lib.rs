@@ -30,6 +30,8 @@ mod info_hash;
 pub mod metadata;
 mod seed;
 pub mod state;
+#[cfg(feature = "crawl")]
+pub mod store;
 
 use core::net::SocketAddr;
 use std::net::ToSocketAddrs;
