@@ -98,3 +98,75 @@ pub fn fuzz_krpc(data: &[u8]) {
 pub fn fuzz_node(data: &[u8]) {
     crate::node::drive::drive(data);
 }
+
+/// The info dictionary the `metadata` target's peer may serve (its SHA-1 is the info-hash
+/// fetched), so that inputs can reach a successful fetch as well as every failure.
+pub const METADATA_INFO: &[u8] = b"d6:lengthi3e4:name1:a12:piece lengthi16384e6:pieces0:e";
+
+/// Drives one [`Fetch`](crate::metadata::Fetch) of [`METADATA_INFO`] through a whole connection.
+///
+/// Input: one flags byte, then records `step: u8` (milliseconds to advance), `len: u8` and
+/// `len` bytes read from the stream; a record with `len` 0 runs the timer at its deadline
+/// instead, and the input's end is the peer closing the stream. Flags: bit 0 prepends a valid
+/// BEP 3 handshake, bit 1 also a valid extended handshake (with the right `metadata_size`),
+/// bit 2 selects tight caps. Checks: buffers stay within the caps, exactly one final event,
+/// and metadata is only ever reported when its SHA-1 is the info-hash.
+pub fn fuzz_metadata(data: &[u8]) {
+    use crate::metadata::{Fetch, FetchConfig, FetchEvent, msg};
+    use crate::{Id, Instant};
+
+    let info_hash = Id::new(sha1_smol::Sha1::from(METADATA_INFO).digest().bytes());
+    let Some((&flags, mut rest)) = data.split_first() else {
+        return;
+    };
+    let mut config = FetchConfig::default();
+    if flags & 4 != 0 {
+        config.max_metadata_size = 40;
+        config.max_message_len = 100;
+        config.max_outstanding = 1;
+    }
+    let mut now = Instant::ZERO;
+    let mut fetch = Fetch::new(info_hash, config, now);
+    if flags & 1 != 0 {
+        fetch.handle_input(now, &msg::handshake(&info_hash, &[7; 20], true));
+        if flags & 2 != 0 {
+            let size = i64::try_from(METADATA_INFO.len()).unwrap_or_default();
+            fetch.handle_input(now, &msg::extended_handshake(3, Some(size)));
+        }
+    }
+    let mut finals = 0;
+    let mut check = |fetch: &mut Fetch| {
+        assert!(fetch.pending_output().len() < 64 * 1024);
+        while let Some(event) = fetch.poll_event() {
+            match event {
+                FetchEvent::Metadata { info, .. } => {
+                    assert_eq!(info, METADATA_INFO);
+                    finals += 1;
+                }
+                FetchEvent::Failed { .. } => finals += 1,
+                FetchEvent::Handshake { .. } => {}
+            }
+        }
+        let written = fetch.pending_output().len();
+        fetch.consume_output(written / 2 + 1);
+    };
+    while let [step, len, tail @ ..] = rest {
+        now += core::time::Duration::from_millis(u64::from(*step));
+        let n = usize::from(*len).min(tail.len());
+        let (chunk, after) = tail.split_at(n);
+        if n == 0 {
+            if let Some(deadline) = fetch.poll_timeout() {
+                now = now.max(deadline);
+                fetch.handle_timeout(now);
+            }
+        } else {
+            fetch.handle_input(now, chunk);
+        }
+        check(&mut fetch);
+        rest = after;
+    }
+    fetch.handle_eof(now);
+    check(&mut fetch);
+    assert_eq!(finals, 1);
+    assert!(fetch.is_finished());
+}

@@ -115,6 +115,7 @@ pub mod crawl;
 pub mod error;
 pub mod event;
 pub mod id;
+pub mod metadata;
 pub mod stats;
 pub mod time;
 pub mod wire;

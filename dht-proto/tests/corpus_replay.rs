@@ -21,6 +21,7 @@ fn replay_fuzz_corpus() {
             "bencode" => fuzzing::fuzz_bencode,
             "krpc" => fuzzing::fuzz_krpc,
             "node" => fuzzing::fuzz_node,
+            "metadata" => fuzzing::fuzz_metadata,
             // Corpora of targets whose bodies this test does not know yet.
             _ => continue,
         };

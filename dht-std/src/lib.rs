@@ -27,6 +27,7 @@ mod describe;
 mod error;
 mod handle;
 mod info_hash;
+pub mod metadata;
 mod seed;
 pub mod state;
 #[cfg(feature = "crawl")]

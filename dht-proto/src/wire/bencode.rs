@@ -409,6 +409,29 @@ pub fn decode<'a>(input: &'a [u8], limits: &DecodeLimits) -> Result<Value<'a>, D
     Ok(value)
 }
 
+/// Decodes one bencode value at the start of the input and returns it with the bytes that
+/// follow it (a BEP 9 `data` message appends raw bytes to its dictionary).
+///
+/// ```
+/// use dht_proto::wire::bencode::{decode_prefix, DecodeLimits};
+///
+/// let (v, rest) = decode_prefix(b"d1:ai1eexyz", &DecodeLimits::default()).unwrap();
+/// assert_eq!(v.as_dict().unwrap().get(b"a").unwrap().as_int(), Some(1));
+/// assert_eq!(rest, b"xyz");
+/// ```
+///
+/// # Errors
+///
+/// A [`DecodeError`] for malformed bencode and for input beyond `limits`.
+pub fn decode_prefix<'a>(
+    input: &'a [u8],
+    limits: &DecodeLimits,
+) -> Result<(Value<'a>, &'a [u8]), DecodeError> {
+    let mut p = Parser::new(input, limits);
+    let value = p.value(0)?;
+    Ok((value, p.rest))
+}
+
 // ------------------------------------------------------------------------------------------
 // Validating parser (crate-internal, shared with the KRPC decoder).
 // ------------------------------------------------------------------------------------------

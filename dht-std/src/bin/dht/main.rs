@@ -7,6 +7,7 @@
 mod client;
 mod db;
 mod decode;
+mod metadata;
 mod output;
 mod serve;
 mod session;
@@ -168,6 +169,8 @@ enum Command {
         #[arg(long)]
         hex: bool,
     },
+    /// Fetch a torrent's metadata from its peers (DHT or --peer) and print its files
+    Metadata(Box<metadata::Args>),
     /// Run N nodes on 127.0.0.1 in this process: one announces, another looks it up
     Swarm {
         /// How many nodes (2 to 500)
@@ -341,6 +344,7 @@ fn run(cli: Cli) -> Result<ExitCode, Fail> {
             },
         ),
         Command::Decode { file, hex } => decode::run(json, hex, file.as_deref()),
+        Command::Metadata(args) => metadata::run(json, *args),
         Command::Swarm {
             nodes,
             bind,

@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""A libtorrent session seeding generated torrents on loopback, for the metadata scenarios.
+
+  lt_seed.py --dir TMP --ip 127.1.1.60 --port 7860 [--dht-bootstrap IP:PORT] [--duration 60]
+
+Creates three v1 torrents from generated files under --dir and seeds them (seed mode: no
+checking) from one session listening on IP:PORT (TCP; uTP off):
+  single   one 100 KiB file                       (info dictionary < 16 KiB: one piece)
+  multi    a directory of 5 files in 2 levels     (files list, paths)
+  pieces   one 48 MiB sparse file, 16 KiB pieces  (61 KiB of piece hashes: 4 metadata pieces)
+With --dht-bootstrap the session also runs its DHT, joins through that node only, and announces
+every torrent (TCP listen port); it prints "announced" when libtorrent reports the announces.
+
+Output, one JSON object per line: {"event": "seeding", "torrents": [{"name", "info_hash",
+"info_hex", "info_len"}], "addr"}, then "announced" {"info_hashes"} (with --dht-bootstrap),
+"peer" {"info_hash","from"} when a peer connects, "exit" {"reason"}. Loopback only; exits after
+--duration seconds or when stdin closes. Runs under tests/interop/.venv/bin/python.
+"""
+import argparse
+import ipaddress
+import json
+import os
+import select
+import sys
+import time
+import warnings
+
+import libtorrent as lt
+
+T0 = time.monotonic()
+# add_files and the file_storage constructor are deprecated in 2.x but still the simplest way.
+warnings.simplefilter("ignore", DeprecationWarning)
+
+
+def emit(event, **fields):
+    sys.stdout.write(json.dumps({"event": event, "t": round(time.monotonic() - T0, 3), **fields}) + "\n")
+    sys.stdout.flush()
+
+
+def loopback(ip):
+    a = ipaddress.ip_address(ip)
+    if not a.is_loopback or (a.version == 4 and 0 in a.packed):
+        sys.exit(f"lt_seed.py: {ip}: only loopback addresses without a zero octet")
+    return ip
+
+
+def write(path, data=None, size=None):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        if data is not None:
+            f.write(data)
+        else:
+            f.truncate(size)
+
+
+def make(root, name, piece_size):
+    """A v1 torrent of root/name; returns torrent_info."""
+    fs = lt.file_storage()
+    lt.add_files(fs, os.path.join(root, name))
+    ct = lt.create_torrent(fs, piece_size, flags=lt.create_torrent.v1_only)
+    ct.set_creator("dht interop")
+    lt.set_piece_hashes(ct, root)
+    return lt.torrent_info(lt.bencode(ct.generate()))
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--dir", required=True)
+    p.add_argument("--ip", default="127.1.1.60")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--dht-bootstrap")
+    p.add_argument("--duration", type=float, default=60)
+    args = p.parse_args()
+    ip = loopback(args.ip)
+
+    root = args.dir
+    write(os.path.join(root, "single.bin"), bytes(range(256)) * 400)
+    for i, rel in enumerate(["a.txt", "b/c.txt", "b/d.bin", "b/e/f.txt", "g.dat"]):
+        write(os.path.join(root, "multi", rel), (f"file {i} " * (50 + 300 * i)).encode())
+    write(os.path.join(root, "pieces", "big.bin"), size=48 << 20)
+    torrents = {
+        "single": make(root, "single.bin", 16384),
+        "multi": make(root, "multi", 16384),
+        "pieces": make(root, "pieces", 16384),
+    }
+
+    dht = args.dht_bootstrap is not None
+    cat = lt.alert.category_t
+    ses = lt.session({
+        "listen_interfaces": f"{ip}:{args.port}",
+        "enable_outgoing_utp": False, "enable_incoming_utp": False,
+        "enable_dht": dht, "dht_bootstrap_nodes": "",
+        "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,
+        "dht_restrict_routing_ips": False, "dht_restrict_search_ips": False,
+        "dht_enforce_node_id": False, "dht_prefer_verified_node_ids": False,
+        "dht_ignore_dark_internet": False, "dht_block_ratelimit": 10000,
+        "allow_multiple_connections_per_ip": True,
+        "alert_mask": int(cat.status_notification | cat.dht_notification
+                          | cat.error_notification | cat.peer_notification
+                          | cat.connect_notification),
+    })
+    if dht:
+        host, port = args.dht_bootstrap.rsplit(":", 1)
+        ses.add_dht_node((loopback(host), int(port)))
+    handles = {}
+    out = []
+    for name, ti in torrents.items():
+        atp = lt.add_torrent_params()
+        atp.ti = ti
+        atp.save_path = root
+        atp.flags |= lt.torrent_flags.seed_mode
+        atp.flags &= ~lt.torrent_flags.auto_managed
+        atp.flags &= ~lt.torrent_flags.paused
+        h = ses.add_torrent(atp)
+        ih = str(ti.info_hashes().v1)
+        handles[ih] = h
+        info = ti.info_section()
+        out.append({"name": name, "info_hash": ih, "info_hex": bytes(info).hex(),
+                    "info_len": len(info)})
+    # Wait until libtorrent listens and every torrent seeds.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        states = [h.status().state for h in handles.values()]
+        if ses.is_listening() and all(s == lt.torrent_status.seeding for s in states):
+            break
+        ses.wait_for_alert(100)
+        ses.pop_alerts()
+    emit("seeding", torrents=out, addr=f"{ip}:{ses.listen_port()}")
+
+    announced = set()
+    next_force = time.monotonic()
+    end = T0 + args.duration
+    while time.monotonic() < end:
+        if dht and len(announced) < len(handles) and time.monotonic() >= next_force:
+            for ih, h in handles.items():
+                if ih not in announced:
+                    h.force_dht_announce()
+            next_force = time.monotonic() + 1.0
+        if select.select([sys.stdin], [], [], 0)[0] and not sys.stdin.readline():
+            emit("exit", reason="stdin closed")
+            return
+        ses.wait_for_alert(100)
+        for a in ses.pop_alerts():
+            if isinstance(a, lt.dht_announce_alert):
+                continue
+            if type(a).__name__ == "dht_reply_alert" and dht:
+                ih = str(a.handle.info_hashes().v1)
+                if ih not in announced and a.num_peers >= 0:
+                    announced.add(ih)
+                    if len(announced) == len(handles):
+                        emit("announced", info_hashes=sorted(announced))
+            elif isinstance(a, lt.peer_connect_alert) or type(a).__name__ == "incoming_connection_alert":
+                try:
+                    emit("peer", kind=type(a).__name__, info=a.message())
+                except Exception:  # noqa: BLE001 - alert text is best effort
+                    pass
+    emit("exit", reason="duration")
+
+
+if __name__ == "__main__":
+    main()
