@@ -109,6 +109,7 @@ pub mod stats;
 pub mod time;
 pub mod wire;
 
+mod admission;
 mod lookup;
 mod node;
 pub(crate) mod rng;
@@ -118,7 +119,7 @@ mod transaction;
 #[doc(hidden)]
 pub mod fuzzing;
 
-pub use config::{AddressPolicy, Config, Limits};
+pub use config::{AddressPolicy, Config, Limits, RateLimit};
 pub use error::{CommandError, ConfigError, DropReason};
 pub use event::{
     CommandKind, CustomHandle, Event, QueryId, QueryMetrics, QueryOutcome, QueryStatus,
