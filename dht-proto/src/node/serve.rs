@@ -9,10 +9,9 @@ use crate::error::DropReason;
 use crate::event::Event;
 use crate::id::Id;
 use crate::node::out::{Out, OutBody, OutItem, OutResponse};
-use crate::rng::Rng;
 use crate::routing::{Entry, InsertOutcome};
 use crate::server::items::{Item, MutablePut, PutError};
-use crate::server::peers::PeerStore;
+use crate::server::peers::{Family, Selection};
 use crate::small::SmallBytes;
 use crate::stats::MethodKind;
 use crate::time::Instant;
@@ -183,22 +182,14 @@ impl Node {
                 self.fill_nodes(&mut body, &g.info_hash, from, g.want);
                 let used = RESPONSE_OVERHEAD + body.nodes.len() * 26 + body.nodes6.len() * 38;
                 let budget = RESPONSE_BUDGET.saturating_sub(used);
-                let family = crate::server::peers::Family::of(from.ip());
-                // BEP 33 `noseed`: a downloader wants the other downloaders first.
-                let select: SelectPeers = if g.noseed {
-                    PeerStore::peers_preferring_non_seeds
-                } else {
-                    PeerStore::peers
+                let selection = Selection {
+                    family: Family::of(from.ip()),
+                    max_bytes: budget,
+                    // BEP 33 `noseed`: a downloader wants the other downloaders first.
+                    non_seeds_first: g.noseed,
                 };
-                select(
-                    &self.peers,
-                    now,
-                    &g.info_hash,
-                    family,
-                    budget,
-                    &mut self.rng,
-                    &mut body.values,
-                );
+                self.peers
+                    .peers(now, &g.info_hash, selection, &mut self.rng, &mut body.values);
                 if g.scrape {
                     body.scrape = self.peers.scrape(now, &g.info_hash).map(Box::new);
                 }
@@ -478,17 +469,6 @@ impl Node {
         Ok(())
     }
 }
-
-/// [`PeerStore::peers`] or [`PeerStore::peers_preferring_non_seeds`], with the node's generator.
-type SelectPeers = fn(
-    &PeerStore,
-    Instant,
-    &Id,
-    crate::server::peers::Family,
-    usize,
-    &mut Rng,
-    &mut Vec<SocketAddr>,
-);
 
 /// BEP 51 `interval`: seconds before the same node should be asked for samples again.
 const SAMPLE_INTERVAL_SECS: i64 = 300;
