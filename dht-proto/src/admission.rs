@@ -144,7 +144,10 @@ impl Windows {
     /// previous one it still overlaps.
     fn estimate(&self, now: Instant) -> (u64, u64) {
         let w = u64::try_from(REFLECTION_WINDOW.as_millis()).unwrap_or(u64::MAX);
-        let into = now.as_millis().saturating_sub(self.start.as_millis()).min(w);
+        let into = now
+            .as_millis()
+            .saturating_sub(self.start.as_millis())
+            .min(w);
         let weight = w - into;
         let part = |prev: u64| prev.saturating_mul(weight) / w.max(1);
         (

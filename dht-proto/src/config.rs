@@ -325,7 +325,7 @@ pub struct Limits {
     pub max_info_hashes: usize,
     /// Peers kept per info-hash (each ~32 bytes, ~64 with vector slack).
     pub max_peers_per_info_hash: usize,
-    /// BEP 44 items stored (each ~450 bytes plus its value, counted in `max_item_bytes`).
+    /// BEP 44 items stored (each ~550 bytes plus its value, counted in `max_item_bytes`).
     pub max_items: usize,
     /// Custom queries waiting for the application's answer (each ~96 bytes).
     pub max_pending_custom: usize,
@@ -333,8 +333,9 @@ pub struct Limits {
     pub max_datagram: usize,
     /// Bencode decoder limits (nesting depth, element count, string length).
     pub decode: DecodeLimits,
-    /// Peers in the peer store, all info-hashes together (each ~32 bytes, ~64 with slack). At
-    /// the cap, a new peer replaces the least recently announced one.
+    /// Peers in the peer store, all info-hashes together (each ~32 bytes, ~256 at worst with
+    /// slack and per-source bookkeeping). At the cap, a new peer replaces the least recently
+    /// announced peer of the source with the most peers.
     pub max_stored_peers: usize,
     /// Bytes of BEP 44 values and salts stored, all items together. At the cap, the least
     /// recently updated item of the source (IPv4 address or IPv6 /64) with the most items is

@@ -29,7 +29,10 @@ fn keys_are_v4_addresses_and_v6_slash_64s() {
     assert_ne!(source_key(a), source_key(c));
     let mapped = IpAddr::V6(Ipv4Addr::new(1, 2, 3, 4).to_ipv6_mapped());
     assert_eq!(source_key(mapped), source_key("1.2.3.4".parse().unwrap()));
-    assert_ne!(source_key("1.2.3.4".parse().unwrap()), source_key("1.2.3.5".parse().unwrap()));
+    assert_ne!(
+        source_key("1.2.3.4".parse().unwrap()),
+        source_key("1.2.3.5".parse().unwrap())
+    );
     // No IPv4 key equals an IPv6 one, whatever the bits.
     let v6 = IpAddr::V6(Ipv6Addr::from(u128::from(0x0102_0304u32) << 64));
     assert_ne!(source_key(v6), source_key("1.2.3.4".parse().unwrap()));
@@ -61,7 +64,11 @@ fn a_source_at_its_rate_is_never_refused() {
     let mut s = Sources::new(policy(16), [2; 16]);
     // 5 queries per second for ten minutes: exactly the rate.
     for i in 0..3_000u64 {
-        assert_eq!(s.admit(t(i * 200), v4(1), 100, &mut rng), Admit::Yes, "query {i}");
+        assert_eq!(
+            s.admit(t(i * 200), v4(1), 100, &mut rng),
+            Admit::Yes,
+            "query {i}"
+        );
     }
 }
 
@@ -153,7 +160,10 @@ fn reflection_allows_a_burst_then_three_times_the_input() {
         sent += len;
     }
     assert!(sent <= 3 * received + 4096 * 6, "{sent} for {received}");
-    assert!(sent >= 2 * received, "{sent} for {received}: the ratio is usable");
+    assert!(
+        sent >= 2 * received,
+        "{sent} for {received}: the ratio is usable"
+    );
     // Silence: after two windows it is a stranger again, with the burst.
     assert_eq!(s.allowance(t(60_000 + 20_000), victim), 4096);
 }

@@ -188,8 +188,13 @@ impl Node {
                     // BEP 33 `noseed`: a downloader wants the other downloaders first.
                     non_seeds_first: g.noseed,
                 };
-                self.peers
-                    .peers(now, &g.info_hash, selection, &mut self.rng, &mut body.values);
+                self.peers.peers(
+                    now,
+                    &g.info_hash,
+                    selection,
+                    &mut self.rng,
+                    &mut body.values,
+                );
                 if g.scrape {
                     body.scrape = self.peers.scrape(now, &g.info_hash).map(Box::new);
                 }
@@ -280,7 +285,7 @@ impl Node {
                     return Disposition::Accepted;
                 }
                 let result = match (p.key, p.signature, p.seq) {
-                    (None, None, None) => self.items.put_immutable(now, p.value),
+                    (None, None, None) => self.items.put_immutable_from(now, from.ip(), p.value),
                     (Some(k), Some(sig), Some(seq)) if self.verifier.0.is_some() => {
                         let put = MutablePut {
                             k,
@@ -290,7 +295,8 @@ impl Node {
                             v: p.value,
                             cas: p.cas,
                         };
-                        self.items.put_mutable(now, &put, &self.verifier)
+                        self.items
+                            .put_mutable_from(now, from.ip(), &put, &self.verifier)
                     }
                     (Some(_), Some(_), Some(_)) => Err(PutError::StorageDisabled),
                     _ => {

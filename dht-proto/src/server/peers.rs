@@ -62,6 +62,7 @@ use crate::config::Config;
 use crate::id::Id;
 use crate::rng::{KeyedState, below};
 use crate::server::bloom::Bloom;
+use crate::server::sources::Loads;
 use crate::time::Instant;
 
 /// An address family, to choose between the IPv4 and IPv6 peers of an info-hash.
@@ -181,10 +182,8 @@ pub struct PeerStore {
     /// (peer count, newest announce, info-hash): eviction order at the info-hash cap.
     by_weight: BTreeSet<(usize, Instant, Id)>,
     peer_count: usize,
-    /// Per source: the info-hashes of its peers, least recently announced first.
-    sources: HashMap<u128, Vec<Id>, KeyedState>,
-    /// (load, source): the heaviest source last.
-    by_load: BTreeSet<(usize, u128)>,
+    /// Per source: the info-hashes of its peers.
+    sources: Loads,
     max_per_source: usize,
     max_info_hashes: usize,
     max_peers_per_info_hash: usize,
@@ -231,8 +230,7 @@ impl PeerStore {
             by_oldest: BTreeSet::new(),
             by_weight: BTreeSet::new(),
             peer_count: 0,
-            sources: HashMap::with_hasher(KeyedState::new(source_key)),
-            by_load: BTreeSet::new(),
+            sources: Loads::new(source_key),
             max_per_source: usize::MAX,
             max_info_hashes,
             max_peers_per_info_hash,
@@ -263,7 +261,7 @@ impl PeerStore {
 
     /// Peers stored from the source of `ip` (its IPv4 address or IPv6 /64).
     pub fn source_load(&self, ip: IpAddr) -> usize {
-        self.sources.get(&source_key(ip)).map_or(0, Vec::len)
+        self.sources.load(source_key(ip))
     }
 
     /// Stores (or refreshes) `peer` under `info_hash`, evicting by the rules of the
@@ -288,12 +286,7 @@ impl PeerStore {
         let source = source_key(ip);
         if let Some(swarm) = self.swarms.get(&info_hash) {
             if swarm.peers.iter().any(|p| p.ip == ip) {
-                if let Some(list) = self.sources.get_mut(&source) {
-                    if let Some(i) = list.iter().position(|h| *h == info_hash) {
-                        list.remove(i);
-                        list.push(info_hash);
-                    }
-                }
+                self.sources.touch(source, info_hash);
                 self.update_swarm(info_hash, |peers| {
                     let newest = peers.last().map_or(now, |p| p.announced.max(now));
                     if let Some(i) = peers.iter().position(|p| p.ip == ip) {
@@ -311,7 +304,7 @@ impl PeerStore {
         }
         let mut eviction = None;
         if self.source_load(ip) >= self.max_per_source {
-            if let Some(&oldest) = self.sources.get(&source).and_then(|l| l.first()) {
+            if let Some(oldest) = self.sources.oldest_of(source) {
                 self.remove_peer_of(oldest, source);
                 eviction = Some(Eviction::SourceQuota);
             }
@@ -338,15 +331,11 @@ impl PeerStore {
                 if self.swarms.len() < self.max_info_hashes {
                     break;
                 }
-                match self.by_load.last() {
-                    Some(&(load, heavy)) if load >= 2 => {
-                        if let Some(&h) = self.sources.get(&heavy).and_then(|l| l.first()) {
-                            self.remove_peer_of(h, heavy);
-                            eviction = Some(Eviction::InfoHash(h));
-                        }
-                    }
-                    _ => break,
-                }
+                let Some((heavy, h)) = self.sources.heaviest() else {
+                    break;
+                };
+                self.remove_peer_of(h, heavy);
+                eviction = Some(Eviction::InfoHash(h));
             }
             // ... then the lightest swarm.
             if self.swarms.len() >= self.max_info_hashes {
@@ -388,7 +377,7 @@ impl PeerStore {
             self.swarms.insert(info_hash, swarm);
         }
         self.peer_count += 1;
-        self.remember(source, info_hash);
+        self.sources.add(source, info_hash);
         match eviction {
             Some(e) => AnnounceOutcome::AddedEvicting(e),
             None => AnnounceOutcome::Added,
@@ -487,7 +476,7 @@ impl PeerStore {
             });
             let removed = dead_ips.len();
             for ip in dead_ips {
-                self.forget(source_key(ip), info_hash);
+                self.sources.remove(source_key(ip), info_hash);
             }
             self.peer_count = self.peer_count.saturating_sub(removed);
             if removed == 0 {
@@ -552,21 +541,7 @@ impl PeerStore {
             .filter_map(|k| self.swarms.get(k))
             .map(|s| s.peers.capacity().saturating_mul(size_of::<Peer>()))
             .sum();
-        let sources = self
-            .sources
-            .capacity()
-            .saturating_mul(size_of::<(u128, Vec<Id>)>() + 1)
-            + self
-                .by_load
-                .len()
-                .saturating_mul(2 * size_of::<(usize, u128)>());
-        // Every list is read for its capacity; the order of the sum does not matter.
-        let lists: usize = self
-            .sources
-            .values()
-            .map(|l| l.capacity().saturating_mul(size_of::<Id>()))
-            .sum();
-        table + keys + indices + peers + sources + lists
+        table + keys + indices + peers + self.sources.memory_usage()
     }
 
     fn is_live(&self, peer: &Peer, now: Instant) -> bool {
@@ -652,7 +627,7 @@ impl PeerStore {
             );
             self.peer_count = self.peer_count.saturating_sub(swarm.peers.len());
             for p in &swarm.peers {
-                self.forget(source_key(p.ip), info_hash);
+                self.sources.remove(source_key(p.ip), info_hash);
             }
             self.unslot(swarm.slot);
         }
@@ -668,7 +643,7 @@ impl PeerStore {
         });
         if removed.is_some() {
             self.peer_count = self.peer_count.saturating_sub(1);
-            self.forget(source, info_hash);
+            self.sources.remove(source, info_hash);
         }
     }
 
@@ -679,57 +654,12 @@ impl PeerStore {
         let mut best: Option<(usize, u128)> = None;
         for p in &swarm.peers {
             let key = source_key(p.ip);
-            let load = self.sources.get(&key).map_or(0, Vec::len);
+            let load = self.sources.load(key);
             if best.is_none_or(|(l, _)| load > l) {
                 best = Some((load, key));
             }
         }
         best.map(|(_, key)| key)
-    }
-
-    /// Counts a new peer of `source` under `info_hash`.
-    fn remember(&mut self, source: u128, info_hash: Id) {
-        // Most sources hold one peer: no slack for them.
-        let list = self
-            .sources
-            .entry(source)
-            .or_insert_with(|| Vec::with_capacity(1));
-        let load = list.len();
-        list.push(info_hash);
-        // Only sources with two peers or more can be the heaviest.
-        if load > 1 {
-            self.by_load.remove(&(load, source));
-        }
-        if load >= 1 {
-            self.by_load.insert((load + 1, source));
-        }
-    }
-
-    /// Uncounts a peer of `source` under `info_hash`.
-    fn forget(&mut self, source: u128, info_hash: Id) {
-        let Some(list) = self.sources.get_mut(&source) else {
-            return;
-        };
-        let Some(i) = list.iter().position(|h| *h == info_hash) else {
-            return;
-        };
-        let load = list.len();
-        list.remove(i);
-        self.by_load.remove(&(load, source));
-        if list.is_empty() {
-            self.sources.remove(&source);
-            // A flood of one-peer sources that has expired leaves no big table behind.
-            if self.sources.capacity() > 4 * self.sources.len() + 64 {
-                self.sources.shrink_to(2 * self.sources.len());
-            }
-        } else {
-            if list.capacity() > 2 * list.len() + 2 {
-                list.shrink_to(list.len());
-            }
-            if load > 2 {
-                self.by_load.insert((load - 1, source));
-            }
-        }
     }
 
     /// Removes index `slot` from the sampling array, moving the last info-hash into it.
@@ -751,13 +681,9 @@ impl PeerStore {
     /// Drops the least recently announced peer of the heaviest source, or of the whole store
     /// when every source holds one peer.
     fn evict_oldest_peer(&mut self) {
-        if let Some(&(load, heavy)) = self.by_load.last() {
-            if load >= 2 {
-                if let Some(&h) = self.sources.get(&heavy).and_then(|l| l.first()) {
-                    self.remove_peer_of(h, heavy);
-                    return;
-                }
-            }
+        if let Some((heavy, h)) = self.sources.heaviest() {
+            self.remove_peer_of(h, heavy);
+            return;
         }
         if let Some(&(_, info_hash)) = self.by_oldest.first() {
             let mut removed = None;
@@ -768,7 +694,7 @@ impl PeerStore {
             });
             if let Some(p) = removed {
                 self.peer_count = self.peer_count.saturating_sub(1);
-                self.forget(source_key(p.ip), info_hash);
+                self.sources.remove(source_key(p.ip), info_hash);
             }
         }
     }

@@ -37,7 +37,10 @@ fn t(secs: u64) -> Instant {
 
 fn all(store: &PeerStore, now: Instant, info_hash: &Id, family: Family) -> Vec<SocketAddr> {
     let mut out = Vec::new();
-    store.peers(now, info_hash, sel(family, usize::MAX, false),
+    store.peers(
+        now,
+        info_hash,
+        sel(family, usize::MAX, false),
         &mut Rng::new([0; 32]),
         &mut out,
     );
@@ -79,24 +82,14 @@ fn check(store: &PeerStore) {
     }
     assert_eq!(total, store.peer_count);
     // Source accounting: every peer is in its source's list, and the loads are indexed.
-    let listed: usize = store.sources.values().map(Vec::len).sum();
+    let listed = store.sources.check(store.max_per_source, |key, h| {
+        store.swarms[h]
+            .peers
+            .iter()
+            .filter(|p| source_key(p.ip) == key)
+            .count()
+    });
     assert_eq!(listed, store.peer_count);
-    let heavy = store.sources.values().filter(|l| l.len() >= 2).count();
-    assert_eq!(store.by_load.len(), heavy);
-    for (key, list) in &store.sources {
-        assert!(!list.is_empty());
-        assert!(list.len() <= store.max_per_source);
-        assert_eq!(store.by_load.contains(&(list.len(), *key)), list.len() >= 2);
-        for h in list {
-            let n = list.iter().filter(|x| *x == h).count();
-            let stored = store.swarms[h]
-                .peers
-                .iter()
-                .filter(|p| source_key(p.ip) == *key)
-                .count();
-            assert_eq!(n, stored, "source list out of step");
-        }
-    }
 }
 
 /// The documented worst case: `max_info_hashes × 300 + max_stored_peers × 256` bytes.
@@ -127,7 +120,10 @@ fn five_flooders_cannot_evict_two_hundred_honest_swarms() {
         let kept = (0..200)
             .filter(|&i| !all(&s, t(800), &ih(i), Family::V4).is_empty())
             .count();
-        assert!(kept >= 190, "caps {caps:?}, quota {quota}: {kept} of 200 honest swarms");
+        assert!(
+            kept >= 190,
+            "caps {caps:?}, quota {quota}: {kept} of 200 honest swarms"
+        );
         assert_eq!(kept, 200, "caps {caps:?}: heaviest sources pay first");
         if quota != usize::MAX {
             assert_eq!(s.source_load(v4(0xc633_6400, 1).ip()), quota);
@@ -141,7 +137,10 @@ fn a_source_at_its_quota_churns_only_itself() {
     let me = v4(7, 1);
     s.announce(t(1), ih(0), v4(8, 1), false);
     for i in 1..=3 {
-        assert_eq!(s.announce(t(i), ih(i as u32), me, false), AnnounceOutcome::Added);
+        assert_eq!(
+            s.announce(t(i), ih(i as u32), me, false),
+            AnnounceOutcome::Added
+        );
     }
     assert_eq!(
         s.announce(t(5), ih(4), me, false),
@@ -152,7 +151,10 @@ fn a_source_at_its_quota_churns_only_itself() {
     assert!(!s.contains(&ih(1)), "its own oldest went");
     assert!(s.contains(&ih(0)) && s.contains(&ih(2)) && s.contains(&ih(4)));
     // A refresh does not count twice and makes the entry the newest.
-    assert_eq!(s.announce(t(6), ih(2), me, false), AnnounceOutcome::Refreshed);
+    assert_eq!(
+        s.announce(t(6), ih(2), me, false),
+        AnnounceOutcome::Refreshed
+    );
     s.announce(t(7), ih(5), me, false);
     assert!(s.contains(&ih(2)) && !s.contains(&ih(3)));
     // One IPv6 /64 is one source.
@@ -164,7 +166,10 @@ fn a_source_at_its_quota_churns_only_itself() {
     assert_eq!(s.peer_count(), 2);
     let zero = PeerStore::new(100, 10, 1000, TTL, [1; 16]).with_source_quota(0);
     let mut zero = zero;
-    assert_eq!(zero.announce(t(1), ih(0), me, false), AnnounceOutcome::Refused);
+    assert_eq!(
+        zero.announce(t(1), ih(0), me, false),
+        AnnounceOutcome::Refused
+    );
 }
 
 #[test]
@@ -445,7 +450,13 @@ fn noseed_prefers_non_seeds() {
             .all(|a| a.ip() >= IpAddr::V4(Ipv4Addr::from(100)))
     );
     let mut out = Vec::new();
-    s.peers(t(2), &h, sel(Family::V4, 7 * 8 + 7, true), &mut rng, &mut out);
+    s.peers(
+        t(2),
+        &h,
+        sel(Family::V4, 7 * 8 + 7, true),
+        &mut rng,
+        &mut out,
+    );
     assert_eq!(out.len(), 7);
     let non_seeds = out
         .iter()
@@ -499,7 +510,13 @@ fn same_seed_same_results() {
             let out = s.announce(t(u64::from(i)), h, v4(rng.next_u32(), 1), i % 3 == 0);
             log.push(alloc::format!("{out:?}"));
             let mut peers = Vec::new();
-            s.peers(t(u64::from(i)), &h, sel(Family::V4, 100, false), &mut rng, &mut peers);
+            s.peers(
+                t(u64::from(i)),
+                &h,
+                sel(Family::V4, 100, false),
+                &mut rng,
+                &mut peers,
+            );
             log.push(alloc::format!("{peers:?}"));
             let mut sample = Vec::new();
             s.sample(&mut rng, 5, &mut sample);
@@ -690,7 +707,10 @@ fn measure() {
     let start = Clock::now();
     for i in 0..100_000u32 {
         out.clear();
-        s.peers(t(1000), &ih(i % 20_000), sel(Family::V4, 1000, false),
+        s.peers(
+            t(1000),
+            &ih(i % 20_000),
+            sel(Family::V4, 1000, false),
             &mut rng,
             &mut out,
         );
@@ -727,7 +747,13 @@ fn measure() {
     let start = Clock::now();
     for _ in 0..100_000u32 {
         out.clear();
-        s.peers(t(2), &ih(1), sel(Family::V4, 1200, false), &mut rng, &mut out);
+        s.peers(
+            t(2),
+            &ih(1),
+            sel(Family::V4, 1200, false),
+            &mut rng,
+            &mut out,
+        );
     }
     std::println!(
         "peers from 200 (150 fit): {:?}/op",
