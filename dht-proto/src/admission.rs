@@ -199,6 +199,7 @@ impl Sources {
     }
 
     /// Approximate heap bytes held.
+    #[cfg(test)]
     pub(crate) fn memory_usage(&self) -> usize {
         self.entries
             .capacity()
@@ -237,15 +238,6 @@ impl Sources {
         } else {
             s.blocked_until = now.saturating_add(rate.block);
             Admit::OverBudget
-        }
-    }
-
-    /// Records bytes received from `ip` that are not queries (they still count for the
-    /// reflection ratio of an existing entry; no entry is made for them).
-    pub(crate) fn note_received(&mut self, now: Instant, ip: IpAddr, len: usize) {
-        if let Some(s) = self.get_mut(ip) {
-            s.windows.roll(now);
-            s.windows.in_cur = s.windows.in_cur.saturating_add(len as u64);
         }
     }
 

@@ -186,10 +186,7 @@ fn lookups_during(
         if step % every == 0 && started < n as usize && !targets.is_empty() {
             let t = targets[sim.rng.index(targets.len())];
             if let Some(h) = scenario::pick_live(sim, true) {
-                if sim
-                    .get_peers(h, t.info_hash, step, Some(t.peer))
-                    .is_ok()
-                {
+                if sim.get_peers(h, t.info_hash, step, Some(t.peer)).is_ok() {
                     started += 1;
                 }
             }

@@ -7,6 +7,7 @@
 
 mod client;
 pub(crate) mod drive;
+mod guard;
 mod item;
 #[cfg(test)]
 mod item_tests;
@@ -214,6 +215,8 @@ pub struct Node {
     /// Scratch space reused by maintenance.
     pub(crate) scratch_ids: Vec<Id>,
     pub(crate) scratch_pings: Vec<(Id, SocketAddr)>,
+    /// Per-source budgets, the reflection rule, the reply and table-ping budgets.
+    pub(crate) guard: guard::Guard,
 }
 
 impl Node {
@@ -249,7 +252,11 @@ impl Node {
         let mut items_key = [0u8; 16];
         rng.fill_bytes(&mut items_key);
         let items = ItemStore::from_config(&config, items_key);
+        let mut guard_key = [0u8; 16];
+        rng.fill_bytes(&mut guard_key);
+        let guard = guard::Guard::new(&config, now, guard_key);
         Ok(Self {
+            guard,
             token_rotate_at: now + config.token_rotation,
             txns: Transactions::new(config.limits.max_in_flight),
             bootstrap_backoff: config.bootstrap_backoff_min,

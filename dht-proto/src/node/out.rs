@@ -86,6 +86,77 @@ pub(crate) struct OutResponse {
     pub(crate) seq: Option<i64>,
 }
 
+impl OutResponse {
+    /// The response on the wire, from `id`.
+    pub(crate) fn wire(&self, id: Id) -> Response<'_> {
+        let r = self;
+        let mut resp = Response::new(id);
+        if !r.nodes.is_empty() || r.families.0 {
+            resp.nodes = Some(Nodes::Slice(&r.nodes));
+        }
+        if !r.nodes6.is_empty() || r.families.1 {
+            resp.nodes6 = Some(Nodes::Slice(&r.nodes6));
+        }
+        if !r.values.is_empty() {
+            resp.values = Some(Peers::Slice(&r.values));
+        }
+        resp.token = r.token.as_ref().map(|t| t.as_bytes().as_slice());
+        resp.samples = r.samples.as_deref().map(Samples::Slice);
+        resp.num = r.num;
+        resp.interval = r.interval;
+        if let Some((seeds, peers)) = r.scrape.as_deref() {
+            resp.bf_seeds = Some(seeds.as_bytes());
+            resp.bf_peers = Some(peers.as_bytes());
+        }
+        resp.seq = r.seq;
+        if let Some(item) = r.item.as_deref() {
+            resp.value = Some(&item.value);
+            resp.key = item.key.as_ref();
+            resp.signature = item.signature.as_ref();
+            resp.seq = item.seq;
+        }
+        resp
+    }
+
+    /// The length of this response to `to` in transaction `tid`, from `id` with `version`.
+    pub(crate) fn encoded_len(
+        &self,
+        to: SocketAddr,
+        tid: &[u8],
+        id: Id,
+        version: Option<&[u8]>,
+    ) -> usize {
+        Message {
+            transaction_id: tid,
+            version,
+            ip: Some(to),
+            read_only: false,
+            body: Body::Response(self.wire(id)),
+        }
+        .encoded_len()
+    }
+
+    /// Drops at least `excess` bytes of list entries: values first, then samples, then
+    /// `nodes6`, then `nodes` (never the token, the filters or an item). `false` when nothing
+    /// is left to drop.
+    pub(crate) fn trim(&mut self, excess: usize) -> bool {
+        let cut = |len: usize, each: usize| len.saturating_sub(excess.div_ceil(each));
+        if let Some(&first) = self.values.first() {
+            let each = crate::server::peers::Family::of(first.ip()).value_cost();
+            self.values.truncate(cut(self.values.len(), each));
+        } else if let Some(samples) = self.samples.as_mut().filter(|s| !s.is_empty()) {
+            samples.truncate(cut(samples.len(), 20));
+        } else if !self.nodes6.is_empty() {
+            self.nodes6.truncate(cut(self.nodes6.len(), 38));
+        } else if !self.nodes.is_empty() {
+            self.nodes.truncate(cut(self.nodes.len(), 26));
+        } else {
+            return false;
+        }
+        true
+    }
+}
+
 /// A stored BEP 44 item in a `get` response.
 #[derive(Clone, Debug)]
 pub(crate) struct OutItem {
@@ -219,32 +290,7 @@ impl Out {
             }
             OutBody::Response(r) => {
                 msg.ip = Some(self.to);
-                let mut resp = Response::new(id);
-                if !r.nodes.is_empty() || r.families.0 {
-                    resp.nodes = Some(Nodes::Slice(&r.nodes));
-                }
-                if !r.nodes6.is_empty() || r.families.1 {
-                    resp.nodes6 = Some(Nodes::Slice(&r.nodes6));
-                }
-                if !r.values.is_empty() {
-                    resp.values = Some(Peers::Slice(&r.values));
-                }
-                resp.token = r.token.as_ref().map(|t| t.as_bytes().as_slice());
-                resp.samples = r.samples.as_deref().map(Samples::Slice);
-                resp.num = r.num;
-                resp.interval = r.interval;
-                if let Some((seeds, peers)) = r.scrape.as_deref() {
-                    resp.bf_seeds = Some(seeds.as_bytes());
-                    resp.bf_peers = Some(peers.as_bytes());
-                }
-                resp.seq = r.seq;
-                if let Some(item) = r.item.as_deref() {
-                    resp.value = Some(&item.value);
-                    resp.key = item.key.as_ref();
-                    resp.signature = item.signature.as_ref();
-                    resp.seq = item.seq;
-                }
-                msg.body = Body::Response(resp);
+                msg.body = Body::Response(r.wire(id));
                 msg.encode(buf).ok()
             }
             OutBody::Error { code, message } => {

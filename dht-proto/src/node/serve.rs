@@ -17,13 +17,8 @@ use crate::stats::MethodKind;
 use crate::time::Instant;
 use crate::wire::bencode::DecodeLimits;
 use crate::wire::compact::NodeInfo;
-use crate::wire::krpc::{Body, Message, Query, Want, error_code, peek_transaction};
+use crate::wire::krpc::{Body, KrpcError, Message, Query, Want, error_code, peek_transaction};
 
-/// Responses are kept under the IPv6 minimum MTU so they are never fragmented.
-pub(crate) const RESPONSE_BUDGET: usize = 1280;
-/// Bytes a response spends on everything but `nodes`, `nodes6` and `values` (t, v, ip, id,
-/// token, framing), rounded up.
-const RESPONSE_OVERHEAD: usize = 200;
 /// Nodes returned per address family (BEP 5: the 8 closest).
 const NODES_PER_REPLY: usize = 8;
 
@@ -45,23 +40,35 @@ impl Node {
         }
         let limits = self.config.limits.decode;
         let Ok(msg) = Message::decode(data, &limits) else {
-            self.reply_malformed(from, data, &limits);
+            self.reply_malformed(now, from, data, &limits);
             return self.dropped(DropReason::Malformed);
         };
         match &msg.body {
-            Body::Query(q) => self.on_query(now, from, &msg, q),
+            Body::Query(q) => match self.admit_query(now, from, data.len()) {
+                Ok(()) => self.on_query(now, from, &msg, q),
+                Err(reason) => self.dropped(reason),
+            },
             Body::Response(r) => self.on_response(now, from, &msg, r, data),
             Body::Error(e) => self.on_error_message(now, from, &msg, e),
         }
     }
 
     /// Answers 203 to a query we could not parse, when its transaction id can be found.
-    fn reply_malformed(&mut self, from: SocketAddr, data: &[u8], limits: &DecodeLimits) {
+    fn reply_malformed(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        data: &[u8],
+        limits: &DecodeLimits,
+    ) {
         if self.config.read_only {
             return;
         }
         if let Some((t, b'q')) = peek_transaction(data, limits) {
             if let Some(tid) = SmallBytes::new(t) {
+                if self.admit_query(now, from, data.len()).is_err() {
+                    return;
+                }
                 self.queue_error(from, tid, error_code::PROTOCOL, b"malformed query");
             }
         }
@@ -74,6 +81,18 @@ impl Node {
         code: i64,
         message: &'static [u8],
     ) {
+        let len = Message {
+            transaction_id: tid.as_slice(),
+            version: self.config.client_version.as_ref().map(|v| v.as_slice()),
+            ip: None,
+            read_only: false,
+            body: Body::Error(KrpcError { code, message }),
+        }
+        .encoded_len();
+        if let Err(reason) = self.admit_reply(self.now, to, len) {
+            self.stats.drop(reason);
+            return;
+        }
         if self.can_queue() {
             self.stats.error_sent(code);
             self.transmits.push_back(Out {
@@ -86,14 +105,29 @@ impl Node {
         }
     }
 
+    /// Queues a response, trimmed to [`Limits::max_reply`](crate::Limits::max_reply) (see
+    /// [`OutResponse::trim`]) and charged to the reflection rule and the upload budget.
     fn queue_response(
         &mut self,
         to: SocketAddr,
         tid: SmallBytes,
-        body: OutResponse,
+        mut body: OutResponse,
     ) -> Disposition {
         if !self.can_queue() {
             return self.dropped(DropReason::TransmitQueueFull);
+        }
+        let budget = self.config.limits.max_reply;
+        let version = self.config.client_version;
+        let version = version.as_ref().map(|v| v.as_slice());
+        let mut len = body.encoded_len(to, tid.as_slice(), self.id, version);
+        while len > budget {
+            if !body.trim(len - budget) {
+                return self.dropped(DropReason::ReplyTooLarge);
+            }
+            len = body.encoded_len(to, tid.as_slice(), self.id, version);
+        }
+        if let Err(reason) = self.admit_reply(self.now, to, len) {
+            return self.dropped(reason);
         }
         self.stats.responses_sent = self.stats.responses_sent.saturating_add(1);
         self.transmits.push_back(Out {
@@ -153,6 +187,7 @@ impl Node {
                     && splittable
                     && self.in_flight() < self.config.limits.max_in_flight / 2
                     && !self.split_pings.contains(&from)
+                    && self.may_ping_for_query(now)
                 {
                     if self.split_pings.len() >= super::MAX_SPLIT_PINGS {
                         self.split_pings.pop_front();
@@ -163,7 +198,13 @@ impl Node {
                     // queried (the first node of a network) would stay at one bucket.
                     let _ = self.send_table_ping(now, Some(id), from);
                 }
-                self.handle_insert(now, outcome);
+                // The ping a full bucket asks for goes to a table entry, not the sender; still,
+                // strangers' queries must not make the node ping at their rate.
+                if !matches!(outcome, InsertOutcome::PingFirst { .. })
+                    || self.may_ping_for_query(now)
+                {
+                    self.handle_insert(now, outcome);
+                }
                 self.note_table_size();
             }
         }
@@ -180,11 +221,20 @@ impl Node {
                     ..OutResponse::default()
                 };
                 self.fill_nodes(&mut body, &g.info_hash, from, g.want);
-                let used = RESPONSE_OVERHEAD + body.nodes.len() * 26 + body.nodes6.len() * 38;
-                let budget = RESPONSE_BUDGET.saturating_sub(used);
+                if g.scrape {
+                    body.scrape = self.peers.scrape(now, &g.info_hash).map(Box::new);
+                }
+                let family = Family::of(from.ip());
+                // Room for `values` in the reply: `6:values`, `l`, `e` and the entries.
+                let room = self.reply_room(from, &tid, &body).saturating_sub(10);
+                let cap = self
+                    .config
+                    .limits
+                    .max_values
+                    .saturating_mul(family.value_cost());
                 let selection = Selection {
-                    family: Family::of(from.ip()),
-                    max_bytes: budget,
+                    family,
+                    max_bytes: room.min(cap),
                     // BEP 33 `noseed`: a downloader wants the other downloaders first.
                     non_seeds_first: g.noseed,
                 };
@@ -195,9 +245,6 @@ impl Node {
                     &mut self.rng,
                     &mut body.values,
                 );
-                if g.scrape {
-                    body.scrape = self.peers.scrape(now, &g.info_hash).map(Box::new);
-                }
                 self.queue_response(from, tid, body)
             }
             Query::AnnouncePeer(a) => {
@@ -205,6 +252,7 @@ impl Node {
                     self.queue_error(from, tid, error_code::PROTOCOL, b"bad token");
                     return Disposition::Accepted;
                 }
+                self.round_trip(now, from);
                 let port = if a.implied_port { from.port() } else { a.port };
                 if port == 0 {
                     self.queue_error(from, tid, error_code::PROTOCOL, b"bad port");
@@ -217,13 +265,14 @@ impl Node {
             Query::SampleInfohashes(s) => {
                 let mut body = OutResponse::default();
                 self.fill_nodes(&mut body, &s.target, from, s.want);
-                let used = RESPONSE_OVERHEAD + body.nodes.len() * 26 + body.nodes6.len() * 38;
-                let max_samples = RESPONSE_BUDGET.saturating_sub(used) / 20;
+                body.samples = Some(Vec::new());
+                body.num = Some(i64::try_from(self.peers.len()).unwrap_or(i64::MAX));
+                body.interval = Some(SAMPLE_INTERVAL_SECS);
+                // Room for the samples' bytes beside their length prefix (at most `9999:`).
+                let max_samples = self.reply_room(from, &tid, &body).saturating_sub(4) / 20;
                 let mut samples = Vec::new();
                 self.peers.sample(&mut self.rng, max_samples, &mut samples);
                 body.samples = Some(samples);
-                body.num = Some(i64::try_from(self.peers.len()).unwrap_or(i64::MAX));
-                body.interval = Some(SAMPLE_INTERVAL_SECS);
                 self.queue_response(from, tid, body)
             }
             Query::Custom(c) if self.config.custom_queries => {
@@ -264,7 +313,7 @@ impl Node {
                                 // BEP 44: the requester has this version; only say which.
                                 body.seq = Some(seq);
                                 body.item = None;
-                                self.fill_item_nodes(&mut body, &g.target, from, g.want);
+                                self.fill_nodes(&mut body, &g.target, from, g.want);
                                 return self.queue_response(from, tid, body);
                             }
                             OutItem {
@@ -276,7 +325,7 @@ impl Node {
                         }
                     }));
                 }
-                self.fill_item_nodes(&mut body, &g.target, from, g.want);
+                self.fill_nodes(&mut body, &g.target, from, g.want);
                 self.queue_response(from, tid, body)
             }
             Query::Put(p) => {
@@ -284,6 +333,7 @@ impl Node {
                     self.queue_error(from, tid, error_code::PROTOCOL, b"bad token");
                     return Disposition::Accepted;
                 }
+                self.round_trip(now, from);
                 let result = match (p.key, p.signature, p.seq) {
                     (None, None, None) => self.items.put_immutable_from(now, from.ip(), p.value),
                     (Some(k), Some(sig), Some(seq)) if self.verifier.0.is_some() => {
@@ -319,24 +369,13 @@ impl Node {
         }
     }
 
-    /// The closest nodes for a `get` reply, as many as fit next to the item in one datagram.
-    fn fill_item_nodes(
-        &mut self,
-        body: &mut OutResponse,
-        target: &Id,
-        from: SocketAddr,
-        want: Option<Want>,
-    ) {
-        self.fill_nodes(body, target, from, want);
-        let item_len = body
-            .item
-            .as_ref()
-            .map_or(0, |i| i.value.len() + 32 + 64 + 40);
-        let mut room = RESPONSE_BUDGET.saturating_sub(RESPONSE_OVERHEAD + item_len);
-        let keep4 = body.nodes.len().min(room / 26);
-        body.nodes.truncate(keep4);
-        room = room.saturating_sub(keep4 * 26);
-        body.nodes6.truncate(room / 38);
+    /// Bytes left under [`Limits::max_reply`](crate::Limits::max_reply) by the reply `body`
+    /// to `to` in transaction `tid` as it stands.
+    fn reply_room(&self, to: SocketAddr, tid: &SmallBytes, body: &OutResponse) -> usize {
+        let version = self.config.client_version;
+        let version = version.as_ref().map(|v| v.as_slice());
+        let len = body.encoded_len(to, tid.as_slice(), self.id, version);
+        self.config.limits.max_reply.saturating_sub(len)
     }
 
     /// The closest nodes for a reply: the requester's family unless `want` says otherwise
