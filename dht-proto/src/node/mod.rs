@@ -8,6 +8,8 @@
 mod client;
 pub(crate) mod drive;
 mod guard;
+#[cfg(test)]
+mod guard_tests;
 mod item;
 #[cfg(test)]
 mod item_tests;
