@@ -99,7 +99,7 @@ fn kinds() -> Kinds {
         })),
         get: query(Query::Get(Get {
             id: requester,
-            target: dht_proto::server::items::immutable_target(&item()),
+            target: dht_proto::bep44::immutable_target(&item()),
             seq: None,
             want: None,
         })),
@@ -214,8 +214,8 @@ fn full_node(limits: Limits) -> Node {
         );
     }
     store(&mut node, SocketAddr::new(ip(15, 1), 7000), swarm(), true);
-    assert_eq!(node.peer_store().peer_count(), SWARM as usize + 1000);
-    assert_eq!(node.item_store().len(), 1);
+    assert_eq!(node.stored_peers(), SWARM as usize + 1000);
+    assert_eq!(node.stored_items(), 1);
     node
 }
 

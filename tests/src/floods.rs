@@ -292,7 +292,7 @@ pub fn reflection_flood(f: &ReflectionFlood) -> Result<FloodReport, SimError> {
 fn max_store(sim: &Sim) -> usize {
     sim.honest_hosts()
         .filter_map(|h| sim.node(h))
-        .map(|n| n.peer_store().peer_count())
+        .map(|n| n.stored_peers())
         .max()
         .unwrap_or(0)
 }
@@ -344,7 +344,7 @@ pub fn store_flood(f: &StoreFlood) -> Result<FloodReport, SimError> {
         .map(|n: &Node| {
             flooder_ips
                 .iter()
-                .map(|ip| n.peer_store().source_load(*ip))
+                .map(|ip| n.stored_peers_from(*ip))
                 .sum::<usize>()
         })
         .sum();

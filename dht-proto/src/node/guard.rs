@@ -3,10 +3,11 @@
 //! policy and its table are in [`admission`](crate::admission); this is where the node applies
 //! them.
 
-use core::net::SocketAddr;
+use core::net::{IpAddr, SocketAddr};
 
 use super::Node;
 use crate::admission::{Admit, Bucket, Policy, Sources};
+use crate::bep44::Ed25519Verifier;
 use crate::config::Config;
 use crate::error::DropReason;
 use crate::time::Instant;
@@ -38,7 +39,7 @@ impl Guard {
     }
 }
 
-impl Node {
+impl<V: Ed25519Verifier> Node<V> {
     /// Charges a query of `len` bytes from `from` (or a datagram that may get a 203) to its
     /// source's budget.
     pub(crate) fn admit_query(
@@ -86,6 +87,13 @@ impl Node {
         let rate = u64::from(self.config.limits.table_pings_per_second);
         self.guard.pings.refill(now, rate, rate);
         self.guard.pings.take(1)
+    }
+
+    /// Peers in the peer store announced from the source of `ip` (its IPv4 address or IPv6
+    /// /64), all info-hashes together: what
+    /// [`Limits::max_peers_per_source`](crate::Limits::max_peers_per_source) caps.
+    pub fn stored_peers_from(&self, ip: IpAddr) -> usize {
+        self.peers.source_load(ip)
     }
 
     /// Sources (IPv4 addresses, IPv6 /64s) whose budgets are tracked now.

@@ -376,7 +376,7 @@ fn a_reply_that_cannot_fit_is_counted_not_sent() {
     }));
     let _ = n.handle_datagram(now, putter, &put);
     drain(&mut n, now);
-    assert_eq!(n.item_store().len(), 1);
+    assert_eq!(n.stored_items(), 1);
     // The item alone is bigger than 600 bytes: no reply, and it is counted.
     let d = n.handle_datagram(now, ip(28, 2), &get);
     assert_eq!(d, Disposition::Dropped(DropReason::ReplyTooLarge));
