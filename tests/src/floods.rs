@@ -34,6 +34,9 @@ pub struct ReflectionFlood {
     pub network: Params,
     /// Distinct spoofed source addresses.
     pub sources: u32,
+    /// Of those, the victims of a sustained flood: half of the datagrams claim to come from
+    /// them, the other half from the rest (a few each).
+    pub sustained: u32,
     /// Spoofed datagrams sent.
     pub datagrams: u64,
     /// Over this much virtual time.
@@ -66,6 +69,10 @@ pub struct FloodReport {
     pub victim_datagrams: u64,
     /// Bytes honest nodes sent to the victims.
     pub victim_bytes: u64,
+    /// Bytes the attacker sent claiming to be one of the victims of the sustained flood.
+    pub sustained_attack_bytes: u64,
+    /// Bytes honest nodes sent to those victims.
+    pub sustained_victim_bytes: u64,
     /// Honest lookups started, and those that found the announced peer.
     pub lookups: usize,
     /// Lookups that found the announced peer.
@@ -86,6 +93,11 @@ impl FloodReport {
         self.victim_bytes as f64 / self.attack_bytes.max(1) as f64
     }
 
+    /// [`FloodReport::amplification`] toward the victims of the sustained flood only.
+    pub fn sustained_amplification(&self) -> f64 {
+        self.sustained_victim_bytes as f64 / self.sustained_attack_bytes.max(1) as f64
+    }
+
     /// Share of lookups that found the announced peer.
     pub fn success(&self) -> f64 {
         self.lookups_ok as f64 / self.lookups.max(1) as f64
@@ -104,6 +116,12 @@ impl FloodReport {
                 self.victim_datagrams,
                 self.victim_bytes,
                 self.amplification()
+            ),
+            format!(
+                "to the sustained victims     {} bytes for {} ({:.2}x)",
+                self.sustained_victim_bytes,
+                self.sustained_attack_bytes,
+                self.sustained_amplification()
             ),
             format!(
                 "honest lookups               {} of {} found the peer ({:.2} %)",
@@ -129,8 +147,11 @@ impl FloodReport {
 struct VictimMeter {
     first: u32,
     end: u32,
+    /// Hosts `first..sustained_end` are the victims of the sustained flood.
+    sustained_end: u32,
     datagrams: Rc<Cell<u64>>,
     bytes: Rc<Cell<u64>>,
+    sustained_bytes: Rc<Cell<u64>>,
 }
 
 impl Rule for VictimMeter {
@@ -139,6 +160,10 @@ impl Rule for VictimMeter {
             Some(r) if (self.first..self.end).contains(&r) => {
                 self.datagrams.set(self.datagrams.get() + 1);
                 self.bytes.set(self.bytes.get() + p.data.len() as u64);
+                if r < self.sustained_end {
+                    self.sustained_bytes
+                        .set(self.sustained_bytes.get() + p.data.len() as u64);
+                }
                 Verdict::Drop
             }
             _ => Verdict::Pass,
@@ -248,13 +273,17 @@ pub fn reflection_flood(f: &ReflectionFlood) -> Result<FloodReport, SimError> {
     // Victims: addresses of hosts that do not exist, far above the network.
     let first = sim.hosts() + 1_000;
     let end = first + f.sources;
+    let sustained_end = first + f.sustained.clamp(1, f.sources);
     let datagrams = Rc::new(Cell::new(0));
     let bytes = Rc::new(Cell::new(0));
+    let sustained_bytes = Rc::new(Cell::new(0));
     sim.net.add_rule(VictimMeter {
         first,
         end,
+        sustained_end,
         datagrams: Rc::clone(&datagrams),
         bytes: Rc::clone(&bytes),
+        sustained_bytes: Rc::clone(&sustained_bytes),
     });
     let mut out = FloodReport {
         honest: sim.honest_count(),
@@ -268,12 +297,21 @@ pub fn reflection_flood(f: &ReflectionFlood) -> Result<FloodReport, SimError> {
     let (started, ok) = lookups_during(&mut sim, &targets, f.lookups, f.over, |sim| {
         let now = sim.now;
         for _ in 0..per_step {
-            let victim = host_addr(first + rng.below(u64::from(f.sources)) as u32);
+            let heavy = sent % 2 == 0;
+            let victim = if heavy {
+                first + rng.below(u64::from(sustained_end - first)) as u32
+            } else {
+                sustained_end + rng.below(u64::from(end - sustained_end).max(1)) as u32
+            };
+            let victim = host_addr(victim);
             let Some(&to) = flooded.get(rng.index(flooded.len())) else {
                 return;
             };
             let data = spoofed_query(&mut rng, sent, &targets);
             out.attack_bytes += data.len() as u64;
+            if heavy {
+                out.sustained_attack_bytes += data.len() as u64;
+            }
             sent += 1;
             sim.net.send(now, attacker, victim, to, data);
         }
@@ -282,6 +320,7 @@ pub fn reflection_flood(f: &ReflectionFlood) -> Result<FloodReport, SimError> {
     out.attack_datagrams = sent;
     out.victim_datagrams = datagrams.get();
     out.victim_bytes = bytes.get();
+    out.sustained_victim_bytes = sustained_bytes.get();
     out.lookups = started;
     out.lookups_ok = ok;
     out.drops = drops(&sim);
