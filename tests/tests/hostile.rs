@@ -168,7 +168,12 @@ fn reflection_flood_is_not_amplified() {
         r.sustained_amplification()
     );
     assert!(r.amplification() <= 3.5, "{:.2}x", r.amplification());
-    let dropped = |reason| r.drops.iter().find(|(x, _)| *x == reason).map_or(0, |d| d.1);
+    let dropped = |reason| {
+        r.drops
+            .iter()
+            .find(|(x, _)| *x == reason)
+            .map_or(0, |d| d.1)
+    };
     assert!(dropped(DropReason::Blocked) > 0);
 }
 

@@ -348,8 +348,11 @@ impl<V: Ed25519Verifier> Node<V> {
     ///
     /// [`CommandError::UnknownQuery`](crate::CommandError::UnknownQuery) when the handle is
     /// unknown or expired; [`CommandError::InvalidArgument`](crate::CommandError::InvalidArgument)
-    /// when `response` is not a bencoded dictionary; [`CommandError::Busy`](crate::CommandError::Busy)
-    /// when the transmit queue is full.
+    /// when `response` is not a bencoded dictionary or would make a reply larger than
+    /// [`Limits::max_reply`](crate::Limits::max_reply) (its bytes plus 128);
+    /// [`CommandError::Busy`](crate::CommandError::Busy) when the transmit queue is full. An
+    /// answer the reflection rule or the upload budget refuses is not sent and counted in
+    /// [`Stats`](crate::Stats); the query is over either way.
     pub fn respond(
         &mut self,
         handle: crate::event::CustomHandle,
@@ -359,8 +362,9 @@ impl<V: Ed25519Verifier> Node<V> {
         let pos = self.custom_position(handle)?;
         let body = with_id(response, &self.id, &self.config.limits.decode)
             .ok_or(CommandError::InvalidArgument("response"))?;
-        self.answer_custom(pos, OutBody::CustomResponse(body))?;
-        self.stats.responses_sent = self.stats.responses_sent.saturating_add(1);
+        if self.answer_custom(pos, OutBody::CustomResponse(body))? {
+            self.stats.responses_sent = self.stats.responses_sent.saturating_add(1);
+        }
         Ok(())
     }
 
@@ -384,8 +388,9 @@ impl<V: Ed25519Verifier> Node<V> {
             code,
             message: message.to_vec(),
         };
-        self.answer_custom(pos, body)?;
-        self.stats.error_sent(code);
+        if self.answer_custom(pos, body)? {
+            self.stats.error_sent(code);
+        }
         Ok(())
     }
 
@@ -400,22 +405,40 @@ impl<V: Ed25519Verifier> Node<V> {
             .ok_or(crate::error::CommandError::UnknownQuery)
     }
 
-    /// Queues the answer to the pending custom query at `pos`, which it ends.
+    /// Queues the answer to the pending custom query at `pos`, which it ends; `false` when a
+    /// guard (reflection rule, upload budget) refused it, which is counted.
     fn answer_custom(
         &mut self,
         pos: usize,
         body: OutBody,
-    ) -> Result<(), crate::error::CommandError> {
+    ) -> Result<bool, crate::error::CommandError> {
+        // Everything around the application's bytes (t, y, ip, v, id and framing) takes less
+        // than this.
+        const FRAMING: usize = 128;
+        let len = match &body {
+            OutBody::CustomResponse(b) => b.len(),
+            OutBody::CustomError { message, .. } => message.len(),
+            _ => 0,
+        } + FRAMING;
+        if len > self.config.limits.max_reply {
+            return Err(crate::error::CommandError::InvalidArgument(
+                "response larger than max_reply",
+            ));
+        }
         if !self.can_queue() {
             return Err(crate::error::CommandError::Busy);
         }
         let pending = self.custom.swap_remove(pos);
+        if let Err(reason) = self.admit_reply(self.now, pending.to, len) {
+            self.stats.drop(reason);
+            return Ok(false);
+        }
         self.transmits.push_back(Out {
             to: pending.to,
             tid: pending.tid,
             body,
         });
-        Ok(())
+        Ok(true)
     }
 }
 
