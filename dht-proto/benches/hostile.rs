@@ -156,7 +156,7 @@ fn full_node(limits: Limits) -> Node {
     }
     // Announces (each from its own address, with the token it got) and the item.
     let requester = id(123_456);
-    let mut store = |node: &mut Node, from: SocketAddr, info_hash: Id, put: bool| {
+    let store = |node: &mut Node, from: SocketAddr, info_hash: Id, put: bool| {
         let get = query(Query::GetPeers(GetPeers {
             id: requester,
             info_hash,
@@ -227,10 +227,9 @@ fn client() -> Limits {
 
 /// No per-source budget: what the reflection rule alone does.
 fn no_budget() -> Limits {
-    Limits {
-        source_rate: None,
-        ..Limits::default()
-    }
+    let mut limits = Limits::default();
+    limits.source_rate = None;
+    limits
 }
 
 struct Flood {

@@ -108,31 +108,40 @@ impl FloodReport {
         let mut v = vec![
             format!("honest nodes                 {}", self.honest),
             format!(
-                "attack                       {} datagrams, {} bytes",
-                self.attack_datagrams, self.attack_bytes
+                "attack                       {} datagrams",
+                self.attack_datagrams
             ),
-            format!(
-                "to the victims               {} datagrams, {} bytes ({:.2}x)",
+        ];
+        if self.attack_bytes > 0 {
+            v.push(format!(
+                "to the victims               {} datagrams, {} bytes for {} ({:.2}x)",
                 self.victim_datagrams,
                 self.victim_bytes,
+                self.attack_bytes,
                 self.amplification()
-            ),
-            format!(
+            ));
+            v.push(format!(
                 "to the sustained victims     {} bytes for {} ({:.2}x)",
                 self.sustained_victim_bytes,
                 self.sustained_attack_bytes,
                 self.sustained_amplification()
-            ),
+            ));
+        } else {
+            v.push(format!(
+                "flooders' peers stored       {}",
+                self.flooder_peers
+            ));
+        }
+        v.extend([
             format!(
                 "honest lookups               {} of {} found the peer ({:.2} %)",
                 self.lookups_ok,
                 self.lookups,
                 self.success() * 100.0
             ),
-            format!("flooders' peers stored       {}", self.flooder_peers),
             format!("largest peer store           {}", self.max_store),
             format!("wall time of the flood       {:.1?}", self.wall),
-        ];
+        ]);
         for (r, n) in &self.drops {
             if *n > 0 {
                 v.push(format!("dropped: {:<20} {n}", r.name()));
