@@ -562,6 +562,25 @@ mod tests {
     }
 
     #[test]
+    fn guard_limits_are_checked() {
+        let mut c = Config::new([0; 32]);
+        c.limits.max_reply = c.limits.max_datagram + 1;
+        assert_eq!(c.validate().unwrap_err().field, "limits.max_reply");
+        c.limits.max_reply = MIN_REPLY - 1;
+        assert_eq!(c.validate().unwrap_err().field, "limits.max_reply");
+        let mut c = Config::new([0; 32]);
+        c.limits.source_rate = Some(RateLimit {
+            per_second: 0,
+            ..RateLimit::CLIENT
+        });
+        assert_eq!(c.validate().unwrap_err().field, "limits.source_rate");
+        let mut c = Config::new([0; 32]);
+        c.limits = Limits::super_node();
+        assert_eq!(c.validate(), Ok(()));
+        assert!(c.limits.source_rate.unwrap().per_second > RateLimit::CLIENT.per_second);
+    }
+
+    #[test]
     fn address_policy() {
         let p = AddressPolicy::PUBLIC_ONLY;
         let a = |s: &str| s.parse::<SocketAddr>().unwrap();
