@@ -10,12 +10,11 @@
 //!
 //! Every honest node's caps are checked after every step, as in every simulation.
 
-use std::cell::Cell;
-use std::rc::Rc;
-use std::time::Instant as WallClock;
-
+use core::cell::Cell;
 use core::net::SocketAddr;
 use core::time::Duration;
+use std::rc::Rc;
+use std::time::Instant as WallClock;
 
 use dht_proto::{DropReason, Id, Node};
 
