@@ -157,7 +157,7 @@ fn full_node(limits: Limits) -> Node {
     }
     // Announces (each from its own address, with the token it got) and the item.
     let requester = id(123_456);
-    let store = |node: &mut Node, from: SocketAddr, info_hash: Id, put: bool| {
+    let store = |node: &mut Node, now: Instant, from: SocketAddr, info_hash: Id, put: bool| {
         let get = query(Query::GetPeers(GetPeers {
             id: requester,
             info_hash,
@@ -199,29 +199,42 @@ fn full_node(limits: Limits) -> Node {
         let _ = exchange(node, now, from, &q);
     };
     for i in 0..SWARM {
+        // 20 ms apart, so that an upload budget refills.
+        now += Duration::from_millis(20);
         store(
             &mut node,
+            now,
             SocketAddr::new(ip(12, i + 1), 7000 + i as u16),
             swarm(),
             false,
         );
     }
     for i in 0..1000 {
+        // 20 ms apart, so that an upload budget refills.
+        now += Duration::from_millis(20);
         store(
             &mut node,
+            now,
             SocketAddr::new(ip(14, i + 1), 7000),
             id(500_000 + i),
             false,
         );
     }
-    store(&mut node, SocketAddr::new(ip(15, 1), 7000), swarm(), true);
+    now += Duration::from_millis(20);
+    store(
+        &mut node,
+        now,
+        SocketAddr::new(ip(15, 1), 7000),
+        swarm(),
+        true,
+    );
     assert_eq!(node.stored_peers(), SWARM as usize + 1000);
     assert_eq!(node.stored_items(), 1);
     node
 }
 
-/// When the floods start: after the set-up (which ends at 301 s), while every stored peer and
-/// the item are still alive.
+/// When the floods start: after the set-up (which ends before 330 s), while every stored peer
+/// and the item are still alive.
 const START: Instant = Instant::from_secs(400);
 
 /// The defaults a torrent client ships.
