@@ -233,6 +233,9 @@ impl Config {
     }
 }
 
+/// Smallest [`Limits::max_reply`]: a reply with a token and a few nodes.
+pub const MIN_REPLY: usize = 300;
+
 /// Largest bucket (and replacement cache) the routing table supports.
 pub const MAX_BUCKET_SIZE: usize = 64;
 
@@ -334,7 +337,7 @@ pub struct Limits {
     pub max_info_hashes: usize,
     /// Peers kept per info-hash (each ~32 bytes, ~64 with vector slack).
     pub max_peers_per_info_hash: usize,
-    /// BEP 44 items stored (each ~450 bytes plus its value, counted in `max_item_bytes`).
+    /// BEP 44 items stored (each ~550 bytes plus its value, counted in `max_item_bytes`).
     pub max_items: usize,
     /// Custom queries waiting for the application's answer (each ~96 bytes).
     pub max_pending_custom: usize,
@@ -342,12 +345,82 @@ pub struct Limits {
     pub max_datagram: usize,
     /// Bencode decoder limits (nesting depth, element count, string length).
     pub decode: DecodeLimits,
-    /// Peers in the peer store, all info-hashes together (each ~32 bytes, ~64 with slack). At
-    /// the cap, a new peer replaces the least recently announced one.
+    /// Peers in the peer store, all info-hashes together (each ~32 bytes, ~256 at worst with
+    /// slack and per-source bookkeeping). At the cap, a new peer replaces the least recently
+    /// announced peer of the source with the most peers.
     pub max_stored_peers: usize,
     /// Bytes of BEP 44 values and salts stored, all items together. At the cap, the least
-    /// recently updated items are evicted.
+    /// recently updated item of the source (IPv4 address or IPv6 /64) with the most items is
+    /// evicted.
     pub max_item_bytes: usize,
+    /// Peers one source (IPv4 address or IPv6 /64) may have in the peer store, all info-hashes
+    /// together. At the quota, its own least recently announced peer makes room, so a flooding
+    /// source churns only itself. At the store's caps, the source with the most peers loses
+    /// its oldest first.
+    pub max_peers_per_source: usize,
+    /// BEP 44 items one source (the putter's IPv4 address or IPv6 /64) may have stored. At the
+    /// quota, its own least recently updated item makes room.
+    pub max_items_per_source: usize,
+    /// Sources (IPv4 addresses, IPv6 /64s) whose query budget and reflection windows are
+    /// tracked (each ~100 bytes, allocated as sources are seen). When full, a new source
+    /// replaces a sampled idle one; sources flooding now are kept (see [`RateLimit`]).
+    pub max_sources: usize,
+    /// Queries accepted per source; `None` accepts every query (a test bench, or behind a
+    /// filter of your own). Protects the node's CPU and upload from one busy or hostile host.
+    pub source_rate: Option<RateLimit>,
+    /// Toward an address that never completed a round trip with this node (never answered a
+    /// query of ours, never presented a valid token), bytes sent over any 10 seconds stay
+    /// within `reflection_ratio ×` the bytes received from it, or [`Limits::reflection_burst`]
+    /// if that is larger. Protects third parties from floods with their address as the
+    /// spoofed source.
+    pub reflection_ratio: u32,
+    /// Bytes any address may get over 10 seconds whatever it sent: enough for a few complete
+    /// answers, values included.
+    pub reflection_burst: usize,
+    /// Bytes per second of replies (responses and errors to others' queries), all sources
+    /// together, with one second of burst; `None` leaves replies unlimited (the per-source
+    /// limits still apply). Like libtorrent's `dht_upload_rate_limit` (8,000 there): the
+    /// operator's own uplink budget. Queries the node sends are bounded by
+    /// [`Limits::max_in_flight`] instead.
+    pub upload_rate: Option<u32>,
+    /// Routing-table pings that incoming queries cause (to check the sender or a questionable
+    /// entry its arrival displaces), per second, with as many again of burst. Beyond it the
+    /// sender is simply not added, so a spoofed flood cannot make the node send a ping per
+    /// spoofed source.
+    pub table_pings_per_second: u32,
+    /// Largest reply in bytes (BEP 32 and libtorrent: 1,280, the IPv6 minimum MTU, so replies
+    /// are never fragmented). Every reply is built within it, with every key counted; a reply
+    /// that cannot be trimmed to fit is not sent and is counted as
+    /// [`DropReason::ReplyTooLarge`](crate::DropReason::ReplyTooLarge). At most
+    /// [`Limits::max_datagram`].
+    pub max_reply: usize,
+    /// Peers in one `get_peers` reply (libtorrent: 100).
+    pub max_values: usize,
+}
+
+/// A per-source query budget: a token bucket of `burst` queries refilled at `per_second`. A
+/// query that finds it empty is dropped ([`DropReason::RateLimited`](crate::DropReason)) and
+/// blocks the source for `block`; queries while blocked are dropped
+/// ([`DropReason::Blocked`](crate::DropReason)). Responses to the node's own queries are
+/// never charged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Queries per second, on average.
+    pub per_second: u32,
+    /// Queries accepted at once after a quiet period.
+    pub burst: u32,
+    /// How long a source that went over budget is ignored.
+    pub block: Duration,
+}
+
+impl RateLimit {
+    /// libtorrent's defaults: 5 queries per second averaged over 10 seconds (a burst of 50),
+    /// then a 5-minute block. A torrent client's lookups stay far below it.
+    pub const CLIENT: Self = Self {
+        per_second: 5,
+        burst: 50,
+        block: Duration::from_secs(5 * 60),
+    };
 }
 
 impl Default for Limits {
@@ -366,11 +439,44 @@ impl Default for Limits {
             decode: DecodeLimits::default(),
             max_stored_peers: 65_536,
             max_item_bytes: 1 << 20,
+            max_peers_per_source: 256,
+            max_items_per_source: 64,
+            max_sources: 4096,
+            source_rate: Some(RateLimit::CLIENT),
+            reflection_ratio: 3,
+            reflection_burst: 4096,
+            upload_rate: None,
+            table_pings_per_second: 10,
+            max_reply: 1280,
+            max_values: 100,
         }
     }
 }
 
 impl Limits {
+    /// Limits for a well-connected, always-on node that many others query ("super node"), or a
+    /// crawler answering the traffic its many ids attract: 10 times the query rate per source
+    /// (50/s, burst 500, blocked 1 minute), 4 times the stores and 16 times the source table.
+    /// Reflection limits stay as they are: they cost honest requesters nothing.
+    pub fn super_node() -> Self {
+        let d = Self::default();
+        Self {
+            max_info_hashes: d.max_info_hashes * 4,
+            max_stored_peers: d.max_stored_peers * 4,
+            max_items: d.max_items * 4,
+            max_item_bytes: d.max_item_bytes * 4,
+            max_sources: d.max_sources * 16,
+            source_rate: Some(RateLimit {
+                per_second: 50,
+                burst: 500,
+                block: Duration::from_secs(60),
+            }),
+            table_pings_per_second: 50,
+            max_pending_transmits: d.max_pending_transmits * 4,
+            ..d
+        }
+    }
+
     fn validate(&self, config: &Config) -> Result<(), ConfigError> {
         let check = |ok: bool, field: &'static str, problem: &'static str| {
             if ok {
@@ -414,6 +520,17 @@ impl Limits {
             "limits.max_peers_per_info_hash",
             "must be at least 1",
         )?;
+        check(
+            (MIN_REPLY..=self.max_datagram).contains(&self.max_reply),
+            "limits.max_reply",
+            "must be between 300 and max_datagram",
+        )?;
+        check(
+            self.source_rate
+                .is_none_or(|r| r.per_second >= 1 && r.burst >= 1),
+            "limits.source_rate",
+            "must allow at least one query per second and a burst of one",
+        )?;
         Ok(())
     }
 }
@@ -444,6 +561,25 @@ mod tests {
         let mut c = Config::new([0; 32]);
         c.limits.max_candidates = 2;
         assert_eq!(c.validate().unwrap_err().field, "limits.max_candidates");
+    }
+
+    #[test]
+    fn guard_limits_are_checked() {
+        let mut c = Config::new([0; 32]);
+        c.limits.max_reply = c.limits.max_datagram + 1;
+        assert_eq!(c.validate().unwrap_err().field, "limits.max_reply");
+        c.limits.max_reply = MIN_REPLY - 1;
+        assert_eq!(c.validate().unwrap_err().field, "limits.max_reply");
+        let mut c = Config::new([0; 32]);
+        c.limits.source_rate = Some(RateLimit {
+            per_second: 0,
+            ..RateLimit::CLIENT
+        });
+        assert_eq!(c.validate().unwrap_err().field, "limits.source_rate");
+        let mut c = Config::new([0; 32]);
+        c.limits = Limits::super_node();
+        assert_eq!(c.validate(), Ok(()));
+        assert!(c.limits.source_rate.unwrap().per_second > RateLimit::CLIENT.per_second);
     }
 
     #[test]

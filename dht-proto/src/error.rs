@@ -94,11 +94,25 @@ pub enum DropReason {
     TransmitQueueFull,
     /// A custom query arrived while too many were waiting for the application.
     CustomQueueFull,
+    /// A query over its source's budget ([`Limits::source_rate`](crate::Limits)); the source
+    /// is now blocked.
+    RateLimited,
+    /// A query from a source blocked for going over its budget.
+    Blocked,
+    /// A query whose answer would exceed what the node sends toward an address that never
+    /// completed a round trip with it ([`Limits::reflection_ratio`](crate::Limits)).
+    Reflection,
+    /// A query whose answer would exceed the node's reply budget
+    /// ([`Limits::upload_rate`](crate::Limits)).
+    UploadBudget,
+    /// A query whose answer could not be trimmed to fit
+    /// [`Limits::max_reply`](crate::Limits::max_reply).
+    ReplyTooLarge,
 }
 
 impl DropReason {
     /// Every reason, for iterating counters.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 15] = [
         Self::Malformed,
         Self::TooLarge,
         Self::AddressRejected,
@@ -109,6 +123,11 @@ impl DropReason {
         Self::ReadOnly,
         Self::TransmitQueueFull,
         Self::CustomQueueFull,
+        Self::RateLimited,
+        Self::Blocked,
+        Self::Reflection,
+        Self::UploadBudget,
+        Self::ReplyTooLarge,
     ];
 
     /// A short stable name for logs and metrics.
@@ -124,6 +143,11 @@ impl DropReason {
             Self::ReadOnly => "read_only",
             Self::TransmitQueueFull => "transmit_queue_full",
             Self::CustomQueueFull => "custom_queue_full",
+            Self::RateLimited => "rate_limited",
+            Self::Blocked => "blocked",
+            Self::Reflection => "reflection",
+            Self::UploadBudget => "upload_budget",
+            Self::ReplyTooLarge => "reply_too_large",
         }
     }
 

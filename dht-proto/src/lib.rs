@@ -120,6 +120,7 @@ pub mod stats;
 pub mod time;
 pub mod wire;
 
+mod admission;
 mod lookup;
 mod node;
 pub(crate) mod rng;
@@ -140,7 +141,7 @@ pub mod internals {
 }
 
 pub use bep44::{Ed25519Verifier, NoVerifier};
-pub use config::{AddressPolicy, Config, Limits};
+pub use config::{AddressPolicy, Config, Limits, RateLimit};
 pub use error::{CommandError, ConfigError, DropReason};
 pub use event::{
     CommandKind, CustomHandle, Event, QueryId, QueryMetrics, QueryOutcome, QueryStatus,

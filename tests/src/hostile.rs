@@ -34,10 +34,18 @@ pub enum Behaviour {
     /// Collects announce tokens with `get_peers`, then replays them: from spoofed addresses,
     /// to other nodes, and after they expired.
     TokenReplayer,
+    /// Collects a token from each node it can reach (its [`Hostile::focus`] if set), then
+    /// announces random info-hashes with them as fast as [`FLOOD_PER_TICK`] allows, to evict
+    /// honest peers from the stores.
+    StoreFlooder,
 }
 
+/// Announces a [`Behaviour::StoreFlooder`] sends per 100-ms tick.
+pub const FLOOD_PER_TICK: usize = 20;
+
 impl Behaviour {
-    /// Every behaviour.
+    /// Every behaviour of the mixed scenarios ([`Behaviour::StoreFlooder`] has its own, in
+    /// [`floods`](crate::floods)).
     pub const ALL: [Self; 7] = [
         Self::Silent,
         Self::Garbage,
@@ -58,6 +66,7 @@ impl Behaviour {
             Self::Oversized => "oversized",
             Self::Spoofer => "spoofer",
             Self::TokenReplayer => "token-replayer",
+            Self::StoreFlooder => "store-flooder",
         }
     }
 }
@@ -110,7 +119,18 @@ pub struct Hostile {
     pub sent: u64,
     /// Announces sent with a token obtained for another address or node, or expired.
     pub replays: u64,
+    /// Where a [`Behaviour::StoreFlooder`] aims (empty: random hosts).
+    pub focus: Vec<SocketAddr>,
+    /// Tokens a [`Behaviour::StoreFlooder`] holds, by issuer.
+    tokens: Vec<(SocketAddr, Vec<u8>)>,
+    /// Announces a [`Behaviour::StoreFlooder`] sent.
+    pub flood_announces: u64,
+    /// A paused [`Behaviour::StoreFlooder`] sends nothing.
+    pub paused: bool,
 }
+
+/// Tokens a store flooder keeps.
+const MAX_TOKENS: usize = 4096;
 
 /// Tokens a replayer keeps.
 const MAX_HARVEST: usize = 64;
@@ -128,6 +148,10 @@ impl Hostile {
             received: 0,
             sent: 0,
             replays: 0,
+            focus: Vec::new(),
+            tokens: Vec::new(),
+            flood_announces: 0,
+            paused: false,
         }
     }
 
@@ -142,6 +166,7 @@ impl Hostile {
             Behaviour::Garbage => Some(Duration::from_secs(2)),
             Behaviour::Spoofer => Some(Duration::from_millis(500)),
             Behaviour::TokenReplayer => Some(Duration::from_secs(5)),
+            Behaviour::StoreFlooder => Some(Duration::from_millis(100)),
             _ => None,
         }
     }
@@ -196,6 +221,14 @@ impl Hostile {
         let me = self.addr();
         let Some(msg) = krpc(data) else { return };
         if msg.kind == b'r' {
+            if self.behaviour == Behaviour::StoreFlooder {
+                if let Some(token) = msg.token {
+                    self.tokens.retain(|(issuer, _)| *issuer != from);
+                    if self.tokens.len() < MAX_TOKENS {
+                        self.tokens.push((from, token.to_vec()));
+                    }
+                }
+            }
             if self.behaviour == Behaviour::TokenReplayer {
                 if let Some(token) = msg.token {
                     if self.harvest.len() >= MAX_HARVEST {
@@ -219,7 +252,7 @@ impl Hostile {
         let wants_nodes = matches!(msg.method, Some(b"find_node" | b"get_peers"));
         let is_get_peers = msg.method == Some(b"get_peers");
         match self.behaviour {
-            Behaviour::Silent => {}
+            Behaviour::Silent | Behaviour::StoreFlooder => {}
             Behaviour::Garbage => {
                 let data = self.garbage(&tid);
                 self.push(out, me, from, data);
@@ -374,7 +407,66 @@ impl Hostile {
                 self.push(out, me, target, data);
                 self.replay(now, targets, out);
             }
+            Behaviour::StoreFlooder => self.flood(target, out),
             _ => {}
+        }
+    }
+
+    /// One tick of a store flood: a token request, and announces with the tokens held.
+    fn flood(&mut self, random: SocketAddr, out: &mut Vec<Outgoing>) {
+        if self.paused {
+            return;
+        }
+        let me = self.addr();
+        let ask = if self.focus.is_empty() {
+            random
+        } else {
+            self.focus[self.rng.index(self.focus.len())]
+        };
+        if !self.tokens.iter().any(|(i, _)| *i == ask) {
+            let tid = self.tid();
+            let id = self.id;
+            let info_hash = self.rng.bytes20();
+            let data = dict(vec![
+                (b"t", Value::Bytes(&tid)),
+                (b"y", Value::Bytes(b"q")),
+                (b"q", Value::Bytes(b"get_peers")),
+                (
+                    b"a",
+                    dict(vec![
+                        (b"id", Value::Bytes(&id)),
+                        (b"info_hash", Value::Bytes(&info_hash)),
+                    ]),
+                ),
+            ])
+            .encode();
+            self.push(out, me, ask, data);
+        }
+        for _ in 0..FLOOD_PER_TICK {
+            if self.tokens.is_empty() {
+                break;
+            }
+            let (to, token) = self.tokens[self.rng.index(self.tokens.len())].clone();
+            let tid = self.tid();
+            let id = self.id;
+            let info_hash = self.rng.bytes20();
+            let data = dict(vec![
+                (b"t", Value::Bytes(&tid)),
+                (b"y", Value::Bytes(b"q")),
+                (b"q", Value::Bytes(b"announce_peer")),
+                (
+                    b"a",
+                    dict(vec![
+                        (b"id", Value::Bytes(&id)),
+                        (b"info_hash", Value::Bytes(&info_hash)),
+                        (b"port", Value::Int(i64::from(REPLAY_PORT))),
+                        (b"token", Value::Bytes(&token)),
+                    ]),
+                ),
+            ])
+            .encode();
+            self.flood_announces += 1;
+            self.push(out, me, to, data);
         }
     }
 

@@ -10,6 +10,7 @@
 //!   [`rules`];
 //! - [`sim`]: hosts, stepping, churn, watched queries; [`invariants`] checked after every step;
 //! - [`hostile`]: misbehaving hosts built on the simulator's own [`bencode`];
+//! - [`floods`]: network-scale floods (spoofed reflection, store eviction) and what they cost;
 //! - [`build`]: building a large steady-state network quickly;
 //! - [`scenario`]: the measurement scenario behind the `sim` binary and the scale tests;
 //! - [`stats`]: percentiles and tables.
@@ -18,6 +19,7 @@
 
 pub mod bencode;
 pub mod build;
+pub mod floods;
 pub mod hostile;
 pub mod invariants;
 pub mod latency;

@@ -361,6 +361,14 @@ impl Sim {
         }
     }
 
+    /// The hostile host at `h`, to steer it.
+    pub fn hostile_mut(&mut self, h: u32) -> Option<&mut Hostile> {
+        match self.hosts.get_mut(h as usize)? {
+            Host::Hostile(x, _) => Some(x),
+            _ => None,
+        }
+    }
+
     /// Hosts running an honest node.
     pub fn honest_hosts(&self) -> impl Iterator<Item = u32> + '_ {
         self.hosts

@@ -1,10 +1,12 @@
 //! One behaviour at a time: 10 % of the hosts misbehave in one way; honest lookups still
 //! succeed, every honest node stays within its caps (checked after every step), and the
-//! misbehaviour leaves the trace it should in the honest nodes' counters.
+//! misbehaviour leaves the trace it should in the honest nodes' counters. Then floods: spoofed
+//! reflection and store eviction.
 
 use core::time::Duration;
 
 use dht_proto::{DropReason, Event, Id, Node};
+use dht_tests::floods::{self, ReflectionFlood, StoreFlood};
 use dht_tests::hostile::{BAIT_INFO_HASH, Behaviour, REPLAY_PORT};
 use dht_tests::scenario::{self, BuildMode, Params, Report};
 use dht_tests::sim::{Host, Sim};
@@ -131,4 +133,64 @@ fn every_host_kind_is_present() {
         .filter(|&h| matches!(sim.host(h), Some(Host::Hostile(..))))
         .count();
     assert_eq!(hostile, 22);
+}
+
+/// A network of `nodes` whose announces sit on the nodes the floods aim at.
+fn flood_network(seed: u64, nodes: u32) -> Params {
+    let mut p = Params::new(seed, nodes);
+    p.build = BuildMode::Seeded;
+    p.warmup = Duration::from_secs(30);
+    p.announces = 40;
+    p
+}
+
+/// 100,000 datagrams in 10 s at the nodes holding the announces, half from 10 spoofed
+/// victims (a sustained flood), half from 20,000 others (a few each): honest lookups still
+/// succeed, the sustained victims get less than 3 times what they "sent", and all victims
+/// together no more than the replies' size allows (the big version: `cargo run --release -p
+/// dht-tests --bin floods`).
+#[test]
+fn reflection_flood_is_not_amplified() {
+    let f = ReflectionFlood {
+        network: flood_network(5, 300),
+        sources: 20_000,
+        sustained: 10,
+        datagrams: 100_000,
+        over: Duration::from_secs(10),
+        lookups: 100,
+    };
+    let r = floods::reflection_flood(&f).unwrap();
+    println!("{}", r.lines().join("\n"));
+    assert!(r.success() >= 0.99, "{:.3}", r.success());
+    assert!(
+        r.sustained_amplification() <= 3.0,
+        "{:.2}x",
+        r.sustained_amplification()
+    );
+    assert!(r.amplification() <= 3.5, "{:.2}x", r.amplification());
+    let dropped = |reason| {
+        r.drops
+            .iter()
+            .find(|(x, _)| *x == reason)
+            .map_or(0, |d| d.1)
+    };
+    assert!(dropped(DropReason::Blocked) > 0);
+}
+
+/// Five hosts announce random info-hashes to the storers of 40 honest announces for a minute,
+/// against stores ten times smaller than the default: the honest peers are still found.
+#[test]
+fn store_flood_keeps_honest_peers() {
+    let mut network = flood_network(6, 300);
+    network.node.limits.max_info_hashes = 1_000;
+    network.node.limits.max_stored_peers = 2_000;
+    let f = StoreFlood {
+        network,
+        flooders: 5,
+        over: Duration::from_secs(60),
+    };
+    let r = floods::store_flood(&f).unwrap();
+    println!("{}", r.lines().join("\n"));
+    assert!(r.success() >= 0.95, "{:.3}", r.success());
+    assert!(r.flooder_peers > 0, "the flood reached the stores");
 }

@@ -61,6 +61,18 @@ pub(crate) fn config() -> Config {
     config.limits.max_peers_per_info_hash = 8;
     config.limits.max_stored_peers = 64;
     config.limits.max_pending_custom = 4;
+    config.limits.max_sources = 4;
+    config.limits.source_rate = Some(crate::RateLimit {
+        per_second: 2,
+        burst: 8,
+        block: Duration::from_secs(10),
+    });
+    config.limits.max_peers_per_source = 4;
+    config.limits.max_items_per_source = 2;
+    config.limits.max_values = 5;
+    config.limits.reflection_burst = 1500;
+    config.limits.upload_rate = Some(20_000);
+    config.limits.table_pings_per_second = 2;
     config
 }
 
@@ -189,6 +201,13 @@ fn drain(
             "the node sent a datagram it cannot decode: {msg:?}"
         );
         if let Ok(Message {
+            body: Body::Response(_) | Body::Error(_),
+            ..
+        }) = msg
+        {
+            assert!(t.len <= limits.max_reply, "reply over max_reply");
+        }
+        if let Ok(Message {
             transaction_id,
             body: Body::Query(_),
             ..
@@ -226,4 +245,6 @@ fn check_caps(node: &Node, limits: &crate::config::Limits) {
     assert!(node.running_queries() <= limits.max_queries);
     assert!(node.stored_info_hashes() <= limits.max_info_hashes);
     assert!(node.stored_peers() <= limits.max_stored_peers);
+    assert!(node.tracked_sources() <= limits.max_sources);
+    assert_eq!(node.stats().transmits_too_large, 0);
 }

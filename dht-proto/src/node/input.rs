@@ -27,11 +27,14 @@ impl<V: Ed25519Verifier> Node<V> {
         }
         let limits = self.config.limits.decode;
         let Ok(msg) = Message::decode(data, &limits) else {
-            self.reply_malformed(from, data, &limits);
+            self.reply_malformed(now, from, data, &limits);
             return self.dropped(DropReason::Malformed);
         };
         match &msg.body {
-            Body::Query(q) => self.on_query(now, from, &msg, q),
+            Body::Query(q) => match self.admit_query(now, from, data.len()) {
+                Ok(()) => self.on_query(now, from, &msg, q),
+                Err(reason) => self.dropped(reason),
+            },
             Body::Response(r) => self.on_response(now, from, &msg, r, data),
             Body::Error(e) => self.on_error_message(now, from, &msg, e),
         }

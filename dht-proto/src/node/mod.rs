@@ -13,6 +13,9 @@
 
 mod commands;
 pub(crate) mod drive;
+mod guard;
+#[cfg(test)]
+mod guard_tests;
 mod input;
 mod item;
 #[cfg(test)]
@@ -203,6 +206,8 @@ pub struct Node<V = NoVerifier> {
     /// Scratch space reused by maintenance.
     pub(crate) scratch_ids: Vec<Id>,
     pub(crate) scratch_pings: Vec<(Id, SocketAddr)>,
+    /// Per-source budgets, the reflection rule, the reply and table-ping budgets.
+    pub(crate) guard: guard::Guard,
 }
 
 impl Node {
@@ -252,7 +257,11 @@ impl<V: Ed25519Verifier> Node<V> {
         let mut items_key = [0u8; 16];
         rng.fill_bytes(&mut items_key);
         let items = ItemStore::from_config(&config, items_key);
+        let mut guard_key = [0u8; 16];
+        rng.fill_bytes(&mut guard_key);
+        let guard = guard::Guard::new(&config, now, guard_key);
         Ok(Self {
+            guard,
             token_rotate_at: now + config.token_rotation,
             txns: Transactions::new(config.limits.max_in_flight),
             bootstrap_backoff: config.bootstrap_backoff_min,

@@ -95,6 +95,77 @@ pub(crate) struct OutResponse {
     pub(crate) seq: Option<i64>,
 }
 
+impl OutResponse {
+    /// The response on the wire, from `id`.
+    pub(crate) fn wire(&self, id: Id) -> Response<'_> {
+        let r = self;
+        let mut resp = Response::new(id);
+        if !r.nodes.is_empty() || r.families.0 {
+            resp.nodes = Some(Nodes::Slice(&r.nodes));
+        }
+        if !r.nodes6.is_empty() || r.families.1 {
+            resp.nodes6 = Some(Nodes::Slice(&r.nodes6));
+        }
+        if !r.values.is_empty() {
+            resp.values = Some(Peers::Slice(&r.values));
+        }
+        resp.token = r.token.as_ref().map(|t| t.as_bytes().as_slice());
+        resp.samples = r.samples.as_deref().map(Samples::Slice);
+        resp.num = r.num;
+        resp.interval = r.interval;
+        if let Some((seeds, peers)) = r.scrape.as_deref() {
+            resp.bf_seeds = Some(seeds.as_bytes());
+            resp.bf_peers = Some(peers.as_bytes());
+        }
+        resp.seq = r.seq;
+        if let Some(item) = r.item.as_deref() {
+            resp.value = Some(&item.value);
+            resp.key = item.key.as_ref();
+            resp.signature = item.signature.as_ref();
+            resp.seq = item.seq;
+        }
+        resp
+    }
+
+    /// The length of this response to `to` in transaction `tid`, from `id` with `version`.
+    pub(crate) fn encoded_len(
+        &self,
+        to: SocketAddr,
+        tid: &[u8],
+        id: Id,
+        version: Option<&[u8]>,
+    ) -> usize {
+        Message {
+            transaction_id: tid,
+            version,
+            ip: Some(to),
+            read_only: false,
+            body: Body::Response(self.wire(id)),
+        }
+        .encoded_len()
+    }
+
+    /// Drops at least `excess` bytes of list entries: values first, then samples, then
+    /// `nodes6`, then `nodes` (never the token, the filters or an item). `false` when nothing
+    /// is left to drop.
+    pub(crate) fn trim(&mut self, excess: usize) -> bool {
+        let cut = |len: usize, each: usize| len.saturating_sub(excess.div_ceil(each));
+        if let Some(&first) = self.values.first() {
+            let each = crate::server::peers::Family::of(first.ip()).value_cost();
+            self.values.truncate(cut(self.values.len(), each));
+        } else if let Some(samples) = self.samples.as_mut().filter(|s| !s.is_empty()) {
+            samples.truncate(cut(samples.len(), 20));
+        } else if !self.nodes6.is_empty() {
+            self.nodes6.truncate(cut(self.nodes6.len(), 38));
+        } else if !self.nodes.is_empty() {
+            self.nodes.truncate(cut(self.nodes.len(), 26));
+        } else {
+            return false;
+        }
+        true
+    }
+}
+
 /// A stored BEP 44 item in a `get` response.
 #[derive(Clone, Debug)]
 pub(crate) struct OutItem {
@@ -233,32 +304,7 @@ impl Out {
             }
             OutBody::Response(r) => {
                 msg.ip = Some(self.to);
-                let mut resp = Response::new(id);
-                if !r.nodes.is_empty() || r.families.0 {
-                    resp.nodes = Some(Nodes::Slice(&r.nodes));
-                }
-                if !r.nodes6.is_empty() || r.families.1 {
-                    resp.nodes6 = Some(Nodes::Slice(&r.nodes6));
-                }
-                if !r.values.is_empty() {
-                    resp.values = Some(Peers::Slice(&r.values));
-                }
-                resp.token = r.token.as_ref().map(|t| t.as_bytes().as_slice());
-                resp.samples = r.samples.as_deref().map(Samples::Slice);
-                resp.num = r.num;
-                resp.interval = r.interval;
-                if let Some((seeds, peers)) = r.scrape.as_deref() {
-                    resp.bf_seeds = Some(seeds.as_bytes());
-                    resp.bf_peers = Some(peers.as_bytes());
-                }
-                resp.seq = r.seq;
-                if let Some(item) = r.item.as_deref() {
-                    resp.value = Some(&item.value);
-                    resp.key = item.key.as_ref();
-                    resp.signature = item.signature.as_ref();
-                    resp.seq = item.seq;
-                }
-                msg.body = Body::Response(resp);
+                msg.body = Body::Response(r.wire(id));
                 msg.encode(buf).ok()
             }
             OutBody::Error { code, message } => {
@@ -296,6 +342,18 @@ impl<V: Ed25519Verifier> Node<V> {
         code: i64,
         message: &'static [u8],
     ) {
+        let len = Message {
+            transaction_id: tid.as_slice(),
+            version: self.config.client_version.as_ref().map(|v| v.as_slice()),
+            ip: None,
+            read_only: false,
+            body: Body::Error(KrpcError { code, message }),
+        }
+        .encoded_len();
+        if let Err(reason) = self.admit_reply(self.now, to, len) {
+            self.stats.drop(reason);
+            return;
+        }
         if self.can_queue() {
             self.stats.error_sent(code);
             self.transmits.push_back(Out {
@@ -308,15 +366,30 @@ impl<V: Ed25519Verifier> Node<V> {
         }
     }
 
-    /// Queues a response; the query is dropped when the transmit queue is full.
+    /// Queues a response, trimmed to [`Limits::max_reply`](crate::Limits::max_reply) (see
+    /// [`OutResponse::trim`]) and charged to the reflection rule and the upload budget; the
+    /// query is dropped when the transmit queue is full or a guard refuses.
     pub(crate) fn queue_response(
         &mut self,
         to: SocketAddr,
         tid: SmallBytes,
-        body: OutResponse,
+        mut body: OutResponse,
     ) -> Disposition {
         if !self.can_queue() {
             return self.dropped(DropReason::TransmitQueueFull);
+        }
+        let budget = self.config.limits.max_reply;
+        let version = self.config.client_version;
+        let version = version.as_ref().map(|v| v.as_slice());
+        let mut len = body.encoded_len(to, tid.as_slice(), self.id, version);
+        while len > budget {
+            if !body.trim(len - budget) {
+                return self.dropped(DropReason::ReplyTooLarge);
+            }
+            len = body.encoded_len(to, tid.as_slice(), self.id, version);
+        }
+        if let Err(reason) = self.admit_reply(self.now, to, len) {
+            return self.dropped(reason);
         }
         self.stats.responses_sent = self.stats.responses_sent.saturating_add(1);
         self.transmits.push_back(Out {

@@ -329,6 +329,8 @@ impl<V: Ed25519Verifier> Node<V> {
             return self.dropped(DropReason::UnknownTransaction);
         };
         self.stats.responses_received = self.stats.responses_received.saturating_add(1);
+        // The transaction id was ours and the source matched: a round trip.
+        self.round_trip(now, from);
         let rtt = now.saturating_duration_since(txn.sent_at);
         self.record_rtt(rtt);
         if self.admits_id(&r.id, &from) {

@@ -12,10 +12,9 @@ use crate::error::DropReason;
 use crate::event::Event;
 use crate::id::Id;
 use crate::node::out::{Out, OutBody, OutItem, OutResponse};
-use crate::rng::Rng;
 use crate::routing::{Entry, InsertOutcome};
 use crate::server::items::{Item, MutablePut, PutError};
-use crate::server::peers::PeerStore;
+use crate::server::peers::{Family, Selection};
 use crate::small::SmallBytes;
 use crate::stats::MethodKind;
 use crate::time::Instant;
@@ -23,22 +22,27 @@ use crate::wire::bencode::DecodeLimits;
 use crate::wire::compact::NodeInfo;
 use crate::wire::krpc::{Message, Query, Want, error_code, peek_transaction};
 
-/// Responses are kept under the IPv6 minimum MTU so they are never fragmented.
-pub(crate) const RESPONSE_BUDGET: usize = 1280;
-/// Bytes a response spends on everything but `nodes`, `nodes6` and `values` (t, v, ip, id,
-/// token, framing), rounded up.
-const RESPONSE_OVERHEAD: usize = 200;
 /// Nodes returned per address family (BEP 5: the 8 closest).
 const NODES_PER_REPLY: usize = 8;
 
 impl<V: Ed25519Verifier> Node<V> {
-    /// Answers 203 to a query we could not parse, when its transaction id can be found.
-    pub(crate) fn reply_malformed(&mut self, from: SocketAddr, data: &[u8], limits: &DecodeLimits) {
+    /// Answers 203 to a query we could not parse, when its transaction id can be found and
+    /// its source is within its budget.
+    pub(crate) fn reply_malformed(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        data: &[u8],
+        limits: &DecodeLimits,
+    ) {
         if self.config.read_only {
             return;
         }
         if let Some((t, b'q')) = peek_transaction(data, limits) {
             if let Some(tid) = SmallBytes::new(t) {
+                if self.admit_query(now, from, data.len()).is_err() {
+                    return;
+                }
                 self.queue_error(from, tid, error_code::PROTOCOL, b"malformed query");
             }
         }
@@ -93,6 +97,7 @@ impl<V: Ed25519Verifier> Node<V> {
                     && splittable
                     && self.in_flight() < self.config.limits.max_in_flight / 2
                     && !self.split_pings.contains(&from)
+                    && self.may_ping_for_query(now)
                 {
                     if self.split_pings.len() >= super::MAX_SPLIT_PINGS {
                         self.split_pings.pop_front();
@@ -103,7 +108,13 @@ impl<V: Ed25519Verifier> Node<V> {
                     // queried (the first node of a network) would stay at one bucket.
                     let _ = self.send_table_ping(now, Some(id), from);
                 }
-                self.handle_insert(now, outcome);
+                // The ping a full bucket asks for goes to a table entry, not the sender; still,
+                // strangers' queries must not make the node ping at their rate.
+                if !matches!(outcome, InsertOutcome::PingFirst { .. })
+                    || self.may_ping_for_query(now)
+                {
+                    self.handle_insert(now, outcome);
+                }
                 self.note_table_size();
             }
         }
@@ -120,27 +131,30 @@ impl<V: Ed25519Verifier> Node<V> {
                     ..OutResponse::default()
                 };
                 self.fill_nodes(&mut body, &g.info_hash, from, g.want);
-                let used = RESPONSE_OVERHEAD + body.nodes.len() * 26 + body.nodes6.len() * 38;
-                let budget = RESPONSE_BUDGET.saturating_sub(used);
-                let family = crate::server::peers::Family::of(from.ip());
-                // BEP 33 `noseed`: a downloader wants the other downloaders first.
-                let select: SelectPeers = if g.noseed {
-                    PeerStore::peers_preferring_non_seeds
-                } else {
-                    PeerStore::peers
-                };
-                select(
-                    &self.peers,
-                    now,
-                    &g.info_hash,
-                    family,
-                    budget,
-                    &mut self.rng,
-                    &mut body.values,
-                );
                 if g.scrape {
                     body.scrape = self.peers.scrape(now, &g.info_hash).map(Box::new);
                 }
+                let family = Family::of(from.ip());
+                // Room for `values` in the reply: `6:values`, `l`, `e` and the entries.
+                let room = self.reply_room(from, &tid, &body).saturating_sub(10);
+                let cap = self
+                    .config
+                    .limits
+                    .max_values
+                    .saturating_mul(family.value_cost());
+                let selection = Selection {
+                    family,
+                    max_bytes: room.min(cap),
+                    // BEP 33 `noseed`: a downloader wants the other downloaders first.
+                    non_seeds_first: g.noseed,
+                };
+                self.peers.peers(
+                    now,
+                    &g.info_hash,
+                    selection,
+                    &mut self.rng,
+                    &mut body.values,
+                );
                 self.queue_response(from, tid, body)
             }
             Query::AnnouncePeer(a) => {
@@ -148,6 +162,7 @@ impl<V: Ed25519Verifier> Node<V> {
                     self.queue_error(from, tid, error_code::PROTOCOL, b"bad token");
                     return Disposition::Accepted;
                 }
+                self.round_trip(now, from);
                 let port = if a.implied_port { from.port() } else { a.port };
                 if port == 0 {
                     self.queue_error(from, tid, error_code::PROTOCOL, b"bad port");
@@ -160,13 +175,14 @@ impl<V: Ed25519Verifier> Node<V> {
             Query::SampleInfohashes(s) => {
                 let mut body = OutResponse::default();
                 self.fill_nodes(&mut body, &s.target, from, s.want);
-                let used = RESPONSE_OVERHEAD + body.nodes.len() * 26 + body.nodes6.len() * 38;
-                let max_samples = RESPONSE_BUDGET.saturating_sub(used) / 20;
+                body.samples = Some(Vec::new());
+                body.num = Some(i64::try_from(self.peers.len()).unwrap_or(i64::MAX));
+                body.interval = Some(SAMPLE_INTERVAL_SECS);
+                // Room for the samples' bytes beside their length prefix (at most `9999:`).
+                let max_samples = self.reply_room(from, &tid, &body).saturating_sub(4) / 20;
                 let mut samples = Vec::new();
                 self.peers.sample(&mut self.rng, max_samples, &mut samples);
                 body.samples = Some(samples);
-                body.num = Some(i64::try_from(self.peers.len()).unwrap_or(i64::MAX));
-                body.interval = Some(SAMPLE_INTERVAL_SECS);
                 self.queue_response(from, tid, body)
             }
             Query::Custom(c) if self.config.custom_queries => {
@@ -207,7 +223,7 @@ impl<V: Ed25519Verifier> Node<V> {
                                 // BEP 44: the requester has this version; only say which.
                                 body.seq = Some(seq);
                                 body.item = None;
-                                self.fill_item_nodes(&mut body, &g.target, from, g.want);
+                                self.fill_nodes(&mut body, &g.target, from, g.want);
                                 return self.queue_response(from, tid, body);
                             }
                             OutItem {
@@ -219,7 +235,7 @@ impl<V: Ed25519Verifier> Node<V> {
                         }
                     }));
                 }
-                self.fill_item_nodes(&mut body, &g.target, from, g.want);
+                self.fill_nodes(&mut body, &g.target, from, g.want);
                 self.queue_response(from, tid, body)
             }
             Query::Put(p) => {
@@ -227,8 +243,9 @@ impl<V: Ed25519Verifier> Node<V> {
                     self.queue_error(from, tid, error_code::PROTOCOL, b"bad token");
                     return Disposition::Accepted;
                 }
+                self.round_trip(now, from);
                 let result = match (p.key, p.signature, p.seq) {
-                    (None, None, None) => self.items.put_immutable(now, p.value),
+                    (None, None, None) => self.items.put_immutable_from(now, from.ip(), p.value),
                     (Some(k), Some(sig), Some(seq)) if self.verifier.is_some() => {
                         let put = MutablePut {
                             k,
@@ -239,7 +256,9 @@ impl<V: Ed25519Verifier> Node<V> {
                             cas: p.cas,
                         };
                         match &self.verifier {
-                            Some(verifier) => self.items.put_mutable(now, &put, verifier),
+                            Some(verifier) => {
+                                self.items.put_mutable_from(now, from.ip(), &put, verifier)
+                            }
                             None => Err(PutError::StorageDisabled),
                         }
                     }
@@ -264,24 +283,13 @@ impl<V: Ed25519Verifier> Node<V> {
         }
     }
 
-    /// The closest nodes for a `get` reply, as many as fit next to the item in one datagram.
-    fn fill_item_nodes(
-        &mut self,
-        body: &mut OutResponse,
-        target: &Id,
-        from: SocketAddr,
-        want: Option<Want>,
-    ) {
-        self.fill_nodes(body, target, from, want);
-        let item_len = body
-            .item
-            .as_ref()
-            .map_or(0, |i| i.value.len() + 32 + 64 + 40);
-        let mut room = RESPONSE_BUDGET.saturating_sub(RESPONSE_OVERHEAD + item_len);
-        let keep4 = body.nodes.len().min(room / 26);
-        body.nodes.truncate(keep4);
-        room = room.saturating_sub(keep4 * 26);
-        body.nodes6.truncate(room / 38);
+    /// Bytes left under [`Limits::max_reply`](crate::Limits::max_reply) by the reply `body`
+    /// to `to` in transaction `tid` as it stands.
+    fn reply_room(&self, to: SocketAddr, tid: &SmallBytes, body: &OutResponse) -> usize {
+        let version = self.config.client_version;
+        let version = version.as_ref().map(|v| v.as_slice());
+        let len = body.encoded_len(to, tid.as_slice(), self.id, version);
+        self.config.limits.max_reply.saturating_sub(len)
     }
 
     /// The closest nodes for a reply: the requester's family unless `want` says otherwise
@@ -340,8 +348,11 @@ impl<V: Ed25519Verifier> Node<V> {
     ///
     /// [`CommandError::UnknownQuery`](crate::CommandError::UnknownQuery) when the handle is
     /// unknown or expired; [`CommandError::InvalidArgument`](crate::CommandError::InvalidArgument)
-    /// when `response` is not a bencoded dictionary; [`CommandError::Busy`](crate::CommandError::Busy)
-    /// when the transmit queue is full.
+    /// when `response` is not a bencoded dictionary or would make a reply larger than
+    /// [`Limits::max_reply`](crate::Limits::max_reply) (its bytes plus 128);
+    /// [`CommandError::Busy`](crate::CommandError::Busy) when the transmit queue is full. An
+    /// answer the reflection rule or the upload budget refuses is not sent and counted in
+    /// [`Stats`](crate::Stats); the query is over either way.
     pub fn respond(
         &mut self,
         handle: crate::event::CustomHandle,
@@ -351,8 +362,9 @@ impl<V: Ed25519Verifier> Node<V> {
         let pos = self.custom_position(handle)?;
         let body = with_id(response, &self.id, &self.config.limits.decode)
             .ok_or(CommandError::InvalidArgument("response"))?;
-        self.answer_custom(pos, OutBody::CustomResponse(body))?;
-        self.stats.responses_sent = self.stats.responses_sent.saturating_add(1);
+        if self.answer_custom(pos, OutBody::CustomResponse(body))? {
+            self.stats.responses_sent = self.stats.responses_sent.saturating_add(1);
+        }
         Ok(())
     }
 
@@ -376,8 +388,9 @@ impl<V: Ed25519Verifier> Node<V> {
             code,
             message: message.to_vec(),
         };
-        self.answer_custom(pos, body)?;
-        self.stats.error_sent(code);
+        if self.answer_custom(pos, body)? {
+            self.stats.error_sent(code);
+        }
         Ok(())
     }
 
@@ -392,35 +405,42 @@ impl<V: Ed25519Verifier> Node<V> {
             .ok_or(crate::error::CommandError::UnknownQuery)
     }
 
-    /// Queues the answer to the pending custom query at `pos`, which it ends.
+    /// Queues the answer to the pending custom query at `pos`, which it ends; `false` when a
+    /// guard (reflection rule, upload budget) refused it, which is counted.
     fn answer_custom(
         &mut self,
         pos: usize,
         body: OutBody,
-    ) -> Result<(), crate::error::CommandError> {
+    ) -> Result<bool, crate::error::CommandError> {
+        // Everything around the application's bytes (t, y, ip, v, id and framing) takes less
+        // than this.
+        const FRAMING: usize = 128;
+        let len = match &body {
+            OutBody::CustomResponse(b) => b.len(),
+            OutBody::CustomError { message, .. } => message.len(),
+            _ => 0,
+        } + FRAMING;
+        if len > self.config.limits.max_reply {
+            return Err(crate::error::CommandError::InvalidArgument(
+                "response larger than max_reply",
+            ));
+        }
         if !self.can_queue() {
             return Err(crate::error::CommandError::Busy);
         }
         let pending = self.custom.swap_remove(pos);
+        if let Err(reason) = self.admit_reply(self.now, pending.to, len) {
+            self.stats.drop(reason);
+            return Ok(false);
+        }
         self.transmits.push_back(Out {
             to: pending.to,
             tid: pending.tid,
             body,
         });
-        Ok(())
+        Ok(true)
     }
 }
-
-/// [`PeerStore::peers`] or [`PeerStore::peers_preferring_non_seeds`], with the node's generator.
-type SelectPeers = fn(
-    &PeerStore,
-    Instant,
-    &Id,
-    crate::server::peers::Family,
-    usize,
-    &mut Rng,
-    &mut Vec<SocketAddr>,
-);
 
 /// BEP 51 `interval`: seconds before the same node should be asked for samples again.
 const SAMPLE_INTERVAL_SECS: i64 = 300;

@@ -16,32 +16,41 @@
 //! - Items expire `ttl` after their last put (BEP 44: they may expire after 2 hours;
 //!   [`DEFAULT_ITEM_TTL`]). An expired item is gone for `get` and `put` alike, even before
 //!   [`ItemStore::expire`] sweeps it.
+//! - An item's **source** is the IPv4 address or IPv6 /64 of its last putter (puts need a
+//!   token, so sources cannot be spoofed).
+//! - **Per-source quota** ([`ItemStore::with_source_quota`]): a source at its quota makes room
+//!   with its own least recently updated item.
 //! - **Caps**: `max_items` items and `max_bytes` bytes of values and salts. A put that would
-//!   exceed either evicts the least recently updated items first (a refresh counts as an
-//!   update). An item larger than `max_bytes` alone is refused as too big (205).
+//!   exceed either evicts the least recently updated item of the source with the most items
+//!   (while it has two or more), else the least recently updated item of all (a refresh counts
+//!   as an update). An item larger than `max_bytes` alone is refused as too big (205).
 //!
 //! # Memory
 //!
 //! [`ItemStore::memory_usage`] reports the bytes held. The worst case is about
-//! `max_items × 450 + max_bytes` bytes: per item a hash-table slot at half load (2 × ~170
-//! bytes), an ordered index entry (~64 bytes with B-tree slack) and the key, signature and
-//! sequence number inline; values and salts are boxed at their exact length. With the defaults
-//! (4096 items, 1 MiB) that is under 3 MiB.
+//! `max_items × 550 + max_bytes` bytes: per item a hash-table slot at half load (2 × ~170
+//! bytes), an ordered index entry (~64 bytes with B-tree slack), its place in its source's
+//! list (~100 bytes at worst) and the key, signature and sequence number inline; values and
+//! salts are boxed at their exact length. With the defaults (4096 items, 1 MiB) that is under
+//! 4 MiB.
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeSet;
 use core::fmt;
 use core::mem::size_of;
+use core::net::IpAddr;
 use core::time::Duration;
 
 use hashbrown::HashMap;
 
+use crate::admission::source_key;
 pub(crate) use crate::bep44::{
     Ed25519Verifier, MAX_SALT_LEN, MAX_VALUE_LEN, immutable_target, mutable_target, signing_message,
 };
 use crate::config::Config;
 use crate::id::Id;
 use crate::rng::KeyedState;
+use crate::server::sources::Loads;
 use crate::time::Instant;
 
 /// How long an item lives after its last put unless re-put (BEP 44: 2 hours).
@@ -168,15 +177,20 @@ pub struct ItemStore {
     items: HashMap<Id, Stored, KeyedState>,
     /// (last update, target): eviction and expiry order.
     by_updated: BTreeSet<(Instant, Id)>,
+    /// Per source: its items.
+    sources: Loads,
     bytes: usize,
     max_items: usize,
     max_bytes: usize,
+    max_per_source: usize,
     ttl: Duration,
 }
 
 #[derive(Debug)]
 struct Stored {
     updated: Instant,
+    /// The source of the last put ([`source_key`]; 0 for puts without one).
+    source: u128,
     kind: Kind,
 }
 
@@ -207,15 +221,34 @@ impl Stored {
 impl ItemStore {
     /// An empty store holding at most `max_items` items and `max_bytes` bytes of values and
     /// salts, each living `ttl` after its last put; `hasher_key` keys the hash map.
+    /// No per-source quota until [`ItemStore::with_source_quota`].
     pub fn new(max_items: usize, max_bytes: usize, ttl: Duration, hasher_key: [u8; 16]) -> Self {
+        let mut sources_key = hasher_key;
+        sources_key.reverse();
         Self {
             items: HashMap::with_hasher(KeyedState::new(hasher_key)),
             by_updated: BTreeSet::new(),
+            sources: Loads::new(sources_key),
             bytes: 0,
             max_items,
             max_bytes,
+            max_per_source: usize::MAX,
             ttl,
         }
+    }
+
+    /// Sets the most items one source may have stored (see the [module docs](self)); zero
+    /// refuses every put ([`PutError::StorageDisabled`]).
+    #[must_use]
+    pub fn with_source_quota(mut self, max_per_source: usize) -> Self {
+        self.max_per_source = max_per_source;
+        self
+    }
+
+    /// Items stored whose last put came from the source of `ip` (its IPv4 address or IPv6
+    /// /64).
+    pub fn source_load(&self, ip: IpAddr) -> usize {
+        self.sources.load(source_key(ip))
     }
 
     /// An empty store with the caps of `config` and [`DEFAULT_ITEM_TTL`].
@@ -226,37 +259,84 @@ impl ItemStore {
             DEFAULT_ITEM_TTL,
             hasher_key,
         )
+        .with_source_quota(config.limits.max_items_per_source)
     }
 
-    /// Stores an immutable item (or refreshes it) and returns its target.
+    /// Stores an immutable item (or refreshes it) and returns its target. All puts without a
+    /// source share one quota; a node uses [`ItemStore::put_immutable_from`].
+    ///
+    /// # Errors
+    ///
+    /// As [`ItemStore::put_immutable_from`].
+    pub fn put_immutable(&mut self, now: Instant, v: &[u8]) -> Result<Id, PutError> {
+        self.put_immutable_by(now, 0, v)
+    }
+
+    /// Stores an immutable item put by `from` (or refreshes it) and returns its target.
     ///
     /// # Errors
     ///
     /// [`PutError::ValueTooBig`] when `v` is longer than [`MAX_VALUE_LEN`] or than the byte
-    /// cap; [`PutError::StorageDisabled`] when `max_items` is zero.
-    pub fn put_immutable(&mut self, now: Instant, v: &[u8]) -> Result<Id, PutError> {
+    /// cap; [`PutError::StorageDisabled`] when `max_items` or the source quota is zero.
+    pub fn put_immutable_from(
+        &mut self,
+        now: Instant,
+        from: IpAddr,
+        v: &[u8],
+    ) -> Result<Id, PutError> {
+        self.put_immutable_by(now, source_key(from), v)
+    }
+
+    fn put_immutable_by(&mut self, now: Instant, source: u128, v: &[u8]) -> Result<Id, PutError> {
         self.check_room(v.len(), 0)?;
         let target = immutable_target(v);
         self.drop_if_expired(now, target);
         if let Some(item) = self.items.get(&target) {
             if matches!(&item.kind, Kind::Immutable { v: stored } if **stored == *v) {
-                self.touch(target, now);
+                self.touch(target, now, source);
                 return Ok(target);
             }
         }
-        self.insert(target, now, Kind::Immutable { v: Box::from(v) });
+        self.insert(target, now, source, Kind::Immutable { v: Box::from(v) });
         Ok(target)
     }
 
     /// Stores a mutable item (or refreshes it) by the rules of the [module docs](self) and
-    /// returns its target.
+    /// returns its target. All puts without a source share one quota; a node uses
+    /// [`ItemStore::put_mutable_from`].
+    ///
+    /// # Errors
+    ///
+    /// As [`ItemStore::put_mutable_from`].
+    pub fn put_mutable(
+        &mut self,
+        now: Instant,
+        put: &MutablePut<'_>,
+        verifier: &impl Ed25519Verifier,
+    ) -> Result<Id, PutError> {
+        self.put_mutable_by(now, 0, put, verifier)
+    }
+
+    /// Stores a mutable item put by `from` (or refreshes it) by the rules of the
+    /// [module docs](self) and returns its target.
     ///
     /// # Errors
     ///
     /// The [`PutError`] to answer with: 205, 207, 301, 302, 206 (checked in that order) or 202.
-    pub fn put_mutable(
+    pub fn put_mutable_from(
         &mut self,
         now: Instant,
+        from: IpAddr,
+        put: &MutablePut<'_>,
+        verifier: &impl Ed25519Verifier,
+    ) -> Result<Id, PutError> {
+        self.put_mutable_by(now, source_key(from), put, verifier)
+    }
+
+    fn put_mutable_by(
+        &mut self,
+        now: Instant,
+        source: u128,
         put: &MutablePut<'_>,
         verifier: &impl Ed25519Verifier,
     ) -> Result<Id, PutError> {
@@ -291,12 +371,13 @@ impl ItemStore {
             }
         }
         if same_signature {
-            self.touch(target, now);
+            self.touch(target, now, source);
             return Ok(target);
         }
         self.insert(
             target,
             now,
+            source,
             Kind::Mutable {
                 k: *put.k,
                 sig: *put.sig,
@@ -376,7 +457,7 @@ impl ItemStore {
             .by_updated
             .len()
             .saturating_mul(2 * size_of::<(Instant, Id)>());
-        table + index + self.bytes
+        table + index + self.bytes + self.sources.memory_usage()
     }
 
     /// Refuses what can never be stored: too-big values or no storage at all.
@@ -384,7 +465,7 @@ impl ItemStore {
         if v_len > MAX_VALUE_LEN || v_len + salt_len > self.max_bytes {
             return Err(PutError::ValueTooBig);
         }
-        if self.max_items == 0 {
+        if self.max_items == 0 || self.max_per_source == 0 {
             return Err(PutError::StorageDisabled);
         }
         Ok(())
@@ -401,41 +482,73 @@ impl ItemStore {
         }
     }
 
-    /// Marks `target` as updated at `now` (time never moves an item backwards).
-    fn touch(&mut self, target: Id, now: Instant) {
+    /// Marks `target` as updated at `now` by `source` (time never moves an item backwards).
+    fn touch(&mut self, target: Id, now: Instant, source: u128) {
         if let Some(item) = self.items.get_mut(&target) {
             self.by_updated.remove(&(item.updated, target));
             item.updated = item.updated.max(now);
             self.by_updated.insert((item.updated, target));
+            if item.source == source {
+                self.sources.touch(source, target);
+            } else {
+                self.sources.remove(item.source, target);
+                item.source = source;
+                self.sources.add(source, target);
+            }
         }
     }
 
-    /// Stores `kind` under `target`, replacing what is there and evicting the least recently
-    /// updated items until both caps hold.
-    fn insert(&mut self, target: Id, now: Instant, kind: Kind) {
+    /// Stores `kind` under `target` for `source`, replacing what is there and evicting by
+    /// the rules of the [module docs](self) until the quota and both caps hold.
+    fn insert(&mut self, target: Id, now: Instant, source: u128, kind: Kind) {
         let mut updated = now;
         if let Some(old) = self.items.get(&target) {
             updated = old.updated.max(now);
             let old_updated = old.updated;
             self.remove(target, old_updated);
         }
-        let item = Stored { updated, kind };
-        let cost = item.cost();
-        while self.items.len() >= self.max_items || self.bytes + cost > self.max_bytes {
-            let Some(&(oldest, victim)) = self.by_updated.first() else {
+        while self.sources.load(source) >= self.max_per_source {
+            let Some(own) = self.sources.oldest_of(source) else {
                 break;
             };
-            self.remove(victim, oldest);
+            self.remove_item(own);
+        }
+        let item = Stored {
+            updated,
+            source,
+            kind,
+        };
+        let cost = item.cost();
+        while self.items.len() >= self.max_items || self.bytes + cost > self.max_bytes {
+            let victim = match self.sources.heaviest() {
+                Some((_, oldest_of_heaviest)) => oldest_of_heaviest,
+                None => match self.by_updated.first() {
+                    Some(&(_, oldest)) => oldest,
+                    None => break,
+                },
+            };
+            self.remove_item(victim);
         }
         self.bytes += cost;
         self.by_updated.insert((updated, target));
+        self.sources.add(source, target);
         self.items.insert(target, item);
+    }
+
+    fn remove_item(&mut self, target: Id) {
+        let updated = self.items.get(&target).map(|i| i.updated);
+        match updated {
+            Some(updated) => self.remove(target, updated),
+            // Unreachable while the source lists are consistent; never loop on it.
+            None => self.sources.remove(0, target),
+        }
     }
 
     fn remove(&mut self, target: Id, updated: Instant) {
         self.by_updated.remove(&(updated, target));
         if let Some(item) = self.items.remove(&target) {
             self.bytes = self.bytes.saturating_sub(item.cost());
+            self.sources.remove(item.source, target);
         }
     }
 }

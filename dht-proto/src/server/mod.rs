@@ -3,4 +3,5 @@
 pub mod bloom;
 pub mod items;
 pub mod peers;
+mod sources;
 pub mod tokens;

@@ -7,26 +7,38 @@
 //!   address updates the port and the seed flag and refreshes the entry. IPv4-mapped IPv6
 //!   addresses are stored as IPv4.
 //! - A peer expires `ttl` after its last announce (30 minutes by default, BEP 5).
+//! - A peer's **source** is its IPv4 address or its IPv6 /64. The **load** of a source is the
+//!   number of peers it has stored, all info-hashes together.
+//! - **Per-source quota** (`max_peers_per_source`, [`PeerStore::with_source_quota`]): a source
+//!   at its quota makes room with its own least recently announced peer, so a flooding source
+//!   only ever churns itself.
 //! - **Per-info-hash cap** (`max_peers_per_info_hash`): a new peer replaces the info-hash's
-//!   least recently announced peer.
-//! - **Info-hash cap** (`max_info_hashes`): a new info-hash replaces the stored info-hash with
-//!   the fewest peers, the least recently announced one among those. Popular swarms survive a
-//!   flood of single-peer info-hashes; new swarms are always admitted, so the store keeps
-//!   serving current announces rather than freezing on old ones until they expire.
-//! - **Total cap** (`max_stored_peers`): a new peer, when no per-info-hash eviction made room,
-//!   replaces the least recently announced peer of the whole store.
+//!   peer of the heaviest source, the least recently announced among equals.
+//! - **Info-hash cap** (`max_info_hashes`): a new info-hash takes the place of the oldest
+//!   peers of the heaviest source (load 2 or more) until an info-hash is freed; when every
+//!   source holds one peer, it replaces the stored info-hash with the fewest peers, the least
+//!   recently announced one among those. Popular swarms survive a flood of single-peer
+//!   info-hashes; new swarms are always admitted, so the store keeps serving current announces
+//!   rather than freezing on old ones until they expire.
+//! - **Total cap** (`max_stored_peers`): a new peer, when no other eviction made room,
+//!   replaces the least recently announced peer of the heaviest source (load 2 or more), or
+//!   else of the whole store.
 //!
-//! Announces need a valid token, so every stored address has proved it receives our replies;
-//! the caps bound what an attacker with many addresses can occupy.
+//! Announces need a valid token, so every stored address has proved it receives our replies
+//! and cannot be spoofed; the quotas and heaviest-first eviction keep a few addresses from
+//! taking the store from many.
 //!
 //! # Memory
 //!
 //! [`PeerStore::memory_usage`] reports the bytes held. The worst case is about
-//! `max_info_hashes × 300 + max_stored_peers × 64` bytes: per info-hash, a hash-table slot at
+//! `max_info_hashes × 300 + max_stored_peers × 256` bytes: per info-hash, a hash-table slot at
 //! half load (2 × 57 bytes), 20 bytes in the sampling array and two ordered index entries
 //! (about 150 bytes with B-tree slack); per peer, 32 bytes, doubled for vector slack (vectors
-//! shrink when they fall under half full). With the defaults (16 384 info-hashes, 65 536 peers)
-//! that is under 9 MiB.
+//! shrink when they fall under half full), 20 bytes (doubled) in its source's list, and at
+//! worst (every peer from its own source) a source's hash-table slots (41 bytes each; the
+//! table shrinks when under a quarter full) and, for half of them, an index entry (64 bytes:
+//! only sources of two peers or more are indexed). With the defaults (16 384 info-hashes, 65 536 peers)
+//! that is under 22 MiB.
 //!
 //! # Cost
 //!
@@ -45,10 +57,12 @@ use core::time::Duration;
 use hashbrown::HashMap;
 use rand_core::RngCore;
 
+use crate::admission::source_key;
 use crate::config::Config;
 use crate::id::Id;
 use crate::rng::{KeyedState, below};
 use crate::server::bloom::Bloom;
+use crate::server::sources::Loads;
 use crate::time::Instant;
 
 /// An address family, to choose between the IPv4 and IPv6 peers of an info-hash.
@@ -112,9 +126,24 @@ pub enum Eviction {
     /// The store had `max_info_hashes` info-hashes: this one, with the fewest peers and the
     /// least recently announced among those, was dropped with its peers.
     InfoHash(Id),
-    /// The store held `max_stored_peers` peers: the least recently announced peer of all was
-    /// dropped.
+    /// The store held `max_stored_peers` peers: the least recently announced peer of the
+    /// heaviest source (or of all) was dropped.
     OldestPeer,
+    /// The announcing source was at its quota: its own least recently announced peer was
+    /// dropped.
+    SourceQuota,
+}
+
+/// Which peers [`PeerStore::peers`] returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Selection {
+    /// The address family of the peers.
+    pub family: Family,
+    /// Room in bytes, at [`Family::value_cost`] per peer.
+    pub max_bytes: usize,
+    /// BEP 33 `noseed=1`: fill the room with non-seeds first and add seeds only if room is
+    /// left.
+    pub non_seeds_first: bool,
 }
 
 /// Announced peers per info-hash, bounded, expiring and deterministic.
@@ -122,7 +151,7 @@ pub enum Eviction {
 /// ```
 /// use core::time::Duration;
 /// use dht_proto::{Id, Instant};
-/// use dht_proto::internals::peers::{AnnounceOutcome, Family, PeerStore};
+/// use dht_proto::internals::peers::{AnnounceOutcome, Family, PeerStore, Selection};
 /// # struct Counter(u64);
 /// # impl rand_core::RngCore for Counter {
 /// #     fn next_u32(&mut self) -> u32 { self.next_u64() as u32 }
@@ -138,7 +167,8 @@ pub enum Eviction {
 /// assert_eq!(store.announce(now, info_hash, peer, false), AnnounceOutcome::Added);
 ///
 /// let mut values = Vec::new();
-/// store.peers(now, &info_hash, Family::V4, 1000, &mut rng, &mut values);
+/// let selection = Selection { family: Family::V4, max_bytes: 1000, non_seeds_first: false };
+/// store.peers(now, &info_hash, selection, &mut rng, &mut values);
 /// assert_eq!(values, [peer]);
 /// ```
 #[derive(Debug)]
@@ -152,6 +182,9 @@ pub struct PeerStore {
     /// (peer count, newest announce, info-hash): eviction order at the info-hash cap.
     by_weight: BTreeSet<(usize, Instant, Id)>,
     peer_count: usize,
+    /// Per source: the info-hashes of its peers.
+    sources: Loads,
+    max_per_source: usize,
     max_info_hashes: usize,
     max_peers_per_info_hash: usize,
     max_stored_peers: usize,
@@ -180,7 +213,8 @@ impl PeerStore {
     /// An empty store with these caps; `hasher_key` keys the hash map (draw it from the node's
     /// generator).
     ///
-    /// A cap of zero makes every announce [`AnnounceOutcome::Refused`].
+    /// A cap of zero makes every announce [`AnnounceOutcome::Refused`]. No per-source quota
+    /// until [`PeerStore::with_source_quota`].
     pub fn new(
         max_info_hashes: usize,
         max_peers_per_info_hash: usize,
@@ -188,12 +222,16 @@ impl PeerStore {
         ttl: Duration,
         hasher_key: [u8; 16],
     ) -> Self {
+        let mut source_key = hasher_key;
+        source_key.reverse();
         Self {
             swarms: HashMap::with_hasher(KeyedState::new(hasher_key)),
             keys: Vec::new(),
             by_oldest: BTreeSet::new(),
             by_weight: BTreeSet::new(),
             peer_count: 0,
+            sources: Loads::new(source_key),
+            max_per_source: usize::MAX,
             max_info_hashes,
             max_peers_per_info_hash,
             max_stored_peers,
@@ -201,7 +239,7 @@ impl PeerStore {
         }
     }
 
-    /// An empty store with the caps and `peer_ttl` of `config`.
+    /// An empty store with the caps, quota and `peer_ttl` of `config`.
     pub fn from_config(config: &Config, hasher_key: [u8; 16]) -> Self {
         Self::new(
             config.limits.max_info_hashes,
@@ -210,6 +248,20 @@ impl PeerStore {
             config.peer_ttl,
             hasher_key,
         )
+        .with_source_quota(config.limits.max_peers_per_source)
+    }
+
+    /// Sets the most peers one source may have stored (see the [module docs](self)); zero
+    /// refuses every announce.
+    #[must_use]
+    pub fn with_source_quota(mut self, max_per_source: usize) -> Self {
+        self.max_per_source = max_per_source;
+        self
+    }
+
+    /// Peers stored from the source of `ip` (its IPv4 address or IPv6 /64).
+    pub fn source_load(&self, ip: IpAddr) -> usize {
+        self.sources.load(source_key(ip))
     }
 
     /// Stores (or refreshes) `peer` under `info_hash`, evicting by the rules of the
@@ -226,13 +278,15 @@ impl PeerStore {
         if self.max_info_hashes == 0 || self.max_peers_per_info_hash == 0 {
             return AnnounceOutcome::Refused;
         }
-        if self.max_stored_peers == 0 {
+        if self.max_stored_peers == 0 || self.max_per_source == 0 {
             return AnnounceOutcome::Refused;
         }
         let ip = canonical(peer.ip());
         let port = peer.port();
+        let source = source_key(ip);
         if let Some(swarm) = self.swarms.get(&info_hash) {
             if swarm.peers.iter().any(|p| p.ip == ip) {
+                self.sources.touch(source, info_hash);
                 self.update_swarm(info_hash, |peers| {
                     let newest = peers.last().map_or(now, |p| p.announced.max(now));
                     if let Some(i) = peers.iter().position(|p| p.ip == ip) {
@@ -249,19 +303,46 @@ impl PeerStore {
             }
         }
         let mut eviction = None;
+        if self.source_load(ip) >= self.max_per_source {
+            if let Some(oldest) = self.sources.oldest_of(source) {
+                self.remove_peer_of(oldest, source);
+                eviction = Some(Eviction::SourceQuota);
+            }
+        }
         if let Some(swarm) = self.swarms.get(&info_hash) {
             if swarm.peers.len() >= self.max_peers_per_info_hash {
-                let excess = swarm.peers.len() + 1 - self.max_peers_per_info_hash;
-                self.update_swarm(info_hash, |peers| {
-                    peers.drain(..excess.min(peers.len()));
-                });
-                self.peer_count = self.peer_count.saturating_sub(excess);
+                while self
+                    .swarms
+                    .get(&info_hash)
+                    .is_some_and(|s| s.peers.len() >= self.max_peers_per_info_hash)
+                {
+                    let Some(victim) = self.heaviest_in(info_hash) else {
+                        break;
+                    };
+                    self.remove_peer_of(info_hash, victim);
+                }
                 eviction = Some(Eviction::OldestPeerOfInfoHash);
             }
-        } else if self.swarms.len() >= self.max_info_hashes {
-            if let Some(&(_, _, victim)) = self.by_weight.first() {
-                self.remove_swarm(victim);
-                eviction = Some(Eviction::InfoHash(victim));
+        }
+        if !self.swarms.contains_key(&info_hash) && self.swarms.len() >= self.max_info_hashes {
+            // The heaviest source pays first, a few peers at most (its single-peer swarms
+            // free a slot at once)...
+            for _ in 0..8 {
+                if self.swarms.len() < self.max_info_hashes {
+                    break;
+                }
+                let Some((heavy, h)) = self.sources.heaviest() else {
+                    break;
+                };
+                self.remove_peer_of(h, heavy);
+                eviction = Some(Eviction::InfoHash(h));
+            }
+            // ... then the lightest swarm.
+            if self.swarms.len() >= self.max_info_hashes {
+                if let Some(&(_, _, victim)) = self.by_weight.first() {
+                    self.remove_swarm(victim);
+                    eviction = Some(Eviction::InfoHash(victim));
+                }
             }
         }
         if self.peer_count >= self.max_stored_peers {
@@ -296,45 +377,41 @@ impl PeerStore {
             self.swarms.insert(info_hash, swarm);
         }
         self.peer_count += 1;
+        self.sources.add(source, info_hash);
         match eviction {
             Some(e) => AnnounceOutcome::AddedEvicting(e),
             None => AnnounceOutcome::Added,
         }
     }
 
-    /// Appends to `out` a random subset of the live `family` peers of `info_hash`, as many as
-    /// fit in `max_bytes` of `values` entries at [`Family::value_cost`] each (the list's own
-    /// `l` and `e` are the caller's).
+    /// Appends to `out` a random subset of the live peers of `info_hash` in
+    /// `selection.family`, as many as fit in `selection.max_bytes` of `values` entries at
+    /// [`Family::value_cost`] each (the list's own `l` and `e` are the caller's); with
+    /// `non_seeds_first`, non-seeds fill the room first.
     ///
-    /// Every subset of the largest size that fits is equally likely. When all peers fit, all
-    /// are returned without drawing from `rng`.
+    /// Every subset of the largest size that fits is equally likely (within non-seeds, then
+    /// seeds, when they are preferred). When all peers fit, all are returned without drawing
+    /// from `rng`.
     pub fn peers(
         &self,
         now: Instant,
         info_hash: &Id,
-        family: Family,
-        max_bytes: usize,
+        selection: Selection,
         rng: &mut impl RngCore,
         out: &mut Vec<SocketAddr>,
     ) {
-        self.select(now, info_hash, family, max_bytes, None, rng, out);
-    }
-
-    /// Like [`PeerStore::peers`], but fills the budget with non-seeds first and adds seeds only
-    /// if room is left: BEP 33's `noseed=1`.
-    pub fn peers_preferring_non_seeds(
-        &self,
-        now: Instant,
-        info_hash: &Id,
-        family: Family,
-        max_bytes: usize,
-        rng: &mut impl RngCore,
-        out: &mut Vec<SocketAddr>,
-    ) {
-        let cost = family.value_cost();
+        let Selection {
+            family,
+            max_bytes,
+            non_seeds_first,
+        } = selection;
+        if !non_seeds_first {
+            self.select(now, info_hash, family, max_bytes, None, rng, out);
+            return;
+        }
         let before = out.len();
         self.select(now, info_hash, family, max_bytes, Some(false), rng, out);
-        let used = (out.len() - before).saturating_mul(cost);
+        let used = (out.len() - before).saturating_mul(family.value_cost());
         let rest = max_bytes.saturating_sub(used);
         self.select(now, info_hash, family, rest, Some(true), rng, out);
     }
@@ -389,15 +466,18 @@ impl PeerStore {
                 break;
             }
             let ttl = self.ttl;
-            let mut removed = 0;
+            let mut dead_ips = Vec::new();
             self.update_swarm(info_hash, |peers| {
                 let dead = peers
                     .iter()
                     .take_while(|p| p.announced.saturating_add(ttl) <= now)
                     .count();
-                peers.drain(..dead);
-                removed = dead;
+                dead_ips.extend(peers.drain(..dead).map(|p| p.ip));
             });
+            let removed = dead_ips.len();
+            for ip in dead_ips {
+                self.sources.remove(source_key(ip), info_hash);
+            }
             self.peer_count = self.peer_count.saturating_sub(removed);
             if removed == 0 {
                 // Unreachable while the index is consistent; never loop on it.
@@ -461,7 +541,7 @@ impl PeerStore {
             .filter_map(|k| self.swarms.get(k))
             .map(|s| s.peers.capacity().saturating_mul(size_of::<Peer>()))
             .sum();
-        table + keys + indices + peers
+        table + keys + indices + peers + self.sources.memory_usage()
     }
 
     fn is_live(&self, peer: &Peer, now: Instant) -> bool {
@@ -546,8 +626,40 @@ impl PeerStore {
                 false,
             );
             self.peer_count = self.peer_count.saturating_sub(swarm.peers.len());
+            for p in &swarm.peers {
+                self.sources.remove(source_key(p.ip), info_hash);
+            }
             self.unslot(swarm.slot);
         }
+    }
+
+    /// Removes the least recently announced peer of `source` under `info_hash`.
+    fn remove_peer_of(&mut self, info_hash: Id, source: u128) {
+        let mut removed = None;
+        self.update_swarm(info_hash, |peers| {
+            if let Some(i) = peers.iter().position(|p| source_key(p.ip) == source) {
+                removed = Some(peers.remove(i));
+            }
+        });
+        if removed.is_some() {
+            self.peer_count = self.peer_count.saturating_sub(1);
+            self.sources.remove(source, info_hash);
+        }
+    }
+
+    /// The source of `info_hash`'s peers with the highest load (the least recently announced
+    /// peer's among equals).
+    fn heaviest_in(&self, info_hash: Id) -> Option<u128> {
+        let swarm = self.swarms.get(&info_hash)?;
+        let mut best: Option<(usize, u128)> = None;
+        for p in &swarm.peers {
+            let key = source_key(p.ip);
+            let load = self.sources.load(key);
+            if best.is_none_or(|(l, _)| load > l) {
+                best = Some((load, key));
+            }
+        }
+        best.map(|(_, key)| key)
     }
 
     /// Removes index `slot` from the sampling array, moving the last info-hash into it.
@@ -566,17 +678,24 @@ impl PeerStore {
         }
     }
 
-    /// Drops the least recently announced peer of the whole store.
+    /// Drops the least recently announced peer of the heaviest source, or of the whole store
+    /// when every source holds one peer.
     fn evict_oldest_peer(&mut self) {
+        if let Some((heavy, h)) = self.sources.heaviest() {
+            self.remove_peer_of(h, heavy);
+            return;
+        }
         if let Some(&(_, info_hash)) = self.by_oldest.first() {
-            let mut removed = 0;
+            let mut removed = None;
             self.update_swarm(info_hash, |peers| {
                 if !peers.is_empty() {
-                    peers.remove(0);
-                    removed = 1;
+                    removed = Some(peers.remove(0));
                 }
             });
-            self.peer_count = self.peer_count.saturating_sub(removed);
+            if let Some(p) = removed {
+                self.peer_count = self.peer_count.saturating_sub(1);
+                self.sources.remove(source_key(p.ip), info_hash);
+            }
         }
     }
 }

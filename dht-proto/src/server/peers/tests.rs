@@ -23,6 +23,14 @@ fn v6(n: u128, port: u16) -> SocketAddr {
     SocketAddr::new(IpAddr::V6(Ipv6Addr::from(n)), port)
 }
 
+fn sel(family: Family, max_bytes: usize, non_seeds_first: bool) -> Selection {
+    Selection {
+        family,
+        max_bytes,
+        non_seeds_first,
+    }
+}
+
 fn t(secs: u64) -> Instant {
     Instant::from_secs(secs)
 }
@@ -32,8 +40,7 @@ fn all(store: &PeerStore, now: Instant, info_hash: &Id, family: Family) -> Vec<S
     store.peers(
         now,
         info_hash,
-        family,
-        usize::MAX,
+        sel(family, usize::MAX, false),
         &mut Rng::new([0; 32]),
         &mut out,
     );
@@ -74,14 +81,115 @@ fn check(store: &PeerStore) {
         total += swarm.peers.len();
     }
     assert_eq!(total, store.peer_count);
+    // Source accounting: every peer is in its source's list, and the loads are indexed.
+    let listed = store.sources.check(store.max_per_source, |key, h| {
+        store.swarms[h]
+            .peers
+            .iter()
+            .filter(|p| source_key(p.ip) == key)
+            .count()
+    });
+    assert_eq!(listed, store.peer_count);
 }
 
-/// The documented worst case: `max_info_hashes × 300 + max_stored_peers × 64` bytes.
+/// The documented worst case: `max_info_hashes × 300 + max_stored_peers × 256` bytes.
 fn bound(store: &PeerStore) -> usize {
     let peers = store
         .max_stored_peers
         .min(store.max_info_hashes * store.max_peers_per_info_hash);
-    store.max_info_hashes * 300 + peers * 64
+    store.max_info_hashes * 300 + peers * 256
+}
+
+/// 200 honest single-peer swarms from 200 addresses, then 70,000 announces of random
+/// info-hashes from 5 addresses: the honest swarms stay.
+#[test]
+fn five_flooders_cannot_evict_two_hundred_honest_swarms() {
+    for (caps, quota) in [((16_384, 65_536), 256), ((1_000, 2_000), usize::MAX)] {
+        let mut s = PeerStore::new(caps.0, 200, caps.1, TTL, [1; 16]).with_source_quota(quota);
+        let mut rng = Rng::new([4; 32]);
+        for i in 0..200 {
+            s.announce(t(1), ih(i), v4(0x0a00_0000 + i, 6881), false);
+        }
+        for n in 0..70_000u64 {
+            let mut h = [0u8; 20];
+            rng.fill_bytes(&mut h);
+            let flooder = v4(0xc633_6400 + (n % 5) as u32, 6881);
+            s.announce(t(2 + n / 100), Id::new(h), flooder, false);
+        }
+        check(&s);
+        let kept = (0..200)
+            .filter(|&i| !all(&s, t(800), &ih(i), Family::V4).is_empty())
+            .count();
+        assert!(
+            kept >= 190,
+            "caps {caps:?}, quota {quota}: {kept} of 200 honest swarms"
+        );
+        assert_eq!(kept, 200, "caps {caps:?}: heaviest sources pay first");
+        if quota != usize::MAX {
+            assert_eq!(s.source_load(v4(0xc633_6400, 1).ip()), quota);
+        }
+    }
+}
+
+#[test]
+fn a_source_at_its_quota_churns_only_itself() {
+    let mut s = PeerStore::new(100, 10, 1000, TTL, [1; 16]).with_source_quota(3);
+    let me = v4(7, 1);
+    s.announce(t(1), ih(0), v4(8, 1), false);
+    for i in 1..=3 {
+        assert_eq!(
+            s.announce(t(i), ih(i as u32), me, false),
+            AnnounceOutcome::Added
+        );
+    }
+    assert_eq!(
+        s.announce(t(5), ih(4), me, false),
+        AnnounceOutcome::AddedEvicting(Eviction::SourceQuota)
+    );
+    check(&s);
+    assert_eq!(s.source_load(me.ip()), 3);
+    assert!(!s.contains(&ih(1)), "its own oldest went");
+    assert!(s.contains(&ih(0)) && s.contains(&ih(2)) && s.contains(&ih(4)));
+    // A refresh does not count twice and makes the entry the newest.
+    assert_eq!(
+        s.announce(t(6), ih(2), me, false),
+        AnnounceOutcome::Refreshed
+    );
+    s.announce(t(7), ih(5), me, false);
+    assert!(s.contains(&ih(2)) && !s.contains(&ih(3)));
+    // One IPv6 /64 is one source.
+    let mut s = PeerStore::new(100, 10, 1000, TTL, [1; 16]).with_source_quota(2);
+    for i in 0..10u128 {
+        s.announce(t(1), ih(0), v6((0x2001_0db8 << 96) | i, 1), false);
+    }
+    check(&s);
+    assert_eq!(s.peer_count(), 2);
+    let zero = PeerStore::new(100, 10, 1000, TTL, [1; 16]).with_source_quota(0);
+    let mut zero = zero;
+    assert_eq!(
+        zero.announce(t(1), ih(0), me, false),
+        AnnounceOutcome::Refused
+    );
+}
+
+#[test]
+fn a_full_swarm_evicts_its_heaviest_source() {
+    let mut s = PeerStore::new(100, 4, 1000, TTL, [1; 16]);
+    let heavy = v4(9, 1);
+    // The heavy source has peers elsewhere too.
+    for i in 1..5 {
+        s.announce(t(1), ih(i), heavy, false);
+    }
+    s.announce(t(2), ih(0), v4(1, 1), false);
+    s.announce(t(3), ih(0), heavy, false);
+    s.announce(t(4), ih(0), v4(2, 1), false);
+    s.announce(t(5), ih(0), v4(3, 1), false);
+    s.announce(t(6), ih(0), v4(4, 1), false);
+    check(&s);
+    let left = all(&s, t(7), &ih(0), Family::V4);
+    assert_eq!(left.len(), 4);
+    assert!(!left.contains(&heavy), "{left:?}");
+    assert!(left.contains(&v4(1, 1)), "the oldest honest peer stays");
 }
 
 #[test]
@@ -275,10 +383,10 @@ fn reply_fits_the_byte_budget_exactly() {
     let mut rng = Rng::new([5; 32]);
     for budget in [0, 7, 8, 9, 100, 1000, 1599, 1600, 5000] {
         let mut out = Vec::new();
-        s.peers(t(2), &h, Family::V4, budget, &mut rng, &mut out);
+        s.peers(t(2), &h, sel(Family::V4, budget, false), &mut rng, &mut out);
         assert_eq!(out.len(), (budget / 8).min(200), "v4 budget {budget}");
         let mut out = Vec::new();
-        s.peers(t(2), &h, Family::V6, budget, &mut rng, &mut out);
+        s.peers(t(2), &h, sel(Family::V6, budget, false), &mut rng, &mut out);
         assert_eq!(out.len(), (budget / 21).min(200), "v6 budget {budget}");
         assert!(out.iter().all(SocketAddr::is_ipv6));
     }
@@ -303,7 +411,7 @@ fn random_subsets_are_uniform() {
     let mut counts = [0u32; 10];
     for _ in 0..10_000 {
         let mut out = Vec::new();
-        s.peers(t(2), &h, Family::V4, 3 * 8, &mut rng, &mut out);
+        s.peers(t(2), &h, sel(Family::V4, 3 * 8, false), &mut rng, &mut out);
         assert_eq!(out.len(), 3);
         let mut ips: Vec<u32> = out
             .iter()
@@ -335,14 +443,20 @@ fn noseed_prefers_non_seeds() {
     }
     let mut rng = Rng::new([7; 32]);
     let mut out = Vec::new();
-    s.peers_preferring_non_seeds(t(2), &h, Family::V4, 4 * 8, &mut rng, &mut out);
+    s.peers(t(2), &h, sel(Family::V4, 4 * 8, true), &mut rng, &mut out);
     assert_eq!(out.len(), 4);
     assert!(
         out.iter()
             .all(|a| a.ip() >= IpAddr::V4(Ipv4Addr::from(100)))
     );
     let mut out = Vec::new();
-    s.peers_preferring_non_seeds(t(2), &h, Family::V4, 7 * 8 + 7, &mut rng, &mut out);
+    s.peers(
+        t(2),
+        &h,
+        sel(Family::V4, 7 * 8 + 7, true),
+        &mut rng,
+        &mut out,
+    );
     assert_eq!(out.len(), 7);
     let non_seeds = out
         .iter()
@@ -396,7 +510,13 @@ fn same_seed_same_results() {
             let out = s.announce(t(u64::from(i)), h, v4(rng.next_u32(), 1), i % 3 == 0);
             log.push(alloc::format!("{out:?}"));
             let mut peers = Vec::new();
-            s.peers(t(u64::from(i)), &h, Family::V4, 100, &mut rng, &mut peers);
+            s.peers(
+                t(u64::from(i)),
+                &h,
+                sel(Family::V4, 100, false),
+                &mut rng,
+                &mut peers,
+            );
             log.push(alloc::format!("{peers:?}"));
             let mut sample = Vec::new();
             s.sample(&mut rng, 5, &mut sample);
@@ -468,9 +588,9 @@ fn flooding_every_cap_at_once_stays_bounded() {
 }
 
 #[test]
-fn default_config_bound_is_under_nine_mib() {
+fn default_config_bound_is_under_twenty_two_mib() {
     let s = PeerStore::from_config(&Config::new([0; 32]), [0; 16]);
-    assert!(bound(&s) < 9 << 20, "{}", bound(&s));
+    assert!(bound(&s) < 22 << 20, "{}", bound(&s));
 }
 
 #[test]
@@ -549,7 +669,7 @@ proptest! {
                     let family = if is_v6 { Family::V6 } else { Family::V4 };
                     let available = all(&s, now, &ih(hash.into()), family).len();
                     let mut out = Vec::new();
-                    s.peers(now, &ih(hash.into()), family, budget.into(), &mut rng, &mut out);
+                    s.peers(now, &ih(hash.into()), sel(family, budget.into(), false), &mut rng, &mut out);
                     prop_assert!(out.len() * family.value_cost() <= usize::from(budget));
                     prop_assert_eq!(out.len(), available.min(usize::from(budget) / family.value_cost()));
                 }
@@ -590,8 +710,7 @@ fn measure() {
         s.peers(
             t(1000),
             &ih(i % 20_000),
-            Family::V4,
-            1000,
+            sel(Family::V4, 1000, false),
             &mut rng,
             &mut out,
         );
@@ -628,7 +747,13 @@ fn measure() {
     let start = Clock::now();
     for _ in 0..100_000u32 {
         out.clear();
-        s.peers(t(2), &ih(1), Family::V4, 1200, &mut rng, &mut out);
+        s.peers(
+            t(2),
+            &ih(1),
+            sel(Family::V4, 1200, false),
+            &mut rng,
+            &mut out,
+        );
     }
     std::println!(
         "peers from 200 (150 fit): {:?}/op",
