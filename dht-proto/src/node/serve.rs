@@ -340,7 +340,9 @@ impl<V: Ed25519Verifier> Node<V> {
     ///
     /// [`CommandError::UnknownQuery`](crate::CommandError::UnknownQuery) when the handle is
     /// unknown or expired; [`CommandError::InvalidArgument`](crate::CommandError::InvalidArgument)
-    /// when `response` is not a bencoded dictionary; [`CommandError::Busy`](crate::CommandError::Busy)
+    /// when `response` is not a bencoded dictionary or the answer would not fit
+    /// [`Limits::max_datagram`](crate::Limits::max_datagram);
+    /// [`CommandError::Busy`](crate::CommandError::Busy)
     /// when the transmit queue is full.
     pub fn respond(
         &mut self,
@@ -398,15 +400,24 @@ impl<V: Ed25519Verifier> Node<V> {
         pos: usize,
         body: OutBody,
     ) -> Result<(), crate::error::CommandError> {
-        if !self.can_queue() {
-            return Err(crate::error::CommandError::Busy);
-        }
-        let pending = self.custom.swap_remove(pos);
-        self.transmits.push_back(Out {
+        let Some(pending) = self.custom.get(pos) else {
+            return Err(crate::error::CommandError::UnknownQuery);
+        };
+        let out = Out {
             to: pending.to,
             tid: pending.tid,
             body,
-        });
+        };
+        if !self.fits_datagram(&out) {
+            return Err(crate::error::CommandError::InvalidArgument(
+                "the answer would not fit limits.max_datagram",
+            ));
+        }
+        if !self.can_queue() {
+            return Err(crate::error::CommandError::Busy);
+        }
+        self.custom.swap_remove(pos);
+        self.transmits.push_back(out);
         Ok(())
     }
 }
