@@ -138,7 +138,7 @@ pub mod internals {
 }
 
 pub use bep44::{Ed25519Verifier, NoVerifier};
-pub use config::{AddressPolicy, Config, Limits};
+pub use config::{AddressClass, AddressPolicy, Config, Limits};
 pub use error::{CommandError, ConfigError, DropReason};
 pub use event::{
     CommandKind, CustomHandle, Event, QueryId, QueryMetrics, QueryOutcome, QueryStatus,
