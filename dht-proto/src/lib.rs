@@ -124,6 +124,7 @@ pub(crate) mod rng;
 mod routing;
 mod server;
 mod small;
+mod test_rng;
 mod transaction;
 
 #[doc(hidden)]
@@ -135,6 +136,7 @@ pub mod fuzzing;
 pub mod internals {
     pub use crate::routing::RoutingTable;
     pub use crate::server::{items, peers, tokens};
+    pub use crate::test_rng::TestRng;
 }
 
 pub use bep44::{Ed25519Verifier, NoVerifier};
