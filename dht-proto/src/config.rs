@@ -153,13 +153,6 @@ impl Config {
     ///
     /// [`ConfigError`] when a value is out of its documented range.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let check = |ok: bool, field: &'static str, problem: &'static str| {
-            if ok {
-                Ok(())
-            } else {
-                Err(ConfigError { field, problem })
-            }
-        };
         check(
             (1..=MAX_BUCKET_SIZE).contains(&self.bucket_size),
             "bucket_size",
@@ -397,13 +390,6 @@ impl Default for Limits {
 
 impl Limits {
     fn validate(&self, config: &Config) -> Result<(), ConfigError> {
-        let check = |ok: bool, field: &'static str, problem: &'static str| {
-            if ok {
-                Ok(())
-            } else {
-                Err(ConfigError { field, problem })
-            }
-        };
         check(
             self.max_in_flight >= 1,
             "limits.max_in_flight",
@@ -440,6 +426,15 @@ impl Limits {
             "must be at least 1",
         )?;
         Ok(())
+    }
+}
+
+/// `Ok` when `ok`, else the error naming `field`.
+fn check(ok: bool, field: &'static str, problem: &'static str) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError { field, problem })
     }
 }
 
