@@ -1,6 +1,7 @@
 //! [`DhtHandle`]: a [`Dht`] on its own thread, driven through blocking calls.
 
 use core::net::SocketAddr;
+use core::ops::ControlFlow;
 use core::time::Duration;
 use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
@@ -8,11 +9,11 @@ use std::thread::JoinHandle;
 
 use dht_proto::{CommandError, Event, Id, QueryId, QueryOutcome, QueryStatus, Stats};
 
-use crate::adapter::{Dht, DhtWaker, IoStats};
+use crate::adapter::{Dht, DhtWaker, IoStats, Turn};
 use crate::error::Error;
 use crate::state::State;
 
-type Job = Box<dyn FnOnce(&mut Driver) + Send>;
+type Job = Box<dyn FnOnce(&mut Dht, &mut Routes) + Send>;
 
 enum Command {
     Run(Job),
@@ -25,15 +26,15 @@ enum Update {
     Finished(QueryOutcome),
 }
 
-/// The node thread's state: the adapter plus who waits for which query.
-struct Driver {
-    dht: Dht,
+/// Who on the other side of the channel waits for which query, and who wants every event.
+#[derive(Default)]
+struct Routes {
     queries: HashMap<QueryId, Sender<Update>>,
     subscribers: Vec<Sender<Event>>,
 }
 
-impl Driver {
-    fn route(&mut self, event: Event) {
+impl Routes {
+    fn route(&mut self, dht: &mut Dht, event: Event) {
         if !self.subscribers.is_empty() {
             self.subscribers.retain(|s| s.send(event.clone()).is_ok());
         }
@@ -46,7 +47,7 @@ impl Driver {
                 if gone {
                     // The caller dropped its stream: stop the lookup.
                     self.queries.remove(&query);
-                    let _ = self.dht.cancel(query);
+                    let _ = dht.cancel(query);
                 }
             }
             Event::QueryFinished { query, outcome } => {
@@ -57,25 +58,27 @@ impl Driver {
             _ => {}
         }
     }
+}
 
-    fn run(mut self, commands: &Receiver<Command>) -> Result<Dht, Error> {
-        loop {
-            loop {
-                match commands.try_recv() {
-                    Ok(Command::Run(job)) => job(&mut self),
-                    Ok(Command::Stop) | Err(TryRecvError::Disconnected) => return Ok(self.dht),
-                    Err(TryRecvError::Empty) => break,
-                }
-            }
-            while let Some(event) = self.dht.poll_event() {
-                self.route(event);
-            }
-            self.dht.step(None)?;
-            while let Some(event) = self.dht.poll_event() {
-                self.route(event);
-            }
+/// The node thread: [`Dht::run`], routing events and running the callers' jobs between waits.
+fn drive(mut dht: Dht, commands: &Receiver<Command>) -> Result<Dht, Error> {
+    let mut routes = Routes::default();
+    dht.run(|dht, turn| match turn {
+        Turn::Event(event) => {
+            routes.route(dht, event);
+            ControlFlow::Continue(None)
         }
-    }
+        Turn::Idle => loop {
+            match commands.try_recv() {
+                Ok(Command::Run(job)) => job(dht, &mut routes),
+                Ok(Command::Stop) | Err(TryRecvError::Disconnected) => {
+                    return ControlFlow::Break(());
+                }
+                Err(TryRecvError::Empty) => return ControlFlow::Continue(None),
+            }
+        },
+    })?;
+    Ok(dht)
 }
 
 /// A [`Dht`] running on its own thread, for programs that want answers, not a run loop.
@@ -155,15 +158,10 @@ impl DhtHandle {
         let waker = dht.waker();
         let id = dht.id();
         let local_addrs = dht.local_addrs().to_vec();
-        let driver = Driver {
-            dht,
-            queries: HashMap::new(),
-            subscribers: Vec::new(),
-        };
         let thread = std::thread::Builder::new()
             .name("dht".into())
             .spawn(move || {
-                let result = driver.run(&rx);
+                let result = drive(dht, &rx);
                 if let Err(e) = &result {
                     log::error!("the DHT node stopped: {e}");
                 }
@@ -197,7 +195,7 @@ impl DhtHandle {
     }
 
     /// Runs `f` on the node's thread and returns its result: the way to anything not wrapped
-    /// here (`handle.with(|dht| dht.node().peer_store().len())`).
+    /// here (`handle.with(|dht| dht.node().stored_peers())`).
     ///
     /// # Errors
     ///
@@ -207,8 +205,8 @@ impl DhtHandle {
         f: impl FnOnce(&mut Dht) -> R + Send + 'static,
     ) -> Result<R, Error> {
         let (tx, rx) = mpsc::channel();
-        self.send(Box::new(move |d: &mut Driver| {
-            let _ = tx.send(f(&mut d.dht));
+        self.send(Box::new(move |dht: &mut Dht, _: &mut Routes| {
+            let _ = tx.send(f(dht));
         }))?;
         rx.recv().map_err(|_| Error::Stopped)
     }
@@ -322,7 +320,7 @@ impl DhtHandle {
     /// [`Error::Stopped`].
     pub fn subscribe(&self) -> Result<Receiver<Event>, Error> {
         let (tx, rx) = mpsc::channel();
-        self.with_driver(move |d| d.subscribers.push(tx))?;
+        self.with_routes(move |_, routes| routes.subscribers.push(tx))?;
         Ok(rx)
     }
 
@@ -352,13 +350,13 @@ impl DhtHandle {
         self.waker.wake().map_err(Error::Io)
     }
 
-    fn with_driver<R: Send + 'static>(
+    fn with_routes<R: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Driver) -> R + Send + 'static,
+        f: impl FnOnce(&mut Dht, &mut Routes) -> R + Send + 'static,
     ) -> Result<R, Error> {
         let (tx, rx) = mpsc::channel();
-        self.send(Box::new(move |d: &mut Driver| {
-            let _ = tx.send(f(d));
+        self.send(Box::new(move |dht: &mut Dht, routes: &mut Routes| {
+            let _ = tx.send(f(dht, routes));
         }))?;
         rx.recv().map_err(|_| Error::Stopped)
     }
@@ -369,9 +367,9 @@ impl DhtHandle {
         f: impl FnOnce(&mut Dht) -> Result<QueryId, CommandError> + Send + 'static,
     ) -> Result<Receiver<Update>, Error> {
         let (tx, rx) = mpsc::channel();
-        self.with_driver(move |d| {
-            let q = f(&mut d.dht)?;
-            d.queries.insert(q, tx);
+        self.with_routes(move |dht, routes| {
+            let q = f(dht)?;
+            routes.queries.insert(q, tx);
             Ok::<_, CommandError>(())
         })??;
         Ok(rx)
