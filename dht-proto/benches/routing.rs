@@ -9,7 +9,7 @@ use core::time::Duration;
 use std::time::Instant as Clock;
 
 use dht_proto::TableConfig;
-use dht_proto::internals::RoutingTable;
+use dht_proto::internals::{RoutingTable, TestRng as Rng};
 use dht_proto::{Id, Instant};
 use rand_core::RngCore;
 
@@ -18,34 +18,6 @@ const NETWORK: f64 = 10_000_000.0;
 /// Most nodes offered per depth (enough to fill any bucket and its replacement cache).
 const OFFER_CAP: usize = 24;
 const RTT: Duration = Duration::from_millis(40);
-
-/// SplitMix64.
-struct Rng(u64);
-
-impl RngCore for Rng {
-    fn next_u32(&mut self) -> u32 {
-        (self.next_u64() >> 32) as u32
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn fill_bytes(&mut self, dst: &mut [u8]) {
-        for chunk in dst.chunks_mut(8) {
-            let bytes = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&bytes[..chunk.len()]);
-        }
-    }
-}
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-}
 
 /// A random id sharing exactly `depth` leading bits with `own`.
 fn id_at(own: &Id, depth: usize, rng: &mut Rng) -> Id {

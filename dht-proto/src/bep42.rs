@@ -69,13 +69,11 @@ pub fn generate_id(ip: IpAddr, rand: u8, rng: &mut impl RngCore) -> Id {
 /// IPv6 counterparts are exempt too: `::1`, unique-local fc00::/7 and link-local fe80::/10.
 /// IPv4-mapped IPv6 addresses are judged as the IPv4 address.
 pub fn is_exempt(ip: IpAddr) -> bool {
-    match canonical(ip) {
-        IpAddr::V4(v4) => v4.is_private() || v4.is_link_local() || v4.is_loopback(),
-        IpAddr::V6(v6) => {
-            let first = v6.segments().first().copied().unwrap_or(0);
-            v6.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
-        }
-    }
+    use crate::config::AddressClass;
+    matches!(
+        AddressClass::of(ip),
+        AddressClass::Loopback | AddressClass::Private
+    )
 }
 
 /// CRC32-C (Castagnoli, reflected polynomial 0x82F63B78) of `data`, as used by BEP 42.

@@ -8,7 +8,8 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use crate::id::Id;
-use crate::wire::encode::Writer;
+use crate::wire::encode::InsufficientSize;
+use crate::wire::krpc::mutable_signing_buffer;
 
 /// Largest bencoded value a node stores (BEP 44: 1000 bytes).
 pub const MAX_VALUE_LEN: usize = 1000;
@@ -76,7 +77,8 @@ pub fn mutable_target(k: &[u8; 32], salt: &[u8]) -> Id {
 
 /// The bytes a mutable item's signature covers: `4:salt<len>:<salt>` (only when the salt is
 /// non-empty), then `3:seqi<seq>e1:v`, then the bencoded value: the entries of the item's
-/// dictionary without its `d`/`e`, written by the codec's [`Writer`].
+/// dictionary without its `d`/`e`, written by the codec
+/// ([`mutable_signing_buffer`], for a caller's buffer).
 ///
 /// ```
 /// use dht_proto::bep44::signing_message;
@@ -88,24 +90,15 @@ pub fn mutable_target(k: &[u8; 32], salt: &[u8]) -> Id {
 /// );
 /// ```
 pub fn signing_message(salt: &[u8], seq: i64, v: &[u8]) -> Vec<u8> {
-    let write = |w: &mut Writer<'_>| {
-        if !salt.is_empty() {
-            w.bytes(b"salt");
-            w.bytes(salt);
-        }
-        w.bytes(b"seq");
-        w.int(seq);
-        w.bytes(b"v");
-        w.raw(v);
+    let salt = (!salt.is_empty()).then_some(salt);
+    let len = match mutable_signing_buffer(salt, seq, v, &mut []) {
+        Ok(len) => len,
+        Err(InsufficientSize { required }) => required,
     };
-    let mut probe = Writer::new(&mut []);
-    write(&mut probe);
-    let mut out = alloc::vec![0u8; probe.len()];
-    let mut w = Writer::new(&mut out);
-    write(&mut w);
-    // The buffer has exactly the length the probe measured.
-    let len = w.finish().unwrap_or(0);
-    out.truncate(len);
+    let mut out = alloc::vec![0u8; len];
+    // The buffer has exactly the length measured.
+    let written = mutable_signing_buffer(salt, seq, v, &mut out).unwrap_or(0);
+    out.truncate(written);
     out
 }
 

@@ -155,13 +155,6 @@ impl Config {
     ///
     /// [`ConfigError`] when a value is out of its documented range.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let check = |ok: bool, field: &'static str, problem: &'static str| {
-            if ok {
-                Ok(())
-            } else {
-                Err(ConfigError { field, problem })
-            }
-        };
         check(
             (1..=MAX_BUCKET_SIZE).contains(&self.bucket_size),
             "bucket_size",
@@ -268,45 +261,72 @@ impl AddressPolicy {
 
     /// Whether `addr` is an acceptable remote address under this policy.
     pub fn allows(&self, addr: &core::net::SocketAddr) -> bool {
-        use core::net::IpAddr;
         if addr.port() == 0 {
             return false;
         }
-        match addr.ip() {
+        match AddressClass::of(addr.ip()) {
+            AddressClass::Unroutable => false,
+            AddressClass::Loopback => self.allow_loopback,
+            AddressClass::Private | AddressClass::Shared => self.allow_private,
+            AddressClass::Public => true,
+        }
+    }
+}
+
+/// What kind of address an IP is: the one classifier of the crate, behind
+/// [`AddressPolicy`] and BEP 42's exemptions ([`bep42::is_exempt`](crate::bep42::is_exempt)).
+/// IPv4-mapped IPv6 addresses are classified as the IPv4 address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AddressClass {
+    /// Never a peer: unspecified, multicast, broadcast, 0.0.0.0/8 and 240.0.0.0/4.
+    Unroutable,
+    /// 127.0.0.0/8 and ::1.
+    Loopback,
+    /// Private and link-local ranges: 10/8, 172.16/12, 192.168/16, 169.254/16, fc00::/7,
+    /// fe80::/10.
+    Private,
+    /// Carrier-grade NAT space, 100.64.0.0/10 (RFC 6598): not on the local network, not
+    /// globally routable either.
+    Shared,
+    /// Anything else: globally routable unicast.
+    Public,
+}
+
+impl AddressClass {
+    /// The class of `ip`.
+    pub fn of(ip: core::net::IpAddr) -> Self {
+        use core::net::IpAddr;
+        match ip {
             IpAddr::V4(ip) => {
-                let o = ip.octets();
-                if ip.is_unspecified() || ip.is_multicast() || ip.is_broadcast() || o[0] == 0 {
-                    return false;
+                let [a, b, ..] = ip.octets();
+                // 0/8 is "this network", 240/4 reserved (and holds the broadcast address).
+                if ip.is_unspecified() || ip.is_multicast() || a == 0 || a >= 240 {
+                    Self::Unroutable
+                } else if ip.is_loopback() {
+                    Self::Loopback
+                } else if ip.is_private() || ip.is_link_local() {
+                    Self::Private
+                } else if a == 100 && (b & 0xc0) == 64 {
+                    Self::Shared
+                } else {
+                    Self::Public
                 }
-                if o[0] >= 240 {
-                    return false; // reserved
-                }
-                if ip.is_loopback() {
-                    return self.allow_loopback;
-                }
-                let shared = o[0] == 100 && (o[1] & 0xc0) == 64;
-                if ip.is_private() || ip.is_link_local() || shared {
-                    return self.allow_private;
-                }
-                true
             }
             IpAddr::V6(ip) => {
                 if let Some(v4) = ip.to_ipv4_mapped() {
-                    return self.allows(&core::net::SocketAddr::new(IpAddr::V4(v4), addr.port()));
+                    return Self::of(IpAddr::V4(v4));
                 }
-                let seg0 = ip.segments()[0];
+                let seg0 = ip.segments().first().copied().unwrap_or(0);
                 if ip.is_unspecified() || ip.is_multicast() {
-                    return false;
+                    Self::Unroutable
+                } else if ip.is_loopback() {
+                    Self::Loopback
+                } else if (seg0 & 0xfe00) == 0xfc00 || (seg0 & 0xffc0) == 0xfe80 {
+                    Self::Private
+                } else {
+                    Self::Public
                 }
-                if ip.is_loopback() {
-                    return self.allow_loopback;
-                }
-                let unique_local = (seg0 & 0xfe00) == 0xfc00;
-                let link_local = (seg0 & 0xffc0) == 0xfe80;
-                if unique_local || link_local {
-                    return self.allow_private;
-                }
-                true
             }
         }
     }
@@ -478,13 +498,6 @@ impl Limits {
     }
 
     fn validate(&self, config: &Config) -> Result<(), ConfigError> {
-        let check = |ok: bool, field: &'static str, problem: &'static str| {
-            if ok {
-                Ok(())
-            } else {
-                Err(ConfigError { field, problem })
-            }
-        };
         check(
             self.max_in_flight >= 1,
             "limits.max_in_flight",
@@ -535,6 +548,15 @@ impl Limits {
     }
 }
 
+/// `Ok` when `ok`, else the error naming `field`.
+fn check(ok: bool, field: &'static str, problem: &'static str) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError { field, problem })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use core::net::SocketAddr;
@@ -580,6 +602,43 @@ mod tests {
         c.limits = Limits::super_node();
         assert_eq!(c.validate(), Ok(()));
         assert!(c.limits.source_rate.unwrap().per_second > RateLimit::CLIENT.per_second);
+    }
+
+    #[test]
+    fn address_classes() {
+        use core::net::IpAddr;
+        let cases: &[(&str, AddressClass)] = &[
+            ("0.0.0.0", AddressClass::Unroutable),
+            ("0.1.2.3", AddressClass::Unroutable),
+            ("224.0.0.1", AddressClass::Unroutable),
+            ("240.0.0.1", AddressClass::Unroutable),
+            ("255.255.255.255", AddressClass::Unroutable),
+            ("127.0.0.1", AddressClass::Loopback),
+            ("127.255.0.9", AddressClass::Loopback),
+            ("10.0.0.1", AddressClass::Private),
+            ("172.16.0.1", AddressClass::Private),
+            ("172.31.255.255", AddressClass::Private),
+            ("192.168.1.1", AddressClass::Private),
+            ("169.254.3.4", AddressClass::Private),
+            ("100.64.0.1", AddressClass::Shared),
+            ("100.127.255.255", AddressClass::Shared),
+            ("100.128.0.1", AddressClass::Public),
+            ("172.32.0.1", AddressClass::Public),
+            ("8.8.8.8", AddressClass::Public),
+            ("::", AddressClass::Unroutable),
+            ("ff02::1", AddressClass::Unroutable),
+            ("::1", AddressClass::Loopback),
+            ("fc00::1", AddressClass::Private),
+            ("fd12::1", AddressClass::Private),
+            ("fe80::1", AddressClass::Private),
+            ("::ffff:10.0.0.1", AddressClass::Private),
+            ("::ffff:127.0.0.1", AddressClass::Loopback),
+            ("2001:db8::1", AddressClass::Public),
+        ];
+        for (ip, class) in cases {
+            let parsed: IpAddr = ip.parse().unwrap();
+            assert_eq!(AddressClass::of(parsed), *class, "{ip}");
+        }
     }
 
     #[test]

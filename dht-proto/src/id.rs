@@ -266,25 +266,6 @@ mod tests {
     use super::*;
     use alloc::string::ToString;
 
-    struct Counter(u64);
-    impl RngCore for Counter {
-        fn next_u32(&mut self) -> u32 {
-            self.next_u64() as u32
-        }
-        fn next_u64(&mut self) -> u64 {
-            self.0 = self
-                .0
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            self.0
-        }
-        fn fill_bytes(&mut self, dst: &mut [u8]) {
-            for b in dst {
-                *b = (self.next_u64() >> 56) as u8;
-            }
-        }
-    }
-
     #[test]
     fn hex_round_trip_and_errors() {
         let id = Id::new(
@@ -330,7 +311,7 @@ mod tests {
 
     #[test]
     fn random_with_prefix_keeps_prefix() {
-        let mut rng = Counter(7);
+        let mut rng = crate::test_rng::TestRng(7);
         let prefix = Id::MAX;
         for len in 0..=161 {
             let id = Id::random_with_prefix(&prefix, len, &mut rng);

@@ -127,6 +127,7 @@ pub(crate) mod rng;
 mod routing;
 mod server;
 mod small;
+mod test_rng;
 mod transaction;
 
 #[doc(hidden)]
@@ -138,10 +139,11 @@ pub mod fuzzing;
 pub mod internals {
     pub use crate::routing::RoutingTable;
     pub use crate::server::{items, peers, tokens};
+    pub use crate::test_rng::TestRng;
 }
 
 pub use bep44::{Ed25519Verifier, NoVerifier};
-pub use config::{AddressPolicy, Config, Limits, RateLimit};
+pub use config::{AddressClass, AddressPolicy, Config, Limits, RateLimit};
 pub use error::{CommandError, ConfigError, DropReason};
 pub use event::{
     CommandKind, CustomHandle, Event, QueryId, QueryMetrics, QueryOutcome, QueryStatus,

@@ -11,8 +11,8 @@
 //! Block `i` of the stream is `SHA-1(key ‖ 0x00 ‖ i as u64 big-endian)`, 20 bytes, where `key`
 //! is the 32-byte seed. SHA-1 keyed by a secret prefix is a pseudo-random function for
 //! fixed-length inputs: the collision attacks on SHA-1 do not help predict outputs, and length
-//! extension does not apply because every generator input has the same length (41 bytes) and
-//! every derivation input starts with a different domain byte (see [`Rng::fork`]). `sha1_smol` is
+//! extension does not apply because every generator input has the same length (41 bytes).
+//! `sha1_smol` is
 //! already a dependency for BEP 44 targets and BEP 33 filters, so the generator costs no new
 //! dependency; a stream cipher such as ChaCha would be faster but would add one, and the node
 //! draws only a few bytes per message.
@@ -24,9 +24,6 @@
 //! peers that do not know the key cannot make keys collide, and the same seed gives the same
 //! layout. Output order is never taken from a hash map's iteration order.
 
-// The node draws from `Rng`; until it does, only tests construct one.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use core::fmt;
 use core::hash::{BuildHasher, Hasher};
 
@@ -35,22 +32,18 @@ use rand_core::RngCore;
 /// Length of one generator block: a SHA-1 digest.
 const BLOCK_LEN: usize = 20;
 
-/// Domain byte of a stream block.
+/// Domain byte of a stream block (kept in the input so that other derivations from the same
+/// key can be added without overlapping the stream).
 const DOMAIN_STREAM: u8 = 0x00;
-/// Domain byte of a [`Rng::fork`] derivation.
-const DOMAIN_FORK: u8 = 0x01;
 
 /// A deterministic generator keyed by a 32-byte seed: SHA-1 in counter mode.
 ///
-/// Outputs are unpredictable to anyone who does not know the seed. [`Rng::fork`] derives
-/// independent sub-generators, so that one component's draws do not shift another's.
+/// Outputs are unpredictable to anyone who does not know the seed.
 #[derive(Clone)]
 pub(crate) struct Rng {
     key: [u8; 32],
     /// Index of the next block to compute.
     counter: u64,
-    /// Number of [`Rng::fork`] calls so far; part of each derived key.
-    forks: u64,
     /// The current block; bytes before `used` are consumed.
     block: [u8; BLOCK_LEN],
     used: usize,
@@ -62,41 +55,10 @@ impl Rng {
         Self {
             key: seed,
             counter: 0,
-            forks: 0,
             block: [0; BLOCK_LEN],
             // Empty buffer: the first draw computes block 0.
             used: BLOCK_LEN,
         }
-    }
-
-    /// A new generator whose key is derived from this one's key, `label` and the number of
-    /// earlier forks.
-    ///
-    /// The parent's own stream is not advanced, so adding a fork does not change what the
-    /// parent draws next. Different labels, or repeated forks with one label, give independent
-    /// generators.
-    pub(crate) fn fork(&mut self, label: &[u8]) -> Self {
-        let index = self.forks;
-        self.forks = self.forks.wrapping_add(1);
-        let derive = |half: u8| {
-            let mut h = sha1_smol::Sha1::new();
-            h.update(&self.key);
-            h.update(&[DOMAIN_FORK, half]);
-            h.update(&index.to_be_bytes());
-            h.update(label);
-            h.digest().bytes()
-        };
-        let (a, b) = (derive(0), derive(1));
-        let mut key = [0u8; 32];
-        let (left, right) = key.split_at_mut(16);
-        left.copy_from_slice(a.get(..16).unwrap_or(&[0; 16]));
-        right.copy_from_slice(b.get(..16).unwrap_or(&[0; 16]));
-        Self::new(key)
-    }
-
-    /// A uniform integer in `0..n`, or 0 when `n` is 0.
-    pub(crate) fn below(&mut self, n: usize) -> usize {
-        below(self, n)
     }
 
     fn refill(&mut self) {

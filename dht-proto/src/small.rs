@@ -12,6 +12,12 @@ pub(crate) struct SmallBytes {
 }
 
 impl SmallBytes {
+    /// No bytes.
+    pub(crate) const EMPTY: Self = Self {
+        len: 0,
+        bytes: [0; MAX_SMALL],
+    };
+
     /// A copy of `data`, or `None` if it is longer than [`MAX_SMALL`].
     pub(crate) fn new(data: &[u8]) -> Option<Self> {
         let mut bytes = [0u8; MAX_SMALL];

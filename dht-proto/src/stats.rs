@@ -123,8 +123,14 @@ pub struct Stats {
     dropped_by_reason: [u64; DropReason::ALL.len()],
     /// Events dropped because the event queue was full.
     pub events_dropped: u64,
-    /// Messages that did not fit the caller's `poll_transmit` buffer and were discarded.
+    /// Messages the node built that would have exceeded
+    /// [`Limits::max_datagram`](crate::Limits::max_datagram), discarded by `poll_transmit`
+    /// (only replies can, and only with a `max_datagram` below the 1280-byte reply budget).
     pub transmits_too_large: u64,
+    /// `poll_transmit` calls refused because the buffer was shorter than
+    /// [`Limits::max_datagram`](crate::Limits::max_datagram); nothing was taken from the
+    /// queue.
+    pub transmit_buffer_too_small: u64,
 }
 
 impl Stats {

@@ -7,7 +7,9 @@ use std::io;
 use std::sync::Arc;
 
 use dht_proto::wire::compact::NodeInfo;
-use dht_proto::{CommandError, Config, Disposition, Event, Id, Instant, Node, QueryId};
+use dht_proto::{
+    AddressClass, CommandError, Config, Disposition, Event, Id, Instant, Node, QueryId,
+};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -485,16 +487,10 @@ fn widen_policy(config: &mut Config, ip: IpAddr) {
 /// Private, shared and link-local ranges, as [`dht_proto::AddressPolicy::allow_private`]
 /// defines them.
 pub(crate) fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_private() || v4.is_link_local() || (a == 100 && (b & 0xc0) == 64)
-        }
-        IpAddr::V6(v6) => {
-            let seg0 = v6.segments().first().copied().unwrap_or(0);
-            (seg0 & 0xfe00) == 0xfc00 || (seg0 & 0xffc0) == 0xfe80
-        }
-    }
+    matches!(
+        AddressClass::of(ip),
+        AddressClass::Private | AddressClass::Shared
+    )
 }
 
 /// Binds `addr`, plus the other family on the same port when `addr` is unspecified.

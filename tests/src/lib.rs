@@ -51,7 +51,8 @@ pub fn seeds(defaults: &[u64]) -> Vec<u64> {
 }
 
 /// Runs `scenario` for every seed of [`seeds`]. The scenario returns the digest of its trace;
-/// with `DHT_SIM_CHECK_DETERMINISM=1` each seed runs twice and the digests must be equal. On
+/// with `DHT_SIM_CHECK_DETERMINISM=1` each seed runs twice and the digests must be equal (every
+/// `cargo test` runs a mixed scenario twice regardless: `tests/determinism.rs`). On
 /// the first failure, panics with the seed and how to replay it.
 ///
 /// # Panics

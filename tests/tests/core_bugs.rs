@@ -6,19 +6,27 @@ use dht_proto::{Config, Instant, Node};
 use dht_tests::latency::LatencyModel;
 use dht_tests::sim::{Sim, SimConfig};
 
-/// Runs the timers of a node with no contacts for `horizon`; returns the instant at which
+/// Runs the timers of a node with no contacts until `horizon`; returns the instant at which
 /// `poll_timeout` stopped moving forward, if it did.
+///
+/// `None` means that time did reach `horizon` deadline by deadline: a node always has a
+/// deadline (its token rotation at least), so one without is a failure here, not a pass.
 fn spins_at(config: Config, horizon: Instant) -> Option<Instant> {
     let mut node = Node::new(config, Instant::ZERO).unwrap();
     let mut now = Instant::ZERO;
+    let mut deadlines = 0u32;
     while now < horizon {
-        let t = node.poll_timeout()?;
+        let Some(t) = node.poll_timeout() else {
+            panic!("no deadline at {now} after {deadlines}: the timers stopped");
+        };
         if t <= now && now > Instant::ZERO {
             return Some(now);
         }
         now = now.max(t);
         node.handle_timeout(now);
+        deadlines += 1;
     }
+    assert!(deadlines > 0, "the horizon must lie after the start");
     None
 }
 

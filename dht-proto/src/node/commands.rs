@@ -4,7 +4,7 @@
 use alloc::boxed::Box;
 use core::net::SocketAddr;
 
-use super::out::{OutQuery, with_id};
+use super::out::{Out, OutBody, OutQuery, with_id};
 use super::{Node, PutItem, family, normalize};
 use crate::bep44::Ed25519Verifier;
 use crate::error::CommandError;
@@ -12,8 +12,19 @@ use crate::event::{CommandKind, QueryId, QueryStatus};
 #[cfg(doc)]
 use crate::event::{Event, QueryOutcome};
 use crate::id::Id;
+use crate::small::{MAX_SMALL, SmallBytes};
 use crate::time::Instant;
-use crate::transaction::Purpose;
+use crate::transaction::{Purpose, TID_LEN};
+
+/// `query` as the node would send it, with a transaction id of full length (the address is
+/// not part of a query's encoding).
+fn worst_case_request(query: OutQuery) -> Out {
+    Out {
+        to: SocketAddr::new(core::net::IpAddr::V6(core::net::Ipv6Addr::UNSPECIFIED), 0),
+        tid: SmallBytes::new(&[0; TID_LEN]).unwrap_or(SmallBytes::EMPTY),
+        body: OutBody::Query(query),
+    }
+}
 
 /// Longest custom method name accepted by [`Node::send_query`].
 pub const MAX_METHOD_LEN: usize = 64;
@@ -141,12 +152,23 @@ impl<V: Ed25519Verifier> Node<V> {
     /// # Errors
     ///
     /// [`CommandError::InvalidArgument`] when the value is not one bencoded value of at most
-    /// 1000 bytes or the salt is over 64 bytes; [`CommandError::NoContacts`],
+    /// 1000 bytes or the salt is over 64 bytes, or when its `put` would not fit
+    /// [`Limits::max_datagram`](crate::Limits::max_datagram); [`CommandError::NoContacts`],
     /// [`CommandError::TooManyQueries`].
     pub fn put_item(&mut self, now: Instant, item: PutItem) -> Result<QueryId, CommandError> {
         if !item.is_valid() {
             return Err(CommandError::InvalidArgument(
                 "the value must be one bencoded value of at most 1000 bytes, salt at most 64",
+            ));
+        }
+        // The `put` goes out later, with a token of up to 32 bytes: measure the largest.
+        let put = OutQuery::Put {
+            token: SmallBytes::new(&[0; MAX_SMALL]).unwrap_or(SmallBytes::EMPTY),
+            item: Box::new(item.clone()),
+        };
+        if !self.fits_datagram(&worst_case_request(put)) {
+            return Err(CommandError::InvalidArgument(
+                "the item's put would not fit limits.max_datagram",
             ));
         }
         let q = self.start_lookup(now, CommandKind::PutItem, item.target(), None, None)?;
@@ -163,7 +185,8 @@ impl<V: Ed25519Verifier> Node<V> {
     /// # Errors
     ///
     /// [`CommandError::InvalidArgument`] when `method` is empty or longer than 64 bytes or
-    /// `args` is not a bencoded dictionary; [`CommandError::AddressRejected`],
+    /// `args` is not a bencoded dictionary, or when the query would not fit
+    /// [`Limits::max_datagram`](crate::Limits::max_datagram); [`CommandError::AddressRejected`],
     /// [`CommandError::TooManyQueries`], [`CommandError::Busy`].
     pub fn send_query(
         &mut self,
@@ -181,6 +204,11 @@ impl<V: Ed25519Verifier> Node<V> {
             method: method.to_vec(),
             args,
         };
+        if !self.fits_datagram(&worst_case_request(query.clone())) {
+            return Err(CommandError::InvalidArgument(
+                "the query would not fit limits.max_datagram",
+            ));
+        }
         self.single(now, CommandKind::Custom, addr, query)
     }
 

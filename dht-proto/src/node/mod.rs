@@ -24,11 +24,13 @@ mod item_tests;
 mod maintenance_tests;
 mod out;
 #[cfg(test)]
-mod proptests;
+mod prop_tests;
 mod queries;
 mod serve;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod transmit_tests;
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -503,17 +505,28 @@ impl<V: Ed25519Verifier> Node<V> {
 
     /// The next datagram to send, encoded into `buf`.
     ///
-    /// A buffer of [`Limits::max_datagram`](crate::Limits::max_datagram) bytes always suffices;
-    /// a message that does not fit a smaller buffer is discarded and counted in
+    /// The contract: `buf` must hold at least
+    /// [`Limits::max_datagram`](crate::Limits::max_datagram) bytes, and the node never
+    /// produces a longer datagram. With a shorter buffer nothing is taken from the queue: the
+    /// call returns `None`, leaves [`Node::pending_transmits`] as it was and counts
+    /// [`Stats::transmit_buffer_too_small`], so a wrong buffer shows at once rather than as
+    /// the loss of large messages. Content the application supplies (custom queries and
+    /// answers, BEP 44 items) is refused by its command when its message would not fit
+    /// `max_datagram`; a message the node builds itself that would not (possible only with a
+    /// `max_datagram` below the 1280-byte reply budget) is discarded and counted in
     /// [`Stats::transmits_too_large`].
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         let _ = self.advance(now);
+        if self.transmits.is_empty() {
+            return None;
+        }
+        let Some(buf) = buf.get_mut(..self.config.limits.max_datagram) else {
+            self.stats.transmit_buffer_too_small =
+                self.stats.transmit_buffer_too_small.saturating_add(1);
+            return None;
+        };
+        let sender = self.sender();
         while let Some(out) = self.transmits.pop_front() {
-            let sender = Sender {
-                id: self.id,
-                version: self.config.client_version,
-                read_only: self.config.read_only,
-            };
             match out.encode(&sender, buf) {
                 Some(len) => {
                     self.stats.datagrams_sent = self.stats.datagrams_sent.saturating_add(1);
@@ -589,6 +602,20 @@ impl<V: Ed25519Verifier> Node<V> {
         } else {
             self.events.push_back(event);
         }
+    }
+
+    /// What every message we send carries besides its body.
+    pub(crate) fn sender(&self) -> Sender {
+        Sender {
+            id: self.id,
+            version: self.config.client_version,
+            read_only: self.config.read_only,
+        }
+    }
+
+    /// Whether `out` encodes within [`Limits::max_datagram`](crate::Limits::max_datagram).
+    pub(crate) fn fits_datagram(&self, out: &Out) -> bool {
+        out.encoded_len(&self.sender()) <= self.config.limits.max_datagram
     }
 
     /// Room for one more outgoing message.

@@ -214,6 +214,16 @@ pub(crate) struct Sender {
 impl Out {
     /// Encodes into `buf`; `None` if it does not fit.
     pub(crate) fn encode(&self, sender: &Sender, buf: &mut [u8]) -> Option<usize> {
+        self.message(sender).encode(buf).ok()
+    }
+
+    /// The length [`Out::encode`] needs.
+    pub(crate) fn encoded_len(&self, sender: &Sender) -> usize {
+        self.message(sender).encoded_len()
+    }
+
+    /// The message, borrowing its contents from the descriptor.
+    fn message<'a>(&'a self, sender: &'a Sender) -> Message<'a> {
         let id = sender.id;
         let version = sender.version.as_ref().map(|v| v.as_slice());
         let mut msg = Message {
@@ -300,26 +310,22 @@ impl Out {
                         id: None,
                     }),
                 });
-                msg.encode(buf).ok()
             }
             OutBody::Response(r) => {
                 msg.ip = Some(self.to);
                 msg.body = Body::Response(r.wire(id));
-                msg.encode(buf).ok()
             }
             OutBody::Error { code, message } => {
                 msg.body = Body::Error(KrpcError {
                     code: *code,
                     message,
                 });
-                msg.encode(buf).ok()
             }
             OutBody::CustomError { code, message } => {
                 msg.body = Body::Error(KrpcError {
                     code: *code,
                     message,
                 });
-                msg.encode(buf).ok()
             }
             OutBody::CustomResponse(body) => {
                 msg.ip = Some(self.to);
@@ -327,9 +333,9 @@ impl Out {
                     extra: Some(Dict::from_validated(body)),
                     ..Response::new(id)
                 });
-                msg.encode(buf).ok()
             }
         }
+        msg
     }
 }
 

@@ -415,6 +415,9 @@ impl<V: Ed25519Verifier> Node<V> {
         // Everything around the application's bytes (t, y, ip, v, id and framing) takes less
         // than this.
         const FRAMING: usize = 128;
+        let Some(pending) = self.custom.get(pos) else {
+            return Err(crate::error::CommandError::UnknownQuery);
+        };
         let len = match &body {
             OutBody::CustomResponse(b) => b.len(),
             OutBody::CustomError { message, .. } => message.len(),
@@ -425,19 +428,25 @@ impl<V: Ed25519Verifier> Node<V> {
                 "response larger than max_reply",
             ));
         }
-        if !self.can_queue() {
-            return Err(crate::error::CommandError::Busy);
-        }
-        let pending = self.custom.swap_remove(pos);
-        if let Err(reason) = self.admit_reply(self.now, pending.to, len) {
-            self.stats.drop(reason);
-            return Ok(false);
-        }
-        self.transmits.push_back(Out {
+        let out = Out {
             to: pending.to,
             tid: pending.tid,
             body,
-        });
+        };
+        if !self.fits_datagram(&out) {
+            return Err(crate::error::CommandError::InvalidArgument(
+                "the answer would not fit limits.max_datagram",
+            ));
+        }
+        if !self.can_queue() {
+            return Err(crate::error::CommandError::Busy);
+        }
+        self.custom.swap_remove(pos);
+        if let Err(reason) = self.admit_reply(self.now, out.to, len) {
+            self.stats.drop(reason);
+            return Ok(false);
+        }
+        self.transmits.push_back(out);
         Ok(true)
     }
 }

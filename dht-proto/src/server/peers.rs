@@ -152,13 +152,7 @@ pub struct Selection {
 /// use core::time::Duration;
 /// use dht_proto::{Id, Instant};
 /// use dht_proto::internals::peers::{AnnounceOutcome, Family, PeerStore, Selection};
-/// # struct Counter(u64);
-/// # impl rand_core::RngCore for Counter {
-/// #     fn next_u32(&mut self) -> u32 { self.next_u64() as u32 }
-/// #     fn next_u64(&mut self) -> u64 { self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1); self.0 }
-/// #     fn fill_bytes(&mut self, dst: &mut [u8]) { for b in dst { *b = (self.next_u64() >> 56) as u8; } }
-/// # }
-/// # let mut rng = Counter(1);
+/// # let mut rng = dht_proto::internals::TestRng(1);
 ///
 /// let mut store = PeerStore::new(1000, 100, 10_000, Duration::from_secs(1800), [7; 16]);
 /// let now = Instant::from_secs(10);

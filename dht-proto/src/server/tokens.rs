@@ -17,13 +17,7 @@
 //! ```
 //! use core::net::{IpAddr, Ipv4Addr};
 //! use dht_proto::internals::tokens::Tokens;
-//! # struct Counter(u64);
-//! # impl rand_core::RngCore for Counter {
-//! #     fn next_u32(&mut self) -> u32 { self.next_u64() as u32 }
-//! #     fn next_u64(&mut self) -> u64 { self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1); self.0 }
-//! #     fn fill_bytes(&mut self, dst: &mut [u8]) { for b in dst { *b = (self.next_u64() >> 56) as u8; } }
-//! # }
-//! # let mut rng = Counter(1);
+//! # let mut rng = dht_proto::internals::TestRng(1);
 //!
 //! let mut tokens = Tokens::new(&mut rng);
 //! let ip = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7));
