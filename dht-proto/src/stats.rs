@@ -124,6 +124,9 @@ pub struct Stats {
     pub events_dropped: u64,
     /// Messages that did not fit the caller's `poll_transmit` buffer and were discarded.
     pub transmits_too_large: u64,
+    /// Accepted responses whose `nodes` or `nodes6` ended in a partial entry (ignored; the
+    /// whole entries before it were used). Some deployed nodes cut `nodes` at a NUL byte.
+    pub truncated_nodes: u64,
 }
 
 impl Stats {

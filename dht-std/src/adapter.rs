@@ -99,6 +99,7 @@ impl Dht {
     /// - An unspecified address (`0.0.0.0` or `[::]`) binds both families on one port when the
     ///   system has IPv6 and `config.ipv6` is set; otherwise only `addr`'s family. A missing
     ///   second family is not an error: `config.ipv6` is then cleared.
+    /// - The node checks BEP 44 signatures with [`DalekVerifier`](crate::DalekVerifier).
     /// - A zero `config.seed` is replaced by 32 bytes from the operating system
     ///   ([`os_seed`]); set a seed to make the node's choices reproducible.
     /// - A node bound to a loopback address accepts loopback contacts and allows several
@@ -133,7 +134,8 @@ impl Dht {
         let waker = DhtWaker(Arc::new(mio::Waker::new(poll.registry(), WAKE)?));
         let origin = std::time::Instant::now();
         let buf = vec![0; config.limits.max_datagram.saturating_add(1)];
-        let node = Node::new(config, Instant::ZERO)?;
+        let mut node = Node::new(config, Instant::ZERO)?;
+        node.set_ed25519_verifier(Box::new(crate::items::DalekVerifier));
         log::info!(
             "node {} listening on {}",
             node.id(),

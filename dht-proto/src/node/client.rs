@@ -17,7 +17,7 @@ use crate::small::SmallBytes;
 use crate::time::Instant;
 use crate::transaction::{Expired, Purpose, Txn};
 use crate::wire::bencode::{self, Value};
-use crate::wire::compact::NodeInfo;
+use crate::wire::compact::{NodeInfo, Nodes};
 use crate::wire::encode::Writer;
 use crate::wire::krpc::{KrpcError, Message, Response};
 
@@ -627,6 +627,10 @@ impl Node {
             return self.dropped(DropReason::UnknownTransaction);
         };
         self.stats.responses_received = self.stats.responses_received.saturating_add(1);
+        let tail = |n: Option<Nodes<'_>>| n.is_some_and(|n| n.malformed_tail() != 0);
+        if tail(r.nodes) || tail(r.nodes6) {
+            self.stats.truncated_nodes = self.stats.truncated_nodes.saturating_add(1);
+        }
         let rtt = now.saturating_duration_since(txn.sent_at);
         self.record_rtt(rtt);
         if self.admits_id(&r.id, &from) {

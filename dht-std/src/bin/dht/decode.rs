@@ -41,7 +41,17 @@ pub fn run(g: &Global, file: Option<&Path>) -> Result<ExitCode, Fail> {
     let Ok(Value::Dict(root)) = bencode::decode(&bytes, &limits) else {
         return Err(Fail::failed("not a KRPC message: not a dictionary"));
     };
-    let json = message_json(&msg, root);
+    let warnings = warnings(&msg);
+    let mut json = message_json(&msg, root);
+    if !warnings.is_empty() {
+        json = json.field(
+            "warnings",
+            Json::Arr(warnings.iter().map(|w| w.as_str().into()).collect()),
+        );
+    }
+    for w in &warnings {
+        log::warn!("{w}");
+    }
     let mut out = std::io::stdout().lock();
     if g.json {
         writeln!(out, "{json}")?;
@@ -55,6 +65,29 @@ pub fn run(g: &Global, file: Option<&Path>) -> Result<ExitCode, Fail> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What is wrong with a message the node still accepts: a `nodes`/`nodes6` string cut
+/// mid-entry (the whole entries are used, the tail ignored).
+fn warnings(msg: &Message<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Body::Response(r) = &msg.body {
+        for (name, nodes, unit) in [
+            ("nodes", r.nodes, NODE4_LEN),
+            ("nodes6", r.nodes6, NODE6_LEN),
+        ] {
+            let Some(nodes) = nodes else { continue };
+            let tail = nodes.malformed_tail();
+            if tail != 0 {
+                out.push(format!(
+                    "`{name}` ends in a partial entry: {tail} bytes after {} whole {unit}-byte \
+                     entries are ignored",
+                    nodes.len()
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// The whole message: `y`, `t`, `method` (queries), `v`, `ip`, `ro`, then `args`, `response` or
