@@ -101,6 +101,7 @@ extern crate std;
 pub mod bep42;
 pub mod config;
 pub mod error;
+pub mod estimate;
 pub mod event;
 pub mod id;
 pub mod routing;
