@@ -107,6 +107,7 @@ pub mod id;
 pub mod routing;
 pub mod server;
 pub mod stats;
+pub mod testnet;
 pub mod time;
 pub mod wire;
 
