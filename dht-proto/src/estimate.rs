@@ -5,7 +5,7 @@
 //! a lookup converges, the node knows the `m` live nodes closest to its target; the distance
 //! `d` of the `m`-th one is then Gamma(`m`, N)-distributed. Over `L` lookups the sums
 //! `M = Σ m` and `D = Σ d` are sufficient, and `(M − 1) / D` is the unbiased estimate of N, with
-//! a relative standard deviation of about `1 / √M` (16 lookups of 16 nodes: 6 %). This is the
+//! a relative standard deviation of about `1 / √M` (the window of 16 lookups of 16 nodes: 6 %). This is the
 //! maximum-likelihood version of the closest-set estimators of mldht and of pubky/mainline
 //! (which fit `i / d_i` by least squares).
 //!
@@ -15,7 +15,7 @@
 use crate::id::Id;
 
 /// Lookups the estimate is computed from (the most recent ones).
-pub const WINDOW: usize = 32;
+pub const WINDOW: usize = 16;
 
 /// Closest nodes used per lookup, at most.
 pub const MAX_RANK: usize = 16;
@@ -99,11 +99,25 @@ impl SizeEstimator {
         }
         let n = (m - 1) as f64 / d;
         Some(SizeEstimate {
-            nodes: if n >= u64::MAX as f64 { u64::MAX } else { n as u64 },
+            nodes: if n >= u64::MAX as f64 {
+                u64::MAX
+            } else {
+                n as u64
+            },
             relative_error: 1.0 / sqrt(m as f64),
             lookups: self.len,
         })
     }
+}
+
+/// The ids of a finished lookup's candidates that did not fail, nearest first: every node
+/// closer than the farthest of its k closest live nodes was queried and answered, and beyond
+/// those its list holds the nodes the closest ones reported, which they know well.
+pub(crate) fn live_closest(l: &crate::lookup::Lookup) -> impl Iterator<Item = Id> + '_ {
+    l.candidates()
+        .iter()
+        .filter(|c| c.state != crate::lookup::State::Failed)
+        .map(|c| c.id)
 }
 
 /// XOR distance of `a` and `b` as a fraction of the id space (the top 64 bits suffice: a
@@ -196,14 +210,18 @@ mod tests {
             assert_eq!(est.lookups, 16);
             assert!((est.relative_error - 1.0 / 16.0).abs() < 1e-9);
             let err = (est.nodes as f64 - n as f64) / n as f64;
-            assert!(err.abs() < 0.15, "n {n}: estimate {} ({err:+.3})", est.nodes);
+            assert!(
+                err.abs() < 0.15,
+                "n {n}: estimate {} ({err:+.3})",
+                est.nodes
+            );
             for _ in 0..WINDOW {
                 let target = rng.id();
                 e.add_lookup(&target, closest(&network, &target, 4));
             }
             assert_eq!(e.lookups(), WINDOW);
             // Only the last WINDOW lookups (of 4 nodes each) count.
-            assert!((e.estimate().unwrap().relative_error - 1.0 / sqrt(128.0)).abs() < 1e-9);
+            assert!((e.estimate().unwrap().relative_error - 1.0 / sqrt(64.0)).abs() < 1e-9);
         }
     }
 

@@ -60,7 +60,10 @@ pub struct Testnet {
 /// The address of node `i`: 10.0.0.0 + i + 1, port 6881 (one address per node).
 pub fn addr(i: usize) -> SocketAddr {
     let n = u32::try_from(i).unwrap_or(u32::MAX - 1).saturating_add(1);
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000u32 | (n & 0x00ff_ffff))), 6881)
+    SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::from(0x0a00_0000u32 | (n & 0x00ff_ffff))),
+        6881,
+    )
 }
 
 /// Node `i`'s 32-byte seed for testnet `seed`.
@@ -349,7 +352,9 @@ mod tests {
         let o = net.run_until_finished(1, q).unwrap();
         assert_eq!(o.status, crate::event::QueryStatus::TimedOut);
         let info_hash = Id::new([1; 20]);
-        let q = net.command(0, |n, now| n.get_peers(now, info_hash)).unwrap();
+        let q = net
+            .command(0, |n, now| n.get_peers(now, info_hash))
+            .unwrap();
         assert!(net.run_until_finished(0, q).is_some());
         assert!(!net.take_events().is_empty());
         assert_eq!(net.dropped(), (0, 0));

@@ -37,7 +37,10 @@ fn slot_bytes(slot: u16) -> [u8; 2] {
 
 /// The slot of two id bytes, if they are a valid encoding.
 fn slot_of_bytes(b: [u8; 2]) -> Option<u16> {
-    let (hi, lo) = (u16::from(b[0].checked_sub(1)?), u16::from(b[1].checked_sub(1)?));
+    let (hi, lo) = (
+        u16::from(b[0].checked_sub(1)?),
+        u16::from(b[1].checked_sub(1)?),
+    );
     Some(hi * 255 + lo)
 }
 

@@ -18,6 +18,7 @@
 
 pub mod bencode;
 pub mod build;
+pub mod estimate;
 pub mod hostile;
 pub mod invariants;
 pub mod latency;

@@ -335,7 +335,7 @@ impl Lookup {
         self.responded(usize::MAX).map(|c| c.hop).max().unwrap_or(0)
     }
 
-    #[cfg(test)]
+    /// Every candidate, nearest first.
     pub(crate) fn candidates(&self) -> &[Candidate] {
         &self.candidates
     }

@@ -516,9 +516,15 @@ impl Node {
         let k = self.config.bucket_size;
         let mut closest: Vec<NodeInfo> = Vec::new();
         let mut hops = 0;
-        for l in state.lookups.iter().flatten() {
+        for (fam, l) in state.lookups.iter().enumerate() {
+            let Some(l) = l else { continue };
             closest.extend(l.closest(k));
             hops = hops.max(u32::from(l.max_hop()));
+            if status == QueryStatus::Completed {
+                if let Some(size) = self.size.get_mut(fam) {
+                    size.add_lookup(&l.target(), crate::estimate::live_closest(l));
+                }
+            }
         }
         let mut metrics = state.metrics;
         metrics.hops = metrics.hops.max(hops);
