@@ -143,7 +143,7 @@ fn main() {
         while node.poll_transmit(now, &mut buf).is_some() {}
     }
     while node.poll_event().is_some() {}
-    assert_eq!(node.peer_store().peer_count(), 50, "all announces stored");
+    assert_eq!(node.stored_peers(), 50, "all announces stored");
 
     let cases: [(&str, Vec<u8>); 3] = [
         ("ping", query(Query::Ping(Ping { id: requester }))),

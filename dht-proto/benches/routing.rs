@@ -8,7 +8,8 @@ use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use core::time::Duration;
 use std::time::Instant as Clock;
 
-use dht_proto::routing::{RoutingTable, TableConfig};
+use dht_proto::TableConfig;
+use dht_proto::internals::RoutingTable;
 use dht_proto::{Id, Instant};
 use rand_core::RngCore;
 

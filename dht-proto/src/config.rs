@@ -11,12 +11,22 @@ use crate::wire::bencode::DecodeLimits;
 
 /// Everything a node needs to start: identity, seed, policies and [`Limits`].
 ///
+/// There is no `Default`: the seed must be chosen, or every transaction id and token secret of
+/// the node would be predictable. Fill it from the operating system (`dht_std::os_seed`, the
+/// `getrandom` crate, a hardware generator); tests pass a constant.
+///
 /// ```
 /// use dht_proto::Config;
 ///
-/// let mut config = Config::default();
-/// config.seed = [7; 32];
+/// let seed = [7; 32]; // in a real program: 32 bytes from the operating system
+/// let mut config = Config::new(seed);
+/// config.bucket_size = 8;
 /// config.validate().unwrap();
+/// ```
+///
+/// ```compile_fail
+/// // No seed, no configuration.
+/// let config = dht_proto::Config::default();
 /// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -94,10 +104,13 @@ pub struct Config {
     pub limits: Limits,
 }
 
-impl Default for Config {
-    fn default() -> Self {
+impl Config {
+    /// The defaults, safe on the public internet, with `seed` as the seed of every random
+    /// choice. The seed must be secret and unpredictable (32 bytes from the operating system):
+    /// anyone who knows it can predict the node's transaction ids and forge its tokens.
+    pub fn new(seed: [u8; 32]) -> Self {
         Self {
-            seed: [0; 32],
+            seed,
             id: None,
             read_only: false,
             client_version: None,
@@ -124,16 +137,13 @@ impl Default for Config {
             limits: Limits::default(),
         }
     }
-}
 
-impl Config {
-    /// A default configuration that accepts loopback and private addresses: for local swarms,
+    /// [`Config::new`] accepting loopback and private addresses: for local swarms,
     /// simulations and tests. Never use it on the internet.
     pub fn local_testing(seed: [u8; 32]) -> Self {
         Self {
-            seed,
             address_policy: AddressPolicy::ALLOW_ALL,
-            ..Self::default()
+            ..Self::new(seed)
         }
     }
 
@@ -414,22 +424,22 @@ mod tests {
 
     #[test]
     fn default_is_valid() {
-        assert_eq!(Config::default().validate(), Ok(()));
+        assert_eq!(Config::new([0; 32]).validate(), Ok(()));
     }
 
     #[test]
     fn errors_name_the_field() {
         let c = Config {
             alpha: 0,
-            ..Config::default()
+            ..Config::new([0; 32])
         };
         assert_eq!(c.validate().unwrap_err().field, "alpha");
         let c = Config {
             query_timeout: Duration::from_millis(10),
-            ..Config::default()
+            ..Config::new([0; 32])
         };
         assert_eq!(c.validate().unwrap_err().field, "query_timeout");
-        let mut c = Config::default();
+        let mut c = Config::new([0; 32]);
         c.limits.max_candidates = 2;
         assert_eq!(c.validate().unwrap_err().field, "limits.max_candidates");
     }

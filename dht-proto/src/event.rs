@@ -10,30 +10,40 @@ use crate::stats::MethodKind;
 use crate::wire::compact::NodeInfo;
 
 /// Names one command of a node (a lookup, a ping, a custom query). Never reused by the node
-/// that issued it.
+/// that issued it: commands are numbered from 1 by a 64-bit counter, which no node can run out
+/// of (a node that somehow did would refuse further commands rather than reuse a number).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct QueryId(pub(crate) u64);
+pub struct QueryId {
+    /// The command's number: 1 for the node's first command, then counting up.
+    serial: u64,
+    /// Where the node keeps its state (slots are reused; serials are not).
+    slot: u32,
+}
 
 impl QueryId {
-    /// The raw value (unique per node for the node's lifetime).
+    pub(crate) const fn new(serial: u64, slot: u32) -> Self {
+        Self { serial, slot }
+    }
+
+    /// The command's number: unique per node for the node's lifetime.
     pub const fn as_u64(self) -> u64 {
-        self.0
+        self.serial
     }
 
     pub(crate) fn slot(self) -> usize {
-        (self.0 & 0xffff_ffff) as usize
+        self.slot as usize
     }
 }
 
 impl fmt::Debug for QueryId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "QueryId({}:{})", self.0 >> 32, self.0 & 0xffff_ffff)
+        write!(f, "QueryId({}:{})", self.serial, self.slot)
     }
 }
 
 impl fmt::Display for QueryId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "q{}", self.0 >> 32)
+        write!(f, "q{}", self.serial)
     }
 }
 

@@ -77,6 +77,16 @@
 //!
 //! Every table and queue is capped by [`Limits`]; at a cap, commands get [`CommandError`],
 //! datagrams are dropped and counted, and stores evict by documented rules.
+//!
+//! # Module map
+//!
+//! Public: [`wire`] (the pure KRPC/bencode codec), [`config`], [`event`], [`error`], [`stats`],
+//! [`id`], [`time`], [`bep42`] (secure ids), [`bep44`] (item targets, signing bytes, the
+//! [`Ed25519Verifier`]). Private: `node/` (the [`Node`]; in it calls go one way: `input.rs`
+//! decodes and dispatches to `serve.rs`, answering queries, and `queries.rs`, running ours;
+//! `commands.rs` starts queries; all queue messages through `out.rs`, encoded only in
+//! [`Node::poll_transmit`]), `routing/` (read through [`RoutingTableView`]), `lookup/`,
+//! `server/` (tokens, the peer and item stores), `transaction.rs` and `rng.rs`.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -99,13 +109,12 @@ extern crate alloc;
 extern crate std;
 
 pub mod bep42;
+pub mod bep44;
 pub mod config;
 pub mod error;
 pub mod estimate;
 pub mod event;
 pub mod id;
-pub mod routing;
-pub mod server;
 pub mod stats;
 pub mod testnet;
 pub mod time;
@@ -114,12 +123,23 @@ pub mod wire;
 mod lookup;
 mod node;
 pub(crate) mod rng;
+mod routing;
+mod server;
 mod small;
 mod transaction;
 
 #[doc(hidden)]
 pub mod fuzzing;
 
+/// Internals the crate's own benchmarks and examples exercise alone. Not a stable API:
+/// applications read them through [`Node`] (for example [`Node::routing_table`]).
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::routing::RoutingTable;
+    pub use crate::server::{items, peers, tokens};
+}
+
+pub use bep44::{Ed25519Verifier, NoVerifier};
 pub use config::{AddressPolicy, Config, Limits};
 pub use error::{CommandError, ConfigError, DropReason};
 pub use event::{
@@ -127,5 +147,7 @@ pub use event::{
 };
 pub use id::{Distance, Id, ParseIdError};
 pub use node::{Disposition, MutableItem, Node, PutItem, TimerKind, Transmit};
+pub use routing::{Bucket, Entry, NodeStatus, RoutingTableView, TableConfig};
+pub use server::bloom::Bloom;
 pub use stats::{MethodKind, Stats};
 pub use time::Instant;

@@ -70,9 +70,9 @@ impl MethodKind {
     }
 }
 
-/// Per-method counters.
+/// Per-method counters, read with [`PerMethod::get`] and [`PerMethod::total`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PerMethod(pub [u64; 8]);
+pub struct PerMethod([u64; MethodKind::ALL.len()]);
 
 impl PerMethod {
     /// The counter of one method.
@@ -116,10 +116,11 @@ pub struct Stats {
     pub timeouts: u64,
     /// Responses sent.
     pub responses_sent: u64,
-    /// KRPC errors sent, by code 201..=204 (index 0..=3) and others (index 4).
-    pub errors_sent: [u64; 5],
-    /// Datagrams dropped, by [`DropReason`] (index with [`Stats::dropped`]).
-    pub dropped_by_reason: [u64; DropReason::ALL.len()],
+    /// KRPC errors sent, by code 201..=204 (index 0..=3) and others (index 4): read with
+    /// [`Stats::errors_sent`].
+    errors_sent: [u64; 5],
+    /// Datagrams dropped, by [`DropReason`]: read with [`Stats::dropped`].
+    dropped_by_reason: [u64; DropReason::ALL.len()],
     /// Events dropped because the event queue was full.
     pub events_dropped: u64,
     /// Messages that did not fit the caller's `poll_transmit` buffer and were discarded.
@@ -138,6 +139,22 @@ impl Stats {
             .unwrap_or(0)
     }
 
+    /// KRPC errors sent with `code`; every code outside 201..=204 counts as one "other"
+    /// counter, which any such code reads.
+    pub fn errors_sent(&self, code: i64) -> u64 {
+        self.errors_sent
+            .get(error_index(code))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// KRPC errors sent, all codes.
+    pub fn errors_sent_total(&self) -> u64 {
+        self.errors_sent
+            .iter()
+            .fold(0u64, |a, b| a.saturating_add(*b))
+    }
+
     /// Datagrams dropped for any reason.
     pub fn dropped_total(&self) -> u64 {
         self.dropped_by_reason
@@ -152,12 +169,43 @@ impl Stats {
     }
 
     pub(crate) fn error_sent(&mut self, code: i64) {
-        let i = match code {
-            201..=204 => usize::try_from(code - 201).unwrap_or(4),
-            _ => 4,
-        };
-        if let Some(c) = self.errors_sent.get_mut(i) {
+        if let Some(c) = self.errors_sent.get_mut(error_index(code)) {
             *c = c.saturating_add(1);
+        }
+    }
+}
+
+/// The `errors_sent` counter of a KRPC error code.
+fn error_index(code: i64) -> usize {
+    match code {
+        201..=204 => usize::try_from(code - 201).unwrap_or(4),
+        _ => 4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_read_through_accessors() {
+        let mut s = Stats::default();
+        s.error_sent(203);
+        s.error_sent(203);
+        s.error_sent(999);
+        s.drop(DropReason::Malformed);
+        s.queries_sent.bump(MethodKind::Put);
+        assert_eq!(s.errors_sent(203), 2);
+        assert_eq!(s.errors_sent(201), 0);
+        assert_eq!(s.errors_sent(-1), 1, "all other codes share one counter");
+        assert_eq!(s.errors_sent_total(), 3);
+        assert_eq!(s.dropped(DropReason::Malformed), 1);
+        assert_eq!(s.dropped_total(), 1);
+        assert_eq!(s.queries_sent.get(MethodKind::Put), 1);
+        assert_eq!(s.queries_sent.total(), 1);
+        // Every kind has its own counter.
+        for (i, kind) in MethodKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind.index(), i);
         }
     }
 }

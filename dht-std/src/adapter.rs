@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use dht_proto::wire::compact::NodeInfo;
 use dht_proto::{CommandError, Config, Event, Id, Instant, Node, QueryId};
+
+use crate::items::DalekVerifier;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::error::Error;
-use crate::seed::os_seed;
 use crate::state::State;
 
 const V4: Token = Token(0);
@@ -28,8 +29,8 @@ const RECV_BATCH: usize = 256;
 ///
 /// `Dht` owns an IPv4 socket and, when bound to an unspecified address and IPv6 is available,
 /// an IPv6 socket on the same port (BEP 32). It reads the clock (one [`std::time::Instant`]
-/// origin, so `dht_proto` time is milliseconds since [`Dht::bind`]), fills the seed from the
-/// operating system, and contains no protocol logic: [`Dht::step`] waits exactly until a
+/// origin, so `dht_proto` time is milliseconds since [`Dht::bind`]), and contains no protocol
+/// logic (the seed in the [`Config`] comes from the caller, usually [`os_seed`](crate::os_seed)): [`Dht::step`] waits exactly until a
 /// datagram arrives, the node's next deadline ([`Node::poll_timeout`]) or a
 /// [`DhtWaker::wake`], feeds the node and sends what it produced.
 ///
@@ -37,7 +38,7 @@ const RECV_BATCH: usize = 256;
 /// use dht_std::{Dht, DEFAULT_BOOTSTRAP};
 /// use dht_proto::{Config, Event};
 ///
-/// let mut dht = Dht::bind("0.0.0.0:0".parse()?, Config::default())?;
+/// let mut dht = Dht::bind("0.0.0.0:0".parse()?, Config::new(dht_std::os_seed()))?;
 /// let seeds = dht_std::resolve_all(DEFAULT_BOOTSTRAP);
 /// dht.bootstrap(seeds)?;
 /// loop {
@@ -52,7 +53,7 @@ const RECV_BATCH: usize = 256;
 /// ```
 #[derive(Debug)]
 pub struct Dht {
-    node: Node,
+    node: Node<DalekVerifier>,
     origin: std::time::Instant,
     poll: Poll,
     events: Events,
@@ -100,8 +101,6 @@ impl Dht {
     ///   system has IPv6 and `config.ipv6` is set; otherwise only `addr`'s family. A missing
     ///   second family is not an error: `config.ipv6` is then cleared.
     /// - The node checks BEP 44 signatures with [`DalekVerifier`](crate::DalekVerifier).
-    /// - A zero `config.seed` is replaced by 32 bytes from the operating system
-    ///   ([`os_seed`]); set a seed to make the node's choices reproducible.
     /// - A node bound to a loopback address accepts loopback contacts and allows several
     ///   contacts per IP address (all nodes of a local swarm share 127.0.0.1); one bound to a
     ///   private address accepts private contacts. The policy is only ever widened, never
@@ -113,9 +112,6 @@ impl Dht {
     /// [`Error::Config`] when the configuration is invalid; [`Error::Io`] when the poller
     /// cannot be created.
     pub fn bind(addr: SocketAddr, mut config: Config) -> Result<Self, Error> {
-        if config.seed == [0; 32] {
-            config.seed = os_seed();
-        }
         widen_policy(&mut config, addr.ip());
         config.validate()?;
         let sockets = bind_sockets(addr, config.ipv6)?;
@@ -134,8 +130,7 @@ impl Dht {
         let waker = DhtWaker(Arc::new(mio::Waker::new(poll.registry(), WAKE)?));
         let origin = std::time::Instant::now();
         let buf = vec![0; config.limits.max_datagram.saturating_add(1)];
-        let mut node = Node::new(config, Instant::ZERO)?;
-        node.set_ed25519_verifier(Box::new(crate::items::DalekVerifier));
+        let node = Node::with_ed25519_verifier(config, Instant::ZERO, DalekVerifier)?;
         log::info!(
             "node {} listening on {}",
             node.id(),
@@ -170,13 +165,13 @@ impl Dht {
     }
 
     /// The node.
-    pub fn node(&self) -> &Node {
+    pub fn node(&self) -> &Node<DalekVerifier> {
         &self.node
     }
 
     /// The node, for commands and getters not wrapped here. Commands issued through it are
     /// sent at the next [`Dht::step`]; prefer [`Dht::command`], which sends at once.
-    pub fn node_mut(&mut self) -> &mut Node {
+    pub fn node_mut(&mut self) -> &mut Node<DalekVerifier> {
         &mut self.node
     }
 
@@ -210,7 +205,7 @@ impl Dht {
 
     /// Runs `f` with the node and the current time, then sends what it queued. Every
     /// [`Node`] command fits: `dht.command(|node, now| node.sample_infohashes(now, target))`.
-    pub fn command<R>(&mut self, f: impl FnOnce(&mut Node, Instant) -> R) -> R {
+    pub fn command<R>(&mut self, f: impl FnOnce(&mut Node<DalekVerifier>, Instant) -> R) -> R {
         let now = self.now();
         let r = f(&mut self.node, now);
         self.flush(now);
@@ -503,6 +498,7 @@ fn bind_one(addr: SocketAddr) -> Result<UdpSocket, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::os_seed;
 
     #[test]
     fn private_ranges() {
@@ -525,30 +521,30 @@ mod tests {
 
     #[test]
     fn policy_follows_the_bound_address() {
-        let mut c = Config::default();
+        let mut c = Config::new([0; 32]);
         widen_policy(&mut c, "127.0.0.1".parse().unwrap());
         assert!(c.address_policy.allow_loopback && !c.one_node_per_ip);
         assert!(!c.address_policy.allow_private);
-        let mut c = Config::default();
+        let mut c = Config::new([0; 32]);
         widen_policy(&mut c, "192.168.0.2".parse().unwrap());
         assert!(c.address_policy.allow_private && !c.address_policy.allow_loopback);
-        let mut c = Config::default();
+        let mut c = Config::new([0; 32]);
         widen_policy(&mut c, "0.0.0.0".parse().unwrap());
-        assert_eq!(c.address_policy, Config::default().address_policy);
+        assert_eq!(c.address_policy, Config::new([0; 32]).address_policy);
     }
 
     #[test]
     fn port_in_use_is_a_bind_error() {
-        let a = Dht::bind("127.0.0.1:0".parse().unwrap(), Config::default()).unwrap();
+        let a = Dht::bind("127.0.0.1:0".parse().unwrap(), Config::new(os_seed())).unwrap();
         let taken = a.local_addr();
-        let e = Dht::bind(taken, Config::default()).unwrap_err();
+        let e = Dht::bind(taken, Config::new(os_seed())).unwrap_err();
         assert!(matches!(e, Error::Bind { .. }), "{e:?}");
         assert!(e.to_string().contains("already in use"), "{e}");
     }
 
     #[test]
     fn unspecified_binds_both_families_on_one_port() {
-        let dht = Dht::bind("0.0.0.0:0".parse().unwrap(), Config::default()).unwrap();
+        let dht = Dht::bind("0.0.0.0:0".parse().unwrap(), Config::new(os_seed())).unwrap();
         let addrs = dht.local_addrs();
         assert!(addrs.first().unwrap().is_ipv4());
         if let Some(v6) = addrs.get(1) {
@@ -562,7 +558,7 @@ mod tests {
 
     #[test]
     fn step_returns_at_max_wait_and_on_wake() {
-        let mut dht = Dht::bind("127.0.0.1:0".parse().unwrap(), Config::default()).unwrap();
+        let mut dht = Dht::bind("127.0.0.1:0".parse().unwrap(), Config::new(os_seed())).unwrap();
         let t0 = std::time::Instant::now();
         dht.step(Some(Duration::from_millis(30))).unwrap();
         let waited = t0.elapsed();

@@ -473,7 +473,7 @@ impl Client {
 /// use dht_std::{Dht, DhtHandle, DEFAULT_BOOTSTRAP};
 /// use dht_proto::Config;
 ///
-/// let dht = Dht::bind("0.0.0.0:0".parse()?, Config::default())?;
+/// let dht = Dht::bind("0.0.0.0:0".parse()?, Config::new(dht_std::os_seed()))?;
 /// let handle = DhtHandle::spawn(dht)?;
 /// handle.bootstrap(&dht_std::resolve_all(DEFAULT_BOOTSTRAP))?;
 /// let info_hash = dht_std::parse_info_hash("c12fe1c06bba254a9dc9f519b335aa7c1367a88a")?;

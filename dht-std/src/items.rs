@@ -12,8 +12,8 @@ use core::fmt;
 use std::io::Write as _;
 use std::path::Path;
 
-use dht_proto::server::items::{Ed25519Verifier, mutable_target, signing_message};
-use dht_proto::{Id, MutableItem, PutItem};
+use dht_proto::bep44::{mutable_target, signing_message};
+use dht_proto::{Ed25519Verifier, Id, MutableItem, PutItem};
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 
 /// Verifies BEP 44 signatures with `ed25519-dalek` (strict verification: no malleable or

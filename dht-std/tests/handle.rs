@@ -13,7 +13,7 @@ fn loopback() -> SocketAddr {
 }
 
 fn spawn() -> DhtHandle {
-    DhtHandle::spawn(Dht::bind(loopback(), Config::default()).unwrap()).unwrap()
+    DhtHandle::spawn(Dht::bind(loopback(), Config::new(dht_std::os_seed())).unwrap()).unwrap()
 }
 
 /// Runs `f` on a thread and fails the test if it takes longer than 20 s.
@@ -107,7 +107,7 @@ fn subscribers_see_events_and_shutdown_returns_the_dht() {
 fn the_blocking_run_loop_drives_two_nodes() {
     bounded(|| {
         let server = spawn();
-        let mut dht = Dht::bind(loopback(), Config::default()).unwrap();
+        let mut dht = Dht::bind(loopback(), Config::new(dht_std::os_seed())).unwrap();
         let q = dht.bootstrap([server.local_addr()]).unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let finished = dht
@@ -136,13 +136,14 @@ fn the_blocking_run_loop_drives_two_nodes() {
 #[test]
 fn dual_stack_nodes_talk_over_ipv6() {
     bounded(|| {
-        let Ok(v6) = Dht::bind("[::1]:0".parse().unwrap(), Config::default()) else {
+        let Ok(v6) = Dht::bind("[::1]:0".parse().unwrap(), Config::new(dht_std::os_seed())) else {
             return; // no IPv6 on this machine
         };
         let server = DhtHandle::spawn(v6).unwrap();
-        let client =
-            DhtHandle::spawn(Dht::bind("[::1]:0".parse().unwrap(), Config::default()).unwrap())
-                .unwrap();
+        let client = DhtHandle::spawn(
+            Dht::bind("[::1]:0".parse().unwrap(), Config::new(dht_std::os_seed())).unwrap(),
+        )
+        .unwrap();
         let pong = client.ping(server.local_addr()).unwrap();
         assert_eq!(pong.id, server.id());
     });
@@ -152,11 +153,11 @@ fn dual_stack_nodes_talk_over_ipv6() {
 fn an_unspecified_bind_reaches_both_families() {
     bounded(|| {
         let v4 = spawn();
-        let Ok(v6) = Dht::bind("[::1]:0".parse().unwrap(), Config::default()) else {
+        let Ok(v6) = Dht::bind("[::1]:0".parse().unwrap(), Config::new(dht_std::os_seed())) else {
             return; // no IPv6 on this machine
         };
         let v6 = DhtHandle::spawn(v6).unwrap();
-        let mut config = Config::default();
+        let mut config = Config::new(dht_std::os_seed());
         config.address_policy = dht_proto::AddressPolicy::ALLOW_ALL;
         let both = Dht::bind("0.0.0.0:0".parse().unwrap(), config).unwrap();
         if both.local_addrs().len() < 2 {

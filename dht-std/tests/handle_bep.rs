@@ -5,7 +5,7 @@ use core::net::SocketAddr;
 use core::time::Duration;
 use std::sync::mpsc;
 
-use dht_proto::server::items::immutable_target;
+use dht_proto::bep44::immutable_target;
 use dht_proto::{Config, Id, PutItem};
 use dht_std::{AsyncDhtHandle, Dht, DhtHandle, Keypair};
 

@@ -99,15 +99,11 @@ pub fn check_caps(node: &Node) -> Result<(), String> {
             "routing-table entries",
         ),
         (
-            node.peer_store().info_hash_count(),
+            node.stored_info_hashes(),
             l.max_info_hashes,
             "stored info-hashes",
         ),
-        (
-            node.peer_store().peer_count(),
-            l.max_stored_peers,
-            "stored peers",
-        ),
+        (node.stored_peers(), l.max_stored_peers, "stored peers"),
     ];
     for (value, cap, what) in checks {
         if value > cap {

@@ -100,7 +100,7 @@ fn replayed_tokens_are_refused() {
         .sum();
     assert!(replays > 50, "only {replays} replays");
     // Refused with KRPC error 203.
-    assert!(honest_sum(&sim, |n| n.stats().errors_sent[2]) > 0);
+    assert!(honest_sum(&sim, |n| n.stats().errors_sent(203)) > 0);
     // Nobody stores a replayed announce: no lookup of the bait finds a replayer's port.
     let bait = Id::new(BAIT_INFO_HASH);
     let askers: Vec<u32> = sim.honest_hosts().take(20).collect();

@@ -26,7 +26,7 @@ fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
 #[unsafe(no_mangle)]
 pub extern "C" fn nostd_guard_entry(byte: u8) -> u64 {
     let id = dht_proto::Id::new([byte; 20]);
-    let config = dht_proto::Config::default();
+    let config = dht_proto::Config::new([byte; 32]);
     let ok = config.validate().is_ok();
     let t = dht_proto::Instant::from_millis(u64::from(byte));
     id.distance(&dht_proto::Id::ZERO).leading_zeros() as u64 + t.as_millis() + u64::from(ok)

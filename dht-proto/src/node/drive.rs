@@ -224,6 +224,6 @@ fn check_caps(node: &Node, limits: &crate::config::Limits) {
     assert_eq!(node.pending_events(), 0);
     assert!(node.in_flight() <= limits.max_in_flight);
     assert!(node.running_queries() <= limits.max_queries);
-    assert!(node.peer_store().info_hash_count() <= limits.max_info_hashes);
-    assert!(node.peer_store().peer_count() <= limits.max_stored_peers);
+    assert!(node.stored_info_hashes() <= limits.max_info_hashes);
+    assert!(node.stored_peers() <= limits.max_stored_peers);
 }

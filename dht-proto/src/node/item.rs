@@ -2,8 +2,8 @@
 
 use alloc::vec::Vec;
 
+use crate::bep44::{MAX_SALT_LEN, MAX_VALUE_LEN, immutable_target, mutable_target};
 use crate::id::Id;
-use crate::server::items::{MAX_SALT_LEN, MAX_VALUE_LEN, immutable_target, mutable_target};
 use crate::wire::bencode::{self, DecodeLimits};
 
 /// A BEP 44 item to store in the DHT.
@@ -16,7 +16,7 @@ pub enum PutItem {
 }
 
 /// A signed mutable item (BEP 44). The signature covers
-/// [`signing_message`](crate::server::items::signing_message)`(salt, seq, value)`.
+/// [`signing_message`](crate::bep44::signing_message)`(salt, seq, value)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MutableItem {
     /// The ed25519 public key.

@@ -1,13 +1,12 @@
 //! BEP 44 through whole nodes on the in-memory network: put and get of immutable and mutable
 //! items, signature checks, sequence numbers and the errors of the BEP.
 
-use alloc::boxed::Box;
 use alloc::vec::Vec;
 
-use super::tests::{Net, seed};
+use super::tests::{NET_START, Net, seed};
 use super::*;
+use crate::bep44::{immutable_target, mutable_target, signing_message};
 use crate::event::{Event, QueryStatus};
-use crate::server::items::{Ed25519Verifier, immutable_target, mutable_target, signing_message};
 
 /// A stand-in for ed25519 (the core has no curve arithmetic): the "signature" of a message is
 /// SHA-1(key ‖ message) repeated to 64 bytes. Only what matters here is real: a signature made
@@ -32,13 +31,14 @@ impl Ed25519Verifier for FakeEd25519 {
     }
 }
 
-fn net(n: usize, verifier: bool) -> Net {
-    let mut net = Net::new(n, |i| Config::local_testing(seed(i)));
-    if verifier {
-        for node in &mut net.nodes {
-            node.set_ed25519_verifier(Box::new(FakeEd25519));
-        }
-    }
+fn net(n: usize, verifier: bool) -> Net<FakeEd25519> {
+    let nodes = (0..n)
+        .map(|i| {
+            let config = Config::local_testing(seed(i));
+            Node::build(config, NET_START, verifier.then_some(FakeEd25519)).unwrap()
+        })
+        .collect();
+    let mut net = Net::from_nodes(nodes);
     net.bootstrap_all();
     net
 }
@@ -55,7 +55,11 @@ fn mutable(seq: i64, value: &[u8], salt: &[u8]) -> MutableItem {
     }
 }
 
-fn items_found(net: &Net, node: usize, q: QueryId) -> Vec<(Vec<u8>, Option<i64>, bool)> {
+fn items_found(
+    net: &Net<FakeEd25519>,
+    node: usize,
+    q: QueryId,
+) -> Vec<(Vec<u8>, Option<i64>, bool)> {
     net.events
         .iter()
         .filter_map(|(i, e)| match e {
@@ -83,7 +87,7 @@ fn immutable_item_put_by_one_node_is_found_by_another() {
     let out = net.run_until_finished(3, q);
     assert_eq!(out.status, QueryStatus::Completed);
     assert!(out.announced >= 4, "stored on {} nodes", out.announced);
-    let stored: usize = net.nodes.iter().map(|n| n.item_store().len()).sum();
+    let stored: usize = net.nodes.iter().map(|n| n.stored_items()).sum();
     assert_eq!(stored, out.announced);
     let q = net.nodes[9].get_item(net.now, target, &[]).unwrap();
     net.run_until_finished(9, q);
@@ -108,7 +112,7 @@ fn mutable_items_need_a_verifier_to_be_stored() {
         out.announced, 0,
         "nobody can check the signature, nobody stores"
     );
-    assert!(net.nodes.iter().all(|n| n.item_store().is_empty()));
+    assert!(net.nodes.iter().all(|n| n.stored_items() == 0));
 }
 
 #[test]

@@ -473,7 +473,7 @@ fn noseed_prefers_downloaders_when_the_reply_is_full() {
             }),
         );
     }
-    assert_eq!(node.peer_store().peer_count(), 150);
+    assert_eq!(node.stored_peers(), 150);
     let values = |node: &mut Node, noseed| {
         let reply = answer(
             node,

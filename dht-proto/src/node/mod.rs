@@ -1,12 +1,19 @@
 //! [`Node`]: the one owner of protocol state.
 //!
+//! Calls go one way: `input.rs` (datagrams and timers in) dispatches to `serve.rs` (answering
+//! queries) and `queries.rs` (responses, errors and timeouts of our queries, lookup steps,
+//! maintenance); `commands.rs` (the public commands) starts queries through `queries.rs`; all of
+//! them queue messages through `out.rs`, which encodes them in [`Node::poll_transmit`]. This
+//! file holds the state, the getters, the outputs and the small helpers the others share.
+//!
 //! Inputs are [`Node::handle_datagram`] and [`Node::handle_timeout`]; outputs are
 //! [`Node::poll_transmit`], [`Node::poll_event`] and [`Node::poll_timeout`]; commands
 //! ([`Node::get_peers`], [`Node::announce_peer`], ...) return a [`QueryId`] whose end is reported
 //! by exactly one [`Event::QueryFinished`]. See the crate docs for the run loop.
 
-mod client;
+mod commands;
 pub(crate) mod drive;
+mod input;
 mod item;
 #[cfg(test)]
 mod item_tests;
@@ -15,6 +22,7 @@ mod maintenance_tests;
 mod out;
 #[cfg(test)]
 mod proptests;
+mod queries;
 mod serve;
 #[cfg(test)]
 mod tests;
@@ -27,6 +35,7 @@ use core::time::Duration;
 
 use rand_core::RngCore;
 
+use crate::bep44::{Ed25519Verifier, NoVerifier};
 use crate::config::Config;
 use crate::error::{CommandError, ConfigError, DropReason};
 use crate::estimate::{SizeEstimate, SizeEstimator};
@@ -34,8 +43,8 @@ use crate::event::{CommandKind, CustomHandle, Event, QueryId, QueryMetrics};
 use crate::id::Id;
 use crate::lookup::Lookup;
 use crate::rng::Rng;
-use crate::routing::{RoutingTable, TableConfig};
-use crate::server::items::{Ed25519Verifier, ItemStore};
+use crate::routing::{InsertOutcome, RoutingTable, RoutingTableView, TableConfig};
+use crate::server::items::ItemStore;
 use crate::server::peers::PeerStore;
 use crate::server::tokens::Tokens;
 use crate::small::SmallBytes;
@@ -46,6 +55,7 @@ use crate::wire::compact::NodeInfo;
 
 pub use item::{MutableItem, PutItem};
 pub(crate) use out::Out;
+use out::Sender;
 
 /// Where an outgoing datagram goes; its bytes are in the buffer passed to
 /// [`Node::poll_transmit`].
@@ -140,28 +150,6 @@ impl QueryState {
     }
 }
 
-/// The application's ed25519 verifier, if any (the core carries no cryptography of its own).
-pub(crate) struct VerifierSlot(pub(crate) Option<Box<dyn Ed25519Verifier + Send + Sync>>);
-
-impl core::fmt::Debug for VerifierSlot {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "Some(verifier)"
-        } else {
-            "None"
-        })
-    }
-}
-
-impl Ed25519Verifier for VerifierSlot {
-    /// `false` without a verifier: nothing can be checked, so nothing passes.
-    fn verify(&self, public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
-        self.0
-            .as_ref()
-            .is_some_and(|v| v.verify(public_key, message, signature))
-    }
-}
-
 /// A custom query waiting for the application's answer.
 #[derive(Debug, Clone)]
 pub(crate) struct PendingCustom {
@@ -177,7 +165,7 @@ pub(crate) struct PendingCustom {
 /// node uses the latest value it has seen. No input can make it panic, and every table and
 /// queue is bounded by [`Limits`](crate::Limits).
 #[derive(Debug)]
-pub struct Node {
+pub struct Node<V = NoVerifier> {
     pub(crate) config: Config,
     pub(crate) id: Id,
     pub(crate) now: Instant,
@@ -189,11 +177,12 @@ pub struct Node {
     /// BEP 44 items stored for others.
     pub(crate) items: ItemStore,
     /// Checks BEP 44 signatures; without one, mutable items are neither stored nor verified.
-    pub(crate) verifier: VerifierSlot,
+    pub(crate) verifier: Option<V>,
     pub(crate) txns: Transactions,
     pub(crate) queries: Vec<Option<QueryState>>,
     pub(crate) query_count: usize,
-    pub(crate) next_query: u32,
+    /// The serial number of the next command ([`QueryId`]s are never reused).
+    pub(crate) next_query: u64,
     pub(crate) transmits: VecDeque<Out>,
     pub(crate) events: VecDeque<Event>,
     pub(crate) events_lost: u64,
@@ -220,12 +209,34 @@ pub struct Node {
 }
 
 impl Node {
-    /// A node with `config`, started at `now`.
+    /// A node with `config`, started at `now`, without an ed25519 verifier: it refuses to store
+    /// BEP 44 mutable items (error 202) and reports those it finds unverified (see
+    /// [`Node::with_ed25519_verifier`]).
     ///
     /// # Errors
     ///
     /// [`ConfigError`] if the configuration is invalid (see [`Config::validate`]).
     pub fn new(config: Config, now: Instant) -> Result<Self, ConfigError> {
+        Self::build(config, now, None)
+    }
+}
+
+impl<V: Ed25519Verifier> Node<V> {
+    /// A node with `config`, started at `now`, that checks BEP 44 signatures with `verifier`:
+    /// it stores mutable items for others and verifies those it finds.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] if the configuration is invalid (see [`Config::validate`]).
+    pub fn with_ed25519_verifier(
+        config: Config,
+        now: Instant,
+        verifier: V,
+    ) -> Result<Self, ConfigError> {
+        Self::build(config, now, Some(verifier))
+    }
+
+    fn build(config: Config, now: Instant, verifier: Option<V>) -> Result<Self, ConfigError> {
         config.validate()?;
         let mut rng = Rng::new(config.seed);
         let id = match config.id {
@@ -238,17 +249,9 @@ impl Node {
             RoutingTable::new(id, table_config, now),
         ];
         let tokens = Tokens::new(&mut rng);
-        let peers = PeerStore::new(
-            config.limits.max_info_hashes,
-            config.limits.max_peers_per_info_hash,
-            config.limits.max_stored_peers,
-            config.peer_ttl,
-            {
-                let mut key = [0u8; 16];
-                rng.fill_bytes(&mut key);
-                key
-            },
-        );
+        let mut peers_key = [0u8; 16];
+        rng.fill_bytes(&mut peers_key);
+        let peers = PeerStore::from_config(&config, peers_key);
         let mut items_key = [0u8; 16];
         rng.fill_bytes(&mut items_key);
         let items = ItemStore::from_config(&config, items_key);
@@ -264,7 +267,7 @@ impl Node {
             tokens,
             peers,
             items,
-            verifier: VerifierSlot(None),
+            verifier,
             queries: Vec::new(),
             query_count: 0,
             next_query: 1,
@@ -336,25 +339,24 @@ impl Node {
         self.config.report_queries = on;
     }
 
-    /// The BEP 44 items this node stores for others.
-    pub fn item_store(&self) -> &ItemStore {
-        &self.items
+    /// BEP 44 items this node stores for others.
+    pub fn stored_items(&self) -> usize {
+        self.items.len()
     }
 
-    /// Installs the ed25519 verifier BEP 44 mutable items need. Without one the node refuses
-    /// to store mutable items (error 202) and reports mutable items it finds unverified.
-    pub fn set_ed25519_verifier(&mut self, verifier: Box<dyn Ed25519Verifier + Send + Sync>) {
-        self.verifier = VerifierSlot(Some(verifier));
+    /// Replaces the ed25519 verifier (see [`Node::with_ed25519_verifier`]).
+    pub fn set_ed25519_verifier(&mut self, verifier: V) {
+        self.verifier = Some(verifier);
     }
 
     /// The IPv4 routing table.
-    pub fn routing_table(&self) -> &RoutingTable {
-        self.table(0)
+    pub fn routing_table(&self) -> RoutingTableView<'_> {
+        RoutingTableView::new(self.table(0))
     }
 
     /// The IPv6 routing table (BEP 32).
-    pub fn routing_table_v6(&self) -> &RoutingTable {
-        self.table(1)
+    pub fn routing_table_v6(&self) -> RoutingTableView<'_> {
+        RoutingTableView::new(self.table(1))
     }
 
     /// Entries in both routing tables.
@@ -362,9 +364,27 @@ impl Node {
         self.tables.iter().map(RoutingTable::len).sum()
     }
 
-    /// The peer store (announces this node received).
-    pub fn peer_store(&self) -> &PeerStore {
-        &self.peers
+    /// Bytes of BEP 44 values and salts stored for others (what
+    /// [`Limits::max_item_bytes`](crate::Limits::max_item_bytes) caps).
+    pub fn stored_item_bytes(&self) -> usize {
+        self.items.bytes()
+    }
+
+    /// Approximate heap bytes held by the stores of announced peers and BEP 44 items.
+    pub fn store_memory_usage(&self) -> usize {
+        self.peers
+            .memory_usage()
+            .saturating_add(self.items.memory_usage())
+    }
+
+    /// Peers stored from the announces this node received, over all info-hashes.
+    pub fn stored_peers(&self) -> usize {
+        self.peers.peer_count()
+    }
+
+    /// Info-hashes with stored peers.
+    pub fn stored_info_hashes(&self) -> usize {
+        self.peers.info_hash_count()
     }
 
     /// Whether the first bootstrap has completed.
@@ -466,7 +486,12 @@ impl Node {
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         let _ = self.advance(now);
         while let Some(out) = self.transmits.pop_front() {
-            match out.encode(self, buf) {
+            let sender = Sender {
+                id: self.id,
+                version: self.config.client_version,
+                read_only: self.config.read_only,
+            };
+            match out.encode(&sender, buf) {
                 Some(len) => {
                     self.stats.datagrams_sent = self.stats.datagrams_sent.saturating_add(1);
                     self.stats.bytes_sent = self.stats.bytes_sent.saturating_add(len as u64);
@@ -517,34 +542,6 @@ impl Node {
             .into_iter()
             .filter_map(|(t, k)| t.map(|t| (t, k)))
             .min_by_key(|(t, _)| *t)
-    }
-
-    // ---- Inputs -----------------------------------------------------------------------------
-
-    /// Runs every timer due at `now`. Idempotent; calling it early does nothing.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        let now = self.advance(now);
-        while let Some(expired) = self.txns.pop_expired(now) {
-            self.on_expired(now, expired);
-        }
-        if now >= self.token_rotate_at {
-            self.tokens.rotate(&mut self.rng);
-            self.token_rotate_at = now + self.config.token_rotation;
-        }
-        self.peers.expire(now);
-        self.items.expire(now);
-        let before = self.custom.len();
-        self.custom.retain(|c| c.expires > now);
-        if self.custom.len() != before {
-            // The remote side has given up; nothing to send.
-        }
-        self.table_maintenance(now);
-        if let Some(at) = self.bootstrap_retry_at {
-            if now >= at {
-                self.bootstrap_retry_at = None;
-                self.retry_bootstrap(now);
-            }
-        }
     }
 
     // ---- Internals shared by the submodules -------------------------------------------------
@@ -608,9 +605,12 @@ impl Node {
                 self.queries.len() - 1
             }
         };
-        let generation = self.next_query;
-        self.next_query = self.next_query.wrapping_add(1).max(1);
-        let id = QueryId((u64::from(generation) << 32) | (slot as u64 & 0xffff_ffff));
+        let serial = self.next_query;
+        let (Some(next), Ok(slot32)) = (serial.checked_add(1), u32::try_from(slot)) else {
+            return Err(CommandError::TooManyQueries);
+        };
+        self.next_query = next;
+        let id = QueryId::new(serial, slot32);
         if let Some(s) = self.queries.get_mut(slot) {
             *s = Some(QueryState::new(id, kind, now));
             self.query_count += 1;
@@ -708,39 +708,20 @@ impl Node {
         }
     }
 
-    fn table_maintenance(&mut self, now: Instant) {
-        let mut pings = core::mem::take(&mut self.scratch_pings);
-        let mut targets = core::mem::take(&mut self.scratch_ids);
-        for fam in 0..2 {
-            pings.clear();
-            self.table_mut(fam).pings_due(now, &mut pings);
-            for (id, addr) in pings.drain(..) {
-                if self.send_table_ping(now, Some(id), addr).is_err() {
-                    // No room: count it as a failure so the table does not wait forever.
-                    self.table_mut(fam).on_failure(now, Some(id), addr);
-                }
-            }
-            targets.clear();
-            // Always collect the due refreshes, so that the table's deadline moves on even when
-            // the node cannot act on them (not bootstrapped yet, or no query slot free): a due
-            // deadline left in place would make `poll_timeout` return the past forever.
-            let [v4, v6] = &mut self.tables;
-            let table = if fam == 0 { v4 } else { v6 };
-            let empty = table.is_empty();
-            table.refresh_targets(now, &mut self.rng, &mut targets);
-            for target in targets.drain(..) {
-                // Refreshes never take the last query slots from the application.
-                // Not only once bootstrapped: a node that never bootstrapped (the first node of
-                // a network) still grows its table through refreshes.
-                if !empty && self.query_count * 2 < self.config.limits.max_queries {
-                    let _ = self.start_lookup(now, CommandKind::Refresh, target, None, Some(fam));
-                }
+    /// Sends the ping a full bucket asked for.
+    pub(crate) fn handle_insert(&mut self, now: Instant, outcome: InsertOutcome) {
+        if let InsertOutcome::PingFirst { id, addr } = outcome {
+            if self.send_table_ping(now, Some(id), addr).is_err() {
+                let fam = family(&addr);
+                self.table_mut(fam).on_failure(now, Some(id), addr);
             }
         }
-        self.scratch_pings = pings;
-        self.scratch_ids = targets;
-        let empty = self.table_len() == 0 || !self.has_live_entries();
-        self.set_table_empty(empty);
+    }
+
+    /// Counts a dropped datagram.
+    pub(crate) fn dropped(&mut self, reason: DropReason) -> Disposition {
+        self.stats.drop(reason);
+        Disposition::Dropped(reason)
     }
 
     pub(crate) fn new_custom_handle(&mut self) -> CustomHandle {

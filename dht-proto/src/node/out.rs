@@ -1,17 +1,25 @@
-//! Outgoing messages, queued as small descriptors and encoded only in `poll_transmit`.
+//! Output: outgoing messages, queued as small descriptors (requests with their transactions,
+//! responses, errors) and encoded only in `poll_transmit`.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
 
-use super::{Node, PutItem};
+use rand_core::RngCore;
+
+use super::{Disposition, Node, PutItem};
+use crate::bep44::Ed25519Verifier;
+use crate::error::{CommandError, DropReason};
 use crate::id::Id;
 use crate::server::bloom::Bloom;
 use crate::server::tokens::Token;
 use crate::small::SmallBytes;
 use crate::stats::MethodKind;
-use crate::wire::bencode::{self, Value};
+use crate::time::Instant;
+use crate::transaction::{Purpose, Txn};
+use crate::wire::bencode::{self, Dict, Value};
 use crate::wire::compact::{NodeInfo, Nodes, Peers};
+use crate::wire::encode::Writer;
 use crate::wire::krpc::{
     AnnouncePeer, Body, Custom, FindNode, Get, GetPeers, KrpcError, Message, Ping, Put, Query,
     Response, SampleInfohashes, Samples,
@@ -44,6 +52,7 @@ pub(crate) enum OutQuery {
         token: SmallBytes,
         item: Box<PutItem>,
     },
+    /// `args` is a dictionary validated and with our id merged in by [`with_id`].
     Custom {
         method: Vec<u8>,
         args: Vec<u8>,
@@ -103,7 +112,8 @@ pub(crate) enum OutBody {
         code: i64,
         message: &'static [u8],
     },
-    /// A complete `r` dictionary supplied by the application (id already merged in).
+    /// A complete `r` dictionary supplied by the application, validated and with our id
+    /// merged in by [`with_id`].
     CustomResponse(Vec<u8>),
     CustomError {
         code: i64,
@@ -119,12 +129,22 @@ pub(crate) struct Out {
     pub(crate) body: OutBody,
 }
 
+/// What every message we send carries besides its body.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sender {
+    /// Our node id.
+    pub(crate) id: Id,
+    /// The `v` key, if any.
+    pub(crate) version: Option<[u8; 4]>,
+    /// BEP 43: `ro` is set in our queries.
+    pub(crate) read_only: bool,
+}
+
 impl Out {
-    /// Encodes into `buf`; `None` if it does not fit (or, impossibly, cannot be encoded).
-    pub(crate) fn encode(&self, node: &Node, buf: &mut [u8]) -> Option<usize> {
-        let id = node.id;
-        let version = node.config.client_version.as_ref().map(|v| v.as_slice());
-        let limits = node.config.limits.decode;
+    /// Encodes into `buf`; `None` if it does not fit.
+    pub(crate) fn encode(&self, sender: &Sender, buf: &mut [u8]) -> Option<usize> {
+        let id = sender.id;
+        let version = sender.version.as_ref().map(|v| v.as_slice());
         let mut msg = Message {
             transaction_id: self.tid.as_slice(),
             version,
@@ -135,10 +155,9 @@ impl Out {
                 message: b"",
             }),
         };
-        let custom_args;
         match &self.body {
             OutBody::Query(q) => {
-                msg.read_only = node.config.read_only;
+                msg.read_only = sender.read_only;
                 msg.body = Body::Query(match q {
                     OutQuery::Ping => Query::Ping(Ping { id }),
                     OutQuery::FindNode { target } => Query::FindNode(FindNode {
@@ -203,17 +222,12 @@ impl Out {
                             salt: (!m.salt.is_empty()).then_some(m.salt.as_slice()),
                         },
                     }),
-                    OutQuery::Custom { method, args } => {
-                        custom_args = bencode::decode(args, &limits).ok()?;
-                        let Value::Dict(args) = custom_args else {
-                            return None;
-                        };
-                        Query::Custom(Custom {
-                            method,
-                            args,
-                            id: Some(id),
-                        })
-                    }
+                    // `args` already holds our id in its canonical place.
+                    OutQuery::Custom { method, args } => Query::Custom(Custom {
+                        method,
+                        args: Dict::from_validated(args),
+                        id: None,
+                    }),
                 });
                 msg.encode(buf).ok()
             }
@@ -263,16 +277,130 @@ impl Out {
             }
             OutBody::CustomResponse(body) => {
                 msg.ip = Some(self.to);
-                let decoded = bencode::decode(body, &limits).ok()?;
-                let Value::Dict(dict) = decoded else {
-                    return None;
-                };
                 msg.body = Body::Response(Response {
-                    extra: Some(dict),
+                    extra: Some(Dict::from_validated(body)),
                     ..Response::new(id)
                 });
                 msg.encode(buf).ok()
             }
         }
     }
+}
+
+impl<V: Ed25519Verifier> Node<V> {
+    /// Queues a KRPC error, or counts it dropped when the transmit queue is full.
+    pub(crate) fn queue_error(
+        &mut self,
+        to: SocketAddr,
+        tid: SmallBytes,
+        code: i64,
+        message: &'static [u8],
+    ) {
+        if self.can_queue() {
+            self.stats.error_sent(code);
+            self.transmits.push_back(Out {
+                to,
+                tid,
+                body: OutBody::Error { code, message },
+            });
+        } else {
+            self.stats.drop(DropReason::TransmitQueueFull);
+        }
+    }
+
+    /// Queues a response; the query is dropped when the transmit queue is full.
+    pub(crate) fn queue_response(
+        &mut self,
+        to: SocketAddr,
+        tid: SmallBytes,
+        body: OutResponse,
+    ) -> Disposition {
+        if !self.can_queue() {
+            return self.dropped(DropReason::TransmitQueueFull);
+        }
+        self.stats.responses_sent = self.stats.responses_sent.saturating_add(1);
+        self.transmits.push_back(Out {
+            to,
+            tid,
+            body: OutBody::Response(body),
+        });
+        Disposition::Accepted
+    }
+
+    pub(crate) fn send_table_ping(
+        &mut self,
+        now: Instant,
+        id: Option<Id>,
+        addr: SocketAddr,
+    ) -> Result<(), CommandError> {
+        self.send_request(now, id, addr, OutQuery::Ping, Purpose::TablePing)
+    }
+
+    /// Opens a transaction and queues the request.
+    pub(crate) fn send_request(
+        &mut self,
+        now: Instant,
+        id: Option<Id>,
+        to: SocketAddr,
+        query: OutQuery,
+        purpose: Purpose,
+    ) -> Result<(), CommandError> {
+        if !self.can_send() {
+            return Err(CommandError::Busy);
+        }
+        let short = self.short_timeout(id, &to);
+        let method = query.method();
+        let txn = Txn {
+            nonce: self.rng.next_u32(),
+            to,
+            node_id: id,
+            sent_at: now,
+            short_deadline: now + short,
+            deadline: now + self.config.query_timeout.max(short),
+            slow: false,
+            purpose,
+        };
+        let tid = self.txns.open(txn).ok_or(CommandError::Busy)?;
+        let tid = SmallBytes::new(&tid).ok_or(CommandError::Busy)?;
+        self.stats.queries_sent.bump(method);
+        self.transmits.push_back(Out {
+            to,
+            tid,
+            body: OutBody::Query(query),
+        });
+        Ok(())
+    }
+}
+
+/// `dict` (a bencoded dictionary) with `id` set to `id`, keys in canonical order; `None` if
+/// `dict` is not a dictionary.
+pub(crate) fn with_id(dict: &[u8], id: &Id, limits: &bencode::DecodeLimits) -> Option<Vec<u8>> {
+    let Value::Dict(d) = bencode::decode(dict, limits).ok()? else {
+        return None;
+    };
+    let mut entries: Vec<(&[u8], Value<'_>)> = d.iter().filter(|(k, _)| *k != b"id").collect();
+    // Stable sort, then keep the first of duplicate keys (the decoder is lenient about them).
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    entries.dedup_by(|later, first| later.0 == first.0);
+    let mut buf = alloc::vec![0u8; dict.len() + 32];
+    let mut w = Writer::new(&mut buf);
+    w.begin_dict();
+    let mut id_written = false;
+    for (k, _) in &entries {
+        if !id_written && *k > b"id".as_slice() {
+            w.bytes(b"id");
+            w.bytes(id.as_bytes());
+            id_written = true;
+        }
+        w.bytes(k);
+        w.raw(d.get_raw(k)?);
+    }
+    if !id_written {
+        w.bytes(b"id");
+        w.bytes(id.as_bytes());
+    }
+    w.end();
+    let len = w.finish().ok()?;
+    buf.truncate(len);
+    Some(buf)
 }

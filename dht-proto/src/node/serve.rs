@@ -1,10 +1,13 @@
-//! The server side: answering incoming queries.
+//! Serving: answering the queries other nodes send us, including the custom queries the
+//! application answers through [`Node::respond`].
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
 
-use super::{Disposition, Node, PendingCustom, family, normalize};
+use super::out::with_id;
+use super::{Disposition, Node, PendingCustom, family};
+use crate::bep44::Ed25519Verifier;
 use crate::error::DropReason;
 use crate::event::Event;
 use crate::id::Id;
@@ -18,7 +21,7 @@ use crate::stats::MethodKind;
 use crate::time::Instant;
 use crate::wire::bencode::DecodeLimits;
 use crate::wire::compact::NodeInfo;
-use crate::wire::krpc::{Body, Message, Query, Want, error_code, peek_transaction};
+use crate::wire::krpc::{Message, Query, Want, error_code, peek_transaction};
 
 /// Responses are kept under the IPv6 minimum MTU so they are never fragmented.
 pub(crate) const RESPONSE_BUDGET: usize = 1280;
@@ -28,36 +31,9 @@ const RESPONSE_OVERHEAD: usize = 200;
 /// Nodes returned per address family (BEP 5: the 8 closest).
 const NODES_PER_REPLY: usize = 8;
 
-impl Node {
-    /// Takes one datagram from `from`.
-    ///
-    /// Never fails: malformed, unexpected or unwanted datagrams are dropped and counted in
-    /// [`Stats`](crate::Stats) (queries that cannot be parsed are answered with KRPC error 203).
-    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) -> Disposition {
-        let now = self.advance(now);
-        self.stats.datagrams_received = self.stats.datagrams_received.saturating_add(1);
-        self.stats.bytes_received = self.stats.bytes_received.saturating_add(data.len() as u64);
-        let from = normalize(from);
-        if data.len() > self.config.limits.max_datagram {
-            return self.dropped(DropReason::TooLarge);
-        }
-        if !self.accepts(&from) {
-            return self.dropped(DropReason::AddressRejected);
-        }
-        let limits = self.config.limits.decode;
-        let Ok(msg) = Message::decode(data, &limits) else {
-            self.reply_malformed(from, data, &limits);
-            return self.dropped(DropReason::Malformed);
-        };
-        match &msg.body {
-            Body::Query(q) => self.on_query(now, from, &msg, q),
-            Body::Response(r) => self.on_response(now, from, &msg, r, data),
-            Body::Error(e) => self.on_error_message(now, from, &msg, e),
-        }
-    }
-
+impl<V: Ed25519Verifier> Node<V> {
     /// Answers 203 to a query we could not parse, when its transaction id can be found.
-    fn reply_malformed(&mut self, from: SocketAddr, data: &[u8], limits: &DecodeLimits) {
+    pub(crate) fn reply_malformed(&mut self, from: SocketAddr, data: &[u8], limits: &DecodeLimits) {
         if self.config.read_only {
             return;
         }
@@ -68,44 +44,7 @@ impl Node {
         }
     }
 
-    pub(crate) fn queue_error(
-        &mut self,
-        to: SocketAddr,
-        tid: SmallBytes,
-        code: i64,
-        message: &'static [u8],
-    ) {
-        if self.can_queue() {
-            self.stats.error_sent(code);
-            self.transmits.push_back(Out {
-                to,
-                tid,
-                body: OutBody::Error { code, message },
-            });
-        } else {
-            self.stats.drop(DropReason::TransmitQueueFull);
-        }
-    }
-
-    fn queue_response(
-        &mut self,
-        to: SocketAddr,
-        tid: SmallBytes,
-        body: OutResponse,
-    ) -> Disposition {
-        if !self.can_queue() {
-            return self.dropped(DropReason::TransmitQueueFull);
-        }
-        self.stats.responses_sent = self.stats.responses_sent.saturating_add(1);
-        self.transmits.push_back(Out {
-            to,
-            tid,
-            body: OutBody::Response(body),
-        });
-        Disposition::Accepted
-    }
-
-    fn on_query(
+    pub(crate) fn on_query(
         &mut self,
         now: Instant,
         from: SocketAddr,
@@ -290,7 +229,7 @@ impl Node {
                 }
                 let result = match (p.key, p.signature, p.seq) {
                     (None, None, None) => self.items.put_immutable(now, p.value),
-                    (Some(k), Some(sig), Some(seq)) if self.verifier.0.is_some() => {
+                    (Some(k), Some(sig), Some(seq)) if self.verifier.is_some() => {
                         let put = MutablePut {
                             k,
                             salt: p.salt.unwrap_or_default(),
@@ -299,7 +238,10 @@ impl Node {
                             v: p.value,
                             cas: p.cas,
                         };
-                        self.items.put_mutable(now, &put, &self.verifier)
+                        match &self.verifier {
+                            Some(verifier) => self.items.put_mutable(now, &put, verifier),
+                            None => Err(PutError::StorageDisabled),
+                        }
                     }
                     (Some(_), Some(_), Some(_)) => Err(PutError::StorageDisabled),
                     _ => {
@@ -392,16 +334,6 @@ impl Node {
         }
     }
 
-    /// Sends the ping a full bucket asked for.
-    pub(crate) fn handle_insert(&mut self, now: Instant, outcome: InsertOutcome) {
-        if let InsertOutcome::PingFirst { id, addr } = outcome {
-            if self.send_table_ping(now, Some(id), addr).is_err() {
-                let fam = family(&addr);
-                self.table_mut(fam).on_failure(now, Some(id), addr);
-            }
-        }
-    }
-
     /// Answers a [`Event::CustomQuery`] with a bencoded dictionary (the node adds its `id`).
     ///
     /// # Errors
@@ -417,7 +349,7 @@ impl Node {
     ) -> Result<(), crate::error::CommandError> {
         use crate::error::CommandError;
         let pos = self.custom_position(handle)?;
-        let body = super::client::with_id(response, &self.id, &self.config.limits.decode)
+        let body = with_id(response, &self.id, &self.config.limits.decode)
             .ok_or(CommandError::InvalidArgument("response"))?;
         self.answer_custom(pos, OutBody::CustomResponse(body))?;
         self.stats.responses_sent = self.stats.responses_sent.saturating_add(1);

@@ -26,8 +26,8 @@ pub(crate) fn seed(i: usize) -> [u8; 32] {
 }
 
 /// A tiny synchronous network: every datagram is delivered after `latency`.
-pub(crate) struct Net {
-    pub(crate) nodes: Vec<Node>,
+pub(crate) struct Net<V = NoVerifier> {
+    pub(crate) nodes: Vec<Node<V>>,
     pub(crate) alive: Vec<bool>,
     pub(crate) now: Instant,
     pub(crate) latency: Duration,
@@ -37,10 +37,24 @@ pub(crate) struct Net {
     pub(crate) trace: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
 }
 
+/// When [`Net`]s start.
+pub(crate) const NET_START: Instant = Instant::from_secs(1000);
+
 impl Net {
     pub(crate) fn new(n: usize, config: impl Fn(usize) -> Config) -> Self {
-        let now = Instant::from_secs(1000);
-        let nodes = (0..n).map(|i| Node::new(config(i), now).unwrap()).collect();
+        Self::from_nodes(
+            (0..n)
+                .map(|i| Node::new(config(i), NET_START).unwrap())
+                .collect(),
+        )
+    }
+}
+
+impl<V: Ed25519Verifier> Net<V> {
+    /// A network of `nodes`, started at [`NET_START`].
+    pub(crate) fn from_nodes(nodes: Vec<Node<V>>) -> Self {
+        let n = nodes.len();
+        let now = NET_START;
         Self {
             nodes,
             alive: vec![true; n],
@@ -76,7 +90,7 @@ impl Net {
     pub(crate) fn step(&mut self) -> bool {
         self.drain();
         let next_delivery = self.queue.front().map(|q| q.0);
-        let next_timer = self.nodes.iter().filter_map(Node::poll_timeout).min();
+        let next_timer = self.nodes.iter().filter_map(Node::<V>::poll_timeout).min();
         let Some(next) = [next_delivery, next_timer].into_iter().flatten().min() else {
             return false;
         };
@@ -328,7 +342,7 @@ fn announce_with_wrong_or_expired_token_is_refused() {
     // A made-up token.
     let answers = announce(&mut node, now, me, ih, b"12345678");
     assert!(is_error(&answers[0], 203));
-    assert_eq!(node.peer_store().len(), 0);
+    assert_eq!(node.stored_info_hashes(), 0);
     // Expired: two rotations later.
     let later = now + node.config().token_rotation * 2 + Duration::from_secs(1);
     node.handle_timeout(now + node.config().token_rotation);
@@ -339,12 +353,12 @@ fn announce_with_wrong_or_expired_token_is_refused() {
         "{}",
         Message::decode(&answers[0], &Default::default()).unwrap()
     );
-    assert_eq!(node.peer_store().len(), 0);
+    assert_eq!(node.stored_info_hashes(), 0);
     // A fresh token works.
     let token = get_token(&mut node, later, me, ih);
     let answers = announce(&mut node, later, me, ih, &token);
     assert!(!is_error(&answers[0], 203));
-    assert_eq!(node.peer_store().len(), 1);
+    assert_eq!(node.stored_info_hashes(), 1);
 }
 
 #[test]
@@ -762,4 +776,34 @@ fn truncated_nodes_reply_is_used() {
         "{next:?}"
     );
     assert!(node.is_running(q));
+}
+
+#[test]
+fn query_ids_are_never_reused_past_u32() {
+    let now = Instant::from_secs(1);
+    let mut node = Node::new(local(1), now).unwrap();
+    let peer = addr(2);
+    // As if four billion commands had run: the 32-bit counter of old would wrap here.
+    node.next_query = u64::from(u32::MAX) - 1;
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let q = node.ping(now, peer).unwrap();
+        node.cancel(q).unwrap();
+        seen.push(q);
+    }
+    // One slot reused four times, four distinct ids, counting on past 2^32.
+    let serials: Vec<u64> = seen.iter().map(|q| q.as_u64()).collect();
+    let first = u64::from(u32::MAX) - 1;
+    assert_eq!(serials, [first, first + 1, first + 2, first + 3]);
+    assert!(seen.iter().all(|q| q.slot() == seen[0].slot()));
+    assert!(!node.is_running(seen[0]));
+    assert_eq!(node.cancel(seen[0]), Err(CommandError::UnknownQuery));
+}
+
+#[test]
+fn query_ids_run_out_by_refusing_commands() {
+    let now = Instant::from_secs(1);
+    let mut node = Node::new(local(1), now).unwrap();
+    node.next_query = u64::MAX;
+    assert_eq!(node.ping(now, addr(2)), Err(CommandError::TooManyQueries));
 }

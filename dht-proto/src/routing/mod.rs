@@ -54,6 +54,7 @@ mod entry;
 mod table;
 #[cfg(test)]
 mod tests;
+mod view;
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -71,6 +72,7 @@ use table::{fail_cached, take};
 
 pub use bucket::Bucket;
 pub use entry::{Entry, NodeStatus};
+pub use view::RoutingTableView;
 
 /// The routing-table part of [`Config`], so a [`RoutingTable`] can be built and tested alone.
 ///
@@ -101,7 +103,7 @@ pub struct TableConfig {
     /// An unverified entry gets a verification ping this long after it was added, unless it
     /// answered a query meanwhile (a lookup usually contacts it first).
     pub verify_after: Duration,
-    /// A ping asked for by [`RoutingTable::pings_due`] or [`InsertOutcome::PingFirst`] that is
+    /// A ping the table asked for (of a questionable entry, or before replacing one) that is
     /// neither answered nor reported failed after this long may be asked for again.
     pub ping_timeout: Duration,
 }
@@ -150,9 +152,10 @@ impl TableConfig {
 }
 
 impl Default for TableConfig {
-    /// The table settings of [`Config::default`].
+    /// The table settings of [`Config::new`].
     fn default() -> Self {
-        Self::from_config(&Config::default())
+        // The seed plays no part in the table configuration.
+        Self::from_config(&Config::new([0; 32]))
     }
 }
 
@@ -217,19 +220,19 @@ impl fmt::Display for RejectReason {
 /// A Kademlia routing table for one address family (BEP 5; one table each for IPv4 and IPv6,
 /// BEP 32).
 ///
-/// See the [module documentation](self) for the rules.
+/// See the module documentation of `routing/mod.rs` for the rules.
 ///
 /// ```
 /// use core::time::Duration;
-/// use dht_proto::routing::{InsertOutcome, RoutingTable, TableConfig};
-/// use dht_proto::{Id, Instant};
+/// use dht_proto::internals::RoutingTable;
+/// use dht_proto::{Id, Instant, TableConfig};
 ///
 /// let now = Instant::ZERO;
 /// let mut table = RoutingTable::new(Id::ZERO, TableConfig::default(), now);
 /// let id = Id::MAX;
 /// let addr = "203.0.113.7:6881".parse().unwrap();
-/// let outcome = table.on_response(now, id, addr, Duration::from_millis(40));
-/// assert_eq!(outcome, InsertOutcome::Inserted);
+/// table.on_response(now, id, addr, Duration::from_millis(40));
+/// assert!(table.contains(&id));
 ///
 /// let mut out = Vec::new();
 /// table.closest(&Id::MAX, 8, &mut out);

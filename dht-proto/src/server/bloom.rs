@@ -11,7 +11,7 @@
 //!
 //! ```
 //! use core::net::{IpAddr, Ipv4Addr};
-//! use dht_proto::server::bloom::Bloom;
+//! use dht_proto::Bloom;
 //!
 //! let mut bloom = Bloom::new();
 //! for i in 0..=255 {

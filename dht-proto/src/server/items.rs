@@ -30,83 +30,22 @@
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeSet;
-use alloc::vec::Vec;
 use core::fmt;
 use core::mem::size_of;
 use core::time::Duration;
 
 use hashbrown::HashMap;
 
+pub(crate) use crate::bep44::{
+    Ed25519Verifier, MAX_SALT_LEN, MAX_VALUE_LEN, immutable_target, mutable_target, signing_message,
+};
 use crate::config::Config;
 use crate::id::Id;
 use crate::rng::KeyedState;
 use crate::time::Instant;
 
-/// Largest bencoded value a node stores (BEP 44: 1000 bytes).
-pub const MAX_VALUE_LEN: usize = 1000;
-
-/// Longest salt (BEP 44: 64 bytes).
-pub const MAX_SALT_LEN: usize = 64;
-
 /// How long an item lives after its last put unless re-put (BEP 44: 2 hours).
 pub const DEFAULT_ITEM_TTL: Duration = Duration::from_secs(2 * 60 * 60);
-
-/// Checks Ed25519 signatures for mutable items.
-///
-/// `dht-proto` does not implement Ed25519; the application plugs in a library (for example
-/// `ed25519-dalek`'s `VerifyingKey::verify_strict`).
-pub trait Ed25519Verifier {
-    /// Whether `signature` is a valid signature of `message` by `public_key`.
-    fn verify(&self, public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool;
-}
-
-/// The target of an immutable item: SHA-1 of its bencoded value.
-///
-/// ```
-/// use dht_proto::server::items::immutable_target;
-///
-/// let target = immutable_target(b"12:Hello World!");
-/// assert_eq!(target.to_string(), "e5f96f6f38320f0f33959cb4d3d656452117aadb");
-/// ```
-pub fn immutable_target(v: &[u8]) -> Id {
-    Id::new(sha1_smol::Sha1::from(v).digest().bytes())
-}
-
-/// The target of a mutable item: SHA-1 of the public key followed by the salt (empty when
-/// there is none).
-pub fn mutable_target(k: &[u8; 32], salt: &[u8]) -> Id {
-    let mut h = sha1_smol::Sha1::new();
-    h.update(k);
-    h.update(salt);
-    Id::new(h.digest().bytes())
-}
-
-/// The bytes a mutable item's signature covers: `4:salt<len>:<salt>` (only when the salt is
-/// non-empty), then `3:seqi<seq>e1:v`, then the bencoded value.
-///
-/// ```
-/// use dht_proto::server::items::signing_message;
-///
-/// assert_eq!(signing_message(b"", 1, b"12:Hello World!"), b"3:seqi1e1:v12:Hello World!");
-/// assert_eq!(
-///     signing_message(b"foobar", 1, b"12:Hello World!"),
-///     b"4:salt6:foobar3:seqi1e1:v12:Hello World!"
-/// );
-/// ```
-pub fn signing_message(salt: &[u8], seq: i64, v: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(salt.len() + v.len() + 40);
-    if !salt.is_empty() {
-        out.extend_from_slice(b"4:salt");
-        push_decimal(&mut out, false, salt.len() as u64);
-        out.push(b':');
-        out.extend_from_slice(salt);
-    }
-    out.extend_from_slice(b"3:seqi");
-    push_decimal(&mut out, seq < 0, seq.unsigned_abs());
-    out.extend_from_slice(b"e1:v");
-    out.extend_from_slice(v);
-    out
-}
 
 /// Why a put was rejected; [`PutError::code`] is the KRPC error code to answer with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,7 +154,8 @@ impl<'a> Item<'a> {
 /// ```
 /// use core::time::Duration;
 /// use dht_proto::Instant;
-/// use dht_proto::server::items::{Item, ItemStore, immutable_target};
+/// use dht_proto::bep44::immutable_target;
+/// use dht_proto::internals::items::{Item, ItemStore};
 ///
 /// let mut store = ItemStore::new(100, 100_000, Duration::from_secs(7200), [3; 16]);
 /// let now = Instant::from_secs(1);
@@ -498,27 +438,6 @@ impl ItemStore {
             self.bytes = self.bytes.saturating_sub(item.cost());
         }
     }
-}
-
-/// Appends `-` (when `negative`) and the decimal digits of `n`.
-fn push_decimal(out: &mut Vec<u8>, negative: bool, mut n: u64) {
-    if negative {
-        out.push(b'-');
-    }
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        if let Some(d) = digits.get_mut(start) {
-            // `n % 10` is below 10.
-            *d = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 || start == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(digits.get(start..).unwrap_or(&[]));
 }
 
 #[cfg(test)]

@@ -122,7 +122,7 @@ pub enum Eviction {
 /// ```
 /// use core::time::Duration;
 /// use dht_proto::{Id, Instant};
-/// use dht_proto::server::peers::{AnnounceOutcome, Family, PeerStore};
+/// use dht_proto::internals::peers::{AnnounceOutcome, Family, PeerStore};
 /// # struct Counter(u64);
 /// # impl rand_core::RngCore for Counter {
 /// #     fn next_u32(&mut self) -> u32 { self.next_u64() as u32 }

@@ -16,7 +16,7 @@
 //!
 //! ```
 //! use core::net::{IpAddr, Ipv4Addr};
-//! use dht_proto::server::tokens::Tokens;
+//! use dht_proto::internals::tokens::Tokens;
 //! # struct Counter(u64);
 //! # impl rand_core::RngCore for Counter {
 //! #     fn next_u32(&mut self) -> u32 { self.next_u64() as u32 }

@@ -432,7 +432,7 @@ fn zero_cap_refuses() {
 
 #[test]
 fn flooding_stays_within_the_documented_bound() {
-    let config = Config::default();
+    let config = Config::new([0; 32]);
     let mut s = ItemStore::from_config(&config, [2; 16]);
     let v = FakeVerifier::default();
     for i in 0..20_000u32 {

@@ -469,7 +469,7 @@ fn flooding_every_cap_at_once_stays_bounded() {
 
 #[test]
 fn default_config_bound_is_under_nine_mib() {
-    let s = PeerStore::from_config(&Config::default(), [0; 16]);
+    let s = PeerStore::from_config(&Config::new([0; 32]), [0; 16]);
     assert!(bound(&s) < 9 << 20, "{}", bound(&s));
 }
 
@@ -565,7 +565,7 @@ proptest! {
 #[ignore = "timing report, run on demand"]
 fn measure() {
     use std::time::Instant as Clock;
-    let config = Config::default();
+    let config = Config::new([0; 32]);
     let mut s = PeerStore::from_config(&config, [1; 16]);
     let mut rng = Rng::new([1; 32]);
     let n = 1_000_000u32;

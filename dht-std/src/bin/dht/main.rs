@@ -297,7 +297,7 @@ impl Session {
             })?,
             None => None,
         };
-        let mut config = Config::default();
+        let mut config = Config::new(dht_std::os_seed());
         config.id = g.id.or(state.as_ref().and_then(|s| s.id));
         if g.allow_local {
             config.address_policy = AddressPolicy::ALLOW_ALL;

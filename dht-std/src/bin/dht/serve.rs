@@ -134,8 +134,8 @@ fn status(s: &Session, started: Instant) {
         node.table_len(),
         stats.queries_received.total(),
         stats.queries_sent.total(),
-        node.peer_store().peer_count(),
-        node.peer_store().info_hash_count(),
+        node.stored_peers(),
+        node.stored_info_hashes(),
         started.elapsed().as_secs()
     );
     use std::io::Write as _;

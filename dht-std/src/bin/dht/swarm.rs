@@ -29,7 +29,7 @@ pub fn run(g: &Global, n: usize) -> Result<ExitCode, Fail> {
     let started = Instant::now();
     let mut nodes: Vec<DhtHandle> = Vec::with_capacity(n);
     for i in 0..n {
-        let dht = Dht::bind(SocketAddr::new(ip, 0), Config::default()).map_err(Fail::input)?;
+        let dht = Dht::bind(SocketAddr::new(ip, 0), Config::new(os_seed())).map_err(Fail::input)?;
         let node = DhtHandle::spawn(dht).map_err(Fail::failed)?;
         // Each node joins through the first node and the one before it.
         let mut seeds: Vec<SocketAddr> = nodes

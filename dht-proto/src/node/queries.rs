@@ -1,324 +1,33 @@
-//! Our side of the conversation: commands, requests, responses, timeouts and lookups.
+//! Running our queries: lookups driven step by step, responses, KRPC errors and timeouts
+//! matched to their transactions, the end of each query, and routing-table maintenance.
 
-use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
 
-use rand_core::RngCore;
-
-use super::{Disposition, Node, PutItem, family, normalize};
+use super::out::OutQuery;
+use super::{Disposition, Node, family, normalize};
+use crate::bep44::Ed25519Verifier;
 use crate::error::{CommandError, DropReason};
 use crate::event::{CommandKind, Event, QueryId, QueryOutcome, QueryStatus};
 use crate::id::Id;
 use crate::lookup::{Finish, Lookup};
-use crate::node::out::{Out, OutBody, OutQuery};
 use crate::small::SmallBytes;
 use crate::time::Instant;
 use crate::transaction::{Expired, Purpose, Txn};
-use crate::wire::bencode::{self, Value};
+use crate::wire::bencode::Dict;
 use crate::wire::compact::{NodeInfo, Nodes};
-use crate::wire::encode::Writer;
 use crate::wire::krpc::{KrpcError, Message, Response};
 
-/// Longest custom method name accepted by [`Node::send_query`].
-pub const MAX_METHOD_LEN: usize = 64;
-
-impl Node {
-    // ---- Commands ---------------------------------------------------------------------------
-
-    /// Joins the network through `seeds` (e.g. the well-known routers, resolved by the
-    /// caller): a `find_node` lookup of the own id, after which [`Event::Bootstrapped`] is
-    /// emitted. The seeds are remembered for re-bootstrapping when the table empties.
-    ///
-    /// # Errors
-    ///
-    /// [`CommandError::NoContacts`] with no usable seed and an empty table;
-    /// [`CommandError::TooManyQueries`] at the query cap.
-    pub fn bootstrap(
-        &mut self,
-        now: Instant,
-        seeds: impl IntoIterator<Item = SocketAddr>,
-    ) -> Result<QueryId, CommandError> {
-        let now = self.advance(now);
-        for s in seeds {
-            let s = normalize(s);
-            if self.accepts(&s) && !self.seeds.contains(&s) && self.seeds.len() < super::MAX_SEEDS {
-                self.seeds.push(s);
-            }
-        }
-        if let Some(q) = self.bootstrap_query {
-            if self.is_running(q) {
-                return Ok(q);
-            }
-        }
-        let q = self.start_lookup(now, CommandKind::Bootstrap, self.id, None, None)?;
-        self.bootstrap_query = Some(q);
-        self.bootstrap_retry_at = None;
-        Ok(q)
-    }
-
-    /// Sends a `ping` to `addr`. The [`Event::QueryFinished`] tells whether it answered
-    /// (`responder` holds its id).
-    ///
-    /// # Errors
-    ///
-    /// [`CommandError::AddressRejected`], [`CommandError::TooManyQueries`],
-    /// [`CommandError::Busy`].
-    pub fn ping(&mut self, now: Instant, addr: SocketAddr) -> Result<QueryId, CommandError> {
-        self.single(now, CommandKind::Ping, addr, OutQuery::Ping)
-    }
-
-    /// Finds the nodes closest to `target`.
-    ///
-    /// # Errors
-    ///
-    /// [`CommandError::NoContacts`], [`CommandError::TooManyQueries`].
-    pub fn find_node(&mut self, now: Instant, target: Id) -> Result<QueryId, CommandError> {
-        self.start_lookup(now, CommandKind::FindNode, target, None, None)
-    }
-
-    /// Looks up peers for `info_hash`; they stream in as [`Event::PeersFound`].
-    ///
-    /// # Errors
-    ///
-    /// [`CommandError::NoContacts`], [`CommandError::TooManyQueries`].
-    pub fn get_peers(&mut self, now: Instant, info_hash: Id) -> Result<QueryId, CommandError> {
-        self.start_lookup(now, CommandKind::GetPeers, info_hash, None, None)
-    }
-
-    /// Looks up `info_hash` (reporting peers found on the way) and announces this node as a
-    /// peer on `port` to the closest nodes that gave a token. `port: None` asks them to use the
-    /// source port of the announce (BEP 5 `implied_port`), for peers behind a NAT that shares
-    /// the DHT socket's port mapping.
-    ///
-    /// # Errors
-    ///
-    /// [`CommandError::InvalidPort`] for `Some(0)`, [`CommandError::NoContacts`],
-    /// [`CommandError::TooManyQueries`].
-    pub fn announce_peer(
-        &mut self,
-        now: Instant,
-        info_hash: Id,
-        port: Option<u16>,
-    ) -> Result<QueryId, CommandError> {
-        if port == Some(0) {
-            return Err(CommandError::InvalidPort);
-        }
-        self.start_lookup(now, CommandKind::AnnouncePeer, info_hash, Some(port), None)
-    }
-
-    /// Crawls info-hashes (BEP 51): a lookup towards `target` whose responders' samples arrive
-    /// as [`Event::SamplesFound`].
-    ///
-    /// # Errors
-    ///
-    /// [`CommandError::NoContacts`], [`CommandError::TooManyQueries`].
-    pub fn sample_infohashes(&mut self, now: Instant, target: Id) -> Result<QueryId, CommandError> {
-        self.start_lookup(now, CommandKind::SampleInfohashes, target, None, None)
-    }
-
-    /// Looks up a BEP 44 item: a lookup towards `target` with `get` queries; items arrive as
-    /// [`Event::ItemFound`]. `salt` is the salt of a mutable item (empty for none), used to
-    /// check that a found item belongs to `target`.
-    ///
-    /// # Errors
-    ///
-    /// [`CommandError::InvalidArgument`] for a salt over 64 bytes;
-    /// [`CommandError::NoContacts`], [`CommandError::TooManyQueries`].
-    pub fn get_item(
-        &mut self,
-        now: Instant,
-        target: Id,
-        salt: &[u8],
-    ) -> Result<QueryId, CommandError> {
-        if salt.len() > crate::server::items::MAX_SALT_LEN {
-            return Err(CommandError::InvalidArgument("salt longer than 64 bytes"));
-        }
-        let q = self.start_lookup(now, CommandKind::GetItem, target, None, None)?;
-        if let Some(state) = self.query_mut(q) {
-            state.salt = salt.to_vec();
-        }
-        Ok(q)
-    }
-
-    /// Stores a BEP 44 item: a lookup of its target with `get` queries, then `put` to the k
-    /// closest nodes that gave a token. [`QueryOutcome::announced`] counts the nodes that
-    /// accepted it. Mutable items come signed by the application.
-    ///
-    /// # Errors
-    ///
-    /// [`CommandError::InvalidArgument`] when the value is not one bencoded value of at most
-    /// 1000 bytes or the salt is over 64 bytes; [`CommandError::NoContacts`],
-    /// [`CommandError::TooManyQueries`].
-    pub fn put_item(&mut self, now: Instant, item: PutItem) -> Result<QueryId, CommandError> {
-        if !item.is_valid() {
-            return Err(CommandError::InvalidArgument(
-                "the value must be one bencoded value of at most 1000 bytes, salt at most 64",
-            ));
-        }
-        let q = self.start_lookup(now, CommandKind::PutItem, item.target(), None, None)?;
-        if let Some(state) = self.query_mut(q) {
-            state.item = Some(Box::new(item));
-        }
-        Ok(q)
-    }
-
-    /// Sends a query with a custom `method` to `addr`. `args` is a bencoded dictionary (use
-    /// [`wire::encode::Writer`](crate::wire::encode::Writer)); the node adds its `id`. The
-    /// response's raw `r` dictionary comes back in [`QueryOutcome::response`].
-    ///
-    /// # Errors
-    ///
-    /// [`CommandError::InvalidArgument`] when `method` is empty or longer than 64 bytes or
-    /// `args` is not a bencoded dictionary; [`CommandError::AddressRejected`],
-    /// [`CommandError::TooManyQueries`], [`CommandError::Busy`].
-    pub fn send_query(
-        &mut self,
-        now: Instant,
-        addr: SocketAddr,
-        method: &[u8],
-        args: &[u8],
-    ) -> Result<QueryId, CommandError> {
-        if method.is_empty() || method.len() > MAX_METHOD_LEN {
-            return Err(CommandError::InvalidArgument("method"));
-        }
-        let args = with_id(args, &self.id, &self.config.limits.decode)
-            .ok_or(CommandError::InvalidArgument("args"))?;
-        let query = OutQuery::Custom {
-            method: method.to_vec(),
-            args,
-        };
-        self.single(now, CommandKind::Custom, addr, query)
-    }
-
-    /// Adds a contact: with its id, as an unverified routing-table candidate; without, by
-    /// pinging it (its answer inserts it).
-    ///
-    /// # Errors
-    ///
-    /// [`CommandError::AddressRejected`]; [`CommandError::Busy`] when a ping cannot be sent.
-    pub fn add_node(
-        &mut self,
-        now: Instant,
-        addr: SocketAddr,
-        id: Option<Id>,
-    ) -> Result<(), CommandError> {
-        let now = self.advance(now);
-        let addr = normalize(addr);
-        if !self.accepts(&addr) {
-            return Err(CommandError::AddressRejected);
-        }
-        match id {
-            Some(id) if id != self.id => {
-                let fam = family(&addr);
-                let _ = self.table_mut(fam).add_candidate(now, id, addr);
-                self.note_table_size();
-                Ok(())
-            }
-            Some(_) => Err(CommandError::InvalidArgument("id")),
-            None => self.send_table_ping(now, None, addr),
-        }
-    }
-
-    /// Stops a command; its [`Event::QueryFinished`] reports [`QueryStatus::Cancelled`].
-    ///
-    /// # Errors
-    ///
-    /// [`CommandError::UnknownQuery`] if it is not running.
-    pub fn cancel(&mut self, query: QueryId) -> Result<(), CommandError> {
-        if !self.is_running(query) {
-            return Err(CommandError::UnknownQuery);
-        }
-        let now = self.now;
-        self.finish(now, query, QueryStatus::Cancelled, None, None);
-        Ok(())
-    }
-
-    // ---- Starting requests ------------------------------------------------------------------
-
-    fn single(
-        &mut self,
-        now: Instant,
-        kind: CommandKind,
-        addr: SocketAddr,
-        query: OutQuery,
-    ) -> Result<QueryId, CommandError> {
-        let now = self.advance(now);
-        let addr = normalize(addr);
-        if !self.accepts(&addr) {
-            return Err(CommandError::AddressRejected);
-        }
-        if !self.can_send() {
-            return Err(CommandError::Busy);
-        }
-        let q = self.new_query(now, kind)?;
-        if self
-            .send_request(now, None, addr, query, Purpose::Single { query: q })
-            .is_err()
-        {
-            let _ = self.take_query(q);
-            return Err(CommandError::Busy);
-        }
-        if let Some(state) = self.query_mut(q) {
-            state.pending = 1;
-            state.metrics.messages_sent = 1;
-        }
-        Ok(q)
-    }
-
-    pub(crate) fn send_table_ping(
-        &mut self,
-        now: Instant,
-        id: Option<Id>,
-        addr: SocketAddr,
-    ) -> Result<(), CommandError> {
-        self.send_request(now, id, addr, OutQuery::Ping, Purpose::TablePing)
-    }
-
-    /// Opens a transaction and queues the request.
-    pub(crate) fn send_request(
-        &mut self,
-        now: Instant,
-        id: Option<Id>,
-        to: SocketAddr,
-        query: OutQuery,
-        purpose: Purpose,
-    ) -> Result<(), CommandError> {
-        if !self.can_send() {
-            return Err(CommandError::Busy);
-        }
-        let short = self.short_timeout(id, &to);
-        let method = query.method();
-        let txn = Txn {
-            nonce: self.rng.next_u32(),
-            to,
-            node_id: id,
-            sent_at: now,
-            short_deadline: now + short,
-            deadline: now + self.config.query_timeout.max(short),
-            slow: false,
-            purpose,
-        };
-        let tid = self.txns.open(txn).ok_or(CommandError::Busy)?;
-        let tid = SmallBytes::new(&tid).ok_or(CommandError::Busy)?;
-        self.stats.queries_sent.bump(method);
-        self.transmits.push_back(Out {
-            to,
-            tid,
-            body: OutBody::Query(query),
-        });
-        Ok(())
-    }
-
-    /// Starts a lookup command. `announce` is `Some(port)` for announces; `only_family`
-    /// restricts a refresh to one table.
+impl<V: Ed25519Verifier> Node<V> {
+    /// Starts a lookup command. `announce_port` is the port an announce stores (`None`: BEP 5
+    /// `implied_port`; unused by other kinds); `only_family` restricts a refresh to one table.
     pub(crate) fn start_lookup(
         &mut self,
         now: Instant,
         kind: CommandKind,
         target: Id,
-        announce: Option<Option<u16>>,
+        announce_port: Option<u16>,
         only_family: Option<usize>,
     ) -> Result<QueryId, CommandError> {
         let now = self.advance(now);
@@ -358,12 +67,7 @@ impl Node {
         let q = self.new_query(now, kind)?;
         if let Some(state) = self.query_mut(q) {
             state.lookups = lookups;
-            state.announce_port = announce.flatten();
-            state.storing = false;
-            if announce.is_some() {
-                // Remember whether the port is implied: `None` inside `Some`.
-                state.pending = 0;
-            }
+            state.announce_port = announce_port;
         }
         self.drive(now, q);
         Ok(q)
@@ -422,15 +126,13 @@ impl Node {
             .lookups
             .iter()
             .all(|l| l.as_ref().is_none_or(|l| l.finished().is_some()));
-        let busy = self.txns.is_full() || !self.can_queue();
+        // Not done: responses and timeouts drive it on (also when it waits for capacity).
         if done {
             if matches!(kind, CommandKind::AnnouncePeer | CommandKind::PutItem) {
                 self.start_store(now, q);
             } else {
                 self.finish_lookup(now, q);
             }
-        } else if busy {
-            // Waiting for capacity: responses and timeouts of other requests will drive it.
         }
     }
 
@@ -651,7 +353,8 @@ impl Node {
         match txn.purpose {
             Purpose::TablePing => {}
             Purpose::Single { query } => {
-                let body = response_body(raw, &self.config.limits.decode);
+                // The datagram decoded as a message, so it is a valid dictionary: slice `r`.
+                let body = Dict::from_validated(raw).get_raw(b"r").map(<[u8]>::to_vec);
                 if let Some(state) = self.query_mut(query) {
                     state.metrics.responses += 1;
                 }
@@ -748,7 +451,7 @@ impl Node {
 
     /// Checks an item a `get` returned and reports it.
     fn on_item(&mut self, q: QueryId, from: SocketAddr, value: &[u8], r: &Response<'_>) {
-        use crate::server::items::{immutable_target, mutable_target, signing_message};
+        use crate::bep44::{immutable_target, mutable_target, signing_message};
         let Some(state) = self.query(q) else { return };
         let target = state.lookups.iter().flatten().next().map(Lookup::target);
         let Some(target) = target else { return };
@@ -763,19 +466,15 @@ impl Node {
                 if mutable_target(k, &state.salt) != target {
                     return;
                 }
-                if self.verifier.0.is_some() {
-                    let message = signing_message(&state.salt, seq, value);
-                    if !crate::server::items::Ed25519Verifier::verify(
-                        &self.verifier,
-                        k,
-                        &message,
-                        sig,
-                    ) {
-                        return;
+                match &self.verifier {
+                    Some(verifier) => {
+                        let message = signing_message(&state.salt, seq, value);
+                        if !verifier.verify(k, &message, sig) {
+                            return;
+                        }
+                        true
                     }
-                    true
-                } else {
-                    false
+                    None => false,
                 }
             }
             _ => return,
@@ -883,48 +582,39 @@ impl Node {
         }
     }
 
-    pub(crate) fn dropped(&mut self, reason: DropReason) -> Disposition {
-        self.stats.drop(reason);
-        Disposition::Dropped(reason)
-    }
-}
-
-/// The raw `r` dictionary of a response datagram.
-fn response_body(raw: &[u8], limits: &bencode::DecodeLimits) -> Option<Vec<u8>> {
-    let v = bencode::decode(raw, limits).ok()?;
-    let r = v.as_dict()?.get(b"r")?;
-    Some(r.raw()?.to_vec())
-}
-
-/// `dict` (a bencoded dictionary) with `id` set to `id`, keys in canonical order; `None` if
-/// `dict` is not a dictionary.
-pub(crate) fn with_id(dict: &[u8], id: &Id, limits: &bencode::DecodeLimits) -> Option<Vec<u8>> {
-    let Value::Dict(d) = bencode::decode(dict, limits).ok()? else {
-        return None;
-    };
-    let mut entries: Vec<(&[u8], Value<'_>)> = d.iter().filter(|(k, _)| *k != b"id").collect();
-    // Stable sort, then keep the first of duplicate keys (the decoder is lenient about them).
-    entries.sort_by(|a, b| a.0.cmp(b.0));
-    entries.dedup_by(|later, first| later.0 == first.0);
-    let mut buf = alloc::vec![0u8; dict.len() + 32];
-    let mut w = Writer::new(&mut buf);
-    w.begin_dict();
-    let mut id_written = false;
-    for (k, _) in &entries {
-        if !id_written && *k > b"id".as_slice() {
-            w.bytes(b"id");
-            w.bytes(id.as_bytes());
-            id_written = true;
+    /// Pings what the tables want pinged and starts the refreshes they want.
+    pub(crate) fn table_maintenance(&mut self, now: Instant) {
+        let mut pings = core::mem::take(&mut self.scratch_pings);
+        let mut targets = core::mem::take(&mut self.scratch_ids);
+        for fam in 0..2 {
+            pings.clear();
+            self.table_mut(fam).pings_due(now, &mut pings);
+            for (id, addr) in pings.drain(..) {
+                if self.send_table_ping(now, Some(id), addr).is_err() {
+                    // No room: count it as a failure so the table does not wait forever.
+                    self.table_mut(fam).on_failure(now, Some(id), addr);
+                }
+            }
+            targets.clear();
+            // Always collect the due refreshes, so that the table's deadline moves on even when
+            // the node cannot act on them (not bootstrapped yet, or no query slot free): a due
+            // deadline left in place would make `poll_timeout` return the past forever.
+            let [v4, v6] = &mut self.tables;
+            let table = if fam == 0 { v4 } else { v6 };
+            let empty = table.is_empty();
+            table.refresh_targets(now, &mut self.rng, &mut targets);
+            for target in targets.drain(..) {
+                // Refreshes never take the last query slots from the application.
+                // Not only once bootstrapped: a node that never bootstrapped (the first node of
+                // a network) still grows its table through refreshes.
+                if !empty && self.query_count * 2 < self.config.limits.max_queries {
+                    let _ = self.start_lookup(now, CommandKind::Refresh, target, None, Some(fam));
+                }
+            }
         }
-        w.bytes(k);
-        w.raw(d.get_raw(k)?);
+        self.scratch_pings = pings;
+        self.scratch_ids = targets;
+        let empty = self.table_len() == 0 || !self.has_live_entries();
+        self.set_table_empty(empty);
     }
-    if !id_written {
-        w.bytes(b"id");
-        w.bytes(id.as_bytes());
-    }
-    w.end();
-    let len = w.finish().ok()?;
-    buf.truncate(len);
-    Some(buf)
 }
