@@ -335,7 +335,7 @@ impl Lookup {
         self.responded(usize::MAX).map(|c| c.hop).max().unwrap_or(0)
     }
 
-    /// Every candidate, nearest first.
+    #[cfg(test)]
     pub(crate) fn candidates(&self) -> &[Candidate] {
         &self.candidates
     }

@@ -11,9 +11,9 @@ use crate::json::Json;
 use crate::{Fail, Global, Session, millis, resolve, seeds};
 
 /// Clients bind an OS-chosen port.
-const CLIENT_BIND: SocketAddr =
+pub const CLIENT_BIND: SocketAddr =
     SocketAddr::new(core::net::IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED), 0);
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn ping(g: &Global, addr: &str) -> Result<ExitCode, Fail> {
     let targets = resolve(addr, "address")?;
