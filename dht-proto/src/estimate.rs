@@ -110,8 +110,9 @@ impl SizeEstimator {
     }
 }
 
-/// The ids of a converged lookup's closest responders, nearest first: the nodes it queried
-/// last, which are the closest live nodes to its target unless the lookup missed some. (The
+/// The ids of a finished lookup's closest responders, nearest first: the nodes it queried
+/// last, which are the closest live nodes to its target unless the lookup missed some (in a
+/// network smaller than k, every live node it found). (The
 /// unqueried candidates beyond them are not used: what the closest nodes report of their
 /// neighbourhood is incomplete, and the gaps bias the estimate low.)
 pub(crate) fn live_closest(l: &crate::lookup::Lookup) -> impl Iterator<Item = Id> + '_ {

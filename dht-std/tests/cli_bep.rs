@@ -75,7 +75,13 @@ fn swarm() -> Vec<NodeProcess> {
 fn run(seed: SocketAddr, args: &[&str]) -> (Output, Vec<Value>) {
     let mut child = dht()
         .args(args)
-        .args(["--bootstrap", &seed.to_string(), "--bind", "127.0.0.1:0", "--json"])
+        .args([
+            "--bootstrap",
+            &seed.to_string(),
+            "--bind",
+            "127.0.0.1:0",
+            "--json",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -261,4 +267,38 @@ fn decode_warns_about_truncated_nodes() {
         "{v}"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("partial entry"));
+}
+
+/// `dht node --json` prints status records with the DHT size estimate once lookups ended.
+#[test]
+fn node_status_shows_the_size_estimate() {
+    let nodes = swarm();
+    let seed = nodes[0].addr.to_string();
+    let out = dht()
+        .args([
+            "node",
+            "--json",
+            "--bind",
+            "127.0.0.1:0",
+            "--bootstrap",
+            &seed,
+        ])
+        .args(["--duration", "1.5", "--status-interval", "0.5"])
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let status: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["type"] == "status")
+        .collect();
+    assert!(status.len() >= 2, "{out:?}");
+    let last = status.last().unwrap();
+    // Four other nodes: an estimate of a few nodes.
+    let size = last["dht_size"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{last}"));
+    assert!((1..=20).contains(&size), "{last}");
+    assert!(last["contacts"].as_u64().unwrap() >= 1);
 }

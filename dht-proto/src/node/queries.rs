@@ -222,7 +222,7 @@ impl<V: Ed25519Verifier> Node<V> {
             let Some(l) = l else { continue };
             closest.extend(l.closest(k));
             hops = hops.max(u32::from(l.max_hop()));
-            if status == QueryStatus::Completed {
+            if matches!(status, QueryStatus::Completed | QueryStatus::Exhausted) {
                 if let Some(size) = self.size.get_mut(fam) {
                     size.add_lookup(&l.target(), crate::estimate::live_closest(l));
                 }
