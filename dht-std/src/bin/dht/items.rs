@@ -159,8 +159,7 @@ pub fn put(g: &Global, a: PutArgs) -> Result<ExitCode, Fail> {
         None => immutable_target(&value),
     };
     let (seq, outcome): (Option<i64>, QueryOutcome) = {
-        let (key, salt, value, explicit_seq, cas) =
-            (key.clone(), salt.clone(), value.clone(), a.seq, a.cas);
+        let (key, salt, value, explicit_seq, cas) = (key.clone(), salt, value, a.seq, a.cas);
         let (r, _) = run_on_handle(g, true, move |h| {
             let Some(key) = key else {
                 return h.put_item(PutItem::Immutable(value)).map(|o| (None, o));
