@@ -7,7 +7,7 @@ use std::io;
 use std::sync::Arc;
 
 use dht_proto::wire::compact::NodeInfo;
-use dht_proto::{CommandError, Config, Event, Id, Instant, Node, QueryId};
+use dht_proto::{CommandError, Config, Disposition, Event, Id, Instant, Node, QueryId};
 
 use crate::items::DalekVerifier;
 use mio::net::UdpSocket;
@@ -65,6 +65,15 @@ pub struct Dht {
     waker: DhtWaker,
     buf: Vec<u8>,
     io: IoStats,
+}
+
+/// What [`Dht::run`] hands its callback.
+#[derive(Debug)]
+pub enum Turn {
+    /// An event of the node.
+    Event(Event),
+    /// Every event so far is handled: the loop is about to wait.
+    Idle,
 }
 
 /// Wakes a [`Dht`] blocked in [`Dht::step`] from another thread. Cheap to clone.
@@ -330,6 +339,43 @@ impl Dht {
         Ok(())
     }
 
+    /// The run loop: hands every event to `on`, then [`Turn::Idle`] once there are none
+    /// left, then [`Dht::step`]s, until `on` breaks. Returns the break value.
+    ///
+    /// `on`'s answer to [`Turn::Idle`] is when to wake up at the latest: `Continue(None)`
+    /// waits for the next datagram or node deadline only, `Continue(Some(t))` returns by `t`
+    /// too (a timer of the caller's, a deadline). Its answer to an event is only a break or
+    /// not. Commands issued from `on` are sent before the loop waits, and the events they
+    /// cause come first.
+    ///
+    /// [`Dht::run_until`], the [`DhtHandle`](crate::DhtHandle)'s thread and the `dht`
+    /// program are all this loop.
+    ///
+    /// # Errors
+    ///
+    /// As [`Dht::step`].
+    pub fn run<B>(
+        &mut self,
+        mut on: impl FnMut(&mut Self, Turn) -> ControlFlow<B, Option<std::time::Instant>>,
+    ) -> Result<B, Error> {
+        loop {
+            while let Some(event) = self.node.poll_event() {
+                if let ControlFlow::Break(b) = on(self, Turn::Event(event)) {
+                    return Ok(b);
+                }
+            }
+            let wake = match on(self, Turn::Idle) {
+                ControlFlow::Break(b) => return Ok(b),
+                ControlFlow::Continue(wake) => wake,
+            };
+            if self.node.pending_events() > 0 {
+                continue;
+            }
+            let max_wait = wake.map(|t| t.saturating_duration_since(std::time::Instant::now()));
+            self.step(max_wait)?;
+        }
+    }
+
     /// Steps until `on_event` breaks or `deadline` passes (`None`: forever). Returns the break
     /// value, or `None` at the deadline.
     ///
@@ -341,21 +387,13 @@ impl Dht {
         deadline: Option<std::time::Instant>,
         mut on_event: impl FnMut(&mut Self, Event) -> ControlFlow<B>,
     ) -> Result<Option<B>, Error> {
-        loop {
-            while let Some(event) = self.node.poll_event() {
-                if let ControlFlow::Break(b) = on_event(self, event) {
-                    return Ok(Some(b));
-                }
+        self.run(|dht, turn| match turn {
+            Turn::Event(event) => on_event(dht, event).map_break(Some).map_continue(|()| None),
+            Turn::Idle if deadline.is_some_and(|d| std::time::Instant::now() >= d) => {
+                ControlFlow::Break(None)
             }
-            let max_wait = match deadline {
-                Some(d) => match d.checked_duration_since(std::time::Instant::now()) {
-                    Some(left) if !left.is_zero() => Some(left),
-                    _ => return Ok(None),
-                },
-                None => None,
-            };
-            self.step(max_wait)?;
-        }
+            Turn::Idle => ControlFlow::Continue(deadline),
+        })
     }
 
     fn wait_time(&self, now: Instant, max_wait: Option<Duration>) -> Option<Duration> {
@@ -388,7 +426,14 @@ impl Dht {
                         let now = self.now();
                         let data = self.buf.get(..len).unwrap_or_default();
                         let disposition = self.node.handle_datagram(now, from, data);
-                        log::trace!("{len} bytes from {from}: {disposition:?}");
+                        if log::log_enabled!(log::Level::Trace) {
+                            let dropped = match disposition {
+                                Disposition::Dropped(reason) => format!(" (dropped: {reason:?})"),
+                                _ => String::new(),
+                            };
+                            let what = crate::describe_datagram(data);
+                            log::trace!("from {from}: {what}{dropped}");
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         drained = true;
@@ -419,7 +464,7 @@ impl Dht {
             };
             let data = self.buf.get(..t.len).unwrap_or_default();
             match socket.send_to(data, t.to) {
-                Ok(_) => log::trace!("{} bytes to {}", t.len, t.to),
+                Ok(_) => log::trace!("to {}: {}", t.to, crate::describe_datagram(data)),
                 Err(e) => {
                     self.io.send_errors = self.io.send_errors.saturating_add(1);
                     log::debug!("cannot send to {}: {e}", t.to);
@@ -470,6 +515,16 @@ fn bind_sockets(addr: SocketAddr, ipv6: bool) -> Result<[Option<UdpSocket>; 2], 
     };
     let second = other.and_then(|other| match bind_one(other) {
         Ok(s) => Some(s),
+        // The family exists but its port is taken: the node silently losing half of the
+        // DHT would surprise; say so.
+        Err(Error::Bind { source, .. }) if source.kind() == io::ErrorKind::AddrInUse => {
+            log::warn!(
+                "cannot bind UDP {other}: the port is already in use; serving on {} only",
+                addr.ip()
+            );
+            None
+        }
+        // No such family on this system (no IPv6): the normal case there.
         Err(e) => {
             log::info!("{e}; continuing with {} only", addr.ip());
             None
@@ -554,6 +609,49 @@ mod tests {
         } else {
             assert!(!dht.node().config().ipv6);
         }
+    }
+
+    #[test]
+    fn run_delivers_the_events_of_commands_issued_while_idle() {
+        let peer = Dht::bind("127.0.0.1:0".parse().unwrap(), Config::new(os_seed())).unwrap();
+        let peer_id = peer.id();
+        let peer_addr = peer.local_addr();
+        let _peer = crate::DhtHandle::spawn(peer).unwrap();
+        let mut dht = Dht::bind("127.0.0.1:0".parse().unwrap(), Config::new(os_seed())).unwrap();
+        let mut ping = None;
+        let mut idles = 0;
+        let outcome = dht
+            .run(|dht, turn| match turn {
+                Turn::Idle => {
+                    idles += 1;
+                    if ping.is_none() {
+                        ping = Some(dht.ping(peer_addr).unwrap());
+                    }
+                    ControlFlow::Continue(None)
+                }
+                Turn::Event(Event::QueryFinished { query, outcome }) if Some(query) == ping => {
+                    ControlFlow::Break(outcome)
+                }
+                Turn::Event(_) => ControlFlow::Continue(None),
+            })
+            .unwrap();
+        assert_eq!(outcome.responder, Some(peer_id));
+        assert!(idles >= 1);
+    }
+
+    #[test]
+    fn run_until_a_past_deadline_returns_none_after_the_pending_events() {
+        let mut dht = Dht::bind("127.0.0.1:0".parse().unwrap(), Config::new(os_seed())).unwrap();
+        let past = std::time::Instant::now();
+        let mut events = 0;
+        let r: Option<()> = dht
+            .run_until(Some(past), |_, _| {
+                events += 1;
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(r, None);
+        assert_eq!(events, 0);
     }
 
     #[test]

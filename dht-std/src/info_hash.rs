@@ -71,7 +71,9 @@ fn from_magnet(rest: &str) -> Result<Id, ParseInfoHashError> {
         }
         if let Some(multihash) = strip_prefix_ignore_case(&value, "urn:btmh:") {
             // Multihash: 0x12 (SHA-256), 0x20 (32 bytes), then the digest.
-            let bytes = hex_bytes(multihash).ok_or(ParseInfoHashError::Malformed)?;
+            let bytes = hex::decode(multihash)
+                .ok()
+                .ok_or(ParseInfoHashError::Malformed)?;
             match bytes.as_slice() {
                 [0x12, 0x20, digest @ ..] if digest.len() == 32 => {
                     v2 = digest.get(..20).and_then(Id::from_slice);
@@ -86,7 +88,7 @@ fn from_magnet(rest: &str) -> Result<Id, ParseInfoHashError> {
 /// 40 hex digits or 32 base32 characters.
 fn bare(s: &str) -> Option<Id> {
     match s.len() {
-        40 => hex_bytes(s).and_then(|b| Id::from_slice(&b)),
+        40 => hex::decode(s).ok().and_then(|b| Id::from_slice(&b)),
         32 => base32(s).and_then(|b| Id::from_slice(&b)),
         _ => None,
     }
@@ -99,58 +101,20 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
         .flatten()
 }
 
-/// Bytes of an even-length hex string (either case).
-pub(crate) fn hex_bytes(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    s.as_bytes()
-        .chunks(2)
-        .map(|pair| {
-            let hi = char::from(*pair.first()?).to_digit(16)?;
-            let lo = char::from(*pair.get(1)?).to_digit(16)?;
-            u8::try_from(hi * 16 + lo).ok()
-        })
-        .collect()
-}
-
 /// RFC 4648 base32 without padding, either case.
 fn base32(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() * 5 / 8);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for c in s.bytes() {
-        let v = match c.to_ascii_uppercase() {
-            c @ b'A'..=b'Z' => c - b'A',
-            c @ b'2'..=b'7' => c - b'2' + 26,
-            _ => return None,
-        };
-        acc = (acc << 5) | u32::from(v);
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(((acc >> bits) & 0xff) as u8);
-        }
-    }
-    Some(out)
+    data_encoding::BASE32_NOPAD
+        .decode(s.to_ascii_uppercase().as_bytes())
+        .ok()
 }
 
 /// `%XX` escapes and `+` as a space, as in URI query strings.
 fn percent_decode(s: &str) -> Option<String> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut bytes = s.bytes();
-    while let Some(b) = bytes.next() {
-        match b {
-            b'%' => {
-                let hi = char::from(bytes.next()?).to_digit(16)?;
-                let lo = char::from(bytes.next()?).to_digit(16)?;
-                out.push(u8::try_from(hi * 16 + lo).ok()?);
-            }
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-    }
-    String::from_utf8(out).ok()
+    let spaced = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
 }
 
 #[cfg(test)]

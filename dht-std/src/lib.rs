@@ -6,7 +6,9 @@
 //! - [`Dht`]: a blocking run loop on the caller's thread. [`Dht::step`] waits exactly until a
 //!   datagram arrives or the node's next deadline, then feeds the node and sends what it
 //!   produced; commands pass through ([`Dht::get_peers`], [`Dht::command`] for any other);
-//!   events come from [`Dht::poll_event`]. No protocol logic lives here.
+//!   events come from [`Dht::poll_event`]. [`Dht::run`] is the loop around it, with a callback
+//!   for each event and before each wait; [`Dht::run_until`], the handle's thread and the `dht`
+//!   program all use it. No protocol logic lives here.
 //! - [`DhtHandle`]: the same on a thread of its own, with blocking calls that return answers
 //!   ([`DhtHandle::get_peers`] streams peers as they are found, [`DhtHandle::announce`] and
 //!   [`DhtHandle::keep_announcing`], [`DhtHandle::ping`], [`DhtHandle::find_node`], BEP 44
@@ -22,7 +24,7 @@
 //! `tokio` and `thread` examples.
 //!
 //! Logging goes through the [`log`] facade: `info` for binding, `debug` for dropped datagrams
-//! and socket errors, `trace` for every datagram.
+//! and socket errors, `trace` for every datagram (one line each, [`describe_datagram`]).
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -30,6 +32,7 @@
 mod adapter;
 mod async_handle;
 mod chan;
+mod describe;
 mod error;
 mod handle;
 mod info_hash;
@@ -41,8 +44,9 @@ pub mod state;
 use core::net::SocketAddr;
 use std::net::ToSocketAddrs;
 
-pub use adapter::{Dht, DhtWaker, IoStats};
+pub use adapter::{Dht, DhtWaker, IoStats, Turn};
 pub use async_handle::{AsyncDhtHandle, AsyncPeerStream};
+pub use describe::describe_datagram;
 pub use error::Error;
 pub use handle::{
     AnnounceKeeper, DhtHandle, Info, Item, ItemLookup, PeerStream, Pong, REANNOUNCE_INTERVAL,
@@ -53,6 +57,11 @@ pub use items::{DalekVerifier, Keypair};
 pub use scrape::Scrape;
 pub use seed::os_seed;
 pub use state::State;
+
+/// The README's Rust blocks, compiled (not run: they use the public DHT) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
 
 /// The well-known public bootstrap routers.
 pub const DEFAULT_BOOTSTRAP: &[&str] = &[

@@ -2,7 +2,8 @@
 //!
 //! # File format
 //!
-//! UTF-8 text, one record per line; blank lines and lines starting with `#` are ignored:
+//! UTF-8 text, one record per line; `#` starts a comment (a whole line or after a record),
+//! blank lines are ignored:
 //!
 //! ```text
 //! # dht routing table
@@ -63,8 +64,9 @@ impl FromStr for State {
                 line: i + 1,
                 problem,
             };
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
+            // `#` starts a comment, at the start of a line or after a record.
+            let line = line.split('#').next().unwrap_or_default().trim();
+            if line.is_empty() {
                 continue;
             }
             let mut words = line.split_whitespace();
@@ -174,6 +176,18 @@ mod tests {
         let text = state.to_string();
         assert!(text.contains(&format!("node {} [::1]:7000", id(3))));
         assert_eq!(text.parse::<State>().unwrap(), state);
+    }
+
+    #[test]
+    fn comments_after_records() {
+        let text = format!(
+            "id {}  # my node\nnode {} 127.0.0.1:7000 # the seed\n   # indented\n",
+            id(1),
+            id(2)
+        );
+        let state = text.parse::<State>().unwrap();
+        assert_eq!(state.id, Some(id(1)));
+        assert_eq!(state.nodes.len(), 1);
     }
 
     #[test]

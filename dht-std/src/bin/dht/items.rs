@@ -15,8 +15,9 @@ use dht_proto::{Id, PutItem, QueryOutcome};
 use dht_std::{DhtHandle, Keypair};
 use serde::Serialize;
 
-use crate::client::{CLIENT_BIND, CLIENT_TIMEOUT, join};
-use crate::{Fail, Global, Session};
+use crate::client::client_setup;
+use crate::session::{Session, save_state};
+use crate::{Fail, Join, Local};
 
 /// Prints one record: JSON (with its `type`) or its text form.
 pub fn emit<R: Serialize>(
@@ -38,16 +39,17 @@ pub fn emit<R: Serialize>(
 /// Joins the DHT, runs `op` on the node's thread, waits for it (or the deadline or a signal),
 /// stops the node and saves --state.
 pub fn run_on_handle<T: Send + 'static>(
-    g: &Global,
-    read_only: bool,
+    local: &Local,
+    join: &Join,
+    json: bool,
+    timeout: Duration,
     op: impl FnOnce(&DhtHandle) -> Result<T, dht_std::Error> + Send + 'static,
-) -> Result<(T, bool), Fail> {
-    let mut s = Session::open(g, CLIENT_BIND, Some(CLIENT_TIMEOUT), None, read_only)?;
-    join(&mut s, g)?;
-    let json = s.json;
-    let state_path = s.state_path.clone();
+) -> Result<T, Fail> {
+    let (mut s, contacts) = Session::open(local, Some(join), json, client_setup(timeout))?;
+    s.join(&contacts)?;
     let stop = s.stop.clone();
     let deadline = s.deadline;
+    // The rest of the session (the --state lock) lives until this function returns.
     let handle = DhtHandle::spawn(s.dht).map_err(Fail::failed)?;
     let (tx, rx) = mpsc::channel();
     std::thread::Builder::new()
@@ -60,12 +62,10 @@ pub fn run_on_handle<T: Send + 'static>(
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok((result, handle)) => {
                 let value = result.map_err(Fail::failed)?;
-                if let (Ok(dht), Some(path)) = (handle.shutdown(), state_path) {
-                    if let Err(e) = dht.state().save(&path) {
-                        log::warn!("cannot write the state file {}: {e}", path.display());
-                    }
+                if let Ok(dht) = handle.shutdown() {
+                    save_state(&dht, local.state.as_deref());
                 }
-                return Ok((value, json));
+                return Ok(value);
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -147,7 +147,13 @@ fn load_key(path: &Path) -> Result<Keypair, Fail> {
     Ok(key)
 }
 
-pub fn put(g: &Global, a: PutArgs) -> Result<ExitCode, Fail> {
+pub fn put(
+    local: &Local,
+    join: &Join,
+    json: bool,
+    timeout: Duration,
+    a: PutArgs,
+) -> Result<ExitCode, Fail> {
     let value = bencoded_value(&a.value, a.bencoded)?;
     let salt = a.salt.clone().unwrap_or_default().into_bytes();
     if salt.len() > 64 {
@@ -160,7 +166,7 @@ pub fn put(g: &Global, a: PutArgs) -> Result<ExitCode, Fail> {
     };
     let (seq, outcome): (Option<i64>, QueryOutcome) = {
         let (key, salt, value, explicit_seq, cas) = (key.clone(), salt, value, a.seq, a.cas);
-        let (r, _) = run_on_handle(g, true, move |h| {
+        run_on_handle(local, join, json, timeout, move |h| {
             let Some(key) = key else {
                 return h.put_item(PutItem::Immutable(value)).map(|o| (None, o));
             };
@@ -175,8 +181,7 @@ pub fn put(g: &Global, a: PutArgs) -> Result<ExitCode, Fail> {
             };
             let item = key.sign(value, &salt, seq, cas);
             h.put_item(item).map(|o| (Some(seq), o))
-        })?;
-        r
+        })?
     };
     let record = PutRecord {
         kind: "put",
@@ -188,7 +193,7 @@ pub fn put(g: &Global, a: PutArgs) -> Result<ExitCode, Fail> {
         stored: outcome.announced,
         closest: outcome.closest.len(),
     };
-    emit(g.json, &record, || {
+    emit(json, &record, || {
         let what = match seq {
             Some(s) => format!("mutable item (seq {s})"),
             None => "immutable item".to_owned(),
@@ -229,7 +234,10 @@ struct ItemRecord {
 }
 
 pub fn get(
-    g: &Global,
+    local: &Local,
+    join: &Join,
+    json: bool,
+    timeout: Duration,
     target: Option<Id>,
     public_key: Option<&str>,
     key: Option<&Path>,
@@ -257,7 +265,9 @@ pub fn get(
             ));
         }
     };
-    let (lookup, json) = run_on_handle(g, true, move |h| h.get_item(target, &salt))?;
+    let lookup = run_on_handle(local, join, json, timeout, move |h| {
+        h.get_item(target, &salt)
+    })?;
     let Some(best) = lookup.best() else {
         if !json {
             log::warn!("no item found");

@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use dht_proto::Id;
 use serde::Serialize;
 
-use crate::client::{CLIENT_BIND, drive, join};
+use crate::client::{client_setup, drive};
 use crate::items::emit;
-use crate::{Fail, Global, Session};
+use crate::session::Session;
+use crate::{Fail, Join, Local};
 
 #[derive(Serialize)]
 struct RoundRecord {
@@ -27,17 +28,26 @@ struct RoundRecord {
 }
 
 pub fn run(
-    g: &Global,
+    local: &Local,
+    join: &Join,
+    json: bool,
+    timeout: Option<Duration>,
     info_hash: Id,
     port: Option<u16>,
     interval: Duration,
 ) -> Result<ExitCode, Fail> {
     // No default time limit: it runs until a signal (or --timeout).
-    let mut s = Session::open(g, CLIENT_BIND, None, None, true)?;
-    join(&mut s, g)?;
+    let mut setup = client_setup(Duration::ZERO);
+    setup.timeout = timeout;
+    let (mut s, contacts) = Session::open(local, Some(join), json, setup)?;
+    s.join(&contacts)?;
+    let should_stop = |s: &Session| {
+        s.stop.load(core::sync::atomic::Ordering::Relaxed)
+            || s.deadline.is_some_and(|d| std::time::Instant::now() >= d)
+    };
     let mut round = 0u64;
     let mut accepted = false;
-    while !s.should_stop() {
+    while !should_stop(&s) {
         round += 1;
         let q = s
             .dht
@@ -55,8 +65,8 @@ pub fn run(
             closest: outcome.closest.len(),
             next_in: interval.as_secs(),
         };
-        s.progress.clear();
-        emit(s.json, &record, || {
+        s.out.progress().clear();
+        emit(json, &record, || {
             format!(
                 "round {round}: announced to {} of the {} closest nodes; again in {} s",
                 outcome.announced,
@@ -65,7 +75,7 @@ pub fn run(
             )
         })?;
         let next = std::time::Instant::now() + interval;
-        while !s.should_stop() {
+        while !should_stop(&s) {
             let left = next.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
                 break;
@@ -77,7 +87,7 @@ pub fn run(
             while s.dht.poll_event().is_some() {}
         }
     }
-    s.save_state()?;
+    s.save_state();
     if !accepted {
         return Err(Fail::failed("no node accepted the announce"));
     }

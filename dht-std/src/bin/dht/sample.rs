@@ -8,7 +8,9 @@ use dht_proto::Id;
 use serde::Serialize;
 
 use crate::items::{emit, run_on_handle};
-use crate::{Fail, Global};
+use core::time::Duration;
+
+use crate::{Fail, Join, Local};
 
 /// One node's sample.
 #[derive(Serialize)]
@@ -32,9 +34,17 @@ struct SummaryRecord {
     info_hashes: usize,
 }
 
-pub fn run(g: &Global, target: Option<Id>) -> Result<ExitCode, Fail> {
+pub fn run(
+    local: &Local,
+    join: &Join,
+    json: bool,
+    timeout: Duration,
+    target: Option<Id>,
+) -> Result<ExitCode, Fail> {
     let target = target.unwrap_or_else(|| Id::new(random_id()));
-    let (lookup, json) = run_on_handle(g, true, move |h| h.sample_infohashes(target))?;
+    let lookup = run_on_handle(local, join, json, timeout, move |h| {
+        h.sample_infohashes(target)
+    })?;
     let mut seen = HashSet::new();
     for s in &lookup.samples {
         let fresh: Vec<Id> = s

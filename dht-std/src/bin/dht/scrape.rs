@@ -6,7 +6,9 @@ use dht_proto::Id;
 use serde::Serialize;
 
 use crate::items::{emit, run_on_handle};
-use crate::{Fail, Global};
+use core::time::Duration;
+
+use crate::{Fail, Join, Local};
 
 #[derive(Serialize)]
 struct ScrapeRecord {
@@ -23,8 +25,14 @@ struct ScrapeRecord {
     asked: usize,
 }
 
-pub fn run(g: &Global, info_hash: Id) -> Result<ExitCode, Fail> {
-    let (scrape, json) = run_on_handle(g, true, move |h| h.scrape(info_hash))?;
+pub fn run(
+    local: &Local,
+    join: &Join,
+    json: bool,
+    timeout: Duration,
+    info_hash: Id,
+) -> Result<ExitCode, Fail> {
+    let scrape = run_on_handle(local, join, json, timeout, move |h| h.scrape(info_hash))?;
     let record = ScrapeRecord {
         kind: "scrape",
         info_hash: info_hash.to_string(),

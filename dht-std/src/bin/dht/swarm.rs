@@ -1,31 +1,104 @@
 //! `dht swarm`: the offline demonstration. N real nodes on loopback sockets in this process,
 //! each on its own thread ([`DhtHandle`]); one announces, another looks it up.
 
-use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+use core::net::{IpAddr, SocketAddr};
 use core::time::Duration;
-use std::io::IsTerminal as _;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use dht_proto::{Config, Id};
 use dht_std::{Dht, DhtHandle, os_seed};
+use serde::Serialize;
 
-use crate::client::{metrics_json, metrics_text, status_name};
-use crate::json::Json;
-use crate::progress::Progress;
-use crate::{Fail, Global, millis};
+use crate::Fail;
+use crate::output::{Metrics, Out, Record, count, millis, status_name};
 
-const SWARM_TIMEOUT: Duration = Duration::from_secs(60);
+/// Routing-table sizes across the swarm.
+#[derive(Debug, Serialize)]
+struct Tables {
+    min: usize,
+    mean: f64,
+    max: usize,
+}
 
-pub fn run(g: &Global, n: usize) -> Result<ExitCode, Fail> {
-    let mut progress = Progress::new(!g.json && std::io::stderr().is_terminal());
-    // Loopback only: the demonstration never leaves the machine.
-    let ip = g
-        .bind
-        .map(|b| b.ip())
-        .filter(IpAddr::is_loopback)
-        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-    let deadline = Instant::now() + g.timeout.unwrap_or(SWARM_TIMEOUT);
+/// The announcing node and how its announce went.
+#[derive(Debug, Serialize)]
+struct AnnounceReport {
+    node: usize,
+    addr: String,
+    announced: usize,
+    status: &'static str,
+    metrics: Metrics,
+}
+
+/// The looking-up node and what it found.
+#[derive(Debug, Serialize)]
+struct LookupReport {
+    node: usize,
+    addr: String,
+    peers: Vec<String>,
+    status: &'static str,
+    metrics: Metrics,
+}
+
+/// The swarm's report.
+#[derive(Debug, Serialize)]
+struct Report {
+    nodes: usize,
+    #[serde(skip)]
+    ip: IpAddr,
+    join_ms: u64,
+    routing_table: Tables,
+    info_hash: String,
+    announce: AnnounceReport,
+    get_peers: LookupReport,
+    datagrams_sent: u64,
+    found: bool,
+}
+
+impl Record for Report {
+    const TYPE: &'static str = "swarm";
+    fn text(&self) -> Option<String> {
+        let t = &self.routing_table;
+        let mut lines = vec![
+            format!(
+                "swarm: {} on {}, joined in {} ms; routing tables: min {}, mean {:.1}, max {} \
+                 contacts",
+                count(self.nodes, "node"),
+                self.ip,
+                self.join_ms,
+                t.min,
+                t.mean,
+                t.max
+            ),
+            format!(
+                "announce: node {} ({}) announced {} to {} ({})",
+                self.announce.node,
+                self.announce.addr,
+                self.info_hash,
+                count(self.announce.announced, "node"),
+                self.announce.metrics
+            ),
+            format!(
+                "get_peers: node {} ({}) found {} [{}] ({})",
+                self.get_peers.node,
+                self.get_peers.addr,
+                count(self.get_peers.peers.len(), "peer"),
+                self.get_peers.peers.join(", "),
+                self.get_peers.metrics
+            ),
+            format!("datagrams sent in the swarm: {}", self.datagrams_sent),
+        ];
+        if self.found {
+            lines.push("ok: the lookup found the announced peer".to_owned());
+        }
+        Some(lines.join("\n"))
+    }
+}
+
+pub fn run(json: bool, n: usize, ip: IpAddr, timeout: Duration) -> Result<ExitCode, Fail> {
+    let mut out = Out::new(json, true);
+    let deadline = Instant::now() + timeout;
     let started = Instant::now();
     let mut nodes: Vec<DhtHandle> = Vec::with_capacity(n);
     for i in 0..n {
@@ -45,7 +118,8 @@ pub fn run(g: &Global, n: usize) -> Result<ExitCode, Fail> {
                 .map_err(|e| Fail::failed(format_args!("node {i} could not join: {e}")))?;
         }
         nodes.push(node);
-        progress.update(|| format!("swarm: {} of {n} nodes joined", i + 1));
+        out.progress()
+            .update(|| format!("swarm: {} of {n} nodes joined", i + 1));
         if Instant::now() >= deadline {
             return Err(Fail::failed("the swarm did not form in time"));
         }
@@ -55,7 +129,7 @@ pub fn run(g: &Global, n: usize) -> Result<ExitCode, Fail> {
     for node in &nodes {
         tables.push(node.info().map_err(Fail::failed)?.table_len);
     }
-    progress.clear();
+    out.progress().clear();
 
     let seed = os_seed();
     let info_hash = seed
@@ -66,18 +140,20 @@ pub fn run(g: &Global, n: usize) -> Result<ExitCode, Fail> {
     let (Some(announcer), Some(looker)) = (nodes.get(a), nodes.get(b)) else {
         return Err(Fail::input("a swarm needs at least two nodes"));
     };
-    progress.update(|| format!("swarm: node {a} announces {info_hash}"));
+    out.progress()
+        .update(|| format!("swarm: node {a} announces {info_hash}"));
     // Implied port: the nodes store the announcer's DHT socket address as the peer.
     let announce = announcer.announce(info_hash, None).map_err(Fail::failed)?;
     let expected = announcer.local_addr();
-    progress.update(|| format!("swarm: node {b} looks up {info_hash}"));
+    out.progress()
+        .update(|| format!("swarm: node {b} looks up {info_hash}"));
     let mut stream = looker.get_peers(info_hash).map_err(Fail::failed)?;
     let peers: Vec<SocketAddr> = stream.by_ref().collect();
     let lookup = stream
         .outcome()
         .cloned()
         .ok_or_else(|| Fail::failed("the lookup ended without a result"))?;
-    progress.clear();
+    out.progress().clear();
     let found = peers.contains(&expected);
     let datagrams: u64 = nodes
         .iter()
@@ -90,79 +166,33 @@ pub fn run(g: &Global, n: usize) -> Result<ExitCode, Fail> {
         tables.iter().max().copied().unwrap_or(0),
     );
     let mean = tables.iter().sum::<usize>() as f64 / tables.len().max(1) as f64;
-    let mut out = std::io::stdout().lock();
-    use std::io::Write as _;
-    if g.json {
-        let line = Json::obj()
-            .field("nodes", n)
-            .field("join_ms", millis(joined))
-            .field(
-                "routing_table",
-                Json::obj()
-                    .field("min", min)
-                    .field("mean", (mean * 10.0).round() / 10.0)
-                    .field("max", max),
-            )
-            .field("info_hash", info_hash.to_string())
-            .field(
-                "announce",
-                Json::obj()
-                    .field("node", a)
-                    .field("addr", expected.to_string())
-                    .field("announced", announce.announced)
-                    .field("status", status_name(&announce.status))
-                    .field("metrics", metrics_json(&announce.metrics)),
-            )
-            .field(
-                "get_peers",
-                Json::obj()
-                    .field("node", b)
-                    .field("addr", looker.local_addr().to_string())
-                    .field(
-                        "peers",
-                        peers
-                            .iter()
-                            .map(|p| Json::from(p.to_string()))
-                            .collect::<Vec<_>>(),
-                    )
-                    .field("status", status_name(&lookup.status))
-                    .field("metrics", metrics_json(&lookup.metrics)),
-            )
-            .field("datagrams_sent", datagrams)
-            .field("found", found);
-        writeln!(out, "{line}")?;
-    } else {
-        writeln!(
-            out,
-            "swarm: {n} nodes on {ip}, joined in {} ms; routing tables: min {min}, mean {mean:.1}, \
-             max {max} contacts",
-            millis(joined)
-        )?;
-        writeln!(
-            out,
-            "announce: node {a} ({expected}) announced {info_hash} to {} nodes ({})",
-            announce.announced,
-            metrics_text(&announce.metrics)
-        )?;
-        let list = peers
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
-        writeln!(
-            out,
-            "get_peers: node {b} ({}) found {} peer(s) [{list}] ({})",
-            looker.local_addr(),
-            peers.len(),
-            metrics_text(&lookup.metrics)
-        )?;
-        writeln!(out, "datagrams sent in the swarm: {datagrams}")?;
-        if found {
-            writeln!(out, "ok: the lookup found the announced peer")?;
-        }
-    }
-    out.flush()?;
-    drop(out);
+    out.emit(&Report {
+        nodes: n,
+        ip,
+        join_ms: millis(joined),
+        routing_table: Tables {
+            min,
+            mean: (mean * 10.0).round() / 10.0,
+            max,
+        },
+        info_hash: info_hash.to_string(),
+        announce: AnnounceReport {
+            node: a,
+            addr: expected.to_string(),
+            announced: announce.announced,
+            status: status_name(&announce.status),
+            metrics: Metrics::from(&announce.metrics),
+        },
+        get_peers: LookupReport {
+            node: b,
+            addr: looker.local_addr().to_string(),
+            peers: peers.iter().map(ToString::to_string).collect(),
+            status: status_name(&lookup.status),
+            metrics: Metrics::from(&lookup.metrics),
+        },
+        datagrams_sent: datagrams,
+        found,
+    })?;
     if found {
         Ok(ExitCode::SUCCESS)
     } else {
