@@ -233,18 +233,24 @@ struct ItemRecord {
     copies: usize,
 }
 
+/// Which item `dht get` looks up.
+#[derive(Debug)]
+pub struct GetArgs {
+    pub target: Option<Id>,
+    pub public_key: Option<String>,
+    pub key: Option<std::path::PathBuf>,
+    pub salt: Option<String>,
+}
+
 pub fn get(
     local: &Local,
     join: &Join,
     json: bool,
     timeout: Duration,
-    target: Option<Id>,
-    public_key: Option<&str>,
-    key: Option<&Path>,
-    salt: Option<&str>,
+    a: GetArgs,
 ) -> Result<ExitCode, Fail> {
-    let salt = salt.unwrap_or_default().as_bytes().to_vec();
-    let target = match (target, public_key, key) {
+    let salt = a.salt.unwrap_or_default().into_bytes();
+    let target = match (a.target, a.public_key.as_deref(), a.key.as_deref()) {
         (Some(t), None, None) => t,
         (None, Some(hexkey), None) => {
             let k = dht_std::items::parse_hex32(hexkey)

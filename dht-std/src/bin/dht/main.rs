@@ -464,10 +464,12 @@ fn run(cli: Cli) -> Result<ExitCode, Fail> {
             &join,
             json,
             timeout,
-            target,
-            public_key.as_deref(),
-            key.as_deref(),
-            salt.as_deref(),
+            items::GetArgs {
+                target,
+                public_key,
+                key,
+                salt,
+            },
         ),
         Command::Sample {
             target,
