@@ -40,6 +40,8 @@ pub mod items;
 pub mod scrape;
 mod seed;
 pub mod state;
+#[cfg(feature = "crawl")]
+pub mod store;
 
 use core::net::SocketAddr;
 use std::net::ToSocketAddrs;
