@@ -113,10 +113,12 @@ pub mod bep44;
 pub mod config;
 pub mod crawl;
 pub mod error;
+pub mod estimate;
 pub mod event;
 pub mod id;
 pub mod metadata;
 pub mod stats;
+pub mod testnet;
 pub mod time;
 pub mod wire;
 

@@ -131,6 +131,9 @@ pub struct Stats {
     /// [`Limits::max_datagram`](crate::Limits::max_datagram); nothing was taken from the
     /// queue.
     pub transmit_buffer_too_small: u64,
+    /// Accepted responses whose `nodes` or `nodes6` ended in a partial entry (ignored; the
+    /// whole entries before it were used). Some deployed nodes cut `nodes` at a NUL byte.
+    pub truncated_nodes: u64,
 }
 
 impl Stats {

@@ -4,6 +4,10 @@
 //! makes lookup O(1) without hashing attacker-chosen bytes; the nonce makes ids unpredictable, so
 //! an off-path attacker cannot forge a response (it would also need the right source address and
 //! node id). Deadlines live in one ordered set, so the earliest is always at hand.
+//!
+//! No byte of an id is zero: some deployed nodes (btdht) copy `t` as a C string, so a zero byte
+//! would cut the id short and their answer would never match. The slot is written in base 255
+//! with digits 1..=255 (so at most 255 × 255 slots), and zero bytes of the nonce become 1.
 
 use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
@@ -18,6 +22,32 @@ pub(crate) const TID_LEN: usize = 6;
 
 /// A transaction id as sent on the wire.
 pub(crate) type Tid = [u8; TID_LEN];
+
+/// Slots a two-byte id without zero bytes can name.
+const MAX_SLOTS: usize = 255 * 255;
+
+/// The slot as two bytes in 1..=255.
+fn slot_bytes(slot: u16) -> [u8; 2] {
+    let (hi, lo) = (slot / 255, slot % 255);
+    [
+        u8::try_from(hi + 1).unwrap_or(u8::MAX),
+        u8::try_from(lo + 1).unwrap_or(u8::MAX),
+    ]
+}
+
+/// The slot of two id bytes, if they are a valid encoding.
+fn slot_of_bytes(b: [u8; 2]) -> Option<u16> {
+    let (hi, lo) = (
+        u16::from(b[0].checked_sub(1)?),
+        u16::from(b[1].checked_sub(1)?),
+    );
+    Some(hi * 255 + lo)
+}
+
+/// `n` with each zero byte replaced by 1.
+fn without_zero_bytes(n: u32) -> u32 {
+    u32::from_be_bytes(n.to_be_bytes().map(|b| b.max(1)))
+}
 
 /// What a request was for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,7 +98,7 @@ pub(crate) struct Transactions {
 
 impl Transactions {
     pub(crate) fn new(cap: usize) -> Self {
-        let cap = cap.clamp(1, usize::from(u16::MAX));
+        let cap = cap.clamp(1, MAX_SLOTS);
         Self {
             slots: Vec::new(),
             free: Vec::new(),
@@ -87,7 +117,7 @@ impl Transactions {
     }
 
     /// Opens a transaction; `None` at the cap.
-    pub(crate) fn open(&mut self, txn: Txn) -> Option<Tid> {
+    pub(crate) fn open(&mut self, mut txn: Txn) -> Option<Tid> {
         if self.is_full() {
             return None;
         }
@@ -99,9 +129,10 @@ impl Transactions {
                 s
             }
         };
+        txn.nonce = without_zero_bytes(txn.nonce);
         let mut tid = [0u8; TID_LEN];
         let (a, b) = tid.split_at_mut(2);
-        a.copy_from_slice(&slot.to_be_bytes());
+        a.copy_from_slice(&slot_bytes(slot));
         b.copy_from_slice(&txn.nonce.to_be_bytes());
         self.deadlines.insert((txn.short_deadline, slot));
         *self.slots.get_mut(usize::from(slot))? = Some(txn);
@@ -114,7 +145,7 @@ impl Transactions {
             [a, b, c, d, e, f] => ([*a, *b], [*c, *d, *e, *f]),
             _ => return None,
         };
-        let slot = u16::from_be_bytes(s);
+        let slot = slot_of_bytes(s)?;
         let nonce = u32::from_be_bytes(n);
         let txn = self.slots.get(usize::from(slot))?.as_ref()?;
         (txn.nonce == nonce).then_some(slot)
@@ -213,6 +244,25 @@ mod tests {
         }
     }
 
+    /// Ids carry no zero byte (a C-string copy of `t` must keep all six bytes), over every
+    /// slot, and each id maps back to its own slot.
+    #[test]
+    fn ids_have_no_zero_byte() {
+        let mut t = Transactions::new(usize::MAX);
+        let now = Instant::ZERO;
+        let mut seen = BTreeSet::new();
+        for i in 0..MAX_SLOTS {
+            let nonce = [0, 0x0100_0000, 0x0000_ff00, 0xffff_ffff][i % 4];
+            let tid = t.open(txn(nonce, now)).unwrap();
+            assert!(!tid.contains(&0), "{tid:?}");
+            assert!(seen.insert(tid), "duplicate id {tid:?}");
+            assert!(t.get(&tid).is_some());
+        }
+        assert!(t.open(txn(1, now)).is_none(), "every slot is taken");
+        assert_eq!(slot_of_bytes([0, 1]), None);
+        assert_eq!(slot_of_bytes(slot_bytes(65_024)), Some(65_024));
+    }
+
     #[test]
     fn open_get_close() {
         let mut t = Transactions::new(2);
@@ -221,12 +271,12 @@ mod tests {
         let b = t.open(txn(8, now)).unwrap();
         assert!(t.open(txn(9, now)).is_none(), "cap");
         assert_ne!(a, b);
-        assert_eq!(t.get(&a).unwrap().nonce, 7);
+        assert_eq!(t.get(&a).unwrap().nonce, without_zero_bytes(7));
         let mut forged = a;
         forged[5] ^= 1;
         assert!(t.get(&forged).is_none(), "wrong nonce");
         assert!(t.get(&a[..4]).is_none(), "wrong length");
-        assert_eq!(t.close(&a).unwrap().nonce, 7);
+        assert_eq!(t.close(&a).unwrap().nonce, without_zero_bytes(7));
         assert!(t.close(&a).is_none(), "closed once");
         assert_eq!(t.len(), 1);
         assert_eq!(t.next_deadline(), Some(now + Duration::from_secs(1)));
@@ -239,13 +289,13 @@ mod tests {
         let a = t.open(txn(1, now)).unwrap();
         assert!(t.pop_expired(now).is_none());
         match t.pop_expired(now + Duration::from_secs(1)) {
-            Some(Expired::Slow(x)) => assert_eq!(x.nonce, 1),
+            Some(Expired::Slow(x)) => assert_eq!(x.nonce, without_zero_bytes(1)),
             other => panic!("{other:?}"),
         }
         assert!(t.get(&a).unwrap().slow);
         assert_eq!(t.next_deadline(), Some(now + Duration::from_secs(5)));
         match t.pop_expired(now + Duration::from_secs(9)) {
-            Some(Expired::Failed(x)) => assert_eq!(x.nonce, 1),
+            Some(Expired::Failed(x)) => assert_eq!(x.nonce, without_zero_bytes(1)),
             other => panic!("{other:?}"),
         }
         assert_eq!(t.len(), 0);

@@ -10,6 +10,8 @@ use dht_proto::wire::compact::NodeInfo;
 use dht_proto::{
     AddressClass, CommandError, Config, Disposition, Event, Id, Instant, Node, QueryId,
 };
+
+use crate::items::DalekVerifier;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -53,7 +55,7 @@ const RECV_BATCH: usize = 256;
 /// ```
 #[derive(Debug)]
 pub struct Dht {
-    node: Node,
+    node: Node<DalekVerifier>,
     origin: std::time::Instant,
     poll: Poll,
     events: Events,
@@ -109,6 +111,7 @@ impl Dht {
     /// - An unspecified address (`0.0.0.0` or `[::]`) binds both families on one port when the
     ///   system has IPv6 and `config.ipv6` is set; otherwise only `addr`'s family. A missing
     ///   second family is not an error: `config.ipv6` is then cleared.
+    /// - The node checks BEP 44 signatures with [`DalekVerifier`](crate::DalekVerifier).
     /// - A node bound to a loopback address accepts loopback contacts and allows several
     ///   contacts per IP address (all nodes of a local swarm share 127.0.0.1); one bound to a
     ///   private address accepts private contacts. The policy is only ever widened, never
@@ -138,7 +141,7 @@ impl Dht {
         let waker = DhtWaker(Arc::new(mio::Waker::new(poll.registry(), WAKE)?));
         let origin = std::time::Instant::now();
         let buf = vec![0; config.limits.max_datagram.saturating_add(1)];
-        let node = Node::new(config, Instant::ZERO)?;
+        let node = Node::with_ed25519_verifier(config, Instant::ZERO, DalekVerifier)?;
         log::info!(
             "node {} listening on {}",
             node.id(),
@@ -173,13 +176,13 @@ impl Dht {
     }
 
     /// The node.
-    pub fn node(&self) -> &Node {
+    pub fn node(&self) -> &Node<DalekVerifier> {
         &self.node
     }
 
     /// The node, for commands and getters not wrapped here. Commands issued through it are
     /// sent at the next [`Dht::step`]; prefer [`Dht::command`], which sends at once.
-    pub fn node_mut(&mut self) -> &mut Node {
+    pub fn node_mut(&mut self) -> &mut Node<DalekVerifier> {
         &mut self.node
     }
 
@@ -213,7 +216,7 @@ impl Dht {
 
     /// Runs `f` with the node and the current time, then sends what it queued. Every
     /// [`Node`] command fits: `dht.command(|node, now| node.sample_infohashes(now, target))`.
-    pub fn command<R>(&mut self, f: impl FnOnce(&mut Node, Instant) -> R) -> R {
+    pub fn command<R>(&mut self, f: impl FnOnce(&mut Node<DalekVerifier>, Instant) -> R) -> R {
         let now = self.now();
         let r = f(&mut self.node, now);
         self.flush(now);

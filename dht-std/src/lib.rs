@@ -10,10 +10,17 @@
 //!   for each event and before each wait; [`Dht::run_until`], the handle's thread and the `dht`
 //!   program all use it. No protocol logic lives here.
 //! - [`DhtHandle`]: the same on a thread of its own, with blocking calls that return answers
-//!   ([`DhtHandle::get_peers`] streams peers as they are found, [`DhtHandle::announce`],
-//!   [`DhtHandle::ping`], [`DhtHandle::find_node`]).
+//!   ([`DhtHandle::get_peers`] streams peers as they are found, [`DhtHandle::announce`] and
+//!   [`DhtHandle::keep_announcing`], [`DhtHandle::ping`], [`DhtHandle::find_node`], BEP 44
+//!   [`DhtHandle::put_item`] / [`DhtHandle::get_item`], BEP 51
+//!   [`DhtHandle::sample_infohashes`], BEP 33 [`DhtHandle::scrape`]).
+//! - [`AsyncDhtHandle`] ([`DhtHandle::as_async`]): the same methods as futures that need no
+//!   particular runtime (tokio, async-std, `pollster`, ...) and never block the executor.
 //!
-//! Other runtimes (tokio, an embedded loop) drive [`dht_proto::Node`] directly: see the
+//! BEP 44 mutable items are signed with [`Keypair`] (Ed25519 through `ed25519-dalek`), and
+//! every node bound by [`Dht::bind`] verifies signatures with [`DalekVerifier`].
+//!
+//! Other runtimes can also drive [`dht_proto::Node`] directly on their own sockets: see the
 //! `tokio` and `thread` examples.
 //!
 //! Logging goes through the [`log`] facade: `info` for binding, `debug` for dropped datagrams
@@ -23,11 +30,15 @@
 #![deny(missing_docs)]
 
 mod adapter;
+mod async_handle;
+mod chan;
 mod describe;
 mod error;
 mod handle;
 mod info_hash;
 pub mod metadata;
+pub mod items;
+pub mod scrape;
 mod seed;
 pub mod state;
 #[cfg(feature = "crawl")]
@@ -37,10 +48,16 @@ use core::net::SocketAddr;
 use std::net::ToSocketAddrs;
 
 pub use adapter::{Dht, DhtWaker, IoStats, Turn};
+pub use async_handle::{AsyncDhtHandle, AsyncPeerStream};
 pub use describe::describe_datagram;
 pub use error::Error;
-pub use handle::{DhtHandle, Info, PeerStream, Pong};
+pub use handle::{
+    AnnounceKeeper, DhtHandle, Info, Item, ItemLookup, PeerStream, Pong, REANNOUNCE_INTERVAL,
+    Sample, SampleLookup,
+};
 pub use info_hash::{ParseInfoHashError, parse_info_hash};
+pub use items::{DalekVerifier, Keypair};
+pub use scrape::Scrape;
 pub use seed::os_seed;
 pub use state::State;
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The interoperability check in one command, for CI: installs libtorrent and bittorrent-dht,
+# The interoperability check in one command, for CI: installs libtorrent, btdht and bittorrent-dht,
 # builds our `dht` program, checks the captured corpus offline, then runs every scenario of
-# scenarios.py against real libtorrent and bittorrent-dht nodes on loopback.
+# scenarios.py against real libtorrent, btdht and bittorrent-dht nodes on loopback.
 #
 #   tests/interop/run.sh [scenarios.py options, e.g. --only lt-queries -v]
 #
@@ -21,7 +21,7 @@ fi
 step() { printf '\n--> interop: %s\n' "$*"; }
 started=$SECONDS
 
-step "install libtorrent and bittorrent-dht"
+step "install libtorrent, btdht and bittorrent-dht"
 timeout --kill-after=10 300 "$here/install.sh"
 
 step "build the dht program"

@@ -30,6 +30,10 @@ Scenarios (each on its own ports, see PORTS; none overlaps smoke.py or capture.p
                 through our node is stored, and its lookup parses our values
   lt-ipv6       the same claims over [::1] with libtorrent's IPv6 DHT nodes
   wt-ipv6       skipped: bittorrent-dht has no working IPv6
+  bt-swarm      2 of our nodes and 3 btdht 0.3.3 nodes (the Cython library): tables both ways
+                (btdht cuts about half of its find_node replies mid-entry; we use the whole
+                entries), btdht announces and our lookup finds it, we announce and btdht's
+                lookup finds us
 
 Usage: scenarios.py [--dht PATH] [--only NAME[,NAME...]] [--timeout SECS] [--logs DIR] [-v]
 Exit status: 0 when every scenario passed or was skipped, 1 when one failed, 2 usage.
@@ -61,11 +65,13 @@ VENV_PY = os.path.join(HERE, ".venv", "bin", "python")
 PORTS = {
     "lt-swarm": 7600, "lt-announce": 7620, "our-announce": 7640, "lt-queries": 7660,
     "wt-swarm": 7680, "wt-queries": 7700, "lt-ipv6": 7720, "wt-ipv6": 7740,
+    "bt-swarm": 7760,
 }
 OURS = ["127.1.1.2", "127.1.1.3", "127.1.1.4"]  # our `dht node`s
 CLIENT = "127.1.1.5"  # our one-shot commands bind here (ephemeral port)
 LT_BASE = "127.1.1.20"  # libtorrent session i: 127.1.1.(20+i)
 WT_BASE = "127.1.1.40"  # bittorrent-dht node i: 127.1.1.(40+i)
+BT_BASE = "127.1.1.60"  # btdht node i: 127.1.1.(60+i)
 
 
 class Fail(Exception):
@@ -124,11 +130,13 @@ def ipv6_loopback():
 class OurNode:
     """One `dht node` process: its id and address come from its first stdout line (JSON)."""
 
-    def __init__(self, ctx, ip, port, bootstrap):
+    def __init__(self, ctx, ip, port, bootstrap, node_id=None):
         self.addr = ep(ip, port)
         self.state = os.path.join(ctx.logdir, f"{ctx.name}-node-{ip}-{port}.state")
         argv = [ctx.dht, "node", "--bind", self.addr, "--json", "--duration", "120",
                 "--status-interval", "2", "--state", self.state, "-vv"]
+        if node_id:
+            argv += ["--id", node_id]
         argv += ["--bootstrap", ",".join(bootstrap)] if bootstrap else ["--no-bootstrap"]
         self.h = ctx.start(argv, f"node-{ip}-{port}")
         first = self.h.expect(..., 10, where=lambda e: "listening" in e)
@@ -176,8 +184,8 @@ class Ctx:
         self.procs.append(h)
         return h
 
-    def node(self, ip, bootstrap=(), port=None):
-        return OurNode(self, ip, port or self.port, list(bootstrap))
+    def node(self, ip, bootstrap=(), port=None, node_id=None):
+        return OurNode(self, ip, port or self.port, list(bootstrap), node_id)
 
     def lt(self, *extra):
         py = VENV_PY if os.path.exists(VENV_PY) else sys.executable
@@ -189,6 +197,13 @@ class Ctx:
         argv = ["node", "wt.js", "--base", WT_BASE, "--port", str(self.port), "--serve",
                 "--duration", "120", "--lookup-timeout", "10", *extra]
         return self.start(argv, "wt")
+
+    def bt(self, *extra):
+        if not os.path.exists(VENV_PY):
+            raise Skip("no interop venv: run tests/interop/install.sh")
+        argv = [VENV_PY, "bt.py", "--base", BT_BASE, "--port", str(self.port), "--serve",
+                "--duration", "120", "--lookup-timeout", "15", *extra]
+        return self.start(argv, "bt")
 
     def run_dht(self, *argv):
         """A one-shot `dht` command with --json: (exit status, JSON lines, stderr)."""
@@ -579,6 +594,38 @@ def wt_queries(ctx):
           f"bittorrent-dht's lookup through our node found {peers['peers']}")
 
 
+def no_nul_id(tag):
+    """An id without zero bytes: btdht copies ids with strncpy and would corrupt the rest."""
+    return bytes(b or 1 for b in bytes.fromhex(info_hash("bt-swarm", tag))).hex()
+
+
+def bt_swarm(ctx):
+    a = ctx.node(OURS[0], node_id=no_nul_id("a"))
+    bt = ctx.bt("--nodes", "3", "--bootstrap", a.addr, "--min-table", "3")
+    ready = bt.expect("ready", 25)
+    check(ready["complete"], f"btdht nodes did not fill their tables: {ready['nodes']}")
+    bt_ids = {n["addr"]: n["id"] for n in ready["nodes"]}
+    bt_addrs = list(bt_ids)
+    b = ctx.node(OURS[1], [bt_addrs[0], a.addr], node_id=no_nul_id("b"))
+    await_in_tables(bt, 3, {a.addr: a.id, b.addr: b.id}, 20)
+    # btdht announces (stored by its siblings: it pads our 8-byte tokens to 20 bytes, so our
+    # nodes refuse its announce_peer with 203); our lookup finds it through the btdht nodes.
+    ih = info_hash(ctx.name, "bt")
+    ann = command(bt, f"announce {ih}:6011@0", "announce", timeout=25)
+    check(ann["complete"], "btdht's announce did not finish")
+    got = ctx.run_dht(*get_peers_argv(ctx, ih, a.addr))
+    rc, peers = found_peers(got)
+    want = ep(BT_BASE, 6011)
+    check(want in peers, f"dht get-peers (exit {rc}) found {peers}, not btdht's {want}")
+    # We announce; btdht's lookup (2 s rounds) finds our peer.
+    ih2 = info_hash(ctx.name, "ours")
+    announced(ctx.run_dht(*announce_argv(ctx, ih2, 6012, b.addr)))
+    peers = command(bt, f"get-peers {ih2}@2", "peers", timeout=25)
+    check(ep(CLIENT, 6012) in peers["peers"],
+          f"btdht's lookup found {peers['peers']}, not {ep(CLIENT, 6012)}")
+    our_tables_hold((a, b), bt_ids, "btdht")
+
+
 def lt_ipv6(ctx):
     if not ipv6_loopback():
         raise Skip("this machine has no IPv6 loopback (::1)")
@@ -612,7 +659,7 @@ def wt_ipv6(ctx):
 SCENARIOS = {
     "lt-swarm": lt_swarm, "lt-announce": lt_announce, "our-announce": our_announce,
     "lt-queries": lt_queries, "wt-swarm": wt_swarm, "wt-queries": wt_queries,
-    "lt-ipv6": lt_ipv6, "wt-ipv6": wt_ipv6,
+    "lt-ipv6": lt_ipv6, "wt-ipv6": wt_ipv6, "bt-swarm": bt_swarm,
 }
 
 

@@ -20,6 +20,7 @@
 pub mod bencode;
 pub mod build;
 pub mod floods;
+pub mod estimate;
 pub mod hostile;
 pub mod invariants;
 pub mod latency;

@@ -43,6 +43,7 @@ use rand_core::RngCore;
 use crate::bep44::{Ed25519Verifier, NoVerifier};
 use crate::config::Config;
 use crate::error::{CommandError, ConfigError, DropReason};
+use crate::estimate::{SizeEstimate, SizeEstimator};
 use crate::event::{CommandKind, CustomHandle, Event, QueryId, QueryMetrics};
 use crate::id::Id;
 use crate::lookup::Lookup;
@@ -205,6 +206,8 @@ pub struct Node<V = NoVerifier> {
     pub(crate) external: Option<SocketAddr>,
     /// Smoothed round-trip time over all responses.
     pub(crate) srtt: Option<Duration>,
+    /// Network-size estimators (IPv4, IPv6), fed by converged lookups.
+    pub(crate) size: [SizeEstimator; 2],
     /// Scratch space reused by maintenance.
     pub(crate) scratch_ids: Vec<Id>,
     pub(crate) scratch_pings: Vec<(Id, SocketAddr)>,
@@ -294,12 +297,25 @@ impl<V: Ed25519Verifier> Node<V> {
             split_pings: VecDeque::new(),
             external: None,
             srtt: None,
+            size: [SizeEstimator::new(), SizeEstimator::new()],
             scratch_ids: Vec::new(),
             scratch_pings: Vec::new(),
         })
     }
 
     // ---- Getters ----------------------------------------------------------------------------
+
+    /// How many nodes the IPv4 DHT has, estimated from the closest nodes of this node's
+    /// recent converged lookups (see [`estimate`](crate::estimate)); `None` before the first.
+    /// Every lookup counts: bootstrap, refreshes, and the application's own.
+    pub fn size_estimate(&self) -> Option<SizeEstimate> {
+        self.size.first().and_then(SizeEstimator::estimate)
+    }
+
+    /// [`Node::size_estimate`] for the IPv6 DHT.
+    pub fn size_estimate_v6(&self) -> Option<SizeEstimate> {
+        self.size.get(1).and_then(SizeEstimator::estimate)
+    }
 
     /// This node's id.
     pub fn id(&self) -> Id {

@@ -16,7 +16,7 @@ use crate::small::SmallBytes;
 use crate::time::Instant;
 use crate::transaction::{Expired, Purpose, Txn};
 use crate::wire::bencode::Dict;
-use crate::wire::compact::NodeInfo;
+use crate::wire::compact::{NodeInfo, Nodes};
 use crate::wire::krpc::{KrpcError, Message, Response};
 
 impl<V: Ed25519Verifier> Node<V> {
@@ -218,9 +218,15 @@ impl<V: Ed25519Verifier> Node<V> {
         let k = self.config.bucket_size;
         let mut closest: Vec<NodeInfo> = Vec::new();
         let mut hops = 0;
-        for l in state.lookups.iter().flatten() {
+        for (fam, l) in state.lookups.iter().enumerate() {
+            let Some(l) = l else { continue };
             closest.extend(l.closest(k));
             hops = hops.max(u32::from(l.max_hop()));
+            if matches!(status, QueryStatus::Completed | QueryStatus::Exhausted) {
+                if let Some(size) = self.size.get_mut(fam) {
+                    size.add_lookup(&l.target(), crate::estimate::live_closest(l));
+                }
+            }
         }
         let mut metrics = state.metrics;
         metrics.hops = metrics.hops.max(hops);
@@ -331,6 +337,10 @@ impl<V: Ed25519Verifier> Node<V> {
         self.stats.responses_received = self.stats.responses_received.saturating_add(1);
         // The transaction id was ours and the source matched: a round trip.
         self.round_trip(now, from);
+        let tail = |n: Option<Nodes<'_>>| n.is_some_and(|n| n.malformed_tail() != 0);
+        if tail(r.nodes) || tail(r.nodes6) {
+            self.stats.truncated_nodes = self.stats.truncated_nodes.saturating_add(1);
+        }
         let rtt = now.saturating_duration_since(txn.sent_at);
         self.record_rtt(rtt);
         if self.admits_id(&r.id, &from) {

@@ -732,6 +732,52 @@ fn limits_docs_match_the_real_entry_sizes() {
     assert!(size_of::<PendingCustom>() <= 96, "max_pending_custom doc");
 }
 
+/// A `find_node` reply whose `nodes` is cut mid-entry (as some deployed nodes send): the whole
+/// entries are queried next, and the reply is counted in `Stats::truncated_nodes`.
+#[test]
+fn truncated_nodes_reply_is_used() {
+    let now = Instant::from_secs(10);
+    let mut node = Node::new(local(1), now).unwrap();
+    let q = node.bootstrap(now, [addr(2)]).unwrap();
+    let mut buf = [0u8; 1500];
+    let t = node.poll_transmit(now, &mut buf).unwrap();
+    assert_eq!(t.to, addr(2));
+    let sent = Message::decode(&buf[..t.len], &Default::default()).unwrap();
+    let tid = sent.transaction_id.to_vec();
+    let mut nodes = Vec::new();
+    for (i, fill) in [(3usize, 0x33u8), (4, 0x44)] {
+        let mut entry = [0u8; 38];
+        let len = crate::wire::compact::encode_node(
+            &NodeInfo::new(Id::new([fill; 20]), addr(i)),
+            &mut entry,
+        );
+        assert_eq!(len, 26);
+        nodes.extend_from_slice(&entry[..len]);
+    }
+    nodes.extend_from_slice(&[0x55; 11]);
+    let mut reply = b"d1:rd2:id20:".to_vec();
+    reply.extend_from_slice(&[0x22; 20]);
+    reply.extend_from_slice(alloc::format!("5:nodes{}:", nodes.len()).as_bytes());
+    reply.extend_from_slice(&nodes);
+    reply.extend_from_slice(alloc::format!("e1:t{}:", tid.len()).as_bytes());
+    reply.extend_from_slice(&tid);
+    reply.extend_from_slice(b"1:y1:re");
+    assert_eq!(
+        node.handle_datagram(now, addr(2), &reply),
+        Disposition::Accepted
+    );
+    assert_eq!(node.stats().truncated_nodes, 1);
+    let mut next = Vec::new();
+    while let Some(t) = node.poll_transmit(now, &mut buf) {
+        next.push(t.to);
+    }
+    assert!(
+        next.contains(&addr(3)) && next.contains(&addr(4)),
+        "{next:?}"
+    );
+    assert!(node.is_running(q));
+}
+
 #[test]
 fn query_ids_are_never_reused_past_u32() {
     let now = Instant::from_secs(1);

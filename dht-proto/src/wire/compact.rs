@@ -156,6 +156,24 @@ impl<'a> Nodes<'a> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Bytes after the last whole entry (a truncated entry the decoder ignored): 0 for a
+    /// well-formed value.
+    ///
+    /// ```
+    /// use dht_proto::wire::compact::Nodes;
+    ///
+    /// let bytes = [7u8; 26 + 9];
+    /// let nodes = Nodes::Compact4(&bytes);
+    /// assert_eq!((nodes.len(), nodes.malformed_tail()), (1, 9));
+    /// ```
+    pub fn malformed_tail(&self) -> usize {
+        match self {
+            Self::Compact4(b) => b.len() % NODE4_LEN,
+            Self::Compact6(b) => b.len() % NODE6_LEN,
+            Self::Slice(_) => 0,
+        }
+    }
 }
 
 /// A `values` list (peers of an info-hash): a validated list of 6- or 18-byte strings from a

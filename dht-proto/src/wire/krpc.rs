@@ -36,8 +36,11 @@
 //!   `e` ([`InvalidValue`] otherwise).
 //! - `id`, `target` and `info_hash` must be exactly 20 bytes; `k` 32; `sig` 64; `BFsd` and
 //!   `BFpe` 256; top-level `ip` 6 or 18.
-//! - `nodes`, `nodes6` and `samples` must be whole multiples of 26, 38 and 20 bytes: a
-//!   trailing partial entry rejects the message rather than being silently dropped.
+//! - `samples` must be a whole multiple of 20 bytes: a trailing partial entry rejects the
+//!   message. `nodes` and `nodes6` are read as their whole 26- or 38-byte entries and a
+//!   trailing partial entry is ignored, as libtorrent does: some deployed nodes cut `nodes` at
+//!   the first NUL byte, and their replies are otherwise valid.
+//!   [`Nodes::malformed_tail`](super::compact::Nodes::malformed_tail) tells the ignored bytes.
 //! - Every item of `values` must be a 6- or 18-byte string (BEP 32 allows mixing families).
 //! - `port` in `announce_peer` must be in 1..=65535 unless `implied_port` is non-zero, in which
 //!   case `port` may be absent or anything (it is then read as 0 unless it is in range).

@@ -122,12 +122,12 @@ fn bep5_find_node() {
         })
     );
     // The BEP's response uses the 9-byte placeholder "def456..." for the compact node info:
-    // not a whole 26-byte entry, so this decoder rejects it (policy: no silent truncation).
+    // not a whole 26-byte entry. The message is accepted with no node and a 9-byte tail.
     let literal = b"d1:rd2:id20:0123456789abcdefghij5:nodes9:def456...e1:t2:aa1:y1:re";
-    assert_eq!(
-        Message::decode(literal, &lim()).unwrap_err().kind,
-        K::InvalidValue("nodes")
-    );
+    let m = Message::decode(literal, &lim()).unwrap();
+    let nodes = response(&m).nodes.unwrap();
+    assert_eq!((nodes.len(), nodes.malformed_tail()), (0, 9));
+    assert_eq!(nodes.iter().count(), 0);
     // With a real node in its place.
     let mut bytes = b"d1:rd2:id20:0123456789abcdefghij5:nodes26:".to_vec();
     bytes.extend_from_slice(NODE);
@@ -177,10 +177,9 @@ fn bep5_get_peers() {
 
     let literal =
         b"d1:rd2:id20:abcdefghij01234567895:nodes9:def456...5:token8:aoeusnthe1:t2:aa1:y1:re";
-    assert_eq!(
-        Message::decode(literal, &lim()).unwrap_err().kind,
-        K::InvalidValue("nodes")
-    );
+    let m = Message::decode(literal, &lim()).unwrap();
+    assert_eq!(response(&m).nodes.unwrap().malformed_tail(), 9);
+    assert_eq!(response(&m).token, Some(b"aoeusnth".as_slice()));
     let mut bytes = b"d1:rd2:id20:abcdefghij01234567895:nodes26:".to_vec();
     bytes.extend_from_slice(NODE);
     bytes.extend_from_slice(b"5:token8:aoeusnthe1:t2:aa1:y1:re");
@@ -827,4 +826,41 @@ fn error_with_code_only() {
     // Further items are ignored.
     let m = Message::decode(b"d1:eli203e1:xi9ee1:t2:aa1:y1:ee", &lim()).unwrap();
     assert!(matches!(m.body, Body::Error(KrpcError { code: 203, .. })));
+}
+
+/// A `nodes` string cut short (as by an implementation that stops at the first NUL byte):
+/// the whole entries are used, the partial one is ignored and reported; the same for `nodes6`.
+#[test]
+fn truncated_nodes_keep_whole_entries() {
+    let mut bytes = b"d1:rd2:id20:0123456789abcdefghij5:nodes40:".to_vec();
+    bytes.extend_from_slice(NODE);
+    bytes.extend_from_slice(&NODE[..14]);
+    bytes.extend_from_slice(b"6:nodes645:");
+    bytes.extend_from_slice(&[0x11; 38]);
+    bytes.extend_from_slice(&[0x22; 7]);
+    bytes.extend_from_slice(b"e1:t2:aa1:y1:re");
+    let m = Message::decode(&bytes, &lim()).unwrap();
+    let r = response(&m);
+    let nodes = r.nodes.unwrap();
+    assert_eq!((nodes.len(), nodes.malformed_tail()), (1, 14));
+    assert_eq!(
+        nodes.iter().collect::<Vec<_>>(),
+        [NodeInfo::new(
+            id(b"0123456789abcdefghij"),
+            "1.2.3.4:6881".parse().unwrap()
+        )]
+    );
+    let nodes6 = r.nodes6.unwrap();
+    assert_eq!((nodes6.len(), nodes6.malformed_tail()), (1, 7));
+    // Re-encoding writes the whole entries only.
+    let mut buf = [0u8; 512];
+    let len = m.encode(&mut buf).unwrap();
+    let again = Message::decode(&buf[..len], &lim()).unwrap();
+    let r2 = response(&again);
+    assert_eq!(r2.nodes.unwrap().malformed_tail(), 0);
+    assert_eq!(
+        r2.nodes.unwrap().iter().collect::<Vec<_>>(),
+        nodes.iter().collect::<Vec<_>>()
+    );
+    assert_eq!(r2.nodes6.unwrap().len(), 1);
 }

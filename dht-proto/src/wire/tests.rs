@@ -231,8 +231,6 @@ fn malformed_messages() {
         (b"d1:t2:aa1:y1:re", MissingKey("r")),
         (b"d1:r0:1:t2:aa1:y1:re", WrongType("r")),
         (b"d1:rde1:t2:aa1:y1:re", MissingKey("id")),
-        (b"d1:rd2:id20:mnopqrstuvwxyz1234565:nodes9:def456...e1:t2:aa1:y1:re",
-            InvalidValue("nodes")),
         (b"d1:rd2:id20:mnopqrstuvwxyz1234566:valuesl3:abcee1:t2:aa1:y1:re",
             InvalidValue("values")),
         (b"d1:rd2:id20:mnopqrstuvwxyz1234566:valuesli1eee1:t2:aa1:y1:re",

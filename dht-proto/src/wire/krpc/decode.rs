@@ -3,7 +3,7 @@
 use super::*;
 use crate::id::ID_LEN;
 use crate::wire::bencode::{DecodeErrorKind, read_string, read_value};
-use crate::wire::compact::{NODE4_LEN, NODE6_LEN, PEER4_LEN, PEER6_LEN, decode_peer};
+use crate::wire::compact::{PEER4_LEN, PEER6_LEN, decode_peer};
 
 #[inline]
 fn err(kind: DecodeErrorKind, offset: usize) -> DecodeError {
@@ -145,11 +145,14 @@ fn response_at<'a>(p: &mut Parser<'a>) -> Result<Response<'a>, DecodeError> {
                 1
             }
             b"nodes" => {
-                r.nodes = Some(Nodes::Compact4(chunks_at(p, D, "nodes", NODE4_LEN)?));
+                // Whole entries are used and a trailing partial one is ignored (some
+                // implementations cut `nodes` at the first NUL byte); see
+                // `Nodes::malformed_tail`.
+                r.nodes = Some(Nodes::Compact4(bytes_at(p, D, "nodes")?));
                 1 << 1
             }
             b"nodes6" => {
-                r.nodes6 = Some(Nodes::Compact6(chunks_at(p, D, "nodes6", NODE6_LEN)?));
+                r.nodes6 = Some(Nodes::Compact6(bytes_at(p, D, "nodes6")?));
                 1 << 2
             }
             b"values" => {

@@ -16,11 +16,11 @@ use crate::session::{Session, Setup, resolve};
 use crate::{Fail, Join, Local};
 
 /// Clients bind an OS-chosen port.
-const CLIENT_BIND: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+pub const CLIENT_BIND: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
 /// A ping is repeated this often until one is answered or the time is up.
 const PING_EVERY: Duration = Duration::from_secs(1);
 
-fn client_setup(timeout: Duration) -> Setup {
+pub fn client_setup(timeout: Duration) -> Setup {
     Setup {
         default_bind: CLIENT_BIND,
         timeout: Some(timeout),

@@ -88,12 +88,43 @@ pub fn run(json: bool, hex_input: bool, file: Option<&Path>) -> Result<ExitCode,
     let Ok(Value::Dict(root)) = bencode::decode(&bytes, &limits) else {
         return Err(Fail::failed("not a KRPC message: not a dictionary"));
     };
+    let mut fields = message_json(&msg, root);
+    let warnings = warnings(&msg);
+    for w in &warnings {
+        log::warn!("{w}");
+    }
+    if !warnings.is_empty() {
+        fields.insert(
+            "warnings".into(),
+            Json::Array(warnings.into_iter().map(Json::String).collect()),
+        );
+    }
     let decoded = Decoded {
-        fields: message_json(&msg, root),
+        fields,
         summary: dht_std::describe_datagram(&bytes),
     };
     Out::new(json, false).emit(&decoded)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What is wrong with a message the node still accepts: a `nodes`/`nodes6` string cut
+/// mid-entry (the whole entries are used, the tail ignored).
+fn warnings(msg: &Message<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Body::Response(r) = &msg.body {
+        for (name, nodes, unit) in [("nodes", r.nodes, 26), ("nodes6", r.nodes6, 38)] {
+            let Some(nodes) = nodes else { continue };
+            let tail = nodes.malformed_tail();
+            if tail != 0 {
+                out.push(format!(
+                    "`{name}` ends in a partial entry: {tail} bytes after {} whole {unit}-byte \
+                     entries are ignored",
+                    nodes.len()
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// The whole message: `y`, `t`, `method` (queries), `v`, `ip`, `ro`, then `args`, `response` or

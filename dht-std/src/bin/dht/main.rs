@@ -8,7 +8,11 @@ mod client;
 mod db;
 mod decode;
 mod metadata;
+mod items;
+mod keep;
 mod output;
+mod sample;
+mod scrape;
 mod serve;
 mod session;
 mod swarm;
@@ -135,6 +139,94 @@ enum Command {
         /// Let the receiving nodes use the DHT socket's source port (for NATs)
         #[arg(long)]
         implied_port: bool,
+        /// Re-announce every --interval until SIGINT/SIGTERM (or --timeout): nodes forget an
+        /// announce after about 30 minutes
+        #[arg(long)]
+        keep: bool,
+        /// Seconds between announces with --keep
+        #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "900",
+              requires = "keep")]
+        interval: Duration,
+        /// Give up after SECS seconds [default: 30; with --keep: run until a signal]
+        #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+        timeout: Option<Duration>,
+        #[command(flatten)]
+        local: Local,
+        #[command(flatten)]
+        join: Join,
+    },
+    /// Store a BEP 44 item: immutable (its target is the SHA-1 of the value), or mutable and
+    /// signed with --key (its target is the SHA-1 of the public key and salt)
+    Put {
+        /// The value: text, stored as a bencoded string (`hello` is stored as `5:hello`)
+        #[arg(value_name = "VALUE")]
+        value: String,
+        /// VALUE is already bencoded (`i42e`, `d1:ai1ee`, ...)
+        #[arg(long)]
+        bencoded: bool,
+        /// Mutable item: the key file, one line of 64 hex digits (the Ed25519 secret key;
+        /// lines starting with `#` are comments). Created with a new key (mode 0600) if missing
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// Mutable item: the salt (text, at most 64 bytes)
+        #[arg(long, value_name = "TEXT", requires = "key")]
+        salt: Option<String>,
+        /// Mutable item: the sequence number [default: one more than the newest stored, or 1]
+        #[arg(long, value_name = "N", requires = "key")]
+        seq: Option<i64>,
+        /// Mutable item: store only where the stored sequence number is N (compare-and-swap)
+        #[arg(long, value_name = "N", requires = "key")]
+        cas: Option<i64>,
+        /// Give up after SECS seconds
+        #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "30")]
+        timeout: Duration,
+        #[command(flatten)]
+        local: Local,
+        #[command(flatten)]
+        join: Join,
+    },
+    /// Look up a BEP 44 item by its target, or a mutable item by its public key or key file,
+    /// and print its value (exit 1 if none is found)
+    Get {
+        /// The target (40 hex digits)
+        #[arg(value_name = "TARGET", value_parser = parse_id,
+              required_unless_present_any = ["public_key", "key"])]
+        target: Option<Id>,
+        /// Mutable item: the public key (64 hex digits)
+        #[arg(long, value_name = "HEX", conflicts_with_all = ["target", "key"])]
+        public_key: Option<String>,
+        /// Mutable item: the key file (its public key is used)
+        #[arg(long, value_name = "FILE", conflicts_with = "target")]
+        key: Option<PathBuf>,
+        /// Mutable item: the salt (text)
+        #[arg(long, value_name = "TEXT")]
+        salt: Option<String>,
+        /// Give up after SECS seconds
+        #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "30")]
+        timeout: Duration,
+        #[command(flatten)]
+        local: Local,
+        #[command(flatten)]
+        join: Join,
+    },
+    /// Sample info-hashes (BEP 51) from the nodes around TARGET (default: a random id)
+    Sample {
+        /// Where to sample (40 hex digits)
+        #[arg(value_name = "TARGET", value_parser = parse_id)]
+        target: Option<Id>,
+        /// Give up after SECS seconds
+        #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "30")]
+        timeout: Duration,
+        #[command(flatten)]
+        local: Local,
+        #[command(flatten)]
+        join: Join,
+    },
+    /// Estimate a torrent's seeds and downloaders from the closest nodes' BEP 33 bloom filters
+    Scrape {
+        /// 40 hex digits, 32 base32 characters or a magnet: URI
+        #[arg(value_name = "INFOHASH", value_parser = parse_hash)]
+        info_hash: Id,
         /// Give up after SECS seconds
         #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "30")]
         timeout: Duration,
@@ -322,11 +414,84 @@ fn run(cli: Cli) -> Result<ExitCode, Fail> {
         Command::Announce {
             info_hash,
             port,
+            keep: true,
+            interval,
             timeout,
             local,
             join,
             ..
-        } => client::announce(&local, &join, json, timeout, info_hash, port),
+        } => keep::run(&local, &join, json, timeout, info_hash, port, interval),
+        Command::Announce {
+            info_hash,
+            port,
+            timeout,
+            local,
+            join,
+            ..
+        } => client::announce(
+            &local,
+            &join,
+            json,
+            timeout.unwrap_or(Duration::from_secs(30)),
+            info_hash,
+            port,
+        ),
+        Command::Put {
+            value,
+            bencoded,
+            key,
+            salt,
+            seq,
+            cas,
+            timeout,
+            local,
+            join,
+        } => items::put(
+            &local,
+            &join,
+            json,
+            timeout,
+            items::PutArgs {
+                value,
+                bencoded,
+                key,
+                salt,
+                seq,
+                cas,
+            },
+        ),
+        Command::Get {
+            target,
+            public_key,
+            key,
+            salt,
+            timeout,
+            local,
+            join,
+        } => items::get(
+            &local,
+            &join,
+            json,
+            timeout,
+            items::GetArgs {
+                target,
+                public_key,
+                key,
+                salt,
+            },
+        ),
+        Command::Sample {
+            target,
+            timeout,
+            local,
+            join,
+        } => sample::run(&local, &join, json, timeout, target),
+        Command::Scrape {
+            info_hash,
+            timeout,
+            local,
+            join,
+        } => scrape::run(&local, &join, json, timeout, info_hash),
         Command::Node {
             duration,
             status_interval,

@@ -122,6 +122,12 @@ struct Status {
     info_hashes: usize,
     uptime_s: u64,
     query_lines_dropped: u64,
+    /// Estimated nodes in the (IPv4) DHT, from the closest nodes of recent lookups.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dht_size: Option<u64>,
+    /// The estimate's relative standard error (0.09 = ±9 %).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dht_size_error: Option<f64>,
 }
 
 impl Record for Status {
@@ -148,6 +154,12 @@ impl Record for Status {
             line.push_str(&format!(
                 ", {} dropped",
                 plural(self.query_lines_dropped, "query line", "query lines")
+            ));
+        }
+        if let (Some(n), Some(e)) = (self.dht_size, self.dht_size_error) {
+            line.push_str(&format!(
+                ", about {n} nodes in the DHT (±{:.0} %)",
+                e * 100.0
             ));
         }
         Some(line)
@@ -268,6 +280,10 @@ pub fn node(local: &Local, join: &Join, json: bool, o: Options) -> Result<ExitCo
             info_hashes: node.stored_info_hashes(),
             uptime_s: started.elapsed().as_secs(),
             query_lines_dropped: dropped,
+            dht_size: node.size_estimate().map(|e| e.nodes),
+            dht_size_error: node
+                .size_estimate()
+                .map(|e| (e.relative_error * 1000.0).round() / 1000.0),
         }
     };
     dht.run(|dht, turn| {
