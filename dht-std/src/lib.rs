@@ -29,6 +29,7 @@ mod handle;
 mod info_hash;
 mod seed;
 pub mod state;
+mod udp;
 
 use core::net::SocketAddr;
 use std::net::ToSocketAddrs;
