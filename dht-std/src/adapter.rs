@@ -428,7 +428,7 @@ impl Dht {
                     drained = true;
                     break;
                 };
-                match self.rx.recv(socket) {
+                match self.rx.recv(socket, fam == 1) {
                     Ok(n) => {
                         handled += n.max(1);
                         let now = self.now();

@@ -21,21 +21,35 @@ pub(crate) struct Batch {
     len: usize,
 }
 
-/// The system call's message headers, allocated once per thread (they hold raw pointers, so
+/// The system calls' message headers, allocated once per thread (they hold raw pointers, so
 /// they cannot travel with a [`Batch`] to another thread) and reused by every call.
 #[cfg(target_os = "linux")]
 type Headers = nix::sys::socket::MultiHeaders<nix::sys::socket::SockaddrStorage>;
 
+/// Which headers: `sendmmsg` points them at its own addresses, and `recvmmsg` keeps the address
+/// length of the previous call, so sending and each socket's receiving have their own.
 #[cfg(target_os = "linux")]
-std::thread_local! {
-    static HEADERS: core::cell::RefCell<Headers> = core::cell::RefCell::new(Headers::preallocate(BATCH, None));
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Use {
+    Send,
+    RecvV4,
+    RecvV6,
 }
 
-/// Runs `f` with this thread's headers.
 #[cfg(target_os = "linux")]
-fn with_headers<R>(f: impl FnOnce(&mut Headers) -> io::Result<R>) -> io::Result<R> {
+std::thread_local! {
+    static HEADERS: [core::cell::RefCell<Headers>; 3] =
+        core::array::from_fn(|_| core::cell::RefCell::new(Headers::preallocate(BATCH, None)));
+}
+
+/// Runs `f` with this thread's headers for `what`.
+#[cfg(target_os = "linux")]
+fn with_headers<R>(what: Use, f: impl FnOnce(&mut Headers) -> io::Result<R>) -> io::Result<R> {
     HEADERS.with(|h| {
-        let mut h = h.try_borrow_mut().map_err(|_| io::Error::from(io::ErrorKind::WouldBlock))?;
+        let h = h.get(what as usize).ok_or(io::ErrorKind::InvalidInput)?;
+        let mut h = h
+            .try_borrow_mut()
+            .map_err(|_| io::Error::from(io::ErrorKind::WouldBlock))?;
         f(&mut h)
     })
 }
@@ -117,7 +131,8 @@ impl Batch {
 
     /// Replaces the contents with the datagrams waiting on `socket` (at least one, or an
     /// error: [`io::ErrorKind::WouldBlock`] when there are none).
-    pub(crate) fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
+    /// `v6` tells which family the socket is.
+    pub(crate) fn recv(&mut self, socket: &UdpSocket, v6: bool) -> io::Result<usize> {
         self.len = 0;
         #[cfg(target_os = "linux")]
         {
@@ -133,7 +148,8 @@ impl Batch {
                 &mut self.len,
                 self.stride,
             );
-            with_headers(|headers| {
+            let what = if v6 { Use::RecvV6 } else { Use::RecvV4 };
+            with_headers(what, |headers| {
                 let mut chunks = buf.chunks_mut(stride);
                 let mut slices: [[IoSliceMut<'_>; 1]; BATCH] = core::array::from_fn(|_| {
                     [IoSliceMut::new(chunks.next().unwrap_or_default())]
@@ -167,6 +183,7 @@ impl Batch {
         }
         #[cfg(not(target_os = "linux"))]
         {
+            let _ = v6;
             while self.len < BATCH {
                 let start = self.len.saturating_mul(self.stride);
                 let Some(slot) = self.buf.get_mut(start..start.saturating_add(self.stride)) else {
@@ -224,7 +241,7 @@ impl Batch {
             let addrs: [Option<SockaddrStorage>; BATCH] =
                 core::array::from_fn(|_| addrs.next().map(|a| SockaddrStorage::from(*a)));
             let (buf, lens, stride) = (&self.buf, &self.lens, self.stride);
-            with_headers(|headers| {
+            with_headers(Use::Send, |headers| {
                 let mut chunks = buf.chunks(stride).skip(from);
                 let mut lens = lens.iter().skip(from);
                 let slices: [[IoSlice<'_>; 1]; BATCH] = core::array::from_fn(|_| {
@@ -268,7 +285,7 @@ mod tests {
         let mut got = Vec::new();
         let deadline = std::time::Instant::now() + core::time::Duration::from_secs(5);
         while got.len() < want && std::time::Instant::now() < deadline {
-            match batch.recv(socket) {
+            match batch.recv(socket, false) {
                 Ok(n) => {
                     assert!(n <= BATCH);
                     got.extend((0..n).map(|i| {
@@ -338,6 +355,6 @@ mod tests {
         assert_eq!(bytes, [1, 3]);
         tx.clear();
         assert_eq!(tx.len(), 0);
-        assert_eq!(rx.recv(&b).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(rx.recv(&b, false).unwrap_err().kind(), io::ErrorKind::WouldBlock);
     }
 }
