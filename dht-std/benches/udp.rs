@@ -248,43 +248,43 @@ mod linux {
         Ipv4Addr::new(127, a as u8, b as u8, c as u8)
     }
 
-    /// Stores 64 peers for [`STORED`] on the node: get_peers for a token, then 64 announces
-    /// (ports 1001–1064) from one address.
+    /// Stores 64 peers for [`STORED`] on the node: from each of 64 addresses (127.250.1.1–64;
+    /// a node keeps one peer per address), get_peers for a token, then announce_peer.
     fn announce(target: SocketAddr) {
-        let s = UdpSocket::bind("127.0.0.250:0").expect("bind");
-        s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
-        let mut q = Vec::new();
-        query(&mut q, "get_peers_64", 0xffff_fff0, 1);
-        s.send_to(&q, target).expect("send");
         let mut buf = [0u8; 1500];
-        let (n, _) = s.recv_from(&mut buf).expect("get_peers answer");
-        let reply = &buf[..n];
-        let at = reply
-            .windows(7)
-            .position(|w| w == b"5:token")
-            .map(|p| p + 7)
-            .expect("a token");
-        let rest = &reply[at..];
-        let colon = rest.iter().position(|&b| b == b':').expect("token length");
-        let len: usize = std::str::from_utf8(&rest[..colon])
-            .ok()
-            .and_then(|l| l.parse().ok())
-            .expect("token length");
-        let token = rest[colon + 1..colon + 1 + len].to_vec();
-        let mut id = [0x11u8; 20];
-        id[..4].copy_from_slice(&0xffff_fff0u32.to_be_bytes());
-        for i in 0..64u16 {
+        for i in 1..=64u8 {
+            let s = UdpSocket::bind((Ipv4Addr::new(127, 250, 1, i), 0)).expect("bind");
+            s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+            let mut q = Vec::new();
+            let who = 0xffff_ff00 | u32::from(i);
+            query(&mut q, "get_peers_64", who, 1);
+            s.send_to(&q, target).expect("send");
+            let (n, _) = s.recv_from(&mut buf).expect("get_peers answer");
+            let reply = &buf[..n];
+            let at = reply
+                .windows(7)
+                .position(|w| w == b"5:token")
+                .map(|p| p + 7)
+                .expect("a token");
+            let rest = &reply[at..];
+            let colon = rest.iter().position(|&b| b == b':').expect("token length");
+            let len: usize = std::str::from_utf8(&rest[..colon])
+                .ok()
+                .and_then(|l| l.parse().ok())
+                .expect("token length");
+            let token = &rest[colon + 1..colon + 1 + len];
+            let mut id = [0x11u8; 20];
+            id[..4].copy_from_slice(&who.to_be_bytes());
             let mut a = b"d1:ad2:id20:".to_vec();
             a.extend_from_slice(&id);
             a.extend_from_slice(b"9:info_hash20:");
             a.extend_from_slice(&STORED);
-            a.extend_from_slice(format!("4:porti{}e5:token{}:", 1001 + i, token.len()).as_bytes());
-            a.extend_from_slice(&token);
-            a.extend_from_slice(b"e1:q13:announce_peer1:t2:");
-            a.extend_from_slice(&i.to_be_bytes());
-            a.extend_from_slice(b"1:y1:qe");
+            a.extend_from_slice(format!("4:porti{}e5:token{}:", 1000 + u16::from(i), len).as_bytes());
+            a.extend_from_slice(token);
+            a.extend_from_slice(b"e1:q13:announce_peer1:t2:aa1:y1:qe");
             s.send_to(&a, target).expect("send");
-            let _ = s.recv_from(&mut buf).expect("announce answer");
+            let (n, _) = s.recv_from(&mut buf).expect("announce answer");
+            assert!(buf[..n].ends_with(b"1:y1:re"), "announce refused");
         }
     }
 
