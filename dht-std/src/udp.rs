@@ -328,6 +328,40 @@ mod tests {
     }
 
     #[test]
+    fn each_family_keeps_whole_source_addresses() {
+        let (a, b) = pair();
+        let (Ok(a6), Ok(b6)) = (
+            UdpSocket::bind("[::1]:0".parse().unwrap()),
+            UdpSocket::bind("[::1]:0".parse().unwrap()),
+        ) else {
+            return; // no IPv6 here
+        };
+        let mut rx = Batch::new(64);
+        for _ in 0..2 {
+            a.send_to(b"4", b.local_addr().unwrap()).unwrap();
+            let mut got = Vec::new();
+            while got.is_empty() {
+                got = recv_all(&mut rx, &b, 1);
+            }
+            assert_eq!(got[0].0, a.local_addr().unwrap());
+            a6.send_to(b"6", b6.local_addr().unwrap()).unwrap();
+            let deadline = std::time::Instant::now() + core::time::Duration::from_secs(5);
+            loop {
+                match rx.recv(&b6, true) {
+                    Ok(1) => break,
+                    Ok(n) => panic!("{n} datagrams"),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        assert!(std::time::Instant::now() < deadline);
+                        std::thread::sleep(core::time::Duration::from_millis(1));
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            assert_eq!(rx.get(0).unwrap(), (a6.local_addr().unwrap(), &b"6"[..]));
+        }
+    }
+
+    #[test]
     fn an_oversized_datagram_is_cut_at_the_slot_size() {
         let (a, b) = pair();
         a.send_to(&[1; 100], b.local_addr().unwrap()).unwrap();
