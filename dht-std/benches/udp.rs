@@ -121,7 +121,9 @@ mod linux {
         }
         let (child, line) = spawn_pinned(o.load_core, exe.to_str().expect("utf-8 path"), &args);
         stop(child);
-        let mut it = line.split_whitespace().map(|v| v.parse::<f64>().unwrap_or(0.0));
+        let mut it = line
+            .split_whitespace()
+            .map(|v| v.parse::<f64>().unwrap_or(0.0));
         (it.next().unwrap_or(0.0), it.next().unwrap_or(0.0))
     }
 
@@ -258,7 +260,8 @@ mod linux {
         let mut buf = [0u8; 1500];
         for i in 1..=64u8 {
             let s = UdpSocket::bind((Ipv4Addr::new(127, 250, 1, i), 0)).expect("bind");
-            s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+            s.set_read_timeout(Some(Duration::from_secs(2)))
+                .expect("timeout");
             let mut q = Vec::new();
             let who = 0xffff_ff00 | u32::from(i);
             query(&mut q, "get_peers_64", who, 1);
@@ -272,7 +275,7 @@ mod linux {
                 .expect("a token");
             let rest = &reply[at..];
             let colon = rest.iter().position(|&b| b == b':').expect("token length");
-            let len: usize = std::str::from_utf8(&rest[..colon])
+            let len: usize = core::str::from_utf8(&rest[..colon])
                 .ok()
                 .and_then(|l| l.parse().ok())
                 .expect("token length");
@@ -283,7 +286,9 @@ mod linux {
             a.extend_from_slice(&id);
             a.extend_from_slice(b"9:info_hash20:");
             a.extend_from_slice(&STORED);
-            a.extend_from_slice(format!("4:porti{}e5:token{}:", 1000 + u16::from(i), len).as_bytes());
+            a.extend_from_slice(
+                format!("4:porti{}e5:token{}:", 1000 + u16::from(i), len).as_bytes(),
+            );
             a.extend_from_slice(token);
             a.extend_from_slice(b"e1:q13:announce_peer1:t2:aa1:y1:qe");
             s.send_to(&a, target).expect("send");
@@ -332,7 +337,7 @@ mod linux {
             Some(nix::cmsg_space!(libc::in_pktinfo)),
         );
         let mut rx_headers = MultiHeaders::<SockaddrIn>::preallocate(BATCH, None);
-        let mut queries: Vec<Vec<u8>> = vec![Vec::with_capacity(128); BATCH];
+        let mut queries: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(128)).collect();
         let mut rx = vec![[0u8; 1500]; BATCH];
         let mut lens = [0usize; BATCH];
         let (mut in_flight, mut src, mut t) = (0usize, 0u32, 0u16);
@@ -376,7 +381,9 @@ mod linux {
             {
                 let mut chunks = rx.iter_mut();
                 let mut slices: [[IoSliceMut<'_>; 1]; BATCH] = core::array::from_fn(|_| {
-                    [IoSliceMut::new(chunks.next().map_or(&mut [][..], |b| &mut b[..]))]
+                    [IoSliceMut::new(
+                        chunks.next().map_or(&mut [][..], |b| &mut b[..]),
+                    )]
                 });
                 let r = recvmmsg(
                     fd,

@@ -151,9 +151,8 @@ impl Batch {
             let what = if v6 { Use::RecvV6 } else { Use::RecvV4 };
             with_headers(what, |headers| {
                 let mut chunks = buf.chunks_mut(stride);
-                let mut slices: [[IoSliceMut<'_>; 1]; BATCH] = core::array::from_fn(|_| {
-                    [IoSliceMut::new(chunks.next().unwrap_or_default())]
-                });
+                let mut slices: [[IoSliceMut<'_>; 1]; BATCH] =
+                    core::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
                 let results = recvmmsg(
                     socket.as_raw_fd(),
                     headers,
@@ -314,9 +313,21 @@ mod tests {
             slot[..3].copy_from_slice(&[b'd', i as u8, 7]);
             tx.push(3, to);
         }
-        assert_eq!(tx.send(&a, 0, BATCH), Sent { ok: BATCH, failed: 0 });
+        assert_eq!(
+            tx.send(&a, 0, BATCH),
+            Sent {
+                ok: BATCH,
+                failed: 0
+            }
+        );
         // A second batch: more than one receive call is needed for all of them.
-        assert_eq!(tx.send(&a, 0, BATCH), Sent { ok: BATCH, failed: 0 });
+        assert_eq!(
+            tx.send(&a, 0, BATCH),
+            Sent {
+                ok: BATCH,
+                failed: 0
+            }
+        );
         let mut rx = Batch::new(64);
         let got = recv_all(&mut rx, &b, 2 * BATCH);
         assert_eq!(got.len(), 2 * BATCH);
@@ -389,6 +400,9 @@ mod tests {
         assert_eq!(bytes, [1, 3]);
         tx.clear();
         assert_eq!(tx.len(), 0);
-        assert_eq!(rx.recv(&b, false).unwrap_err().kind(), io::ErrorKind::WouldBlock);
+        assert_eq!(
+            rx.recv(&b, false).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
     }
 }
