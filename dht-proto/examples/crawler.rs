@@ -1,6 +1,7 @@
-//! A crawler built over the core: many node ids in one process and one thread, observing every
-//! incoming query (`QueryReceived`) and sampling info-hashes (BEP 51), on an in-memory network
-//! of ordinary nodes. No sockets and no clock: virtual time advances to the next deadline.
+//! A crawler built over the core: many node ids in one process and one thread (spread over the
+//! key space by `crawl::spread_ids`), harvesting the info-hashes of incoming queries and of BEP 51
+//! samples (`crawl::Harvester`), on an in-memory network of ordinary nodes. No sockets and no
+//! clock: virtual time advances to the next deadline.
 //!
 //! Run with `cargo run -p dht-proto --example crawler`. It prints what the crawler learned and
 //! exits 0 if it found every announced info-hash.
@@ -11,7 +12,9 @@ use core::time::Duration;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::process::ExitCode;
 
+use dht_proto::crawl::{Found, Harvester, HowFound, spread_ids};
 use dht_proto::{Config, Event, Id, Instant, Node};
+use rand_core::RngCore;
 
 /// A datagram in flight: due time, sequence number (ties keep sending order), destination
 /// node, source address, bytes.
@@ -21,6 +24,28 @@ type Delivery = (Instant, u64, usize, SocketAddr, Vec<u8>);
 fn address(i: usize) -> SocketAddr {
     let [_, _, a, b] = (i as u32 + 1).to_be_bytes();
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, a, b)), 6881)
+}
+
+/// SplitMix64: a small deterministic generator for the crawler's ids and hash keys.
+struct SplitMix(u64);
+
+impl RngCore for SplitMix {
+    fn next_u32(&mut self) -> u32 {
+        (self.next_u64() >> 32) as u32
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn fill_bytes(&mut self, dst: &mut [u8]) {
+        for chunk in dst.chunks_mut(8) {
+            let bytes = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+    }
 }
 
 /// A seed per node, so the whole run is reproducible.
@@ -38,16 +63,15 @@ fn main() -> ExitCode {
 
     // Ordinary nodes, then the crawler's nodes: one per id, spread over the id space so that
     // together they hear from much of the network. All are plain `Node`s.
+    let mut rng = SplitMix(42);
+    let crawler_ids = spread_ids(CRAWLER_IDS as u32, &mut rng);
     let mut nodes: Vec<Node> = Vec::new();
     for i in 0..HONEST + CRAWLER_IDS {
         let mut config = Config::local_testing(seed(i));
         config.address_policy = dht_proto::AddressPolicy::ALLOW_ALL;
-        if i >= HONEST {
+        if let Some(&id) = i.checked_sub(HONEST).and_then(|k| crawler_ids.get(k)) {
             config.report_queries = true;
-            let mut id = [0u8; 20];
-            id[0] = ((i - HONEST) * 256 / CRAWLER_IDS) as u8;
-            id[19] = 1;
-            config.id = Some(Id::new(id));
+            config.id = Some(id);
         }
         nodes.push(Node::new(config, now).expect("valid config"));
     }
@@ -65,8 +89,8 @@ fn main() -> ExitCode {
     let mut queue: BinaryHeap<Reverse<Delivery>> = BinaryHeap::new();
     let mut seq = 0u64;
     let mut buf = [0u8; 1500];
-    let mut heard: BTreeSet<Id> = BTreeSet::new();
-    let mut sampled: BTreeSet<Id> = BTreeSet::new();
+    let mut harvester = Harvester::new(100_000, &mut rng);
+    let mut found: Vec<Found> = Vec::new();
     let mut queries_seen = 0usize;
     let start = now;
     let end = start + Duration::from_secs(300);
@@ -96,13 +120,9 @@ fn main() -> ExitCode {
                 }
             }
             while let Some(event) = node.poll_event() {
-                match event {
-                    Event::QueryReceived { target, .. } if i >= HONEST => {
-                        queries_seen += 1;
-                        heard.extend(target);
-                    }
-                    Event::SamplesFound { samples, .. } => sampled.extend(samples),
-                    _ => {}
+                if i >= HONEST {
+                    queries_seen += usize::from(matches!(event, Event::QueryReceived { .. }));
+                    harvester.observe(&event, &mut found);
                 }
             }
         }
@@ -133,15 +153,20 @@ fn main() -> ExitCode {
         }
     }
 
-    let found = announced.iter().filter(|ih| sampled.contains(ih)).count();
+    let known: BTreeSet<Id> = found.iter().map(|f| f.info_hash).collect();
+    let hits = announced.iter().filter(|ih| known.contains(ih)).count();
+    let by = |how| found.iter().filter(|f| f.how == how).count();
     println!(
-        "crawler: {CRAWLER_IDS} ids saw {queries_seen} incoming queries naming {} distinct \
-         targets; sample_infohashes found {found} of {} announced info-hashes ({} sampled in all)",
-        heard.len(),
+        "crawler: {CRAWLER_IDS} ids saw {queries_seen} incoming queries; {} distinct info-hashes \
+         found ({} from get_peers, {} from announce_peer, {} from samples), {hits} of the {} \
+         announced",
+        found.len(),
+        by(HowFound::GetPeers),
+        by(HowFound::AnnouncePeer),
+        by(HowFound::Sample),
         announced.len(),
-        sampled.len()
     );
-    if found == announced.len() {
+    if hits == announced.len() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

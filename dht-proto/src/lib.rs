@@ -111,6 +111,7 @@ extern crate std;
 pub mod bep42;
 pub mod bep44;
 pub mod config;
+pub mod crawl;
 pub mod error;
 pub mod event;
 pub mod id;

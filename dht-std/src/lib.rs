@@ -29,6 +29,8 @@ mod handle;
 mod info_hash;
 mod seed;
 pub mod state;
+#[cfg(feature = "crawl")]
+pub mod store;
 mod udp;
 
 use core::net::SocketAddr;

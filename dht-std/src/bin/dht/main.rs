@@ -1,10 +1,11 @@
-//! `dht`: look up and announce peers, ping and find nodes, serve, decode datagrams, and run a
-//! local swarm on the BitTorrent mainline DHT.
+//! `dht`: look up and announce peers, ping and find nodes, serve, decode datagrams, run a
+//! local swarm on the BitTorrent mainline DHT, and read a crawler database.
 //!
 //! Exit status: 0 on success; 1 when the operation ran but found nothing (no peer, no answer,
 //! a malformed datagram to decode); 2 on bad input (arguments, addresses, files).
 
 mod client;
+mod db;
 mod decode;
 mod output;
 mod serve;
@@ -180,6 +181,11 @@ enum Command {
         #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "60")]
         timeout: Duration,
     },
+    /// Read a crawler database: totals, or a search of torrent names
+    Db {
+        #[command(subcommand)]
+        command: db::DbCommand,
+    },
 }
 
 fn parse_loopback(s: &str) -> Result<IpAddr, String> {
@@ -340,6 +346,7 @@ fn run(cli: Cli) -> Result<ExitCode, Fail> {
             bind,
             timeout,
         } => swarm::run(json, usize::from(nodes), bind, timeout),
+        Command::Db { command } => db::run(json, command),
     }
 }
 
