@@ -36,13 +36,14 @@ mod describe;
 mod error;
 mod handle;
 mod info_hash;
-pub mod metadata;
 pub mod items;
+pub mod metadata;
 pub mod scrape;
 mod seed;
 pub mod state;
 #[cfg(feature = "crawl")]
 pub mod store;
+mod udp;
 
 use core::net::SocketAddr;
 use std::net::ToSocketAddrs;

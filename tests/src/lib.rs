@@ -19,8 +19,8 @@
 
 pub mod bencode;
 pub mod build;
-pub mod floods;
 pub mod estimate;
+pub mod floods;
 pub mod hostile;
 pub mod invariants;
 pub mod latency;

@@ -7,9 +7,9 @@
 mod client;
 mod db;
 mod decode;
-mod metadata;
 mod items;
 mod keep;
+mod metadata;
 mod output;
 mod sample;
 mod scrape;

@@ -1,0 +1,422 @@
+//! Queries answered per second over loopback UDP: `dht node` against a trivial responder that
+//! decodes nothing and sends a fixed reply with one `recv_from`/`send_to` per datagram, measured
+//! back to back in the same run.
+//!
+//! `cargo bench -p dht-std --bench udp [-- --rounds N --secs S --window W --sources N --dht PATH]`
+//! (`--dht`: another build of the `dht` program to measure, e.g. an older one).
+//!
+//! Three processes: this one coordinates; the target (`dht node` or the responder, another
+//! process of this program) runs pinned to one core and the load generator (another process of
+//! this program) to the other, with `taskset`. The load generator keeps `--window` queries in
+//! flight (a closed loop), from `--sources` loopback addresses (127.x.y.z, a batch of up to 32
+//! queries per address in turn), and counts the replies. Its socket is bound to the unspecified
+//! address so that the replies to every 127.x.y.z reach it; all traffic stays on loopback.
+//! Linux only (`taskset`, `sendmmsg` with a source address per batch).
+
+#[cfg(not(target_os = "linux"))]
+fn main() {
+    println!("udp bench: Linux only");
+}
+
+#[cfg(target_os = "linux")]
+fn main() {
+    linux::main();
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use core::net::{Ipv4Addr, SocketAddr};
+    use core::time::Duration;
+    use std::io::{BufRead as _, BufReader, IoSlice, IoSliceMut};
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd as _;
+    use std::process::{Child, Command, Stdio};
+    use std::time::Instant;
+
+    use nix::sys::socket::{
+        ControlMessage, MsgFlags, MultiHeaders, SockaddrIn, SockaddrStorage, recvmmsg, sendmmsg,
+    };
+
+    const BATCH: usize = 32;
+    const KINDS: [&str; 4] = ["ping", "find_node", "get_peers", "get_peers_64"];
+    /// The info-hash the 64 peers are announced to.
+    const STORED: [u8; 20] = [0x5a; 20];
+
+    #[derive(Clone, Copy)]
+    struct Opts {
+        rounds: u32,
+        secs: f64,
+        window: usize,
+        sources: u32,
+        target_core: u32,
+        load_core: u32,
+    }
+
+    fn arg<T: core::str::FromStr>(args: &[String], name: &str, default: T) -> T {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    }
+
+    pub fn main() {
+        let args: Vec<String> = std::env::args().collect();
+        match args.get(1).map(String::as_str) {
+            Some("responder") => responder(arg(&args, "--reply-bytes", 100)),
+            Some("load") => load(&args),
+            _ => coordinate(Opts {
+                rounds: arg(&args, "--rounds", 3),
+                secs: arg(&args, "--secs", 2.0),
+                window: arg(&args, "--window", 128),
+                sources: arg(&args, "--sources", 65_536),
+                target_core: arg(&args, "--target-core", 1),
+                load_core: arg(&args, "--load-core", 0),
+            }),
+        }
+    }
+
+    /// Starts `cmd args` on `core`; returns the child and the first line it prints.
+    fn spawn_pinned(core: u32, cmd: &str, args: &[String]) -> (Child, String) {
+        let mut child = Command::new("taskset")
+            .arg("-c")
+            .arg(core.to_string())
+            .arg(cmd)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("taskset (util-linux) runs");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("piped");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("first line");
+        (child, line)
+    }
+
+    fn stop(mut child: Child) {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// One load run: queries of `kind` to `target`; returns (answered/s, mean reply bytes).
+    fn run_load(o: Opts, target: SocketAddr, kind: &str, announce: bool) -> (f64, f64) {
+        let exe = std::env::current_exe().expect("own path");
+        let mut args = vec![
+            "load".to_string(),
+            "--target".into(),
+            target.to_string(),
+            "--kind".into(),
+            kind.into(),
+            "--secs".into(),
+            o.secs.to_string(),
+            "--window".into(),
+            o.window.to_string(),
+            "--sources".into(),
+            o.sources.to_string(),
+        ];
+        if announce {
+            args.push("--announce".into());
+        }
+        let (child, line) = spawn_pinned(o.load_core, exe.to_str().expect("utf-8 path"), &args);
+        stop(child);
+        let mut it = line
+            .split_whitespace()
+            .map(|v| v.parse::<f64>().unwrap_or(0.0));
+        (it.next().unwrap_or(0.0), it.next().unwrap_or(0.0))
+    }
+
+    fn coordinate(o: Opts) {
+        let built = env!("CARGO_BIN_EXE_dht").to_string();
+        let args: Vec<String> = std::env::args().collect();
+        let dht: String = arg(&args, "--dht", built);
+        let dht = dht.as_str();
+        println!(
+            "udp bench: {} rounds of {} s per query kind, {} queries in flight from {} source addresses; target on core {}, load on core {}",
+            o.rounds, o.secs, o.window, o.sources, o.target_core, o.load_core
+        );
+        println!(
+            "{:<6} {:<13} {:>12} {:>12} {:>8} {:>11}",
+            "round", "query", "dht node/s", "trivial/s", "ratio", "reply bytes"
+        );
+        let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); KINDS.len()];
+        for round in 1..=o.rounds {
+            let args: Vec<String> = [
+                "node",
+                "--bind",
+                "127.0.0.1:0",
+                "--no-bootstrap",
+                "--json",
+                "--status-interval",
+                "0",
+            ]
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+            let (node, line) = spawn_pinned(o.target_core, dht, &args);
+            let v: serde_json::Value = serde_json::from_str(&line).expect("node JSON line");
+            let node_addr: SocketAddr = v["listening"][0]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .expect("listening address");
+            for (k, kind) in KINDS.iter().enumerate() {
+                let (node_qps, bytes) = run_load(o, node_addr, kind, *kind == "get_peers_64");
+                let exe = std::env::current_exe().expect("own path");
+                let args = vec![
+                    "responder".to_string(),
+                    "--reply-bytes".into(),
+                    format!("{}", bytes.round().max(40.0)),
+                ];
+                let (responder, line) =
+                    spawn_pinned(o.target_core, exe.to_str().expect("utf-8"), &args);
+                let addr: SocketAddr = line.trim().parse().expect("responder address");
+                let (trivial_qps, _) = run_load(o, addr, kind, false);
+                stop(responder);
+                let ratio = node_qps / trivial_qps.max(1.0);
+                if let Some(r) = ratios.get_mut(k) {
+                    r.push(ratio);
+                }
+                println!(
+                    "{round:<6} {kind:<13} {node_qps:>12.0} {trivial_qps:>12.0} {ratio:>7.2}× {bytes:>11.0}"
+                );
+            }
+            stop(node);
+        }
+        println!("dht node / trivial responder (target ≥ 1.2×), range over rounds:");
+        for (kind, r) in KINDS.iter().zip(&ratios) {
+            let lo = r.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = r.iter().copied().fold(0.0, f64::max);
+            println!("  {kind:<13} {lo:.2}–{hi:.2}×");
+        }
+    }
+
+    /// The trivial responder: a fixed reply of `size` bytes to every datagram.
+    fn responder(size: usize) {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let mut reply = b"d1:rd2:id20:aaaaaaaaaaaaaaaaaaaa5:nodes".to_vec();
+        let tail = b"e1:t2:aa1:y1:re";
+        let pad = size.saturating_sub(reply.len() + tail.len() + 6).max(1);
+        reply.extend_from_slice(format!("{pad}:").as_bytes());
+        reply.resize(reply.len() + pad, b'x');
+        reply.extend_from_slice(tail);
+        println!("{}", socket.local_addr().expect("address"));
+        let mut buf = [0u8; 1500];
+        loop {
+            if let Ok((_, from)) = socket.recv_from(&mut buf) {
+                let _ = socket.send_to(&reply, from);
+            }
+        }
+    }
+
+    /// A query of `kind` from source `src` with transaction id `t`.
+    fn query(out: &mut Vec<u8>, kind: &str, src: u32, t: u16) {
+        out.clear();
+        let mut id = [0x11u8; 20];
+        id[..4].copy_from_slice(&src.to_be_bytes());
+        id[4..6].copy_from_slice(&t.to_be_bytes());
+        out.extend_from_slice(b"d1:ad2:id20:");
+        out.extend_from_slice(&id);
+        let method: &[u8] = match kind {
+            "ping" => b"4:ping",
+            "find_node" => {
+                out.extend_from_slice(b"6:target20:");
+                let mut target = id;
+                target[19] ^= 0x55;
+                out.extend_from_slice(&target);
+                b"9:find_node"
+            }
+            "get_peers" => {
+                out.extend_from_slice(b"9:info_hash20:");
+                let mut h = id;
+                h[0] ^= 0xa5;
+                out.extend_from_slice(&h);
+                b"9:get_peers"
+            }
+            _ => {
+                out.extend_from_slice(b"9:info_hash20:");
+                out.extend_from_slice(&STORED);
+                b"9:get_peers"
+            }
+        };
+        out.extend_from_slice(b"e1:q");
+        out.extend_from_slice(method);
+        out.extend_from_slice(b"1:t2:");
+        out.extend_from_slice(&t.to_be_bytes());
+        out.extend_from_slice(b"1:y1:qe");
+    }
+
+    /// Source address number `i`: 127.a.b.c with no zero octet.
+    fn source(i: u32) -> Ipv4Addr {
+        let a = 10 + (i / (254 * 254)) % 240;
+        let b = 1 + (i / 254) % 254;
+        let c = 1 + i % 254;
+        Ipv4Addr::new(127, a as u8, b as u8, c as u8)
+    }
+
+    /// Stores 64 peers for [`STORED`] on the node: from each of 64 addresses (127.250.1.1–64;
+    /// a node keeps one peer per address), get_peers for a token, then announce_peer.
+    fn announce(target: SocketAddr) {
+        let mut buf = [0u8; 1500];
+        for i in 1..=64u8 {
+            let s = UdpSocket::bind((Ipv4Addr::new(127, 250, 1, i), 0)).expect("bind");
+            s.set_read_timeout(Some(Duration::from_secs(2)))
+                .expect("timeout");
+            let mut q = Vec::new();
+            let who = 0xffff_ff00 | u32::from(i);
+            query(&mut q, "get_peers_64", who, 1);
+            s.send_to(&q, target).expect("send");
+            let n = answer(&s, &mut buf);
+            let reply = &buf[..n];
+            let at = reply
+                .windows(7)
+                .position(|w| w == b"5:token")
+                .map(|p| p + 7)
+                .expect("a token");
+            let rest = &reply[at..];
+            let colon = rest.iter().position(|&b| b == b':').expect("token length");
+            let len: usize = core::str::from_utf8(&rest[..colon])
+                .ok()
+                .and_then(|l| l.parse().ok())
+                .expect("token length");
+            let token = &rest[colon + 1..colon + 1 + len];
+            let mut id = [0x11u8; 20];
+            id[..4].copy_from_slice(&who.to_be_bytes());
+            let mut a = b"d1:ad2:id20:".to_vec();
+            a.extend_from_slice(&id);
+            a.extend_from_slice(b"9:info_hash20:");
+            a.extend_from_slice(&STORED);
+            a.extend_from_slice(
+                format!("4:porti{}e5:token{}:", 1000 + u16::from(i), len).as_bytes(),
+            );
+            a.extend_from_slice(token);
+            a.extend_from_slice(b"e1:q13:announce_peer1:t2:aa1:y1:qe");
+            s.send_to(&a, target).expect("send");
+            answer(&s, &mut buf);
+        }
+    }
+
+    /// Waits for a response on `s` (the node may ping a new querier first); returns its length.
+    fn answer(s: &UdpSocket, buf: &mut [u8]) -> usize {
+        loop {
+            let (n, _) = s.recv_from(buf).expect("an answer");
+            if buf[..n].ends_with(b"1:y1:re") {
+                return n;
+            }
+        }
+    }
+
+    /// The load generator: prints `answered/s mean-reply-bytes`.
+    fn load(args: &[String]) {
+        let target: SocketAddr = arg(args, "--target", SocketAddr::from(([127, 0, 0, 1], 0)));
+        let kind: String = arg(args, "--kind", "ping".to_string());
+        let secs: f64 = arg(args, "--secs", 2.0);
+        let window: usize = arg(args, "--window", 128);
+        let sources: u32 = arg(args, "--sources", 65_536).max(1);
+        if args.iter().any(|a| a == "--announce") {
+            announce(target);
+        }
+        let socket = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )
+        .expect("socket");
+        let _ = socket.set_recv_buffer_size(4 << 20);
+        socket
+            .bind(&SocketAddr::from(([0, 0, 0, 0], 0)).into())
+            .expect("bind");
+        let socket: UdpSocket = socket.into();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .expect("timeout");
+        let fd = socket.as_raw_fd();
+        let dests = [Some(SockaddrStorage::from(target)); BATCH];
+        let mut tx_headers = MultiHeaders::<SockaddrStorage>::preallocate(
+            BATCH,
+            Some(nix::cmsg_space!(libc::in_pktinfo)),
+        );
+        let mut rx_headers = MultiHeaders::<SockaddrIn>::preallocate(BATCH, None);
+        let mut queries: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::with_capacity(128)).collect();
+        let mut rx = vec![[0u8; 1500]; BATCH];
+        let mut lens = [0usize; BATCH];
+        let (mut in_flight, mut src, mut t) = (0usize, 0u32, 0u16);
+        let start = Instant::now();
+        let warm = Duration::from_secs_f64(0.5);
+        let end = warm + Duration::from_secs_f64(secs);
+        let (mut answered, mut bytes) = (0u64, 0u64);
+        while start.elapsed() < end {
+            let measuring = start.elapsed() >= warm;
+            while in_flight < window {
+                let n = (window - in_flight).min(BATCH);
+                for q in queries.iter_mut().take(n) {
+                    t = t.wrapping_add(1);
+                    query(q, &kind, src % sources, t);
+                }
+                let info = libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from(source(src % sources)).to_be(),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                src = src.wrapping_add(1);
+                let cmsg = [ControlMessage::Ipv4PacketInfo(&info)];
+                let slices: [[IoSlice<'_>; 1]; BATCH] =
+                    core::array::from_fn(|i| [IoSlice::new(&queries[i])]);
+                let sent = sendmmsg(
+                    fd,
+                    &mut tx_headers,
+                    slices.iter().take(n),
+                    dests,
+                    cmsg,
+                    MsgFlags::empty(),
+                );
+                match sent {
+                    Ok(r) => in_flight += r.count(),
+                    Err(e) => panic!("sendmmsg: {e}"),
+                }
+            }
+            let mut got = 0;
+            {
+                let mut chunks = rx.iter_mut();
+                let mut slices: [[IoSliceMut<'_>; 1]; BATCH] = core::array::from_fn(|_| {
+                    [IoSliceMut::new(
+                        chunks.next().map_or(&mut [][..], |b| &mut b[..]),
+                    )]
+                });
+                let r = recvmmsg(
+                    fd,
+                    &mut rx_headers,
+                    slices.iter_mut(),
+                    MsgFlags::MSG_WAITFORONE,
+                    None,
+                );
+                match r {
+                    Ok(msgs) => {
+                        for (m, l) in msgs.zip(lens.iter_mut()) {
+                            *l = m.bytes;
+                            got += 1;
+                        }
+                    }
+                    // 20 ms without a reply: the window's queries are lost; send a new window.
+                    Err(_) => in_flight = 0,
+                }
+            }
+            for (buf, &len) in rx.iter().zip(&lens).take(got) {
+                // The node's own queries (table pings of the sources) are not answers.
+                if !buf[..len].ends_with(b"1:y1:re") {
+                    continue;
+                }
+                in_flight = in_flight.saturating_sub(1);
+                if measuring {
+                    answered += 1;
+                    bytes += len as u64;
+                }
+            }
+        }
+        let rate = answered as f64 / secs;
+        let mean = bytes as f64 / (answered.max(1) as f64);
+        println!("{rate:.0} {mean:.1}");
+    }
+}
