@@ -13,6 +13,7 @@ use crate::wire::encode::Writer;
 fn small_datagrams(i: usize) -> Config {
     let mut c = Config::local_testing(seed(i));
     c.limits.max_datagram = 576;
+    c.limits.max_reply = 576;
     c.custom_queries = true;
     c
 }
