@@ -22,3 +22,13 @@ fn replay_info_dict_corpus() {
     // The seeds include a single-file and a multi-file dictionary; both must stay accepted.
     assert!(accepted >= 2, "only {accepted} of {} accepted", files.len());
 }
+
+/// Found by the fuzzer: `files` as an empty list was accepted as a torrent of no files.
+#[test]
+fn an_empty_file_list_is_refused() {
+    let info = b"d5:filesle4:name3:dir12:piece lengthi16384e6:pieces0:7:privatei1ee";
+    assert_eq!(
+        dht_std::metadata::InfoDict::parse(info),
+        Err(dht_std::metadata::InfoError::Invalid("empty file list"))
+    );
+}
