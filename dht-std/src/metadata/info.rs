@@ -104,7 +104,11 @@ impl InfoDict {
             }],
             (None, Some(files)) => {
                 let list = files.as_list().ok_or(InfoError::Missing("files"))?;
-                list.iter().map(file_entry).collect::<Result<Vec<_>, _>>()?
+                let files = list.iter().map(file_entry).collect::<Result<Vec<_>, _>>()?;
+                if files.is_empty() {
+                    return Err(InfoError::Invalid("empty file list"));
+                }
+                files
             }
             (None, None) if dict.get(b"file tree").is_some() => return Err(InfoError::V2Only),
             (None, None) => return Err(InfoError::Missing("length` or `files")),
