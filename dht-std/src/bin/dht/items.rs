@@ -15,9 +15,9 @@ use dht_proto::{Id, PutItem, QueryOutcome};
 use dht_std::{DhtHandle, Keypair};
 use serde::Serialize;
 
-use crate::client::client_setup;
-use crate::session::{Session, save_state};
-use crate::{Fail, Join, Local};
+use crate::client::joined;
+use crate::session::save_state;
+use crate::{Fail, Lookup};
 
 /// Prints one record: JSON (with its `type`) or its text form.
 pub fn emit<R: Serialize>(
@@ -39,14 +39,11 @@ pub fn emit<R: Serialize>(
 /// Joins the DHT, runs `op` on the node's thread, waits for it (or the deadline or a signal),
 /// stops the node and saves --state.
 pub fn run_on_handle<T: Send + 'static>(
-    local: &Local,
-    join: &Join,
+    lookup: &Lookup,
     json: bool,
-    timeout: Duration,
     op: impl FnOnce(&DhtHandle) -> Result<T, dht_std::Error> + Send + 'static,
 ) -> Result<T, Fail> {
-    let (mut s, contacts) = Session::open(local, Some(join), json, client_setup(timeout))?;
-    s.join(&contacts)?;
+    let s = joined(lookup, json)?;
     let stop = s.stop.clone();
     let deadline = s.deadline;
     // The rest of the session (the --state lock) lives until this function returns.
@@ -63,7 +60,7 @@ pub fn run_on_handle<T: Send + 'static>(
             Ok((result, handle)) => {
                 let value = result.map_err(Fail::failed)?;
                 if let Ok(dht) = handle.shutdown() {
-                    save_state(&dht, local.state.as_deref());
+                    save_state(&dht, lookup.local.state.as_deref());
                 }
                 return Ok(value);
             }
@@ -147,13 +144,7 @@ fn load_key(path: &Path) -> Result<Keypair, Fail> {
     Ok(key)
 }
 
-pub fn put(
-    local: &Local,
-    join: &Join,
-    json: bool,
-    timeout: Duration,
-    a: PutArgs,
-) -> Result<ExitCode, Fail> {
+pub fn put(lookup: &Lookup, json: bool, a: PutArgs) -> Result<ExitCode, Fail> {
     let value = bencoded_value(&a.value, a.bencoded)?;
     let salt = a.salt.clone().unwrap_or_default().into_bytes();
     if salt.len() > 64 {
@@ -166,7 +157,7 @@ pub fn put(
     };
     let (seq, outcome): (Option<i64>, QueryOutcome) = {
         let (key, salt, value, explicit_seq, cas) = (key.clone(), salt, value, a.seq, a.cas);
-        run_on_handle(local, join, json, timeout, move |h| {
+        run_on_handle(lookup, json, move |h| {
             let Some(key) = key else {
                 return h.put_item(PutItem::Immutable(value)).map(|o| (None, o));
             };
@@ -242,13 +233,7 @@ pub struct GetArgs {
     pub salt: Option<String>,
 }
 
-pub fn get(
-    local: &Local,
-    join: &Join,
-    json: bool,
-    timeout: Duration,
-    a: GetArgs,
-) -> Result<ExitCode, Fail> {
+pub fn get(lookup: &Lookup, json: bool, a: GetArgs) -> Result<ExitCode, Fail> {
     let salt = a.salt.unwrap_or_default().into_bytes();
     let target = match (a.target, a.public_key.as_deref(), a.key.as_deref()) {
         (Some(t), None, None) => t,
@@ -271,9 +256,7 @@ pub fn get(
             ));
         }
     };
-    let lookup = run_on_handle(local, join, json, timeout, move |h| {
-        h.get_item(target, &salt)
-    })?;
+    let lookup = run_on_handle(lookup, json, move |h| h.get_item(target, &salt))?;
     let Some(best) = lookup.best() else {
         if !json {
             log::warn!("no item found");
