@@ -23,6 +23,42 @@
 //! (crawlers sharing a PostgreSQL database need clocks within a few seconds of each other: leases
 //! last minutes).
 
+/// The columns of `torrents` that make a [`TorrentRow`] (files aside), in the order
+/// [`torrent_row!`] reads them.
+const COLUMNS: &str = "info_hash, source, first_seen, last_seen, times_seen, peers, seeders, \
+                       leechers, name, total_size, file_count, info, fetched_at";
+
+/// The [`TorrentRow`] (files left empty) in the [`COLUMNS`] of result row `$r` from column
+/// `$at` on, each read with `$r.$get(index)`: both backends' rows have such a method, generic
+/// in the value's type, and their errors convert with `?`.
+macro_rules! torrent_row {
+    ($r:expr, $get:ident, $at:expr) => {{
+        let r = $r;
+        let at = $at;
+        let hash: Vec<u8> = r.$get(at)?;
+        $crate::store::TorrentRow {
+            info_hash: dht_proto::Id::from_slice(&hash).unwrap_or_default(),
+            source: r.$get(at + 1)?,
+            first_seen: r.$get(at + 2)?,
+            last_seen: r.$get(at + 3)?,
+            times_seen: $crate::store::from_sql_int(r.$get(at + 4)?),
+            peers: $crate::store::from_sql_count(r.$get(at + 5)?),
+            seeders: $crate::store::from_sql_count(r.$get(at + 6)?),
+            leechers: $crate::store::from_sql_count(r.$get(at + 7)?),
+            name: r.$get(at + 8)?,
+            total_size: r
+                .$get::<_, Option<i64>>(at + 9)?
+                .map($crate::store::from_sql_int),
+            file_count: r
+                .$get::<_, Option<i64>>(at + 10)?
+                .map($crate::store::from_sql_int),
+            info: r.$get(at + 11)?,
+            fetched_at: r.$get(at + 12)?,
+            files: Vec::new(),
+        }
+    }};
+}
+
 mod batch;
 mod postgres;
 mod shard;

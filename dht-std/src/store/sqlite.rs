@@ -7,9 +7,8 @@ use dht_proto::Id;
 use rusqlite::{Connection, OptionalExtension as _, Row, params};
 
 use super::{
-    Batch, FileEntry, Limits, SCHEMA_VERSION, Shard, Stats, Store, StoreError, TorrentRow,
-    clean_text, from_sql_count, from_sql_int, like_pattern, search_words, secs, to_sql_count,
-    to_sql_int,
+    Batch, COLUMNS, FileEntry, Limits, SCHEMA_VERSION, Shard, Stats, Store, StoreError, TorrentRow,
+    clean_text, from_sql_int, like_pattern, search_words, secs, to_sql_count, to_sql_int,
 };
 
 /// The migrations, in order: migration `i` takes the schema from version `i` to `i + 1`
@@ -63,10 +62,6 @@ CREATE TRIGGER torrents_fts_delete AFTER DELETE ON torrents WHEN old.name IS NOT
     INSERT INTO torrents_fts (torrents_fts, rowid, name) VALUES ('delete', old.id, old.name);
 END;
 "];
-
-/// The columns [`row`] reads, in order.
-const COLUMNS: &str = "info_hash, source, first_seen, last_seen, times_seen, peers, seeders, \
-                       leechers, name, total_size, file_count, info, fetched_at";
 
 /// The crawler's embedded database: one SQLite file in WAL mode (readers never block the
 /// writer), `synchronous = NORMAL` (a committed transaction survives the process being killed;
@@ -145,25 +140,9 @@ fn row(r: &Row<'_>) -> rusqlite::Result<TorrentRow> {
     row_at(r, 0)
 }
 
-/// A row of [`COLUMNS`] starting at column `at`.
+/// A row of [`COLUMNS`] starting at column `at`, files left empty.
 fn row_at(r: &Row<'_>, at: usize) -> rusqlite::Result<TorrentRow> {
-    let hash: Vec<u8> = r.get(at)?;
-    Ok(TorrentRow {
-        info_hash: Id::from_slice(&hash).unwrap_or_default(),
-        source: r.get(at + 1)?,
-        first_seen: r.get(at + 2)?,
-        last_seen: r.get(at + 3)?,
-        times_seen: from_sql_int(r.get(at + 4)?),
-        peers: from_sql_count(r.get(at + 5)?),
-        seeders: from_sql_count(r.get(at + 6)?),
-        leechers: from_sql_count(r.get(at + 7)?),
-        name: r.get(at + 8)?,
-        total_size: r.get::<_, Option<i64>>(at + 9)?.map(from_sql_int),
-        file_count: r.get::<_, Option<i64>>(at + 10)?.map(from_sql_int),
-        info: r.get(at + 11)?,
-        fetched_at: r.get(at + 12)?,
-        files: Vec::new(),
-    })
+    Ok(torrent_row!(r, get, at))
 }
 
 fn count(conn: &Connection, sql: &str, args: impl rusqlite::Params) -> Result<u64, StoreError> {
