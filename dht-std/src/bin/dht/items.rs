@@ -5,7 +5,7 @@
 use core::net::SocketAddr;
 use core::time::Duration;
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::mpsc;
 
@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::client::joined;
 use crate::session::save_state;
-use crate::{Fail, Lookup};
+use crate::{Fail, Lookup, parse_id};
 
 /// Prints one record: JSON (with its `type`) or its text form.
 pub fn emit<R: Serialize>(
@@ -94,14 +94,27 @@ struct PutRecord {
 }
 
 /// What `dht put` stores.
-#[derive(Debug)]
+#[derive(Debug, clap::Args)]
 pub struct PutArgs {
-    pub value: String,
-    pub bencoded: bool,
-    pub key: Option<std::path::PathBuf>,
-    pub salt: Option<String>,
-    pub seq: Option<i64>,
-    pub cas: Option<i64>,
+    /// The value: text, stored as a bencoded string (`hello` is stored as `5:hello`)
+    #[arg(value_name = "VALUE")]
+    value: String,
+    /// VALUE is already bencoded (`i42e`, `d1:ai1ee`, ...)
+    #[arg(long)]
+    bencoded: bool,
+    /// Mutable item: the key file, one line of 64 hex digits (the Ed25519 secret key;
+    /// lines starting with `#` are comments). Created with a new key (mode 0600) if missing
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// Mutable item: the salt (text, at most 64 bytes)
+    #[arg(long, value_name = "TEXT", requires = "key")]
+    salt: Option<String>,
+    /// Mutable item: the sequence number [default: one more than the newest stored, or 1]
+    #[arg(long, value_name = "N", requires = "key")]
+    seq: Option<i64>,
+    /// Mutable item: store only where the stored sequence number is N (compare-and-swap)
+    #[arg(long, value_name = "N", requires = "key")]
+    cas: Option<i64>,
 }
 
 /// The bencoded value of `text`: itself with `--bencoded` (checked), else as a byte string.
@@ -225,12 +238,21 @@ struct ItemRecord {
 }
 
 /// Which item `dht get` looks up.
-#[derive(Debug)]
+#[derive(Debug, clap::Args)]
 pub struct GetArgs {
-    pub target: Option<Id>,
-    pub public_key: Option<String>,
-    pub key: Option<std::path::PathBuf>,
-    pub salt: Option<String>,
+    /// The target (40 hex digits)
+    #[arg(value_name = "TARGET", value_parser = parse_id,
+          required_unless_present_any = ["public_key", "key"])]
+    target: Option<Id>,
+    /// Mutable item: the public key (64 hex digits)
+    #[arg(long, value_name = "HEX", conflicts_with_all = ["target", "key"])]
+    public_key: Option<String>,
+    /// Mutable item: the key file (its public key is used)
+    #[arg(long, value_name = "FILE", conflicts_with = "target")]
+    key: Option<PathBuf>,
+    /// Mutable item: the salt (text)
+    #[arg(long, value_name = "TEXT")]
+    salt: Option<String>,
 }
 
 pub fn get(lookup: &Lookup, json: bool, a: GetArgs) -> Result<ExitCode, Fail> {

@@ -167,44 +167,16 @@ enum Command {
     /// Store a BEP 44 item: immutable (its target is the SHA-1 of the value), or mutable and
     /// signed with --key (its target is the SHA-1 of the public key and salt)
     Put {
-        /// The value: text, stored as a bencoded string (`hello` is stored as `5:hello`)
-        #[arg(value_name = "VALUE")]
-        value: String,
-        /// VALUE is already bencoded (`i42e`, `d1:ai1ee`, ...)
-        #[arg(long)]
-        bencoded: bool,
-        /// Mutable item: the key file, one line of 64 hex digits (the Ed25519 secret key;
-        /// lines starting with `#` are comments). Created with a new key (mode 0600) if missing
-        #[arg(long, value_name = "FILE")]
-        key: Option<PathBuf>,
-        /// Mutable item: the salt (text, at most 64 bytes)
-        #[arg(long, value_name = "TEXT", requires = "key")]
-        salt: Option<String>,
-        /// Mutable item: the sequence number [default: one more than the newest stored, or 1]
-        #[arg(long, value_name = "N", requires = "key")]
-        seq: Option<i64>,
-        /// Mutable item: store only where the stored sequence number is N (compare-and-swap)
-        #[arg(long, value_name = "N", requires = "key")]
-        cas: Option<i64>,
+        #[command(flatten)]
+        item: items::PutArgs,
         #[command(flatten)]
         lookup: Lookup,
     },
     /// Look up a BEP 44 item by its target, or a mutable item by its public key or key file,
     /// and print its value (exit 1 if none is found)
     Get {
-        /// The target (40 hex digits)
-        #[arg(value_name = "TARGET", value_parser = parse_id,
-              required_unless_present_any = ["public_key", "key"])]
-        target: Option<Id>,
-        /// Mutable item: the public key (64 hex digits)
-        #[arg(long, value_name = "HEX", conflicts_with_all = ["target", "key"])]
-        public_key: Option<String>,
-        /// Mutable item: the key file (its public key is used)
-        #[arg(long, value_name = "FILE", conflicts_with = "target")]
-        key: Option<PathBuf>,
-        /// Mutable item: the salt (text)
-        #[arg(long, value_name = "TEXT")]
-        salt: Option<String>,
+        #[command(flatten)]
+        item: items::GetArgs,
         #[command(flatten)]
         lookup: Lookup,
     },
@@ -424,42 +396,8 @@ fn run(cli: Cli) -> Result<ExitCode, Fail> {
             torrent.info_hash,
             port,
         ),
-        Command::Put {
-            value,
-            bencoded,
-            key,
-            salt,
-            seq,
-            cas,
-            lookup,
-        } => items::put(
-            &lookup,
-            json,
-            items::PutArgs {
-                value,
-                bencoded,
-                key,
-                salt,
-                seq,
-                cas,
-            },
-        ),
-        Command::Get {
-            target,
-            public_key,
-            key,
-            salt,
-            lookup,
-        } => items::get(
-            &lookup,
-            json,
-            items::GetArgs {
-                target,
-                public_key,
-                key,
-                salt,
-            },
-        ),
+        Command::Put { item, lookup } => items::put(&lookup, json, item),
+        Command::Get { item, lookup } => items::get(&lookup, json, item),
         Command::Sample { target, lookup } => sample::run(&lookup, json, target),
         Command::Scrape { torrent, lookup } => scrape::run(&lookup, json, torrent.info_hash),
         Command::Node {
