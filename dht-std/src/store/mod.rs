@@ -547,6 +547,41 @@ fn secs(d: Duration) -> i64 {
     to_sql_int(d.as_secs())
 }
 
+/// The query of [`Stats::sources`]: each source with its count, the ten largest.
+const SOURCES_SQL: &str =
+    "SELECT source, count(*) FROM torrents GROUP BY source ORDER BY 2 DESC, 1 LIMIT 10";
+
+/// The [`Stats`] at `now`, with `sources`, every total counted by `count`: it runs a
+/// `SELECT count(*)` statement, binding the time given (if any) to its one parameter `$1`.
+fn stats_at<E>(
+    now: i64,
+    sources: Vec<(String, u64)>,
+    mut count: impl FnMut(&str, Option<i64>) -> Result<u64, E>,
+) -> Result<Stats, E> {
+    let hour = now.saturating_sub(3600);
+    let day = now.saturating_sub(86_400);
+    let first_seen = "SELECT count(*) FROM torrents WHERE first_seen > $1";
+    let fetched = "SELECT count(*) FROM torrents WHERE fetched_at > $1";
+    Ok(Stats {
+        torrents: count("SELECT count(*) FROM torrents", None)?,
+        with_metadata: count(
+            "SELECT count(*) FROM torrents WHERE fetched_at IS NOT NULL",
+            None,
+        )?,
+        files: count("SELECT count(*) FROM files", None)?,
+        queued: count("SELECT count(*) FROM queue", None)?,
+        leased: count(
+            "SELECT count(*) FROM queue WHERE lease_until > $1",
+            Some(now),
+        )?,
+        found_last_hour: count(first_seen, Some(hour))?,
+        found_last_day: count(first_seen, Some(day))?,
+        fetched_last_hour: count(fetched, Some(hour))?,
+        fetched_last_day: count(fetched, Some(day))?,
+        sources,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

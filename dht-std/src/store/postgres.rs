@@ -6,8 +6,9 @@ use ::postgres::{Client, NoTls, Row};
 use dht_proto::Id;
 
 use super::{
-    Batch, COLUMNS, FileEntry, Limits, SCHEMA_VERSION, Shard, Stats, Store, StoreError, TorrentRow,
-    clean_text, from_sql_int, like_pattern, search_words, secs, to_sql_count, to_sql_int,
+    Batch, COLUMNS, FileEntry, Limits, SCHEMA_VERSION, SOURCES_SQL, Shard, Stats, Store,
+    StoreError, TorrentRow, clean_text, from_sql_int, like_pattern, search_words, secs, stats_at,
+    to_sql_count, to_sql_int,
 };
 
 /// The migrations, in order: migration `i` takes the schema from version `i` to `i + 1` (the
@@ -319,43 +320,15 @@ impl Store for PostgresStore {
     }
 
     fn stats(&mut self, now: i64) -> Result<Stats, StoreError> {
-        let hour = now.saturating_sub(3600);
-        let day = now.saturating_sub(86_400);
         let sources = self
             .client
-            .query(
-                "SELECT source, count(*) FROM torrents GROUP BY source ORDER BY 2 DESC, 1 LIMIT 10",
-                &[],
-            )?
+            .query(SOURCES_SQL, &[])?
             .iter()
             .map(|r| Ok((r.try_get(0)?, from_sql_int(r.try_get(1)?))))
             .collect::<Result<_, ::postgres::Error>>()?;
-        Ok(Stats {
-            torrents: self.count("SELECT count(*) FROM torrents", &[])?,
-            with_metadata: self.count(
-                "SELECT count(*) FROM torrents WHERE fetched_at IS NOT NULL",
-                &[],
-            )?,
-            files: self.count("SELECT count(*) FROM files", &[])?,
-            queued: self.count("SELECT count(*) FROM queue", &[])?,
-            leased: self.count("SELECT count(*) FROM queue WHERE lease_until > $1", &[&now])?,
-            found_last_hour: self.count(
-                "SELECT count(*) FROM torrents WHERE first_seen > $1",
-                &[&hour],
-            )?,
-            found_last_day: self.count(
-                "SELECT count(*) FROM torrents WHERE first_seen > $1",
-                &[&day],
-            )?,
-            fetched_last_hour: self.count(
-                "SELECT count(*) FROM torrents WHERE fetched_at > $1",
-                &[&hour],
-            )?,
-            fetched_last_day: self.count(
-                "SELECT count(*) FROM torrents WHERE fetched_at > $1",
-                &[&day],
-            )?,
-            sources,
+        stats_at(now, sources, |sql, time| match time {
+            Some(t) => self.count(sql, &[&t]),
+            None => self.count(sql, &[]),
         })
     }
 

@@ -7,8 +7,9 @@ use dht_proto::Id;
 use rusqlite::{Connection, OptionalExtension as _, Row, params};
 
 use super::{
-    Batch, COLUMNS, FileEntry, Limits, SCHEMA_VERSION, Shard, Stats, Store, StoreError, TorrentRow,
-    clean_text, from_sql_int, like_pattern, search_words, secs, to_sql_count, to_sql_int,
+    Batch, COLUMNS, FileEntry, Limits, SCHEMA_VERSION, SOURCES_SQL, Shard, Stats, Store,
+    StoreError, TorrentRow, clean_text, from_sql_int, like_pattern, search_words, secs, stats_at,
+    to_sql_count, to_sql_int,
 };
 
 /// The migrations, in order: migration `i` takes the schema from version `i` to `i + 1`
@@ -370,49 +371,13 @@ impl Store for SqliteStore {
 
     fn stats(&mut self, now: i64) -> Result<Stats, StoreError> {
         let c = &self.conn;
-        let hour = now.saturating_sub(3600);
-        let day = now.saturating_sub(86_400);
-        let mut stmt = c.prepare(
-            "SELECT source, count(*) FROM torrents GROUP BY source ORDER BY 2 DESC, 1 LIMIT 10",
-        )?;
-        let sources = stmt
+        let sources = c
+            .prepare(SOURCES_SQL)?
             .query_map([], |r| Ok((r.get(0)?, from_sql_int(r.get(1)?))))?
             .collect::<Result<_, _>>()?;
-        Ok(Stats {
-            torrents: count(c, "SELECT count(*) FROM torrents", [])?,
-            with_metadata: count(
-                c,
-                "SELECT count(*) FROM torrents WHERE fetched_at IS NOT NULL",
-                [],
-            )?,
-            files: count(c, "SELECT count(*) FROM files", [])?,
-            queued: count(c, "SELECT count(*) FROM queue", [])?,
-            leased: count(
-                c,
-                "SELECT count(*) FROM queue WHERE lease_until > ?1",
-                [now],
-            )?,
-            found_last_hour: count(
-                c,
-                "SELECT count(*) FROM torrents WHERE first_seen > ?1",
-                [hour],
-            )?,
-            found_last_day: count(
-                c,
-                "SELECT count(*) FROM torrents WHERE first_seen > ?1",
-                [day],
-            )?,
-            fetched_last_hour: count(
-                c,
-                "SELECT count(*) FROM torrents WHERE fetched_at > ?1",
-                [hour],
-            )?,
-            fetched_last_day: count(
-                c,
-                "SELECT count(*) FROM torrents WHERE fetched_at > ?1",
-                [day],
-            )?,
-            sources,
+        stats_at(now, sources, |sql, time| match time {
+            Some(t) => count(c, sql, [t]),
+            None => count(c, sql, []),
         })
     }
 
