@@ -8,49 +8,15 @@
 //! column is the wall-clock cost per flood datagram on this machine, next to the cost of an
 //! honest ping measured in the same run.
 
-use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+mod common;
+
+use core::net::SocketAddr;
 use core::time::Duration;
 use std::time::Instant as WallClock;
 
-use dht_proto::wire::krpc::{
-    AnnouncePeer, Body, FindNode, Get, GetPeers, Message, Ping, Put, Query, Response,
-    SampleInfohashes,
-};
+use common::{announce, exchange, id, ip, query, token, verified_table};
+use dht_proto::wire::krpc::{FindNode, Get, GetPeers, Ping, Put, Query, SampleInfohashes};
 use dht_proto::{Config, Id, Instant, Limits, Node};
-
-fn id(i: u32) -> Id {
-    let mut bytes = [0u8; 20];
-    let mut x = u64::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    for b in &mut bytes {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *b = x as u8;
-    }
-    Id::new(bytes)
-}
-
-fn ip(net: u8, i: u32) -> IpAddr {
-    let b = i.to_be_bytes();
-    IpAddr::V4(Ipv4Addr::new(net, b[1], b[2], b[3]))
-}
-
-fn encode(tid: &[u8], body: Body<'_>) -> Vec<u8> {
-    let msg = Message {
-        transaction_id: tid,
-        version: None,
-        ip: None,
-        read_only: false,
-        body,
-    };
-    let mut buf = [0u8; 1500];
-    let n = msg.encode(&mut buf).expect("fits");
-    buf[..n].to_vec()
-}
-
-fn query(q: Query<'_>) -> Vec<u8> {
-    encode(b"aa", Body::Query(q))
-}
 
 /// The queries of the tables, by kind.
 struct Kinds {
@@ -107,127 +73,41 @@ fn kinds() -> Kinds {
     }
 }
 
-/// Sends `data` from `from` and drains the node; returns the bytes sent back to `from`.
-fn exchange(node: &mut Node, now: Instant, from: SocketAddr, data: &[u8]) -> (usize, Vec<u8>) {
-    let _ = node.handle_datagram(now, from, data);
-    let mut buf = [0u8; 1500];
-    let mut total = 0;
-    let mut last = Vec::new();
-    while let Some(t) = node.poll_transmit(now, &mut buf) {
-        if t.to == from {
-            total += t.len;
-            last = buf[..t.len].to_vec();
-        }
-    }
-    (total, last)
-}
-
 /// A node with a table of 400 verified entries, a swarm of 200 peers, 1,000 more info-hashes
 /// and a 1,000-byte item; `limits` as given.
 fn full_node(limits: Limits) -> Node {
     let mut config = Config::local_testing([3; 32]);
     config.limits = limits;
     let mut node = Node::new(config, Instant::from_secs(1)).expect("config");
-    let mut now = Instant::from_secs(1);
-    let mut buf = [0u8; 1500];
-    let table_addr = |i: u32| SocketAddr::new(ip(11, i + 1), 6881);
-    for i in 0..400 {
-        let _ = node.add_node(now, table_addr(i), Some(id(i)));
-    }
-    for _ in 0..20 {
-        now += Duration::from_secs(15);
-        node.handle_timeout(now);
-        while let Some(t) = node.poll_transmit(now, &mut buf) {
-            let Ok(Message {
-                transaction_id,
-                body: Body::Query(_),
-                ..
-            }) = Message::decode(&buf[..t.len], &Default::default())
-            else {
-                continue;
-            };
-            let Some(i) = (0..400).find(|&i| table_addr(i) == t.to) else {
-                continue;
-            };
-            let tid = transaction_id.to_vec();
-            let reply = encode(&tid, Body::Response(Response::new(id(i))));
-            let _ = node.handle_datagram(now, t.to, &reply);
-        }
-        while node.poll_event().is_some() {}
-    }
-    // Announces (each from its own address, with the token it got) and the item.
-    let requester = id(123_456);
-    let store = |node: &mut Node, now: Instant, from: SocketAddr, info_hash: Id, put: bool| {
-        let get = query(Query::GetPeers(GetPeers {
-            id: requester,
-            info_hash,
-            want: None,
-            noseed: false,
-            scrape: false,
-        }));
-        let (_, reply) = exchange(node, now, from, &get);
-        let Ok(Message {
-            body: Body::Response(r),
-            ..
-        }) = Message::decode(&reply, &Default::default())
-        else {
-            panic!("no answer to get_peers");
-        };
-        let token = r.token.expect("token").to_vec();
-        let q = if put {
-            let value = item();
-            query(Query::Put(Put {
-                id: requester,
-                token: &token,
-                value: &value,
-                key: None,
-                signature: None,
-                seq: None,
-                cas: None,
-                salt: None,
-            }))
-        } else {
-            query(Query::AnnouncePeer(AnnouncePeer {
-                id: requester,
-                info_hash,
-                port: 6881,
-                implied_port: false,
-                token: &token,
-                seed: from.port() % 2 == 0,
-            }))
-        };
-        let _ = exchange(node, now, from, &q);
-    };
+    let mut now = verified_table(&mut node, Instant::from_secs(1));
+    // Announces, each from its own address with the token it got, 20 ms apart so that an
+    // upload budget refills (seeds from even ports); then the item.
     for i in 0..SWARM {
-        // 20 ms apart, so that an upload budget refills.
         now += Duration::from_millis(20);
-        store(
-            &mut node,
-            now,
-            SocketAddr::new(ip(12, i + 1), 7000 + i as u16),
-            swarm(),
-            false,
-        );
+        let from = SocketAddr::new(ip(12, i + 1), 7000 + i as u16);
+        announce(&mut node, now, from, swarm(), 6881, from.port() % 2 == 0);
     }
     for i in 0..1000 {
-        // 20 ms apart, so that an upload budget refills.
         now += Duration::from_millis(20);
-        store(
-            &mut node,
-            now,
-            SocketAddr::new(ip(14, i + 1), 7000),
-            id(500_000 + i),
-            false,
-        );
+        let from = SocketAddr::new(ip(14, i + 1), 7000);
+        announce(&mut node, now, from, id(500_000 + i), 6881, true);
     }
     now += Duration::from_millis(20);
-    store(
-        &mut node,
-        now,
-        SocketAddr::new(ip(15, 1), 7000),
-        swarm(),
-        true,
-    );
+    let from = SocketAddr::new(ip(15, 1), 7000);
+    let requester = id(123_456);
+    let token = token(&mut node, now, from, requester, swarm());
+    let value = item();
+    let put = query(Query::Put(Put {
+        id: requester,
+        token: &token,
+        value: &value,
+        key: None,
+        signature: None,
+        seq: None,
+        cas: None,
+        salt: None,
+    }));
+    let _ = exchange(&mut node, now, from, &put);
     assert_eq!(node.stored_peers(), SWARM as usize + 1000);
     assert_eq!(node.stored_items(), 1);
     node

@@ -5,44 +5,15 @@
 //! measured in the same run: decoding the query and encoding a response of the same shape with
 //! the codec alone (the reply decoded beforehand), i.e. the work a node cannot avoid; the ratio is what the node adds on top.
 
+mod common;
+
 use core::hint::black_box;
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant as WallClock;
 
-use dht_proto::wire::krpc::{
-    AnnouncePeer, Body, FindNode, GetPeers, Message, Ping, Query, Response,
-};
-use dht_proto::{Config, Id, Instant, Node};
-
-fn addr(i: u32) -> SocketAddr {
-    let b = (i + 1).to_be_bytes();
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(11, b[1], b[2], b[3])), 6881)
-}
-
-fn id(i: u32) -> Id {
-    let mut bytes = [0u8; 20];
-    let mut x = u64::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    for b in &mut bytes {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *b = x as u8;
-    }
-    Id::new(bytes)
-}
-
-fn query(q: Query<'_>) -> Vec<u8> {
-    let msg = Message {
-        transaction_id: b"aa",
-        version: None,
-        ip: None,
-        read_only: false,
-        body: Body::Query(q),
-    };
-    let mut buf = [0u8; 1500];
-    let n = msg.encode(&mut buf).expect("fits");
-    buf[..n].to_vec()
-}
+use common::{announce, answer_queries, id, query, verified_table};
+use dht_proto::wire::krpc::{FindNode, GetPeers, Message, Ping, Query};
+use dht_proto::{Config, Instant, Node};
 
 /// Best of seven rounds of `n` calls of `f`, in ns per call.
 fn measure(n: u32, mut f: impl FnMut()) -> f64 {
@@ -67,39 +38,7 @@ fn main() {
     let mut buf = [0u8; 1500];
     // A table of a few hundred nodes, in the steady state of a running node: every entry has
     // answered (the node's verification pings get their responses).
-    for i in 0..400 {
-        let _ = node.add_node(now, addr(i), Some(id(i)));
-    }
-    let mut now = now;
-    for _round in 0..20 {
-        now += core::time::Duration::from_secs(15);
-        node.handle_timeout(now);
-        while let Some(t) = node.poll_transmit(now, &mut buf) {
-            let Ok(Message {
-                transaction_id,
-                body: Body::Query(_),
-                ..
-            }) = Message::decode(&buf[..t.len], &Default::default())
-            else {
-                continue;
-            };
-            let Some(i) = (0..400).find(|&i| addr(i) == t.to) else {
-                continue;
-            };
-            let tid = transaction_id.to_vec();
-            let reply = Message {
-                transaction_id: &tid,
-                version: None,
-                ip: None,
-                read_only: false,
-                body: Body::Response(Response::new(id(i))),
-            };
-            let mut out = [0u8; 1500];
-            let n = reply.encode(&mut out).expect("fits");
-            let _ = node.handle_datagram(now, t.to, &out[..n]);
-        }
-        while node.poll_event().is_some() {}
-    }
+    let now = verified_table(&mut node, now);
     let verified = node
         .routing_table()
         .iter()
@@ -114,35 +53,7 @@ fn main() {
     let requester = id(123_456);
     for i in 0..50u8 {
         let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(12, 0, 0, i + 1)), 7000);
-        let get = query(Query::GetPeers(GetPeers {
-            id: requester,
-            info_hash,
-            want: None,
-            noseed: false,
-            scrape: false,
-        }));
-        let _ = node.handle_datagram(now, from, &get);
-        let mut token = None;
-        while let Some(t) = node.poll_transmit(now, &mut buf) {
-            if let Ok(Message {
-                body: Body::Response(r),
-                ..
-            }) = Message::decode(&buf[..t.len], &Default::default())
-            {
-                token = r.token.map(<[u8]>::to_vec);
-            }
-        }
-        let token = token.expect("a get_peers answer carries a token");
-        let announce = query(Query::AnnouncePeer(AnnouncePeer {
-            id: requester,
-            info_hash,
-            port: 6000 + u16::from(i),
-            implied_port: false,
-            token: &token,
-            seed: false,
-        }));
-        let _ = node.handle_datagram(now, from, &announce);
-        while node.poll_transmit(now, &mut buf).is_some() {}
+        announce(&mut node, now, from, info_hash, 6000 + u16::from(i), false);
     }
     while node.poll_event().is_some() {}
     assert_eq!(node.stored_peers(), 50, "all announces stored");
@@ -177,26 +88,7 @@ fn main() {
     // for strangers does not apply to it.
     let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(13, 0, 0, 1)), 6881);
     let _ = node.ping(now, from);
-    while let Some(t) = node.poll_transmit(now, &mut buf) {
-        if let Ok(Message {
-            transaction_id,
-            body: Body::Query(_),
-            ..
-        }) = Message::decode(&buf[..t.len], &Default::default())
-        {
-            let tid = transaction_id.to_vec();
-            let reply = Message {
-                transaction_id: &tid,
-                version: None,
-                ip: None,
-                read_only: false,
-                body: Body::Response(Response::new(id(424_242))),
-            };
-            let mut out = [0u8; 1500];
-            let n = reply.encode(&mut out).expect("fits");
-            let _ = node.handle_datagram(now, t.to, &out[..n]);
-        }
-    }
+    answer_queries(&mut node, now, |_| Some(id(424_242)));
     // An optional argument keeps only the cases whose name contains it (for profiling).
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     for (name, datagram) in &cases {

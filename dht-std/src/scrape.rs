@@ -5,64 +5,9 @@
 //! `scrape=1` to each of them; their filters are merged (bitwise OR: a peer stored on several
 //! nodes counts once) and the merged filters give the estimates.
 
+pub use dht_proto::Bloom;
 use dht_proto::Id;
 use dht_proto::wire::bencode::{self, DecodeLimits, Value};
-
-/// Bytes of a BEP 33 filter.
-pub const BLOOM_LEN: usize = 256;
-
-/// A BEP 33 bloom filter of IP addresses (2048 bits, two per address), as a node sends it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Bloom([u8; BLOOM_LEN]);
-
-impl Default for Bloom {
-    fn default() -> Self {
-        Self([0; BLOOM_LEN])
-    }
-}
-
-impl core::fmt::Debug for Bloom {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "Bloom({} bits set)", self.bits_set())
-    }
-}
-
-impl Bloom {
-    /// A filter from its 256 wire bytes, or `None` for another length.
-    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
-        <[u8; BLOOM_LEN]>::try_from(bytes).ok().map(Self)
-    }
-
-    /// The 256 wire bytes.
-    pub fn as_bytes(&self) -> &[u8; BLOOM_LEN] {
-        &self.0
-    }
-
-    /// Adds every address of `other`.
-    pub fn union_with(&mut self, other: &Self) {
-        for (a, b) in self.0.iter_mut().zip(other.0.iter()) {
-            *a |= b;
-        }
-    }
-
-    /// Bits set.
-    pub fn bits_set(&self) -> u32 {
-        self.0.iter().map(|b| b.count_ones()).sum()
-    }
-
-    /// The estimated number of distinct addresses, by BEP 33's formula
-    /// `ln(c / m) / (k · ln(1 − 1/m))` (`k` = 2, `m` = 2048, `c` the zero bits); 0 for an empty
-    /// filter, and finite (about 7800) for a full one.
-    pub fn estimate(&self) -> f64 {
-        let m = (BLOOM_LEN * 8) as f64;
-        let zeros = m - f64::from(self.bits_set());
-        if zeros >= m {
-            return 0.0;
-        }
-        let c = zeros.clamp(1.0, m - 1.0);
-        (c / m).ln() / (2.0 * (1.0 - 1.0 / m).ln())
-    }
-}
 
 /// How many of the closest nodes a scrape asks (BEP 5's k).
 pub const SCRAPE_NODES: usize = 8;
@@ -146,11 +91,11 @@ mod tests {
 
     /// A filter with the first `bits` bits set.
     fn filled(bits: usize) -> Bloom {
-        let mut b = Bloom::default();
+        let mut b = [0; 256];
         for i in 0..bits {
-            b.0[i / 8] |= 1 << (i % 8);
+            b[i / 8] |= 1 << (i % 8);
         }
-        b
+        Bloom::from_bytes(b)
     }
 
     #[test]
@@ -165,17 +110,6 @@ mod tests {
         // 40 of 2048 bits: about 20 addresses; 20 bits: about 10.
         assert!((scrape.seeds - 20.2).abs() < 0.2, "{}", scrape.seeds);
         assert!((scrape.peers - 10.0).abs() < 0.2, "{}", scrape.peers);
-    }
-
-    #[test]
-    fn estimate_edges() {
-        assert_eq!(Bloom::default().estimate(), 0.0);
-        let full = filled(2048).estimate();
-        assert!(
-            full.is_finite() && (7000.0..8500.0).contains(&full),
-            "{full}"
-        );
-        assert_eq!(Bloom::from_slice(&[0; 255]), None);
     }
 
     #[test]

@@ -6,9 +6,7 @@ mod common;
 use core::time::Duration;
 use std::io::{BufRead as _, BufReader};
 use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
 
 use common::*;
 use serde_json::Value;
@@ -282,12 +280,6 @@ fn node_prints_status_and_saves_state() {
 
 // ---- decode ---------------------------------------------------------------------------------
 
-fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(name)
-}
-
 fn decode_json(name: &str) -> Value {
     let path = data(name);
     let out = run(&["decode", "--json", path.to_str().unwrap()]);
@@ -554,14 +546,7 @@ fn node_stops_on_sigterm_and_saves_its_table() {
         .status()
         .unwrap();
     assert!(killed.success());
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "still running");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = wait_exit(&mut child.0, Duration::from_secs(10), "the node");
     assert_eq!(status.code(), Some(0));
     let text = std::fs::read_to_string(&state).unwrap();
     assert!(

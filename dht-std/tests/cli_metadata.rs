@@ -1,90 +1,18 @@
 //! `dht metadata` end to end against seeding peers on loopback. Every child process is killed
 //! when its guard drops, and every wait is bounded.
 
+mod common;
 mod support;
 
 use core::net::SocketAddr;
 use core::time::Duration;
-use std::io::{BufRead as _, BufReader, Read as _};
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Instant;
 
-use serde_json::Value;
+use common::{Output, run_with, start_node, temp_dir};
 use support::seeder::{Behaviour, Seeder, info_hash, sample_info};
 
-const DHT: &str = env!("CARGO_BIN_EXE_dht");
-
-#[derive(Debug)]
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Output {
-    fn json(&self) -> Value {
-        let line = self.stdout.lines().next().unwrap_or_default();
-        serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {self:?}"))
-    }
-}
-
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn run(args: &[&str]) -> Output {
-    let mut child = Guard(
-        Command::new(DHT)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .env_remove("RUST_LOG")
-            .spawn()
-            .unwrap(),
-    );
-    let mut out = child.0.stdout.take().unwrap();
-    let mut err = child.0.stderr.take().unwrap();
-    let out_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(40),
-            "dht {args:?} hangs"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Output {
-        code: status.code(),
-        stdout: out_t.join().unwrap(),
-        stderr: err_t.join().unwrap(),
-    }
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("dht-meta-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    run_with(args, Duration::from_secs(40), None)
 }
 
 fn closed_port() -> SocketAddr {
@@ -218,28 +146,8 @@ fn finds_the_seeder_through_the_dht() {
     let info = sample_info("found.bin", 20_000);
     let ih = info_hash(&info).to_string();
     let seeder = Seeder::spawn("127.0.0.1", info, Behaviour::Honest);
-    let mut node = Guard(
-        Command::new(DHT)
-            .args([
-                "node",
-                "--json",
-                "--bind",
-                "127.0.0.1:0",
-                "--duration",
-                "60",
-            ])
-            .args(["--no-bootstrap"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    BufReader::new(node.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let v: Value = serde_json::from_str(&line).unwrap();
-    let node_addr = v["listening"][0].as_str().unwrap().to_owned();
+    let node = start_node(&["--no-bootstrap"]);
+    let node_addr = node.addr.to_string();
     let common = ["--bind", "127.0.0.1:0", "--bootstrap", node_addr.as_str()];
     let port = seeder.addr.port().to_string();
     let mut args = vec!["announce", ih.as_str(), "--port", port.as_str()];

@@ -7,18 +7,10 @@ use core::net::SocketAddr;
 use core::time::Duration;
 use std::io::Read as _;
 use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use common::*;
 use dht_proto::wire::bencode::DecodeLimits;
 use dht_proto::wire::krpc::peek_transaction;
-
-fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(name)
-}
 
 fn status_lines(stderr: &str) -> usize {
     stderr
@@ -405,14 +397,7 @@ fn queries_output_never_blocks_the_node() {
     assert!(answered);
     // It ends on time, and counts what it dropped.
     let mut stderr = child.0.stderr.take().unwrap();
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "still running");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_exit(&mut child.0, Duration::from_secs(20), "the node");
     assert_eq!(status.code(), Some(0));
     let mut err = String::new();
     stderr.read_to_string(&mut err).unwrap();

@@ -209,6 +209,47 @@ impl Hostile {
         .encode()
     }
 
+    /// A query `method` with the next transaction id, claiming node id `id`, with `args` besides
+    /// the id.
+    fn query<'a>(
+        &mut self,
+        method: &[u8],
+        id: &'a [u8],
+        args: Vec<(&'a [u8], Value<'a>)>,
+    ) -> Vec<u8> {
+        let tid = self.tid();
+        let mut a = vec![(&b"id"[..], Value::Bytes(id))];
+        a.extend(args);
+        dict(vec![
+            (b"t", Value::Bytes(&tid)),
+            (b"y", Value::Bytes(b"q")),
+            (b"q", Value::Bytes(method)),
+            (b"a", dict(a)),
+        ])
+        .encode()
+    }
+
+    /// A `get_peers` for `info_hash` from its own id.
+    fn get_peers(&mut self, info_hash: &[u8]) -> Vec<u8> {
+        let id = self.id;
+        self.query(
+            b"get_peers",
+            &id,
+            vec![(b"info_hash", Value::Bytes(info_hash))],
+        )
+    }
+
+    /// An `announce_peer` of `info_hash` on [`REPLAY_PORT`] with `token`, from its own id.
+    fn announce(&mut self, info_hash: &[u8], token: &[u8]) -> Vec<u8> {
+        let id = self.id;
+        let args = vec![
+            (&b"info_hash"[..], Value::Bytes(info_hash)),
+            (b"port", Value::Int(i64::from(REPLAY_PORT))),
+            (b"token", Value::Bytes(token)),
+        ];
+        self.query(b"announce_peer", &id, args)
+    }
+
     /// Reacts to a datagram from `from`.
     pub fn on_datagram(
         &mut self,
@@ -323,21 +364,8 @@ impl Hostile {
     pub fn hello(&mut self, targets: &[SocketAddr], out: &mut Vec<Outgoing>) {
         let me = self.addr();
         for &to in targets {
-            let tid = self.tid();
             let id = self.id;
-            let data = dict(vec![
-                (b"t", Value::Bytes(&tid)),
-                (b"y", Value::Bytes(b"q")),
-                (b"q", Value::Bytes(b"find_node")),
-                (
-                    b"a",
-                    dict(vec![
-                        (b"id", Value::Bytes(&id)),
-                        (b"target", Value::Bytes(&id)),
-                    ]),
-                ),
-            ])
-            .encode();
+            let data = self.query(b"find_node", &id, vec![(b"target", Value::Bytes(&id))]);
             self.push(out, me, to, data);
         }
     }
@@ -358,7 +386,6 @@ impl Hostile {
                 let victim = *targets
                     .get(self.rng.index(targets.len()))
                     .unwrap_or(&target);
-                let tid = self.tid();
                 let claimed = self.rng.bytes20();
                 let method: &[u8] = match self.rng.below(3) {
                     0 => b"ping",
@@ -366,19 +393,13 @@ impl Hostile {
                     _ => b"get_peers",
                 };
                 let want_target = self.rng.bytes20();
-                let mut args = vec![(&b"id"[..], Value::Bytes(&claimed))];
+                let mut args = Vec::new();
                 match method {
-                    b"find_node" => args.push((b"target", Value::Bytes(&want_target))),
+                    b"find_node" => args.push((&b"target"[..], Value::Bytes(&want_target))),
                     b"get_peers" => args.push((b"info_hash", Value::Bytes(&want_target))),
                     _ => {}
                 }
-                let data = dict(vec![
-                    (b"t", Value::Bytes(&tid)),
-                    (b"y", Value::Bytes(b"q")),
-                    (b"q", Value::Bytes(method)),
-                    (b"a", dict(args)),
-                ])
-                .encode();
+                let data = self.query(method, &claimed, args);
                 // The query claims to come from the victim; the answer goes there.
                 self.push(out, victim, target, data);
                 // And an unsolicited response, claiming to come from the target's neighbour.
@@ -389,21 +410,7 @@ impl Hostile {
             }
             Behaviour::TokenReplayer => {
                 // Harvest a token for the bait.
-                let tid = self.tid();
-                let id = self.id;
-                let data = dict(vec![
-                    (b"t", Value::Bytes(&tid)),
-                    (b"y", Value::Bytes(b"q")),
-                    (b"q", Value::Bytes(b"get_peers")),
-                    (
-                        b"a",
-                        dict(vec![
-                            (b"id", Value::Bytes(&id)),
-                            (b"info_hash", Value::Bytes(&BAIT_INFO_HASH)),
-                        ]),
-                    ),
-                ])
-                .encode();
+                let data = self.get_peers(&BAIT_INFO_HASH);
                 self.push(out, me, target, data);
                 self.replay(now, targets, out);
             }
@@ -424,22 +431,8 @@ impl Hostile {
             self.focus[self.rng.index(self.focus.len())]
         };
         if !self.tokens.iter().any(|(i, _)| *i == ask) {
-            let tid = self.tid();
-            let id = self.id;
             let info_hash = self.rng.bytes20();
-            let data = dict(vec![
-                (b"t", Value::Bytes(&tid)),
-                (b"y", Value::Bytes(b"q")),
-                (b"q", Value::Bytes(b"get_peers")),
-                (
-                    b"a",
-                    dict(vec![
-                        (b"id", Value::Bytes(&id)),
-                        (b"info_hash", Value::Bytes(&info_hash)),
-                    ]),
-                ),
-            ])
-            .encode();
+            let data = self.get_peers(&info_hash);
             self.push(out, me, ask, data);
         }
         for _ in 0..FLOOD_PER_TICK {
@@ -447,24 +440,8 @@ impl Hostile {
                 break;
             }
             let (to, token) = self.tokens[self.rng.index(self.tokens.len())].clone();
-            let tid = self.tid();
-            let id = self.id;
             let info_hash = self.rng.bytes20();
-            let data = dict(vec![
-                (b"t", Value::Bytes(&tid)),
-                (b"y", Value::Bytes(b"q")),
-                (b"q", Value::Bytes(b"announce_peer")),
-                (
-                    b"a",
-                    dict(vec![
-                        (b"id", Value::Bytes(&id)),
-                        (b"info_hash", Value::Bytes(&info_hash)),
-                        (b"port", Value::Int(i64::from(REPLAY_PORT))),
-                        (b"token", Value::Bytes(&token)),
-                    ]),
-                ),
-            ])
-            .encode();
+            let data = self.announce(&info_hash, &token);
             self.flood_announces += 1;
             self.push(out, me, to, data);
         }
@@ -502,24 +479,7 @@ impl Hostile {
         if from == to || (from == me && to == h.issuer && fresh) {
             return;
         }
-        let tid = self.tid();
-        let id = self.id;
-        let port = i64::from(REPLAY_PORT);
-        let data = dict(vec![
-            (b"t", Value::Bytes(&tid)),
-            (b"y", Value::Bytes(b"q")),
-            (b"q", Value::Bytes(b"announce_peer")),
-            (
-                b"a",
-                dict(vec![
-                    (b"id", Value::Bytes(&id)),
-                    (b"info_hash", Value::Bytes(&BAIT_INFO_HASH)),
-                    (b"port", Value::Int(port)),
-                    (b"token", Value::Bytes(&h.token)),
-                ]),
-            ),
-        ])
-        .encode();
+        let data = self.announce(&BAIT_INFO_HASH, &h.token);
         self.replays += 1;
         if let Some(h) = self.harvest.get_mut(i) {
             h.replays = h.replays.saturating_add(1);
@@ -615,11 +575,18 @@ mod tests {
         .encode()
     }
 
-    fn answer(b: Behaviour, data: &[u8]) -> Vec<Outgoing> {
-        let mut h = Hostile::new(b, 5, [9; 20], 1);
+    /// What a fresh hostile host (drawing from `seed`) sends when given `data` `times` times.
+    fn answers(b: Behaviour, seed: u64, data: &[u8], times: usize) -> Vec<Outgoing> {
+        let mut h = Hostile::new(b, 5, [9; 20], seed);
         let mut out = Vec::new();
-        h.on_datagram(Instant::ZERO, host_addr(1), data, &mut out);
+        for _ in 0..times {
+            h.on_datagram(Instant::ZERO, host_addr(1), data, &mut out);
+        }
         out
+    }
+
+    fn answer(b: Behaviour, data: &[u8]) -> Vec<Outgoing> {
+        answers(b, 1, data, 1)
     }
 
     #[test]
@@ -649,11 +616,7 @@ mod tests {
 
     #[test]
     fn wrong_id_changes_every_time() {
-        let mut h = Hostile::new(Behaviour::WrongId, 5, [9; 20], 1);
-        let mut out = Vec::new();
-        let q = query(b"find_node", b"target");
-        h.on_datagram(Instant::ZERO, host_addr(1), &q, &mut out);
-        h.on_datagram(Instant::ZERO, host_addr(1), &q, &mut out);
+        let out = answers(Behaviour::WrongId, 1, &query(b"find_node", b"target"), 2);
         let a = krpc(&out[0].data).unwrap().id.unwrap().to_vec();
         let b = krpc(&out[1].data).unwrap().id.unwrap().to_vec();
         assert_ne!(a, b);
@@ -662,16 +625,7 @@ mod tests {
 
     #[test]
     fn oversized_is_always_above_the_mtu() {
-        let mut h = Hostile::new(Behaviour::Oversized, 5, [9; 20], 3);
-        let mut out = Vec::new();
-        for _ in 0..30 {
-            h.on_datagram(
-                Instant::ZERO,
-                host_addr(1),
-                &query(b"find_node", b"target"),
-                &mut out,
-            );
-        }
+        let out = answers(Behaviour::Oversized, 3, &query(b"find_node", b"target"), 30);
         assert!(out.iter().all(|o| o.data.len() > 1500));
         assert!(out.iter().any(|o| o.data.len() > 60_000));
         assert!(out.iter().all(|o| decode_all(&o.data).is_some()));
@@ -679,16 +633,7 @@ mod tests {
 
     #[test]
     fn garbage_is_mostly_not_krpc_at_all() {
-        let mut h = Hostile::new(Behaviour::Garbage, 5, [9; 20], 4);
-        let mut out = Vec::new();
-        for _ in 0..600 {
-            h.on_datagram(
-                Instant::ZERO,
-                host_addr(1),
-                &query(b"ping", b"target"),
-                &mut out,
-            );
-        }
+        let out = answers(Behaviour::Garbage, 4, &query(b"ping", b"target"), 600);
         assert_eq!(out.len(), 600);
         // Random bytes, cut messages, deep nesting and huge length prefixes (four kinds of six)
         // never decode; wrong-typed fields and flipped bits sometimes do.

@@ -138,11 +138,9 @@ impl<V: Ed25519Verifier> Node<V> {
         if salt.len() > crate::bep44::MAX_SALT_LEN {
             return Err(CommandError::InvalidArgument("salt longer than 64 bytes"));
         }
-        let q = self.start_lookup(now, CommandKind::GetItem, target, None, None)?;
-        if let Some(state) = self.query_mut(q) {
+        self.start_lookup_with(now, CommandKind::GetItem, target, None, |state| {
             state.salt = salt.to_vec();
-        }
-        Ok(q)
+        })
     }
 
     /// Stores a BEP 44 item: a lookup of its target with `get` queries, then `put` to the k
@@ -171,11 +169,10 @@ impl<V: Ed25519Verifier> Node<V> {
                 "the item's put would not fit limits.max_datagram",
             ));
         }
-        let q = self.start_lookup(now, CommandKind::PutItem, item.target(), None, None)?;
-        if let Some(state) = self.query_mut(q) {
+        let target = item.target();
+        self.start_lookup_with(now, CommandKind::PutItem, target, None, |state| {
             state.item = Some(Box::new(item));
-        }
-        Ok(q)
+        })
     }
 
     /// Sends a query with a custom `method` to `addr`. `args` is a bencoded dictionary (use

@@ -175,3 +175,27 @@ fn invalid_items_are_refused_before_any_lookup() {
             .is_err()
     );
 }
+
+#[test]
+fn put_and_get_carry_their_item_and_salt_from_their_first_queries() {
+    let mut net = net(12, true);
+    let now = net.now;
+    let node = &mut net.nodes[4];
+    let salt = b"salt".as_slice();
+    let item = PutItem::Mutable(mutable(1, b"3:abc", salt));
+    let before = node.pending_transmits();
+    let put = node.put_item(now, item.clone()).unwrap();
+    // The lookup's first `get` queries are out: the command is under way already.
+    assert!(node.pending_transmits() > before);
+    let state = node.query(put).unwrap();
+    assert_eq!(state.item.as_deref(), Some(&item));
+    assert!(state.salt.is_empty());
+    let before = node.pending_transmits();
+    let get = node
+        .get_item(now, mutable_target(&[7; 32], salt), salt)
+        .unwrap();
+    assert!(node.pending_transmits() > before);
+    let state = node.query(get).unwrap();
+    assert_eq!(state.salt, salt);
+    assert!(state.item.is_none());
+}

@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use core::net::SocketAddr;
 
 use super::out::OutQuery;
-use super::{Disposition, Node, family, normalize};
+use super::{Disposition, Node, QueryState, family, normalize};
 use crate::bep44::Ed25519Verifier;
 use crate::error::{CommandError, DropReason};
 use crate::event::{CommandKind, Event, QueryId, QueryOutcome, QueryStatus};
@@ -29,6 +29,22 @@ impl<V: Ed25519Verifier> Node<V> {
         target: Id,
         announce_port: Option<u16>,
         only_family: Option<usize>,
+    ) -> Result<QueryId, CommandError> {
+        self.start_lookup_with(now, kind, target, only_family, |state| {
+            state.announce_port = announce_port;
+        })
+    }
+
+    /// [`Self::start_lookup`], with `prepare` giving the command's state what the command
+    /// carries (the port it announces, the item it stores, the salt it checks items with)
+    /// before the first queries go out.
+    pub(crate) fn start_lookup_with(
+        &mut self,
+        now: Instant,
+        kind: CommandKind,
+        target: Id,
+        only_family: Option<usize>,
+        prepare: impl FnOnce(&mut QueryState),
     ) -> Result<QueryId, CommandError> {
         let now = self.advance(now);
         let k = self.config.bucket_size;
@@ -67,7 +83,7 @@ impl<V: Ed25519Verifier> Node<V> {
         let q = self.new_query(now, kind)?;
         if let Some(state) = self.query_mut(q) {
             state.lookups = lookups;
-            state.announce_port = announce_port;
+            prepare(state);
         }
         self.drive(now, q);
         Ok(q)

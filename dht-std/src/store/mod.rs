@@ -23,6 +23,42 @@
 //! (crawlers sharing a PostgreSQL database need clocks within a few seconds of each other: leases
 //! last minutes).
 
+/// The columns of `torrents` that make a [`TorrentRow`] (files aside), in the order
+/// [`torrent_row!`] reads them.
+const COLUMNS: &str = "info_hash, source, first_seen, last_seen, times_seen, peers, seeders, \
+                       leechers, name, total_size, file_count, info, fetched_at";
+
+/// The [`TorrentRow`] (files left empty) in the [`COLUMNS`] of result row `$r` from column
+/// `$at` on, each read with `$r.$get(index)`: both backends' rows have such a method, generic
+/// in the value's type, and their errors convert with `?`.
+macro_rules! torrent_row {
+    ($r:expr, $get:ident, $at:expr) => {{
+        let r = $r;
+        let at = $at;
+        let hash: Vec<u8> = r.$get(at)?;
+        $crate::store::TorrentRow {
+            info_hash: dht_proto::Id::from_slice(&hash).unwrap_or_default(),
+            source: r.$get(at + 1)?,
+            first_seen: r.$get(at + 2)?,
+            last_seen: r.$get(at + 3)?,
+            times_seen: $crate::store::from_sql_int(r.$get(at + 4)?),
+            peers: $crate::store::from_sql_count(r.$get(at + 5)?),
+            seeders: $crate::store::from_sql_count(r.$get(at + 6)?),
+            leechers: $crate::store::from_sql_count(r.$get(at + 7)?),
+            name: r.$get(at + 8)?,
+            total_size: r
+                .$get::<_, Option<i64>>(at + 9)?
+                .map($crate::store::from_sql_int),
+            file_count: r
+                .$get::<_, Option<i64>>(at + 10)?
+                .map($crate::store::from_sql_int),
+            info: r.$get(at + 11)?,
+            fetched_at: r.$get(at + 12)?,
+            files: Vec::new(),
+        }
+    }};
+}
+
 mod batch;
 mod postgres;
 mod shard;
@@ -509,6 +545,41 @@ fn from_sql_count(n: Option<i32>) -> Option<u32> {
 /// A duration in whole seconds, as stored.
 fn secs(d: Duration) -> i64 {
     to_sql_int(d.as_secs())
+}
+
+/// The query of [`Stats::sources`]: each source with its count, the ten largest.
+const SOURCES_SQL: &str =
+    "SELECT source, count(*) FROM torrents GROUP BY source ORDER BY 2 DESC, 1 LIMIT 10";
+
+/// The [`Stats`] at `now`, with `sources`, every total counted by `count`: it runs a
+/// `SELECT count(*)` statement, binding the time given (if any) to its one parameter `$1`.
+fn stats_at<E>(
+    now: i64,
+    sources: Vec<(String, u64)>,
+    mut count: impl FnMut(&str, Option<i64>) -> Result<u64, E>,
+) -> Result<Stats, E> {
+    let hour = now.saturating_sub(3600);
+    let day = now.saturating_sub(86_400);
+    let first_seen = "SELECT count(*) FROM torrents WHERE first_seen > $1";
+    let fetched = "SELECT count(*) FROM torrents WHERE fetched_at > $1";
+    Ok(Stats {
+        torrents: count("SELECT count(*) FROM torrents", None)?,
+        with_metadata: count(
+            "SELECT count(*) FROM torrents WHERE fetched_at IS NOT NULL",
+            None,
+        )?,
+        files: count("SELECT count(*) FROM files", None)?,
+        queued: count("SELECT count(*) FROM queue", None)?,
+        leased: count(
+            "SELECT count(*) FROM queue WHERE lease_until > $1",
+            Some(now),
+        )?,
+        found_last_hour: count(first_seen, Some(hour))?,
+        found_last_day: count(first_seen, Some(day))?,
+        fetched_last_hour: count(fetched, Some(hour))?,
+        fetched_last_day: count(fetched, Some(day))?,
+        sources,
+    })
 }
 
 #[cfg(test)]

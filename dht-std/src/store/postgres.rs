@@ -6,9 +6,9 @@ use ::postgres::{Client, NoTls, Row};
 use dht_proto::Id;
 
 use super::{
-    Batch, FileEntry, Limits, SCHEMA_VERSION, Shard, Stats, Store, StoreError, TorrentRow,
-    clean_text, from_sql_count, from_sql_int, like_pattern, search_words, secs, to_sql_count,
-    to_sql_int,
+    Batch, COLUMNS, FileEntry, Limits, SCHEMA_VERSION, SOURCES_SQL, Shard, Stats, Store,
+    StoreError, TorrentRow, clean_text, from_sql_int, like_pattern, search_words, secs, stats_at,
+    to_sql_count, to_sql_int,
 };
 
 /// The migrations, in order: migration `i` takes the schema from version `i` to `i + 1` (the
@@ -52,10 +52,6 @@ CREATE INDEX queue_ready ON queue (lease_until, enqueued);
 
 /// A constant key for `pg_advisory_xact_lock`: crawlers starting together migrate one at a time.
 const MIGRATION_LOCK: i64 = 0x6468_745f_6372_6177; // "dht_craw"
-
-/// The columns [`row`] reads, in order.
-const COLUMNS: &str = "info_hash, source, first_seen, last_seen, times_seen, peers, seeders, \
-                       leechers, name, total_size, file_count, info, fetched_at";
 
 /// The crawler's shared database on a PostgreSQL server (plain TCP or a Unix socket; no TLS).
 /// Each batch is one transaction of a few statements (rows travel as arrays), and claims use
@@ -122,23 +118,7 @@ impl PostgresStore {
 
 /// A row of [`COLUMNS`], files left empty.
 fn row(r: &Row) -> Result<TorrentRow, StoreError> {
-    let hash: Vec<u8> = r.try_get(0)?;
-    Ok(TorrentRow {
-        info_hash: Id::from_slice(&hash).unwrap_or_default(),
-        source: r.try_get(1)?,
-        first_seen: r.try_get(2)?,
-        last_seen: r.try_get(3)?,
-        times_seen: from_sql_int(r.try_get(4)?),
-        peers: from_sql_count(r.try_get(5)?),
-        seeders: from_sql_count(r.try_get(6)?),
-        leechers: from_sql_count(r.try_get(7)?),
-        name: r.try_get(8)?,
-        total_size: r.try_get::<_, Option<i64>>(9)?.map(from_sql_int),
-        file_count: r.try_get::<_, Option<i64>>(10)?.map(from_sql_int),
-        info: r.try_get(11)?,
-        fetched_at: r.try_get(12)?,
-        files: Vec::new(),
-    })
+    Ok(torrent_row!(r, try_get, 0))
 }
 
 fn hash_bytes(hashes: &[Id]) -> Vec<&[u8]> {
@@ -340,43 +320,15 @@ impl Store for PostgresStore {
     }
 
     fn stats(&mut self, now: i64) -> Result<Stats, StoreError> {
-        let hour = now.saturating_sub(3600);
-        let day = now.saturating_sub(86_400);
         let sources = self
             .client
-            .query(
-                "SELECT source, count(*) FROM torrents GROUP BY source ORDER BY 2 DESC, 1 LIMIT 10",
-                &[],
-            )?
+            .query(SOURCES_SQL, &[])?
             .iter()
             .map(|r| Ok((r.try_get(0)?, from_sql_int(r.try_get(1)?))))
             .collect::<Result<_, ::postgres::Error>>()?;
-        Ok(Stats {
-            torrents: self.count("SELECT count(*) FROM torrents", &[])?,
-            with_metadata: self.count(
-                "SELECT count(*) FROM torrents WHERE fetched_at IS NOT NULL",
-                &[],
-            )?,
-            files: self.count("SELECT count(*) FROM files", &[])?,
-            queued: self.count("SELECT count(*) FROM queue", &[])?,
-            leased: self.count("SELECT count(*) FROM queue WHERE lease_until > $1", &[&now])?,
-            found_last_hour: self.count(
-                "SELECT count(*) FROM torrents WHERE first_seen > $1",
-                &[&hour],
-            )?,
-            found_last_day: self.count(
-                "SELECT count(*) FROM torrents WHERE first_seen > $1",
-                &[&day],
-            )?,
-            fetched_last_hour: self.count(
-                "SELECT count(*) FROM torrents WHERE fetched_at > $1",
-                &[&hour],
-            )?,
-            fetched_last_day: self.count(
-                "SELECT count(*) FROM torrents WHERE fetched_at > $1",
-                &[&day],
-            )?,
-            sources,
+        stats_at(now, sources, |sql, time| match time {
+            Some(t) => self.count(sql, &[&t]),
+            None => self.count(sql, &[]),
         })
     }
 

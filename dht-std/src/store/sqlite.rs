@@ -7,9 +7,9 @@ use dht_proto::Id;
 use rusqlite::{Connection, OptionalExtension as _, Row, params};
 
 use super::{
-    Batch, FileEntry, Limits, SCHEMA_VERSION, Shard, Stats, Store, StoreError, TorrentRow,
-    clean_text, from_sql_count, from_sql_int, like_pattern, search_words, secs, to_sql_count,
-    to_sql_int,
+    Batch, COLUMNS, FileEntry, Limits, SCHEMA_VERSION, SOURCES_SQL, Shard, Stats, Store,
+    StoreError, TorrentRow, clean_text, from_sql_int, like_pattern, search_words, secs, stats_at,
+    to_sql_count, to_sql_int,
 };
 
 /// The migrations, in order: migration `i` takes the schema from version `i` to `i + 1`
@@ -63,10 +63,6 @@ CREATE TRIGGER torrents_fts_delete AFTER DELETE ON torrents WHEN old.name IS NOT
     INSERT INTO torrents_fts (torrents_fts, rowid, name) VALUES ('delete', old.id, old.name);
 END;
 "];
-
-/// The columns [`row`] reads, in order.
-const COLUMNS: &str = "info_hash, source, first_seen, last_seen, times_seen, peers, seeders, \
-                       leechers, name, total_size, file_count, info, fetched_at";
 
 /// The crawler's embedded database: one SQLite file in WAL mode (readers never block the
 /// writer), `synchronous = NORMAL` (a committed transaction survives the process being killed;
@@ -145,25 +141,9 @@ fn row(r: &Row<'_>) -> rusqlite::Result<TorrentRow> {
     row_at(r, 0)
 }
 
-/// A row of [`COLUMNS`] starting at column `at`.
+/// A row of [`COLUMNS`] starting at column `at`, files left empty.
 fn row_at(r: &Row<'_>, at: usize) -> rusqlite::Result<TorrentRow> {
-    let hash: Vec<u8> = r.get(at)?;
-    Ok(TorrentRow {
-        info_hash: Id::from_slice(&hash).unwrap_or_default(),
-        source: r.get(at + 1)?,
-        first_seen: r.get(at + 2)?,
-        last_seen: r.get(at + 3)?,
-        times_seen: from_sql_int(r.get(at + 4)?),
-        peers: from_sql_count(r.get(at + 5)?),
-        seeders: from_sql_count(r.get(at + 6)?),
-        leechers: from_sql_count(r.get(at + 7)?),
-        name: r.get(at + 8)?,
-        total_size: r.get::<_, Option<i64>>(at + 9)?.map(from_sql_int),
-        file_count: r.get::<_, Option<i64>>(at + 10)?.map(from_sql_int),
-        info: r.get(at + 11)?,
-        fetched_at: r.get(at + 12)?,
-        files: Vec::new(),
-    })
+    Ok(torrent_row!(r, get, at))
 }
 
 fn count(conn: &Connection, sql: &str, args: impl rusqlite::Params) -> Result<u64, StoreError> {
@@ -391,49 +371,13 @@ impl Store for SqliteStore {
 
     fn stats(&mut self, now: i64) -> Result<Stats, StoreError> {
         let c = &self.conn;
-        let hour = now.saturating_sub(3600);
-        let day = now.saturating_sub(86_400);
-        let mut stmt = c.prepare(
-            "SELECT source, count(*) FROM torrents GROUP BY source ORDER BY 2 DESC, 1 LIMIT 10",
-        )?;
-        let sources = stmt
+        let sources = c
+            .prepare(SOURCES_SQL)?
             .query_map([], |r| Ok((r.get(0)?, from_sql_int(r.get(1)?))))?
             .collect::<Result<_, _>>()?;
-        Ok(Stats {
-            torrents: count(c, "SELECT count(*) FROM torrents", [])?,
-            with_metadata: count(
-                c,
-                "SELECT count(*) FROM torrents WHERE fetched_at IS NOT NULL",
-                [],
-            )?,
-            files: count(c, "SELECT count(*) FROM files", [])?,
-            queued: count(c, "SELECT count(*) FROM queue", [])?,
-            leased: count(
-                c,
-                "SELECT count(*) FROM queue WHERE lease_until > ?1",
-                [now],
-            )?,
-            found_last_hour: count(
-                c,
-                "SELECT count(*) FROM torrents WHERE first_seen > ?1",
-                [hour],
-            )?,
-            found_last_day: count(
-                c,
-                "SELECT count(*) FROM torrents WHERE first_seen > ?1",
-                [day],
-            )?,
-            fetched_last_hour: count(
-                c,
-                "SELECT count(*) FROM torrents WHERE fetched_at > ?1",
-                [hour],
-            )?,
-            fetched_last_day: count(
-                c,
-                "SELECT count(*) FROM torrents WHERE fetched_at > ?1",
-                [day],
-            )?,
-            sources,
+        stats_at(now, sources, |sql, time| match time {
+            Some(t) => count(c, sql, [t]),
+            None => count(c, sql, []),
         })
     }
 

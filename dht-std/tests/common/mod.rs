@@ -6,8 +6,8 @@ use core::net::SocketAddr;
 use core::time::Duration;
 use std::io::{BufRead as _, BufReader, Read as _};
 
-use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::Instant;
 
 use serde_json::Value;
@@ -23,6 +23,12 @@ pub struct Output {
 }
 
 impl Output {
+    /// The first line of stdout, parsed as JSON.
+    pub fn json(&self) -> Value {
+        let line = self.stdout.lines().next().unwrap_or_default();
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {self:?}"))
+    }
+
     pub fn json_lines(&self) -> Vec<Value> {
         self.stdout
             .lines()
@@ -76,21 +82,26 @@ pub fn run_with(args: &[&str], limit: Duration, stdin: Option<&[u8]>) -> Output 
         let _ = err.read_to_string(&mut s);
         s
     });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < limit,
-            "dht {args:?} still running after {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = wait_exit(&mut child.0, limit, &format!("dht {args:?}"));
     Output {
         code: status.code(),
         stdout: out_t.join().unwrap(),
         stderr: err_t.join().unwrap(),
+    }
+}
+
+/// Waits for `child` to exit; fails the test (`what` is still running) after `limit`.
+pub fn wait_exit(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{what} still running after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -141,3 +152,10 @@ pub fn temp_dir(name: &str) -> PathBuf {
 }
 
 pub const IH: &str = "5ac55cf9e2ab8d2d5fd0ab2ae6b4e0a5d7ac1a29";
+
+/// A file of `tests/data`.
+pub fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}

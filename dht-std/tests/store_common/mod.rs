@@ -209,6 +209,11 @@ pub fn upserts_are_idempotent(store: &mut dyn Store) {
         (stats.torrents, stats.with_metadata, stats.files),
         (2, 2, 4)
     );
+    // An hour after 130: the torrent first seen (80) and fetched (130) by then counts for the
+    // day only, the other (140) for the hour too.
+    let stats = store.stats(130 + 3600).unwrap();
+    assert_eq!((stats.found_last_hour, stats.found_last_day), (1, 2));
+    assert_eq!((stats.fetched_last_hour, stats.fetched_last_day), (1, 2));
     assert_eq!(
         store.schema_version().unwrap(),
         dht_std::store::SCHEMA_VERSION

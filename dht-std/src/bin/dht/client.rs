@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::output::{Metrics, NodeRecord, Out, Record, count, plural, status_name};
 use crate::session::{Session, Setup, resolve};
-use crate::{Fail, Join, Local};
+use crate::{Fail, Join, Local, Lookup};
 
 /// Clients bind an OS-chosen port.
 pub const CLIENT_BIND: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
@@ -29,6 +29,14 @@ pub fn client_setup(timeout: Duration) -> Setup {
         progress: true,
         lenient_join: false,
     }
+}
+
+/// Opens the session of a client command ([`client_setup`]) and joins the DHT.
+pub fn joined(lookup: &Lookup, json: bool) -> Result<Session, Fail> {
+    let setup = client_setup(lookup.timeout);
+    let (mut s, contacts) = Session::open(&lookup.local, Some(&lookup.join), json, setup)?;
+    s.join(&contacts)?;
+    Ok(s)
 }
 
 /// `ping`'s answer.
@@ -151,15 +159,8 @@ impl Record for FoundNodes {
     }
 }
 
-pub fn find_node(
-    local: &Local,
-    join: &Join,
-    json: bool,
-    timeout: Duration,
-    target: Id,
-) -> Result<ExitCode, Fail> {
-    let (mut s, contacts) = Session::open(local, Some(join), json, client_setup(timeout))?;
-    s.join(&contacts)?;
+pub fn find_node(lookup: &Lookup, json: bool, target: Id) -> Result<ExitCode, Fail> {
+    let mut s = joined(lookup, json)?;
     let q = s
         .dht
         .find_node(target)
@@ -218,15 +219,8 @@ impl Record for PeersSummary {
     }
 }
 
-pub fn get_peers(
-    local: &Local,
-    join: &Join,
-    json: bool,
-    timeout: Duration,
-    info_hash: Id,
-) -> Result<ExitCode, Fail> {
-    let (mut s, contacts) = Session::open(local, Some(join), json, client_setup(timeout))?;
-    s.join(&contacts)?;
+pub fn get_peers(lookup: &Lookup, json: bool, info_hash: Id) -> Result<ExitCode, Fail> {
+    let mut s = joined(lookup, json)?;
     let q = s
         .dht
         .get_peers(info_hash)

@@ -5,7 +5,7 @@
 use core::net::SocketAddr;
 use core::time::Duration;
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::mpsc;
 
@@ -15,9 +15,9 @@ use dht_proto::{Id, PutItem, QueryOutcome};
 use dht_std::{DhtHandle, Keypair};
 use serde::Serialize;
 
-use crate::client::client_setup;
-use crate::session::{Session, save_state};
-use crate::{Fail, Join, Local};
+use crate::client::joined;
+use crate::session::save_state;
+use crate::{Fail, Lookup, parse_id};
 
 /// Prints one record: JSON (with its `type`) or its text form.
 pub fn emit<R: Serialize>(
@@ -39,14 +39,11 @@ pub fn emit<R: Serialize>(
 /// Joins the DHT, runs `op` on the node's thread, waits for it (or the deadline or a signal),
 /// stops the node and saves --state.
 pub fn run_on_handle<T: Send + 'static>(
-    local: &Local,
-    join: &Join,
+    lookup: &Lookup,
     json: bool,
-    timeout: Duration,
     op: impl FnOnce(&DhtHandle) -> Result<T, dht_std::Error> + Send + 'static,
 ) -> Result<T, Fail> {
-    let (mut s, contacts) = Session::open(local, Some(join), json, client_setup(timeout))?;
-    s.join(&contacts)?;
+    let s = joined(lookup, json)?;
     let stop = s.stop.clone();
     let deadline = s.deadline;
     // The rest of the session (the --state lock) lives until this function returns.
@@ -63,7 +60,7 @@ pub fn run_on_handle<T: Send + 'static>(
             Ok((result, handle)) => {
                 let value = result.map_err(Fail::failed)?;
                 if let Ok(dht) = handle.shutdown() {
-                    save_state(&dht, local.state.as_deref());
+                    save_state(&dht, lookup.local.state.as_deref());
                 }
                 return Ok(value);
             }
@@ -97,14 +94,27 @@ struct PutRecord {
 }
 
 /// What `dht put` stores.
-#[derive(Debug)]
+#[derive(Debug, clap::Args)]
 pub struct PutArgs {
-    pub value: String,
-    pub bencoded: bool,
-    pub key: Option<std::path::PathBuf>,
-    pub salt: Option<String>,
-    pub seq: Option<i64>,
-    pub cas: Option<i64>,
+    /// The value: text, stored as a bencoded string (`hello` is stored as `5:hello`)
+    #[arg(value_name = "VALUE")]
+    value: String,
+    /// VALUE is already bencoded (`i42e`, `d1:ai1ee`, ...)
+    #[arg(long)]
+    bencoded: bool,
+    /// Mutable item: the key file, one line of 64 hex digits (the Ed25519 secret key;
+    /// lines starting with `#` are comments). Created with a new key (mode 0600) if missing
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// Mutable item: the salt (text, at most 64 bytes)
+    #[arg(long, value_name = "TEXT", requires = "key")]
+    salt: Option<String>,
+    /// Mutable item: the sequence number [default: one more than the newest stored, or 1]
+    #[arg(long, value_name = "N", requires = "key")]
+    seq: Option<i64>,
+    /// Mutable item: store only where the stored sequence number is N (compare-and-swap)
+    #[arg(long, value_name = "N", requires = "key")]
+    cas: Option<i64>,
 }
 
 /// The bencoded value of `text`: itself with `--bencoded` (checked), else as a byte string.
@@ -147,13 +157,7 @@ fn load_key(path: &Path) -> Result<Keypair, Fail> {
     Ok(key)
 }
 
-pub fn put(
-    local: &Local,
-    join: &Join,
-    json: bool,
-    timeout: Duration,
-    a: PutArgs,
-) -> Result<ExitCode, Fail> {
+pub fn put(lookup: &Lookup, json: bool, a: PutArgs) -> Result<ExitCode, Fail> {
     let value = bencoded_value(&a.value, a.bencoded)?;
     let salt = a.salt.clone().unwrap_or_default().into_bytes();
     if salt.len() > 64 {
@@ -166,7 +170,7 @@ pub fn put(
     };
     let (seq, outcome): (Option<i64>, QueryOutcome) = {
         let (key, salt, value, explicit_seq, cas) = (key.clone(), salt, value, a.seq, a.cas);
-        run_on_handle(local, join, json, timeout, move |h| {
+        run_on_handle(lookup, json, move |h| {
             let Some(key) = key else {
                 return h.put_item(PutItem::Immutable(value)).map(|o| (None, o));
             };
@@ -234,21 +238,24 @@ struct ItemRecord {
 }
 
 /// Which item `dht get` looks up.
-#[derive(Debug)]
+#[derive(Debug, clap::Args)]
 pub struct GetArgs {
-    pub target: Option<Id>,
-    pub public_key: Option<String>,
-    pub key: Option<std::path::PathBuf>,
-    pub salt: Option<String>,
+    /// The target (40 hex digits)
+    #[arg(value_name = "TARGET", value_parser = parse_id,
+          required_unless_present_any = ["public_key", "key"])]
+    target: Option<Id>,
+    /// Mutable item: the public key (64 hex digits)
+    #[arg(long, value_name = "HEX", conflicts_with_all = ["target", "key"])]
+    public_key: Option<String>,
+    /// Mutable item: the key file (its public key is used)
+    #[arg(long, value_name = "FILE", conflicts_with = "target")]
+    key: Option<PathBuf>,
+    /// Mutable item: the salt (text)
+    #[arg(long, value_name = "TEXT")]
+    salt: Option<String>,
 }
 
-pub fn get(
-    local: &Local,
-    join: &Join,
-    json: bool,
-    timeout: Duration,
-    a: GetArgs,
-) -> Result<ExitCode, Fail> {
+pub fn get(lookup: &Lookup, json: bool, a: GetArgs) -> Result<ExitCode, Fail> {
     let salt = a.salt.unwrap_or_default().into_bytes();
     let target = match (a.target, a.public_key.as_deref(), a.key.as_deref()) {
         (Some(t), None, None) => t,
@@ -271,9 +278,7 @@ pub fn get(
             ));
         }
     };
-    let lookup = run_on_handle(local, join, json, timeout, move |h| {
-        h.get_item(target, &salt)
-    })?;
+    let lookup = run_on_handle(lookup, json, move |h| h.get_item(target, &salt))?;
     let Some(best) = lookup.best() else {
         if !json {
             log::warn!("no item found");

@@ -88,6 +88,27 @@ pub struct Join {
     allow_local: bool,
 }
 
+/// A command that joins the DHT and gives up after a while: the deadline, the node and how it
+/// joins.
+#[derive(Debug, Clone, Args)]
+pub struct Lookup {
+    /// Give up after SECS seconds
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "30")]
+    timeout: Duration,
+    #[command(flatten)]
+    local: Local,
+    #[command(flatten)]
+    join: Join,
+}
+
+/// The torrent a command is about.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct Torrent {
+    /// 40 hex digits, 32 base32 characters or a magnet: URI
+    #[arg(value_name = "INFOHASH", value_parser = parse_hash)]
+    info_hash: Id,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Ping a node: print its id and the round-trip time (exit 1 if it does not answer)
@@ -106,33 +127,21 @@ enum Command {
         /// The target id (40 hex digits)
         #[arg(value_name = "TARGET", value_parser = parse_id)]
         target: Id,
-        /// Give up after SECS seconds
-        #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "30")]
-        timeout: Duration,
         #[command(flatten)]
-        local: Local,
-        #[command(flatten)]
-        join: Join,
+        lookup: Lookup,
     },
     /// Look up peers of a torrent, printing each as it is found (exit 1 if none is)
     GetPeers {
-        /// 40 hex digits, 32 base32 characters or a magnet: URI
-        #[arg(value_name = "INFOHASH", value_parser = parse_hash)]
-        info_hash: Id,
-        /// Give up after SECS seconds
-        #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "30")]
-        timeout: Duration,
         #[command(flatten)]
-        local: Local,
+        torrent: Torrent,
         #[command(flatten)]
-        join: Join,
+        lookup: Lookup,
     },
     /// Announce this machine as a peer of a torrent to the closest nodes
     #[command(group(clap::ArgGroup::new("port_mode").required(true).args(["port", "implied_port"])))]
     Announce {
-        /// 40 hex digits, 32 base32 characters or a magnet: URI
-        #[arg(value_name = "INFOHASH", value_parser = parse_hash)]
-        info_hash: Id,
+        #[command(flatten)]
+        torrent: Torrent,
         /// The port peers should connect to
         #[arg(long, value_name = "P", value_parser = clap::value_parser!(u16).range(1..))]
         port: Option<u16>,
@@ -158,82 +167,33 @@ enum Command {
     /// Store a BEP 44 item: immutable (its target is the SHA-1 of the value), or mutable and
     /// signed with --key (its target is the SHA-1 of the public key and salt)
     Put {
-        /// The value: text, stored as a bencoded string (`hello` is stored as `5:hello`)
-        #[arg(value_name = "VALUE")]
-        value: String,
-        /// VALUE is already bencoded (`i42e`, `d1:ai1ee`, ...)
-        #[arg(long)]
-        bencoded: bool,
-        /// Mutable item: the key file, one line of 64 hex digits (the Ed25519 secret key;
-        /// lines starting with `#` are comments). Created with a new key (mode 0600) if missing
-        #[arg(long, value_name = "FILE")]
-        key: Option<PathBuf>,
-        /// Mutable item: the salt (text, at most 64 bytes)
-        #[arg(long, value_name = "TEXT", requires = "key")]
-        salt: Option<String>,
-        /// Mutable item: the sequence number [default: one more than the newest stored, or 1]
-        #[arg(long, value_name = "N", requires = "key")]
-        seq: Option<i64>,
-        /// Mutable item: store only where the stored sequence number is N (compare-and-swap)
-        #[arg(long, value_name = "N", requires = "key")]
-        cas: Option<i64>,
-        /// Give up after SECS seconds
-        #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "30")]
-        timeout: Duration,
         #[command(flatten)]
-        local: Local,
+        item: items::PutArgs,
         #[command(flatten)]
-        join: Join,
+        lookup: Lookup,
     },
     /// Look up a BEP 44 item by its target, or a mutable item by its public key or key file,
     /// and print its value (exit 1 if none is found)
     Get {
-        /// The target (40 hex digits)
-        #[arg(value_name = "TARGET", value_parser = parse_id,
-              required_unless_present_any = ["public_key", "key"])]
-        target: Option<Id>,
-        /// Mutable item: the public key (64 hex digits)
-        #[arg(long, value_name = "HEX", conflicts_with_all = ["target", "key"])]
-        public_key: Option<String>,
-        /// Mutable item: the key file (its public key is used)
-        #[arg(long, value_name = "FILE", conflicts_with = "target")]
-        key: Option<PathBuf>,
-        /// Mutable item: the salt (text)
-        #[arg(long, value_name = "TEXT")]
-        salt: Option<String>,
-        /// Give up after SECS seconds
-        #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "30")]
-        timeout: Duration,
         #[command(flatten)]
-        local: Local,
+        item: items::GetArgs,
         #[command(flatten)]
-        join: Join,
+        lookup: Lookup,
     },
     /// Sample info-hashes (BEP 51) from the nodes around TARGET (default: a random id)
     Sample {
         /// Where to sample (40 hex digits)
         #[arg(value_name = "TARGET", value_parser = parse_id)]
         target: Option<Id>,
-        /// Give up after SECS seconds
-        #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "30")]
-        timeout: Duration,
         #[command(flatten)]
-        local: Local,
-        #[command(flatten)]
-        join: Join,
+        lookup: Lookup,
     },
     /// Estimate a torrent's seeds and downloaders from the closest nodes' BEP 33 bloom filters
     Scrape {
-        /// 40 hex digits, 32 base32 characters or a magnet: URI
-        #[arg(value_name = "INFOHASH", value_parser = parse_hash)]
-        info_hash: Id,
-        /// Give up after SECS seconds
-        #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "30")]
-        timeout: Duration,
         #[command(flatten)]
-        local: Local,
+        torrent: Torrent,
         #[command(flatten)]
-        join: Join,
+        lookup: Lookup,
     },
     /// Serve as a DHT node until SIGINT/SIGTERM or --duration
     Node {
@@ -399,20 +359,12 @@ fn run(cli: Cli) -> Result<ExitCode, Fail> {
             timeout,
             local,
         } => client::ping(&local, json, timeout, &addr),
-        Command::FindNode {
-            target,
-            timeout,
-            local,
-            join,
-        } => client::find_node(&local, &join, json, timeout, target),
-        Command::GetPeers {
-            info_hash,
-            timeout,
-            local,
-            join,
-        } => client::get_peers(&local, &join, json, timeout, info_hash),
+        Command::FindNode { target, lookup } => client::find_node(&lookup, json, target),
+        Command::GetPeers { torrent, lookup } => {
+            client::get_peers(&lookup, json, torrent.info_hash)
+        }
         Command::Announce {
-            info_hash,
+            torrent,
             port,
             keep: true,
             interval,
@@ -420,9 +372,17 @@ fn run(cli: Cli) -> Result<ExitCode, Fail> {
             local,
             join,
             ..
-        } => keep::run(&local, &join, json, timeout, info_hash, port, interval),
+        } => keep::run(
+            &local,
+            &join,
+            json,
+            timeout,
+            torrent.info_hash,
+            port,
+            interval,
+        ),
         Command::Announce {
-            info_hash,
+            torrent,
             port,
             timeout,
             local,
@@ -433,65 +393,13 @@ fn run(cli: Cli) -> Result<ExitCode, Fail> {
             &join,
             json,
             timeout.unwrap_or(Duration::from_secs(30)),
-            info_hash,
+            torrent.info_hash,
             port,
         ),
-        Command::Put {
-            value,
-            bencoded,
-            key,
-            salt,
-            seq,
-            cas,
-            timeout,
-            local,
-            join,
-        } => items::put(
-            &local,
-            &join,
-            json,
-            timeout,
-            items::PutArgs {
-                value,
-                bencoded,
-                key,
-                salt,
-                seq,
-                cas,
-            },
-        ),
-        Command::Get {
-            target,
-            public_key,
-            key,
-            salt,
-            timeout,
-            local,
-            join,
-        } => items::get(
-            &local,
-            &join,
-            json,
-            timeout,
-            items::GetArgs {
-                target,
-                public_key,
-                key,
-                salt,
-            },
-        ),
-        Command::Sample {
-            target,
-            timeout,
-            local,
-            join,
-        } => sample::run(&local, &join, json, timeout, target),
-        Command::Scrape {
-            info_hash,
-            timeout,
-            local,
-            join,
-        } => scrape::run(&local, &join, json, timeout, info_hash),
+        Command::Put { item, lookup } => items::put(&lookup, json, item),
+        Command::Get { item, lookup } => items::get(&lookup, json, item),
+        Command::Sample { target, lookup } => sample::run(&lookup, json, target),
+        Command::Scrape { torrent, lookup } => scrape::run(&lookup, json, torrent.info_hash),
         Command::Node {
             duration,
             status_interval,
@@ -535,10 +443,10 @@ mod tests {
         for cli in [before, after] {
             assert!(cli.common.json);
             assert_eq!(cli.common.verbose, 1);
-            let Command::GetPeers { local, .. } = cli.command else {
+            let Command::GetPeers { lookup, .. } = cli.command else {
                 panic!("not get-peers");
             };
-            assert_eq!(local.bind, Some("127.0.0.1:0".parse().unwrap()));
+            assert_eq!(lookup.local.bind, Some("127.0.0.1:0".parse().unwrap()));
         }
     }
 
@@ -552,10 +460,10 @@ mod tests {
             "--bootstrap=d:4",
         ])
         .unwrap();
-        let Command::FindNode { join, .. } = cli.command else {
+        let Command::FindNode { lookup, .. } = cli.command else {
             panic!("not find-node");
         };
-        assert_eq!(join.bootstrap, ["a:1", "b:2", "d:4"]);
+        assert_eq!(lookup.join.bootstrap, ["a:1", "b:2", "d:4"]);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::output::{Out, Record, count};
 use crate::session::{Session, Setup, resolve};
-use crate::{Fail, Join, Local, parse_secs};
+use crate::{Fail, Lookup, Torrent};
 
 const CLIENT_BIND: SocketAddr =
     SocketAddr::new(core::net::IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED), 0);
@@ -25,23 +25,20 @@ const SLICE: Duration = Duration::from_millis(10);
 
 /// Arguments of `dht metadata`.
 #[derive(Debug, clap::Args)]
+#[command(mut_arg("timeout", |a| {
+    a.help("Give up after SECS seconds (the DHT lookup and the fetches together)")
+}))]
 pub struct Args {
-    /// 40 hex digits, 32 base32 characters or a magnet: URI
-    #[arg(value_name = "INFOHASH|MAGNET", value_parser = crate::parse_hash)]
-    info_hash: Id,
+    #[command(flatten)]
+    torrent: Torrent,
     /// Fetch from this peer (HOST:PORT) instead of looking peers up on the DHT; repeatable
     #[arg(long, value_name = "ADDR")]
     peer: Vec<String>,
     /// Write the torrent to DIR/HEX.torrent (HEX: the info-hash)
     #[arg(long, value_name = "DIR")]
     output: Option<PathBuf>,
-    /// Give up after SECS seconds (the DHT lookup and the fetches together)
-    #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "30")]
-    timeout: Duration,
     #[command(flatten)]
-    local: Local,
-    #[command(flatten)]
-    join: Join,
+    lookup: Lookup,
 }
 
 /// Counters shown on the progress line.
@@ -156,29 +153,30 @@ pub fn run(json: bool, args: Args) -> Result<ExitCode, Fail> {
     for p in &args.peer {
         peers.extend(resolve(p, "peer address")?);
     }
-    let deadline = std::time::Instant::now() + args.timeout;
+    let deadline = std::time::Instant::now() + args.lookup.timeout;
     let mut options = FetchOptions::default();
-    options.fetch.total_timeout = options.fetch.total_timeout.min(args.timeout);
+    options.fetch.total_timeout = options.fetch.total_timeout.min(args.lookup.timeout);
     let mut fetcher = Fetcher::new(options).map_err(Fail::failed)?;
     let mut counts = Counts::default();
     let (result, mut out) = if peers.is_empty() {
         let setup = Setup {
             default_bind: CLIENT_BIND,
-            timeout: Some(args.timeout),
+            timeout: Some(args.lookup.timeout),
             read_only: true,
             allow_all: false,
             progress: true,
             lenient_join: false,
         };
-        let (mut s, contacts) = Session::open(&args.local, Some(&args.join), json, setup)?;
+        let (mut s, contacts) =
+            Session::open(&args.lookup.local, Some(&args.lookup.join), json, setup)?;
         s.join(&contacts)?;
-        let result = via_dht(&mut s, &mut fetcher, args.info_hash, &mut counts);
+        let result = via_dht(&mut s, &mut fetcher, args.torrent.info_hash, &mut counts);
         s.save_state();
         (result?, s.out)
     } else {
         counts.found = peers.len();
         let mut out = Out::new(json, true);
-        let id = fetcher.start(args.info_hash, peers);
+        let id = fetcher.start(args.torrent.info_hash, peers);
         let mut result = None;
         while result.is_none() {
             if std::time::Instant::now() >= deadline {
@@ -196,7 +194,7 @@ pub fn run(json: bool, args: Args) -> Result<ExitCode, Fail> {
     };
     match result {
         Ok(metadata) => report(&mut out, &args, &metadata, &counts),
-        Err(error) => report_failure(&mut out, args.info_hash, &error, &counts),
+        Err(error) => report_failure(&mut out, args.torrent.info_hash, &error, &counts),
     }
 }
 
@@ -311,7 +309,7 @@ fn report(out: &mut Out, args: &Args, m: &Metadata, counts: &Counts) -> Result<E
     let parsed = InfoDict::parse(&m.info);
     let info = parsed.as_ref().ok();
     out.emit(&MetadataRecord {
-        info_hash: args.info_hash.to_string(),
+        info_hash: args.torrent.info_hash.to_string(),
         name: info.map(|i| i.name.clone()),
         total_size: info.map(|i| i.total_size),
         piece_length: info.map(|i| i.piece_length),

@@ -8,9 +8,8 @@ use dht_proto::Id;
 use serde::Serialize;
 
 use crate::items::{emit, run_on_handle};
-use core::time::Duration;
 
-use crate::{Fail, Join, Local};
+use crate::{Fail, Lookup};
 
 /// One node's sample.
 #[derive(Serialize)]
@@ -34,17 +33,9 @@ struct SummaryRecord {
     info_hashes: usize,
 }
 
-pub fn run(
-    local: &Local,
-    join: &Join,
-    json: bool,
-    timeout: Duration,
-    target: Option<Id>,
-) -> Result<ExitCode, Fail> {
+pub fn run(lookup: &Lookup, json: bool, target: Option<Id>) -> Result<ExitCode, Fail> {
     let target = target.unwrap_or_else(|| Id::new(random_id()));
-    let lookup = run_on_handle(local, join, json, timeout, move |h| {
-        h.sample_infohashes(target)
-    })?;
+    let lookup = run_on_handle(lookup, json, move |h| h.sample_infohashes(target))?;
     let mut seen = HashSet::new();
     for s in &lookup.samples {
         let fresh: Vec<Id> = s

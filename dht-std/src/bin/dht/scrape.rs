@@ -6,9 +6,8 @@ use dht_proto::Id;
 use serde::Serialize;
 
 use crate::items::{emit, run_on_handle};
-use core::time::Duration;
 
-use crate::{Fail, Join, Local};
+use crate::{Fail, Lookup};
 
 #[derive(Serialize)]
 struct ScrapeRecord {
@@ -25,14 +24,8 @@ struct ScrapeRecord {
     asked: usize,
 }
 
-pub fn run(
-    local: &Local,
-    join: &Join,
-    json: bool,
-    timeout: Duration,
-    info_hash: Id,
-) -> Result<ExitCode, Fail> {
-    let scrape = run_on_handle(local, join, json, timeout, move |h| h.scrape(info_hash))?;
+pub fn run(lookup: &Lookup, json: bool, info_hash: Id) -> Result<ExitCode, Fail> {
+    let scrape = run_on_handle(lookup, json, move |h| h.scrape(info_hash))?;
     let record = ScrapeRecord {
         kind: "scrape",
         info_hash: info_hash.to_string(),
