@@ -42,6 +42,13 @@ pub(crate) struct Candidate {
     pub(crate) token: Option<TokenBuf>,
 }
 
+impl Candidate {
+    /// Whether it answered.
+    pub(crate) fn answered(&self) -> bool {
+        self.state == State::Responded
+    }
+}
+
 /// Whom to query next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Contact {
@@ -359,6 +366,13 @@ impl Lookup {
             .iter()
             .filter(|c| c.state == State::Responded)
             .take(n)
+    }
+
+    /// The candidates that answered or are past their short timeout, nearest first.
+    pub(crate) fn answered_or_slow(&self) -> impl Iterator<Item = &Candidate> {
+        self.candidates
+            .iter()
+            .filter(|c| matches!(c.state, State::Responded | State::Slow))
     }
 
     /// The closest responders as node infos.
