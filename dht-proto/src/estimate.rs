@@ -11,6 +11,16 @@
 //!
 //! The estimator keeps the last [`WINDOW`] lookups, so it follows a network that grows or
 //! shrinks, in constant memory.
+//!
+//! A lookup ends once its k closest candidates that did not fail have answered; candidates
+//! past their short timeout do not hold it up. Such a straggler closer than the k-th responder
+//! is a live node more often than not (a slow link), and leaving it out would read the
+//! network as smaller than it is (by about the share of slow round trips: 4–10 % in the
+//! simulator). So a lookup with stragglers among its closest nodes is recorded only once each
+//! straggler has answered (it counts) or timed out (it does not): see
+//! [`SizeEstimator::begin`] and [`SizeEstimator::resolve`].
+
+use alloc::vec::Vec;
 
 use crate::id::Id;
 
@@ -19,6 +29,34 @@ pub const WINDOW: usize = 16;
 
 /// Closest nodes used per lookup, at most (BEP 5's k).
 pub const MAX_RANK: usize = 8;
+
+/// Lookups waiting for their stragglers, at most; a lookup finishing beyond this is recorded
+/// at once from its responders alone.
+pub const MAX_PENDING: usize = 16;
+
+/// Nodes a waiting lookup remembers: its [`MAX_RANK`] closest responders and the stragglers
+/// among them.
+const MAX_ENTRIES: usize = 2 * MAX_RANK;
+
+/// What is known of one of a waiting lookup's closest nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Seen {
+    /// It answered.
+    Answered,
+    /// Its request is still open.
+    Waiting,
+    /// Its request failed.
+    Gone,
+}
+
+/// A finished lookup whose sample waits for stragglers.
+#[derive(Clone, Debug)]
+struct Pending {
+    tag: u32,
+    target: Id,
+    /// Nearest first.
+    nodes: Vec<(Id, Seen)>,
+}
 
 /// The network size as a [`SizeEstimator`] sees it.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -41,6 +79,10 @@ pub struct SizeEstimator {
     len: usize,
     /// Where the next one goes.
     next: usize,
+    /// Finished lookups waiting for stragglers, at most [`MAX_PENDING`].
+    pending: Vec<Pending>,
+    /// Tag of the next waiting lookup.
+    next_tag: u32,
 }
 
 impl Default for SizeEstimator {
@@ -56,7 +98,80 @@ impl SizeEstimator {
             samples: [(0, 0.0); WINDOW],
             len: 0,
             next: 0,
+            pending: Vec::new(),
+            next_tag: 0,
         }
+    }
+
+    /// Starts recording a finished lookup of `target` from its closest candidates, nearest
+    /// first, each with whether it answered (`true`) or its request is still open (`false`).
+    /// Candidates are read up to the [`MAX_RANK`]-th that answered.
+    ///
+    /// Without open requests among them, the lookup is recorded at once and `None` returned.
+    /// Otherwise it waits, and the returned tag names it in [`SizeEstimator::resolve`], which
+    /// the caller must call for each open request when it ends (and it always ends: requests
+    /// time out). With [`MAX_PENDING`] lookups already waiting, the lookup is recorded at once
+    /// from the candidates that answered.
+    pub fn begin(
+        &mut self,
+        target: &Id,
+        closest: impl IntoIterator<Item = (Id, bool)>,
+    ) -> Option<u32> {
+        let mut nodes = Vec::new();
+        let mut answered = 0;
+        for (id, ok) in closest {
+            if answered >= MAX_RANK || nodes.len() >= MAX_ENTRIES {
+                break;
+            }
+            answered += usize::from(ok);
+            nodes.push((id, if ok { Seen::Answered } else { Seen::Waiting }));
+        }
+        let waiting = nodes.iter().any(|n| n.1 == Seen::Waiting);
+        if !waiting || self.pending.len() >= MAX_PENDING {
+            self.record(target, &nodes);
+            return None;
+        }
+        let tag = self.next_tag;
+        self.next_tag = self.next_tag.wrapping_add(1);
+        self.pending.push(Pending {
+            tag,
+            target: *target,
+            nodes,
+        });
+        Some(tag)
+    }
+
+    /// The open request to `id` of the waiting lookup `tag` ended: answered (`alive`) or
+    /// failed. Once none of its requests is open, the lookup is recorded. Unknown tags and ids
+    /// are ignored.
+    pub fn resolve(&mut self, tag: u32, id: &Id, alive: bool) {
+        let Some(i) = self.pending.iter().position(|p| p.tag == tag) else {
+            return;
+        };
+        let Some(p) = self.pending.get_mut(i) else {
+            return;
+        };
+        for n in p
+            .nodes
+            .iter_mut()
+            .filter(|n| n.0 == *id && n.1 == Seen::Waiting)
+        {
+            n.1 = if alive { Seen::Answered } else { Seen::Gone };
+        }
+        if p.nodes.iter().all(|n| n.1 != Seen::Waiting) {
+            let p = self.pending.swap_remove(i);
+            self.record(&p.target, &p.nodes);
+        }
+    }
+
+    /// Lookups waiting for stragglers.
+    pub fn waiting(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn record(&mut self, target: &Id, nodes: &[(Id, Seen)]) {
+        let live = nodes.iter().filter(|n| n.1 == Seen::Answered);
+        self.add_lookup(target, live.map(|n| n.0));
     }
 
     /// Records a converged lookup of `target` whose live nodes, nearest first, are `closest`
@@ -110,13 +225,23 @@ impl SizeEstimator {
     }
 }
 
-/// The ids of a finished lookup's closest responders, nearest first: the nodes it queried
-/// last, which are the closest live nodes to its target unless the lookup missed some (in a
-/// network smaller than k, every live node it found). (The
-/// unqueried candidates beyond them are not used: what the closest nodes report of their
-/// neighbourhood is incomplete, and the gaps bias the estimate low.)
-pub(crate) fn live_closest(l: &crate::lookup::Lookup) -> impl Iterator<Item = Id> + '_ {
-    l.responded(MAX_RANK).map(|c| c.id)
+/// A finished lookup's closest candidates that answered (`true`) or are still being waited
+/// for past their short timeout (`false`), nearest first, for [`SizeEstimator::begin`]: the
+/// closest live nodes to its target unless the lookup missed some (in a network smaller than
+/// k, every live node it found). (The unqueried candidates beyond them are not used: what the
+/// closest nodes report of their neighbourhood is incomplete, and the gaps bias the estimate
+/// low.)
+pub(crate) fn closest_seen(l: &crate::lookup::Lookup) -> Vec<(Id, bool)> {
+    let mut out = Vec::new();
+    let mut answered = 0;
+    for c in l.answered_or_slow() {
+        if answered >= MAX_RANK || out.len() >= MAX_ENTRIES {
+            break;
+        }
+        answered += usize::from(c.answered());
+        out.push((c.id, c.answered()));
+    }
+    out
 }
 
 /// XOR distance of `a` and `b` as a fraction of the id space (the top 64 bits suffice: a
@@ -222,6 +347,85 @@ mod tests {
             // Only the last WINDOW lookups (of 4 nodes each) count.
             assert!((e.estimate().unwrap().relative_error - 1.0 / sqrt(64.0)).abs() < 1e-9);
         }
+    }
+
+    /// A lookup with stragglers among its closest nodes is recorded once they are resolved:
+    /// those that answered count, those that failed do not; candidates past the
+    /// [`MAX_RANK`]-th responder are not waited for.
+    #[test]
+    fn stragglers_are_waited_for() {
+        let mut rng = Rng(7);
+        let network: Vec<Id> = (0..5_000).map(|_| rng.id()).collect();
+        let target = rng.id();
+        let near = closest(&network, &target, 12);
+        // Ranks 1 and 4 are late; rank 10 (beyond the eighth responder) too.
+        let late = |i: usize| matches!(i, 1 | 4 | 10);
+        let seen: Vec<(Id, bool)> = near
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (*id, !late(i)))
+            .collect();
+        let mut e = SizeEstimator::new();
+        let tag = e.begin(&target, seen.iter().copied()).unwrap();
+        assert_eq!((e.lookups(), e.waiting()), (0, 1));
+        e.resolve(tag, &near[1], true);
+        e.resolve(tag + 1, &near[4], true);
+        e.resolve(tag, &near[0], false);
+        assert_eq!(
+            e.lookups(),
+            0,
+            "an unknown tag or a node not waited for changes nothing"
+        );
+        e.resolve(tag, &near[4], false);
+        assert_eq!((e.lookups(), e.waiting()), (1, 0));
+        // Ranks 0..=3 and 5..=8 are the eight live closest.
+        let mut want = SizeEstimator::new();
+        want.add_lookup(
+            &target,
+            near.iter()
+                .enumerate()
+                .filter(|(i, _)| *i != 4)
+                .map(|x| *x.1),
+        );
+        assert_eq!(e.estimate(), want.estimate());
+        // Without stragglers, a lookup is recorded at once.
+        let all: Vec<(Id, bool)> = near.iter().map(|id| (*id, true)).collect();
+        assert_eq!(e.begin(&target, all), None);
+        assert_eq!(e.lookups(), 2);
+    }
+
+    /// At most [`MAX_PENDING`] lookups wait; the next one is recorded at once from its
+    /// responders.
+    #[test]
+    fn waiting_lookups_are_capped() {
+        let mut rng = Rng(9);
+        let network: Vec<Id> = (0..2_000).map(|_| rng.id()).collect();
+        let mut e = SizeEstimator::new();
+        let mut tags = Vec::new();
+        for _ in 0..MAX_PENDING {
+            let target = rng.id();
+            let near = closest(&network, &target, 9);
+            let seen = near.iter().enumerate().map(|(i, id)| (*id, i != 0));
+            tags.push((e.begin(&target, seen).unwrap(), near[0]));
+        }
+        assert_eq!((e.waiting(), e.lookups()), (MAX_PENDING, 0));
+        let target = rng.id();
+        let near = closest(&network, &target, 9);
+        let seen: Vec<(Id, bool)> = near
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (*id, i != 0))
+            .collect();
+        assert_eq!(e.begin(&target, seen), None);
+        assert_eq!((e.waiting(), e.lookups()), (MAX_PENDING, 1));
+        let mut alone = SizeEstimator::new();
+        alone.add_lookup(&target, near[1..].iter().copied());
+        assert_eq!(e.estimate(), alone.estimate());
+        for (tag, id) in tags {
+            e.resolve(tag, &id, true);
+        }
+        assert_eq!(e.waiting(), 0);
+        assert_eq!(e.lookups(), (MAX_PENDING + 1).min(WINDOW));
     }
 
     #[test]

@@ -60,6 +60,9 @@ pub(crate) enum Purpose {
     Single { query: QueryId },
     /// A liveness ping asked for by the routing table.
     TablePing,
+    /// A lookup request past its short timeout, left open after its lookup finished because
+    /// the lookup's size-estimate sample waits for it (family, the sample's tag).
+    SizeSample { family: u8, tag: u32 },
 }
 
 #[derive(Clone, Debug)]
@@ -188,7 +191,7 @@ impl Transactions {
                     Purpose::Lookup { query, .. }
                     | Purpose::Store { query }
                     | Purpose::Single { query } => query,
-                    Purpose::TablePing => return None,
+                    Purpose::TablePing | Purpose::SizeSample { .. } => return None,
                 };
                 (q == query).then(|| u16::try_from(i).ok()).flatten()
             })
@@ -197,6 +200,28 @@ impl Transactions {
             self.close_slot(*s);
         }
         slots.len()
+    }
+
+    /// Gives the open requests of `query`'s lookup in `family` that are past their short
+    /// timeout and went to one of `ids` the purpose `purpose` (so [`Transactions::close_query`]
+    /// leaves them open), and appends their node ids to `out`.
+    pub(crate) fn hand_over_slow(
+        &mut self,
+        query: QueryId,
+        family: u8,
+        ids: &[Id],
+        purpose: Purpose,
+        out: &mut Vec<Id>,
+    ) {
+        for t in self.slots.iter_mut().flatten() {
+            let ours = t.purpose == Purpose::Lookup { query, family };
+            if let (true, true, Some(id)) = (ours, t.slow, t.node_id) {
+                if ids.contains(&id) {
+                    t.purpose = purpose;
+                    out.push(id);
+                }
+            }
+        }
     }
 
     /// The earliest deadline.

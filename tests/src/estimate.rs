@@ -55,6 +55,9 @@ pub fn measure(nodes: u32, seed: u64, probes: u32) -> Result<Vec<Probe>, SimErro
             let _ = sim.find_node(h, Id::new(target), (n * LOOKUPS + i) as u64);
         }
         sim.run_until_watched_done(Duration::from_secs(120))?;
+        // A lookup with stragglers among its closest nodes is recorded once they answered or
+        // timed out: give them the full query timeout.
+        sim.run_for(p.node.query_timeout)?;
         if let Some(e) = sim.node(h).and_then(|node| node.size_estimate()) {
             out.push(Probe {
                 host: h,

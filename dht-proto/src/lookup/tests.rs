@@ -98,6 +98,74 @@ fn slow_requests_let_the_lookup_widen() {
     assert!(l.next().is_some(), "a slow request frees its slot");
 }
 
+/// Once a candidate has answered, the last round asks the k closest and
+/// [`LAST_ROUND_SPARE`] more at once (within the in-flight cap of α + k); the spares do not
+/// hold the end once the k closest have answered.
+#[test]
+fn the_last_round_asks_spares_that_do_not_hold_the_end() {
+    let target = id_from(1);
+    let (k, alpha) = (4, 1);
+    let net: Vec<Id> = (2..40).map(id_from).collect();
+    let mut l = Lookup::new(target, k, alpha, 64);
+    for (i, id) in net.iter().enumerate() {
+        l.add_candidate(*id, addr(i), 1);
+    }
+    let order = nearest(&net, &target, net.len());
+    let first = l.next().unwrap();
+    assert_eq!(first.id, Some(net[order[0]]));
+    assert_eq!(l.next(), None, "α = 1 until something answered");
+    l.on_response(first.id, false, net[order[0]], first.addr, None);
+    let mut asked = Vec::new();
+    while let Some(c) = l.next() {
+        asked.push(c);
+    }
+    let want = (k - 1 + LAST_ROUND_SPARE).min(alpha + k);
+    assert!(want > k - 1, "more than the k closest are asked");
+    assert_eq!(asked.len(), want);
+    for (c, &i) in asked.iter().zip(&order[1..]) {
+        assert_eq!(c.id, Some(net[i]), "nearest first");
+    }
+    // The k closest answer; the spares are still out.
+    for (c, &i) in asked.iter().zip(&order[1..k]) {
+        assert_eq!(l.finished(), None);
+        l.on_response(c.id, false, net[i], c.addr, None);
+    }
+    assert_eq!(l.finished(), Some(Finish::Converged));
+    let closest: Vec<Id> = l.closest(k).iter().map(|n| n.id).collect();
+    let want: Vec<Id> = order[..k].iter().map(|&i| net[i]).collect();
+    assert_eq!(closest, want);
+}
+
+/// A dead node among the k closest: its stand-in, asked in the same last round, has answered
+/// by the time the dead one's short timeout passes, so the lookup ends then.
+#[test]
+fn a_spare_stands_in_for_a_dead_node_among_the_closest() {
+    let target = id_from(1);
+    let k = 4;
+    let net: Vec<Id> = (2..40).map(id_from).collect();
+    let mut l = Lookup::new(target, k, 1, 64);
+    for (i, id) in net.iter().enumerate() {
+        l.add_candidate(*id, addr(i), 1);
+    }
+    let order = nearest(&net, &target, net.len());
+    let first = l.next().unwrap();
+    l.on_response(first.id, false, net[order[0]], first.addr, None);
+    let asked: Vec<Contact> = core::iter::from_fn(|| l.next()).collect();
+    // The second closest is dead; everyone else answers.
+    let dead = asked[0];
+    assert_eq!(dead.id, Some(net[order[1]]));
+    for (c, &i) in asked.iter().zip(&order[1..]).skip(1) {
+        l.on_response(c.id, false, net[i], c.addr, None);
+    }
+    assert_eq!(l.finished(), None, "the dead one may still answer");
+    l.on_slow(dead.id, dead.addr);
+    assert_eq!(l.finished(), Some(Finish::Converged));
+    assert_eq!(l.next(), None, "nothing more to ask");
+    let closest: Vec<Id> = l.closest(k).iter().map(|n| n.id).collect();
+    let want: Vec<Id> = [0, 2, 3, 4].iter().map(|&r| net[order[r]]).collect();
+    assert_eq!(closest, want);
+}
+
 #[test]
 fn candidate_cap_keeps_the_closest() {
     let target = id_from(1);

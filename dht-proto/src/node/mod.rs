@@ -13,6 +13,8 @@
 
 mod commands;
 pub(crate) mod drive;
+#[cfg(test)]
+mod estimate_tests;
 mod guard;
 #[cfg(test)]
 mod guard_tests;

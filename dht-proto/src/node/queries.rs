@@ -230,7 +230,6 @@ impl<V: Ed25519Verifier> Node<V> {
         let Some(state) = self.take_query(q) else {
             return;
         };
-        self.txns.close_query(q);
         let k = self.config.bucket_size;
         let mut closest: Vec<NodeInfo> = Vec::new();
         let mut hops = 0;
@@ -239,11 +238,10 @@ impl<V: Ed25519Verifier> Node<V> {
             closest.extend(l.closest(k));
             hops = hops.max(u32::from(l.max_hop()));
             if matches!(status, QueryStatus::Completed | QueryStatus::Exhausted) {
-                if let Some(size) = self.size.get_mut(fam) {
-                    size.add_lookup(&l.target(), crate::estimate::live_closest(l));
-                }
+                self.size_sample(q, fam, l);
             }
         }
+        self.txns.close_query(q);
         let mut metrics = state.metrics;
         metrics.hops = metrics.hops.max(hops);
         metrics.duration = now.saturating_duration_since(state.started);
@@ -261,6 +259,40 @@ impl<V: Ed25519Verifier> Node<V> {
         if self.bootstrap_query == Some(q) {
             self.bootstrap_query = None;
             self.after_bootstrap(now);
+        }
+    }
+
+    /// Feeds the size estimator a finished lookup. Its requests past their short timeout to
+    /// nodes among its closest stay open (as [`Purpose::SizeSample`]) until they are answered
+    /// or time out: see [`crate::estimate`].
+    fn size_sample(&mut self, q: QueryId, fam: usize, l: &Lookup) {
+        let Some(size) = self.size.get_mut(fam) else {
+            return;
+        };
+        let seen = crate::estimate::closest_seen(l);
+        let slow: Vec<Id> = seen.iter().filter(|c| !c.1).map(|c| c.0).collect();
+        let Some(tag) = size.begin(&l.target(), seen) else {
+            return;
+        };
+        let mut kept = Vec::new();
+        let purpose = Purpose::SizeSample {
+            family: fam as u8,
+            tag,
+        };
+        self.txns
+            .hand_over_slow(q, fam as u8, &slow, purpose, &mut kept);
+        // A straggler without an open request (none is expected) counts as gone.
+        for id in slow.iter().filter(|id| !kept.contains(id)) {
+            if let Some(size) = self.size.get_mut(fam) {
+                size.resolve(tag, id, false);
+            }
+        }
+    }
+
+    /// An open request of a waiting size-estimate sample ended.
+    fn size_resolve(&mut self, fam: u8, tag: u32, id: Option<Id>, alive: bool) {
+        if let (Some(size), Some(id)) = (self.size.get_mut(usize::from(fam)), id) {
+            size.resolve(tag, &id, alive);
         }
     }
 
@@ -389,6 +421,9 @@ impl<V: Ed25519Verifier> Node<V> {
             Purpose::Lookup { query, family: lf } => {
                 self.on_lookup_response(now, query, usize::from(lf), &txn, from, r);
                 self.drive(now, query);
+            }
+            Purpose::SizeSample { family: fam, tag } => {
+                self.size_resolve(fam, tag, txn.node_id, true);
             }
         }
         Disposition::Accepted
@@ -552,6 +587,10 @@ impl<V: Ed25519Verifier> Node<V> {
                 }
                 self.drive(now, query);
             }
+            // An error is an answer: the node is alive.
+            Purpose::SizeSample { family: fam, tag } => {
+                self.size_resolve(fam, tag, txn.node_id, true);
+            }
         }
         Disposition::Accepted
     }
@@ -585,6 +624,9 @@ impl<V: Ed25519Verifier> Node<V> {
                             state.pending = state.pending.saturating_sub(1);
                         }
                         self.drive(now, query);
+                    }
+                    Purpose::SizeSample { family: fam, tag } => {
+                        self.size_resolve(fam, tag, txn.node_id, false);
                     }
                     Purpose::Lookup { query, family: lf } => {
                         if let Some(state) = self.query_mut(query) {
