@@ -30,7 +30,7 @@ mod linux {
     use std::io::{BufRead as _, BufReader, IoSlice, IoSliceMut};
     use std::net::UdpSocket;
     use std::os::fd::AsRawFd as _;
-    use std::process::{Child, Command, Stdio};
+    use std::process::{Child, ChildStdout, Command, Stdio};
     use std::time::Instant;
 
     use nix::sys::socket::{
@@ -78,6 +78,16 @@ mod linux {
 
     /// Starts `cmd args` on `core`; returns the child and the first line it prints.
     fn spawn_pinned(core: u32, cmd: &str, args: &[String]) -> (Child, String) {
+        let (child, line, _) = spawn_pinned_reader(core, cmd, args);
+        (child, line)
+    }
+
+    /// As [`spawn_pinned`], and the rest of the child's standard output.
+    fn spawn_pinned_reader(
+        core: u32,
+        cmd: &str,
+        args: &[String],
+    ) -> (Child, String, BufReader<ChildStdout>) {
         let mut child = Command::new("taskset")
             .arg("-c")
             .arg(core.to_string())
@@ -89,10 +99,35 @@ mod linux {
             .expect("taskset (util-linux) runs");
         let mut line = String::new();
         let stdout = child.stdout.take().expect("piped");
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("first line");
-        (child, line)
+        let mut reader = BufReader::new(stdout);
+        reader.read_line(&mut line).expect("first line");
+        (child, line, reader)
+    }
+
+    /// Stops `dht node` with SIGTERM and reads its last status line: the datagrams per receive
+    /// and per send system call over its life.
+    fn stop_node(child: Child, out: BufReader<ChildStdout>) -> (f64, f64) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let mut batches = (0.0, 0.0);
+        for line in out.lines().map_while(Result::ok) {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if v["type"] == "status" {
+                let ratio = |a: &str, b: &str| {
+                    v[a].as_f64().unwrap_or(0.0) / v[b].as_f64().unwrap_or(0.0).max(1.0)
+                };
+                batches = (
+                    ratio("recv_datagrams", "recv_calls"),
+                    ratio("send_datagrams", "send_calls"),
+                );
+            }
+        }
+        stop(child);
+        batches
     }
 
     fn stop(mut child: Child) {
@@ -137,31 +172,33 @@ mod linux {
             o.rounds, o.secs, o.window, o.sources, o.target_core, o.load_core
         );
         println!(
-            "{:<6} {:<13} {:>12} {:>12} {:>8} {:>11}",
-            "round", "query", "dht node/s", "trivial/s", "ratio", "reply bytes"
+            "{:<6} {:<13} {:>12} {:>12} {:>8} {:>11} {:>14}",
+            "round", "query", "dht node/s", "trivial/s", "ratio", "reply bytes", "batch rx / tx"
         );
         let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); KINDS.len()];
         for round in 1..=o.rounds {
-            let args: Vec<String> = [
-                "node",
-                "--bind",
-                "127.0.0.1:0",
-                "--no-bootstrap",
-                "--json",
-                "--status-interval",
-                "0",
-            ]
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-            let (node, line) = spawn_pinned(o.target_core, dht, &args);
-            let v: serde_json::Value = serde_json::from_str(&line).expect("node JSON line");
-            let node_addr: SocketAddr = v["listening"][0]
-                .as_str()
-                .and_then(|s| s.parse().ok())
-                .expect("listening address");
             for (k, kind) in KINDS.iter().enumerate() {
+                // A fresh node per query kind, so that its counters are this kind's.
+                let args: Vec<String> = [
+                    "node",
+                    "--bind",
+                    "127.0.0.1:0",
+                    "--no-bootstrap",
+                    "--json",
+                    "--status-interval",
+                    "0",
+                ]
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+                let (node, line, out) = spawn_pinned_reader(o.target_core, dht, &args);
+                let v: serde_json::Value = serde_json::from_str(&line).expect("node JSON line");
+                let node_addr: SocketAddr = v["listening"][0]
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .expect("listening address");
                 let (node_qps, bytes) = run_load(o, node_addr, kind, *kind == "get_peers_64");
+                let (rx_batch, tx_batch) = stop_node(node, out);
                 let exe = std::env::current_exe().expect("own path");
                 let args = vec![
                     "responder".to_string(),
@@ -178,16 +215,18 @@ mod linux {
                     r.push(ratio);
                 }
                 println!(
-                    "{round:<6} {kind:<13} {node_qps:>12.0} {trivial_qps:>12.0} {ratio:>7.2}× {bytes:>11.0}"
+                    "{round:<6} {kind:<13} {node_qps:>12.0} {trivial_qps:>12.0} {ratio:>7.2}× {bytes:>11.0} {rx_batch:>6.1} / {tx_batch:<5.1}"
                 );
             }
-            stop(node);
         }
+        println!(
+            "batch rx / tx: datagrams per recvmmsg / sendmmsg call of the node (at most 32)"
+        );
         println!("dht node / trivial responder (target ≥ 1.2×), range over rounds:");
         for (kind, r) in KINDS.iter().zip(&ratios) {
             let lo = r.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = r.iter().copied().fold(0.0, f64::max);
-            println!("  {kind:<13} {lo:.2}–{hi:.2}×");
+            println!("  ratio {kind:<13} {lo:.2}–{hi:.2}×");
         }
     }
 
