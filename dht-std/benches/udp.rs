@@ -8,8 +8,9 @@
 //! Three processes: this one coordinates; the target (`dht node` or the responder, another
 //! process of this program) runs pinned to one core and the load generator (another process of
 //! this program) to the other, with `taskset`. The load generator keeps `--window` queries in
-//! flight (a closed loop), from `--sources` loopback addresses (127.x.y.z, a batch of up to 32
-//! queries per address in turn), and counts the replies. Its socket is bound to the unspecified
+//! flight (a closed loop), from `--sources` loopback addresses (127.x.y.z, `--per-source`
+//! queries per address in turn, 4 by default, so that the node's reflection allowance for
+//! strangers answers them all; one `sendmmsg` each), and counts the replies. Its socket is bound to the unspecified
 //! address so that the replies to every 127.x.y.z reach it; all traffic stays on loopback.
 //! Linux only (`taskset`, `sendmmsg` with a source address per batch).
 
@@ -38,6 +39,11 @@ mod linux {
     };
 
     const BATCH: usize = 32;
+    /// Queries sent from one source address in a row (`--per-source`). A node answers a source
+    /// it has never completed a round trip with within its reflection allowance (4,096 bytes
+    /// per 10 s by default, or 3× what it received): 4 replies of 817 bytes fit, 32 do not, and
+    /// a source revisited after 65,536 others is a stranger again (the node tracks 4,096).
+    const PER_SOURCE: usize = 4;
     const KINDS: [&str; 4] = ["ping", "find_node", "get_peers", "get_peers_64"];
     /// The info-hash the 64 peers are announced to.
     const STORED: [u8; 20] = [0x5a; 20];
@@ -48,6 +54,7 @@ mod linux {
         secs: f64,
         window: usize,
         sources: u32,
+        per_source: usize,
         target_core: u32,
         load_core: u32,
     }
@@ -70,6 +77,7 @@ mod linux {
                 secs: arg(&args, "--secs", 2.0),
                 window: arg(&args, "--window", 128),
                 sources: arg(&args, "--sources", 65_536),
+                per_source: arg(&args, "--per-source", PER_SOURCE),
                 target_core: arg(&args, "--target-core", 1),
                 load_core: arg(&args, "--load-core", 0),
             }),
@@ -150,6 +158,8 @@ mod linux {
             o.window.to_string(),
             "--sources".into(),
             o.sources.to_string(),
+            "--per-source".into(),
+            o.per_source.to_string(),
         ];
         if announce {
             args.push("--announce".into());
@@ -168,8 +178,8 @@ mod linux {
         let dht: String = arg(&args, "--dht", built);
         let dht = dht.as_str();
         println!(
-            "udp bench: {} rounds of {} s per query kind, {} queries in flight from {} source addresses; target on core {}, load on core {}",
-            o.rounds, o.secs, o.window, o.sources, o.target_core, o.load_core
+            "udp bench: {} rounds of {} s per query kind, {} queries in flight from {} source addresses ({} in a row); target on core {}, load on core {}",
+            o.rounds, o.secs, o.window, o.sources, o.per_source, o.target_core, o.load_core
         );
         println!(
             "{:<6} {:<13} {:>12} {:>12} {:>8} {:>11} {:>14}",
@@ -352,6 +362,7 @@ mod linux {
         let secs: f64 = arg(args, "--secs", 2.0);
         let window: usize = arg(args, "--window", 128);
         let sources: u32 = arg(args, "--sources", 65_536).max(1);
+        let per_source: usize = arg(args, "--per-source", PER_SOURCE).clamp(1, BATCH);
         if args.iter().any(|a| a == "--announce") {
             announce(target);
         }
@@ -387,7 +398,7 @@ mod linux {
         while start.elapsed() < end {
             let measuring = start.elapsed() >= warm;
             while in_flight < window {
-                let n = (window - in_flight).min(BATCH);
+                let n = (window - in_flight).min(per_source);
                 for q in queries.iter_mut().take(n) {
                     t = t.wrapping_add(1);
                     query(q, &kind, src % sources, t);
