@@ -161,7 +161,11 @@ fn main() {
         let token = token_for(&mut node, from, &mut buf);
         let announce = query(Query::AnnouncePeer(AnnouncePeer {
             id: requester,
-            info_hash: if i < PEERS { info_hash } else { id(500_000 + i) },
+            info_hash: if i < PEERS {
+                info_hash
+            } else {
+                id(500_000 + i)
+            },
             port: 6000,
             implied_port: false,
             token: &token,

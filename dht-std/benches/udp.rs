@@ -229,9 +229,7 @@ mod linux {
                 );
             }
         }
-        println!(
-            "batch rx / tx: datagrams per recvmmsg / sendmmsg call of the node (at most 32)"
-        );
+        println!("batch rx / tx: datagrams per recvmmsg / sendmmsg call of the node (at most 32)");
         println!("dht node / trivial responder (target ≥ 1.2×), range over rounds:");
         for (kind, r) in KINDS.iter().zip(&ratios) {
             let lo = r.iter().copied().fold(f64::INFINITY, f64::min);
