@@ -15,7 +15,8 @@
 //! get_peers / get and two per announce_peer (~1,400 instructions each), now SipHash-2-4
 //! (~150); choosing 100 of 200 peers drew 8 bytes of the SHA-1 generator per peer (~165,000
 //! instructions), now one seed per reply for a SplitMix64 generator, with the liveness test
-//! hoisted out of the loop (~9,000); sampling info-hashes likewise. What is left above the
+//! hoisted out of the loop (~9,000); sampling info-hashes likewise; a get_peers for an
+//! info-hash without peers skips the room computation for `values`. What is left above the
 //! codec, for every kind: the reply's length computed by a dry-run encoding before it is queued
 //! (the size and upload checks need it; ~800–1,200), the per-source admission entry (a keyed
 //! hash of the address, ~450), the routing-table update of the querier (~550), and for the
