@@ -8,8 +8,9 @@
 //! Three processes: this one coordinates; the target (`dht node` or the responder, another
 //! process of this program) runs pinned to one core and the load generator (another process of
 //! this program) to the other, with `taskset`. The load generator keeps `--window` queries in
-//! flight (a closed loop), from `--sources` loopback addresses (127.x.y.z, a batch of up to 32
-//! queries per address in turn), and counts the replies. Its socket is bound to the unspecified
+//! flight (a closed loop), from `--sources` loopback addresses (127.x.y.z, `--per-source`
+//! queries per address in turn, 4 by default, so that the node's reflection allowance for
+//! strangers answers them all; one `sendmmsg` each), and counts the replies. Its socket is bound to the unspecified
 //! address so that the replies to every 127.x.y.z reach it; all traffic stays on loopback.
 //! Linux only (`taskset`, `sendmmsg` with a source address per batch).
 
@@ -30,7 +31,7 @@ mod linux {
     use std::io::{BufRead as _, BufReader, IoSlice, IoSliceMut};
     use std::net::UdpSocket;
     use std::os::fd::AsRawFd as _;
-    use std::process::{Child, Command, Stdio};
+    use std::process::{Child, ChildStdout, Command, Stdio};
     use std::time::Instant;
 
     use nix::sys::socket::{
@@ -38,6 +39,11 @@ mod linux {
     };
 
     const BATCH: usize = 32;
+    /// Queries sent from one source address in a row (`--per-source`). A node answers a source
+    /// it has never completed a round trip with within its reflection allowance (4,096 bytes
+    /// per 10 s by default, or 3× what it received): 4 replies of 817 bytes fit, 32 do not, and
+    /// a source revisited after 65,536 others is a stranger again (the node tracks 4,096).
+    const PER_SOURCE: usize = 4;
     const KINDS: [&str; 4] = ["ping", "find_node", "get_peers", "get_peers_64"];
     /// The info-hash the 64 peers are announced to.
     const STORED: [u8; 20] = [0x5a; 20];
@@ -48,6 +54,7 @@ mod linux {
         secs: f64,
         window: usize,
         sources: u32,
+        per_source: usize,
         target_core: u32,
         load_core: u32,
     }
@@ -70,6 +77,7 @@ mod linux {
                 secs: arg(&args, "--secs", 2.0),
                 window: arg(&args, "--window", 128),
                 sources: arg(&args, "--sources", 65_536),
+                per_source: arg(&args, "--per-source", PER_SOURCE),
                 target_core: arg(&args, "--target-core", 1),
                 load_core: arg(&args, "--load-core", 0),
             }),
@@ -78,6 +86,16 @@ mod linux {
 
     /// Starts `cmd args` on `core`; returns the child and the first line it prints.
     fn spawn_pinned(core: u32, cmd: &str, args: &[String]) -> (Child, String) {
+        let (child, line, _) = spawn_pinned_reader(core, cmd, args);
+        (child, line)
+    }
+
+    /// As [`spawn_pinned`], and the rest of the child's standard output.
+    fn spawn_pinned_reader(
+        core: u32,
+        cmd: &str,
+        args: &[String],
+    ) -> (Child, String, BufReader<ChildStdout>) {
         let mut child = Command::new("taskset")
             .arg("-c")
             .arg(core.to_string())
@@ -89,10 +107,35 @@ mod linux {
             .expect("taskset (util-linux) runs");
         let mut line = String::new();
         let stdout = child.stdout.take().expect("piped");
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("first line");
-        (child, line)
+        let mut reader = BufReader::new(stdout);
+        reader.read_line(&mut line).expect("first line");
+        (child, line, reader)
+    }
+
+    /// Stops `dht node` with SIGTERM and reads its last status line: the datagrams per receive
+    /// and per send system call over its life.
+    fn stop_node(child: Child, out: BufReader<ChildStdout>) -> (f64, f64) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let mut batches = (0.0, 0.0);
+        for line in out.lines().map_while(Result::ok) {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if v["type"] == "status" {
+                let ratio = |a: &str, b: &str| {
+                    v[a].as_f64().unwrap_or(0.0) / v[b].as_f64().unwrap_or(0.0).max(1.0)
+                };
+                batches = (
+                    ratio("recv_datagrams", "recv_calls"),
+                    ratio("send_datagrams", "send_calls"),
+                );
+            }
+        }
+        stop(child);
+        batches
     }
 
     fn stop(mut child: Child) {
@@ -115,6 +158,8 @@ mod linux {
             o.window.to_string(),
             "--sources".into(),
             o.sources.to_string(),
+            "--per-source".into(),
+            o.per_source.to_string(),
         ];
         if announce {
             args.push("--announce".into());
@@ -133,35 +178,37 @@ mod linux {
         let dht: String = arg(&args, "--dht", built);
         let dht = dht.as_str();
         println!(
-            "udp bench: {} rounds of {} s per query kind, {} queries in flight from {} source addresses; target on core {}, load on core {}",
-            o.rounds, o.secs, o.window, o.sources, o.target_core, o.load_core
+            "udp bench: {} rounds of {} s per query kind, {} queries in flight from {} source addresses ({} in a row); target on core {}, load on core {}",
+            o.rounds, o.secs, o.window, o.sources, o.per_source, o.target_core, o.load_core
         );
         println!(
-            "{:<6} {:<13} {:>12} {:>12} {:>8} {:>11}",
-            "round", "query", "dht node/s", "trivial/s", "ratio", "reply bytes"
+            "{:<6} {:<13} {:>12} {:>12} {:>8} {:>11} {:>14}",
+            "round", "query", "dht node/s", "trivial/s", "ratio", "reply bytes", "batch rx / tx"
         );
         let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); KINDS.len()];
         for round in 1..=o.rounds {
-            let args: Vec<String> = [
-                "node",
-                "--bind",
-                "127.0.0.1:0",
-                "--no-bootstrap",
-                "--json",
-                "--status-interval",
-                "0",
-            ]
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-            let (node, line) = spawn_pinned(o.target_core, dht, &args);
-            let v: serde_json::Value = serde_json::from_str(&line).expect("node JSON line");
-            let node_addr: SocketAddr = v["listening"][0]
-                .as_str()
-                .and_then(|s| s.parse().ok())
-                .expect("listening address");
             for (k, kind) in KINDS.iter().enumerate() {
+                // A fresh node per query kind, so that its counters are this kind's.
+                let args: Vec<String> = [
+                    "node",
+                    "--bind",
+                    "127.0.0.1:0",
+                    "--no-bootstrap",
+                    "--json",
+                    "--status-interval",
+                    "0",
+                ]
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+                let (node, line, out) = spawn_pinned_reader(o.target_core, dht, &args);
+                let v: serde_json::Value = serde_json::from_str(&line).expect("node JSON line");
+                let node_addr: SocketAddr = v["listening"][0]
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .expect("listening address");
                 let (node_qps, bytes) = run_load(o, node_addr, kind, *kind == "get_peers_64");
+                let (rx_batch, tx_batch) = stop_node(node, out);
                 let exe = std::env::current_exe().expect("own path");
                 let args = vec![
                     "responder".to_string(),
@@ -178,16 +225,16 @@ mod linux {
                     r.push(ratio);
                 }
                 println!(
-                    "{round:<6} {kind:<13} {node_qps:>12.0} {trivial_qps:>12.0} {ratio:>7.2}× {bytes:>11.0}"
+                    "{round:<6} {kind:<13} {node_qps:>12.0} {trivial_qps:>12.0} {ratio:>7.2}× {bytes:>11.0} {rx_batch:>6.1} / {tx_batch:<5.1}"
                 );
             }
-            stop(node);
         }
+        println!("batch rx / tx: datagrams per recvmmsg / sendmmsg call of the node (at most 32)");
         println!("dht node / trivial responder (target ≥ 1.2×), range over rounds:");
         for (kind, r) in KINDS.iter().zip(&ratios) {
             let lo = r.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = r.iter().copied().fold(0.0, f64::max);
-            println!("  {kind:<13} {lo:.2}–{hi:.2}×");
+            println!("  ratio {kind:<13} {lo:.2}–{hi:.2}×");
         }
     }
 
@@ -313,6 +360,7 @@ mod linux {
         let secs: f64 = arg(args, "--secs", 2.0);
         let window: usize = arg(args, "--window", 128);
         let sources: u32 = arg(args, "--sources", 65_536).max(1);
+        let per_source: usize = arg(args, "--per-source", PER_SOURCE).clamp(1, BATCH);
         if args.iter().any(|a| a == "--announce") {
             announce(target);
         }
@@ -348,7 +396,7 @@ mod linux {
         while start.elapsed() < end {
             let measuring = start.elapsed() >= warm;
             while in_flight < window {
-                let n = (window - in_flight).min(BATCH);
+                let n = (window - in_flight).min(per_source);
                 for q in queries.iter_mut().take(n) {
                     t = t.wrapping_add(1);
                     query(q, &kind, src % sources, t);

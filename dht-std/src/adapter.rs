@@ -107,6 +107,14 @@ pub struct IoStats {
     pub unroutable: u64,
     /// Errors reading a socket.
     pub recv_errors: u64,
+    /// Receive system calls that returned datagrams (`recvmmsg` on Linux: up to 32 each).
+    pub recv_calls: u64,
+    /// Datagrams those calls returned.
+    pub recv_datagrams: u64,
+    /// Send system calls that sent datagrams (`sendmmsg` on Linux: up to 32 each).
+    pub send_calls: u64,
+    /// Datagrams those calls sent.
+    pub send_datagrams: u64,
 }
 
 impl Dht {
@@ -436,6 +444,9 @@ impl Dht {
                 match self.rx.recv(socket, fam == 1) {
                     Ok(n) => {
                         handled += n.max(1);
+                        self.io.recv_calls = self.io.recv_calls.saturating_add(1);
+                        let got = u64::try_from(n).unwrap_or(u64::MAX);
+                        self.io.recv_datagrams = self.io.recv_datagrams.saturating_add(got);
                         let now = self.now();
                         for i in 0..n {
                             let Some((from, data)) = self.rx.get(i) else {
@@ -499,8 +510,11 @@ impl Dht {
                         }
                     }
                     let sent = self.tx.send(socket, start, end);
-                    let failed = u64::try_from(sent.failed).unwrap_or(u64::MAX);
-                    self.io.send_errors = self.io.send_errors.saturating_add(failed);
+                    let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+                    let io = &mut self.io;
+                    io.send_errors = io.send_errors.saturating_add(count(sent.failed));
+                    io.send_calls = io.send_calls.saturating_add(count(sent.calls));
+                    io.send_datagrams = io.send_datagrams.saturating_add(count(sent.ok));
                 } else {
                     let dropped = u64::try_from(end - start).unwrap_or(u64::MAX);
                     self.io.unroutable = self.io.unroutable.saturating_add(dropped);

@@ -170,3 +170,31 @@ fn an_unspecified_bind_reaches_both_families() {
         assert_eq!((io.send_errors, io.unroutable), (0, 0));
     });
 }
+
+#[test]
+fn the_socket_counters_count_system_calls_and_datagrams() {
+    bounded(|| {
+        let node = spawn();
+        let to = node.local_addr();
+        let client = std::net::UdpSocket::bind(loopback()).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        // 8 pings with distinct transaction ids; every one is answered.
+        for t in 0..8u8 {
+            let mut ping = b"d1:ad2:id20:abcdefghij0123456789e1:q4:ping1:t2:a".to_vec();
+            ping.extend_from_slice(&[b'0' + t]);
+            ping.extend_from_slice(b"1:y1:qe");
+            client.send_to(&ping, to).unwrap();
+        }
+        let mut buf = [0u8; 1500];
+        for _ in 0..8 {
+            client.recv_from(&mut buf).unwrap();
+        }
+        let io = node.info().unwrap().io;
+        assert!(io.recv_datagrams >= 8, "{io:?}");
+        assert!((1..=io.recv_datagrams).contains(&io.recv_calls), "{io:?}");
+        assert!(io.send_datagrams >= 8, "{io:?}");
+        assert!((1..=io.send_datagrams).contains(&io.send_calls), "{io:?}");
+    });
+}

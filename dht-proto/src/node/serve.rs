@@ -134,27 +134,31 @@ impl<V: Ed25519Verifier> Node<V> {
                 if g.scrape {
                     body.scrape = self.peers.scrape(now, &g.info_hash).map(Box::new);
                 }
-                let family = Family::of(from.ip());
-                // Room for `values` in the reply: `6:values`, `l`, `e` and the entries.
-                let room = self.reply_room(from, &tid, &body).saturating_sub(10);
-                let cap = self
-                    .config
-                    .limits
-                    .max_values
-                    .saturating_mul(family.value_cost());
-                let selection = Selection {
-                    family,
-                    max_bytes: room.min(cap),
-                    // BEP 33 `noseed`: a downloader wants the other downloaders first.
-                    non_seeds_first: g.noseed,
-                };
-                self.peers.peers(
-                    now,
-                    &g.info_hash,
-                    selection,
-                    &mut self.rng,
-                    &mut body.values,
-                );
+                // Most info-hashes asked for have no peers here: then the reply's room (a
+                // dry-run encoding) is not needed.
+                if self.peers.contains(&g.info_hash) {
+                    let family = Family::of(from.ip());
+                    // Room for `values` in the reply: `6:values`, `l`, `e` and the entries.
+                    let room = self.reply_room(from, &tid, &body).saturating_sub(10);
+                    let cap = self
+                        .config
+                        .limits
+                        .max_values
+                        .saturating_mul(family.value_cost());
+                    let selection = Selection {
+                        family,
+                        max_bytes: room.min(cap),
+                        // BEP 33 `noseed`: a downloader wants the other downloaders first.
+                        non_seeds_first: g.noseed,
+                    };
+                    self.peers.peers(
+                        now,
+                        &g.info_hash,
+                        selection,
+                        &mut self.rng,
+                        &mut body.values,
+                    );
+                }
                 self.queue_response(from, tid, body)
             }
             Query::AnnouncePeer(a) => {

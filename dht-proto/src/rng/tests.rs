@@ -204,3 +204,68 @@ fn debug_hides_the_key() {
     );
     assert!(!s.contains("171") && !s.contains("ab"), "{s}");
 }
+
+/// Lemire's method as first written: the rejection threshold computed on every draw.
+fn below_reference(rng: &mut impl RngCore, n: usize) -> usize {
+    let n = n as u64;
+    if n == 0 {
+        return 0;
+    }
+    let threshold = n.wrapping_neg() % n;
+    loop {
+        let product = u128::from(rng.next_u64()) * u128::from(n);
+        if product as u64 >= threshold {
+            return (product >> 64) as usize;
+        }
+    }
+}
+
+#[test]
+fn below_skips_the_division_without_changing_results() {
+    // Same generator state in, same value and same number of draws out, for bounds where
+    // rejection is common (just above a power of two, near 2^63) and rare.
+    let bounds = [
+        1,
+        2,
+        3,
+        6,
+        7,
+        200,
+        1 << 20,
+        (1 << 62) + 1,
+        (1 << 63) + 1,
+        usize::MAX,
+    ];
+    for n in bounds {
+        let mut a = ChoiceRng(n as u64);
+        let mut b = ChoiceRng(n as u64);
+        for _ in 0..2_000 {
+            assert_eq!(below(&mut a, n), below_reference(&mut b, n), "n = {n}");
+        }
+        assert_eq!(a.next_u64(), b.next_u64(), "n = {n}: same draws");
+    }
+}
+
+#[test]
+fn choice_rng_is_seeded_from_the_node_generator_and_balanced() {
+    let mut node = Rng::new([5; 32]);
+    let mut a = ChoiceRng::seeded_from(&mut node);
+    let mut b = ChoiceRng::seeded_from(&mut node);
+    // Each choice takes a fresh seed: two in a row do not draw the same values.
+    assert_ne!(a.next_u64(), b.next_u64());
+    // The same node seed gives the same choices (determinism).
+    let mut again = Rng::new([5; 32]);
+    let mut c = ChoiceRng::seeded_from(&mut again);
+    let mut a2 = ChoiceRng::seeded_from(&mut Rng::new([5; 32]));
+    assert_eq!(c.next_u64(), a2.next_u64());
+    let mut ones = 0u32;
+    for _ in 0..1000 {
+        ones += a.next_u64().count_ones();
+    }
+    // 64 000 bits, expected 32 000 ones, standard deviation about 126.
+    assert!((31_400..=32_600).contains(&ones), "{ones}");
+    let mut bytes = [0u8; 11];
+    a.fill_bytes(&mut bytes);
+    assert!(bytes.iter().any(|&x| x != 0));
+    assert!(!std::format!("{a:?}").contains(&std::format!("{}", a.0)));
+}

@@ -60,7 +60,7 @@ use rand_core::RngCore;
 use crate::admission::source_key;
 use crate::config::Config;
 use crate::id::Id;
-use crate::rng::{KeyedState, below};
+use crate::rng::{ChoiceRng, KeyedState, below};
 use crate::server::bloom::Bloom;
 use crate::server::sources::Loads;
 use crate::time::Instant;
@@ -437,6 +437,7 @@ impl PeerStore {
         if k == n {
             out.extend_from_slice(&self.keys);
         } else if k <= 64 {
+            let rng = &mut ChoiceRng::seeded_from(rng);
             // Floyd's algorithm: k distinct indices with k draws.
             let mut chosen: Vec<usize> = Vec::with_capacity(k);
             for j in (n - k)..n {
@@ -445,6 +446,7 @@ impl PeerStore {
             }
             out.extend(chosen.iter().filter_map(|&i| self.keys.get(i).copied()));
         } else {
+            let rng = &mut ChoiceRng::seeded_from(rng);
             select_sample(self.keys.iter().copied(), n, k, rng, out);
         }
     }
@@ -558,22 +560,33 @@ impl PeerStore {
         let Some(swarm) = self.swarms.get(info_hash) else {
             return;
         };
+        // The liveness test of `is_live` with the TTL converted once, not per peer.
+        let ttl = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
+        let now = now.as_millis();
+        // Stored addresses are canonical (`announce`): the variant is the family.
+        let v4 = family == Family::V4;
         let eligible = |p: &&Peer| {
-            self.is_live(p, now) && Family::of(p.ip) == family && seeds.is_none_or(|s| s == p.seed)
+            p.announced.as_millis().saturating_add(ttl) > now
+                && p.ip.is_ipv4() == v4
+                && seeds.is_none_or(|s| s == p.seed)
         };
         let n = swarm.peers.iter().filter(eligible).count();
         let k = n.min(max_bytes / family.value_cost());
         // One allocation, not one per doubling: the filtered iterator has no useful size hint.
         out.reserve(k);
-        let addrs = swarm
-            .peers
-            .iter()
-            .filter(eligible)
-            .map(|p| SocketAddr::new(p.ip, p.port));
+        let peers = swarm.peers.iter().filter(eligible);
         if k == n {
-            out.extend(addrs);
+            out.extend(peers.map(|p| SocketAddr::new(p.ip, p.port)));
         } else {
-            select_sample(addrs, n, k, rng, out);
+            let rng = &mut ChoiceRng::seeded_from(rng);
+            let start = out.len();
+            let mut chosen = SelectSample::new(n, k);
+            out.extend(
+                peers
+                    .filter(|_| chosen.next(rng))
+                    .map(|p| SocketAddr::new(p.ip, p.port)),
+            );
+            debug_assert_eq!(out.len() - start, k);
         }
     }
 
@@ -733,15 +746,50 @@ fn select_sample<T>(
     rng: &mut impl RngCore,
     out: &mut Vec<T>,
 ) {
-    let mut needed = k;
-    for (seen, item) in items.enumerate() {
-        if needed == 0 {
+    let mut chosen = SelectSample::new(n, k);
+    for item in items {
+        if !chosen.wanted() {
             break;
         }
-        if below(rng, n.saturating_sub(seen)) < needed {
+        if chosen.next(rng) {
             out.push(item);
-            needed -= 1;
         }
+    }
+}
+
+/// Knuth's algorithm S, one decision at a time: which of `n` items in turn to take so that `k`
+/// are taken, each `k`-subset equally likely.
+struct SelectSample {
+    /// Items not yet decided.
+    left: usize,
+    /// Items still to take.
+    needed: usize,
+}
+
+impl SelectSample {
+    fn new(n: usize, k: usize) -> Self {
+        Self {
+            left: n,
+            needed: k.min(n),
+        }
+    }
+
+    /// Whether an item is still to be taken.
+    fn wanted(&self) -> bool {
+        self.needed > 0
+    }
+
+    /// Whether to take the next item: with probability `needed / left`.
+    fn next(&mut self, rng: &mut impl RngCore) -> bool {
+        if self.needed == 0 {
+            return false;
+        }
+        let take = below(rng, self.left) < self.needed;
+        self.left = self.left.saturating_sub(1);
+        if take {
+            self.needed -= 1;
+        }
+        take
     }
 }
 

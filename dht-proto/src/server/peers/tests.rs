@@ -778,3 +778,44 @@ fn measure() {
     }
     std::println!("rng next_u64: {:?}/op ({x})", start.elapsed() / 1_000_000);
 }
+
+#[test]
+fn random_subsets_skip_expired_and_other_family_peers_and_pairs_are_uniform() {
+    // 6 live IPv4 peers, 2 expired ones and 2 IPv6 ones: 2 of the 6 live IPv4 ones per reply.
+    let mut s = PeerStore::new(10, 20, 1000, TTL, [1; 16]);
+    let h = ih(1);
+    for i in 0..2 {
+        s.announce(t(0), h, v4(100 + i, 1), false);
+    }
+    for i in 0..2 {
+        let ip = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, i + 1);
+        s.announce(t(1), h, SocketAddr::new(IpAddr::V6(ip), 1), false);
+    }
+    for i in 0..6 {
+        s.announce(t(1), h, v4(i, 1), false);
+    }
+    let now = t(0).saturating_add(TTL);
+    let mut rng = Rng::new([8; 32]);
+    let mut pairs = [[0u32; 6]; 6];
+    for _ in 0..15_000 {
+        let mut out = Vec::new();
+        s.peers(now, &h, sel(Family::V4, 2 * 8, false), &mut rng, &mut out);
+        let ips: Vec<usize> = out
+            .iter()
+            .map(|a| match a.ip() {
+                IpAddr::V4(ip) => u32::from(ip) as usize,
+                IpAddr::V6(_) => panic!("an IPv6 peer in an IPv4 reply"),
+            })
+            .collect();
+        assert_eq!(ips.len(), 2);
+        assert!(ips.iter().all(|&i| i < 6), "an expired peer: {ips:?}");
+        assert!(ips[0] < ips[1], "stored order, distinct");
+        pairs[ips[0]][ips[1]] += 1;
+    }
+    // 15 pairs, 1000 expected each; standard deviation about 31.
+    for (a, row) in pairs.iter().enumerate() {
+        for &c in row.iter().skip(a + 1) {
+            assert!((850..=1_150).contains(&c), "{pairs:?}");
+        }
+    }
+}

@@ -122,6 +122,13 @@ struct Status {
     info_hashes: usize,
     uptime_s: u64,
     query_lines_dropped: u64,
+    /// Receive system calls that returned datagrams, and the datagrams they returned (their
+    /// ratio is the batch size: up to 32 with `recvmmsg` on Linux).
+    recv_calls: u64,
+    recv_datagrams: u64,
+    /// Send system calls, and the datagrams they sent.
+    send_calls: u64,
+    send_datagrams: u64,
     /// Estimated nodes in the (IPv4) DHT, from the closest nodes of recent lookups.
     #[serde(skip_serializing_if = "Option::is_none")]
     dht_size: Option<u64>,
@@ -280,6 +287,10 @@ pub fn node(local: &Local, join: &Join, json: bool, o: Options) -> Result<ExitCo
             info_hashes: node.stored_info_hashes(),
             uptime_s: started.elapsed().as_secs(),
             query_lines_dropped: dropped,
+            recv_calls: dht.io_stats().recv_calls,
+            recv_datagrams: dht.io_stats().recv_datagrams,
+            send_calls: dht.io_stats().send_calls,
+            send_datagrams: dht.io_stats().send_datagrams,
             dht_size: node.size_estimate().map(|e| e.nodes),
             dht_size_error: node
                 .size_estimate()
