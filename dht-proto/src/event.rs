@@ -138,10 +138,18 @@ pub struct QueryOutcome {
     /// Measurements.
     pub metrics: QueryMetrics,
     /// BEP 33, for [`Node::get_peers_scrape`](crate::Node::get_peers_scrape) lookups that got
-    /// bloom filters: the estimated number of seeds (the union of all `BFsd` filters).
-    pub seeds: Option<u32>,
-    /// BEP 33: the estimated number of other peers (the union of all `BFpe` filters).
-    pub leechers: Option<u32>,
+    /// bloom filters: the swarm's estimated size.
+    pub scrape: Option<Scrape>,
+}
+
+/// BEP 33 estimates of a swarm, from the unions of the bloom filters a lookup received (a
+/// filter estimates at most about 7,800 addresses, so 16 bits hold any estimate).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scrape {
+    /// Estimated seeds (the union of all `BFsd` filters).
+    pub seeds: u16,
+    /// Estimated other peers (the union of all `BFpe` filters).
+    pub leechers: u16,
 }
 
 /// Something the application may want to know. Drain with

@@ -627,8 +627,8 @@ impl Crawler {
                     self.push(CrawlEvent::LookupDone {
                         info_hash: run.info_hash,
                         peers: run.peers,
-                        seeds: outcome.seeds,
-                        leechers: outcome.leechers,
+                        seeds: outcome.scrape.map(|s| u32::from(s.seeds)),
+                        leechers: outcome.scrape.map(|s| u32::from(s.leechers)),
                     });
                 } else if local == 0
                     && matches!(outcome.kind, CommandKind::Bootstrap)

@@ -530,3 +530,28 @@ proptest! {
         prop_assert!(crawler.poll_timeout().is_some());
     }
 }
+
+#[test]
+fn a_scrape_lookup_estimates_the_swarm() {
+    let mut net = crate::testnet::Testnet::new(30);
+    let info_hash = hash(77);
+    for i in 0..10 {
+        let q = net
+            .command(i, |node, now| {
+                node.announce_peer(now, info_hash, Some(6881))
+            })
+            .unwrap();
+        net.run_until_finished(i, q);
+    }
+    let q = net
+        .command(20, |node, now| node.get_peers_scrape(now, info_hash))
+        .unwrap();
+    let scrape = net.run_until_finished(20, q).unwrap().scrape.unwrap();
+    assert_eq!(scrape.seeds, 0);
+    assert!((9..=11).contains(&scrape.leechers), "{scrape:?}");
+    // Without scrape, no estimate.
+    let q = net
+        .command(21, |node, now| node.get_peers(now, info_hash))
+        .unwrap();
+    assert_eq!(net.run_until_finished(21, q).unwrap().scrape, None);
+}

@@ -92,7 +92,7 @@ impl<V: Ed25519Verifier> Node<V> {
 
     /// [`Node::get_peers`] with BEP 33 `scrape=1`: the nodes that store peers for `info_hash`
     /// also send bloom filters of its seeds and other peers, whose unions give the estimates
-    /// [`QueryOutcome::seeds`] and [`QueryOutcome::leechers`].
+    /// [`QueryOutcome::scrape`].
     ///
     /// # Errors
     ///

@@ -252,17 +252,15 @@ impl<V: Ed25519Verifier> Node<V> {
         let kind = state.kind;
         let estimate = |b: &Option<Box<Bloom>>| {
             // At most about 7800 (see `Bloom::estimate`): the cast cannot overflow.
-            b.as_ref().map(|b| b.estimate() as u32)
+            b.as_ref().map(|b| b.estimate() as u16)
         };
-        let (seeds, leechers) =
-            if state.scrape && (state.bf_seeds.is_some() || state.bf_peers.is_some()) {
-                (
-                    Some(estimate(&state.bf_seeds).unwrap_or(0)),
-                    Some(estimate(&state.bf_peers).unwrap_or(0)),
-                )
-            } else {
-                (None, None)
-            };
+        let scrape =
+            (state.scrape && (state.bf_seeds.is_some() || state.bf_peers.is_some())).then(|| {
+                crate::event::Scrape {
+                    seeds: estimate(&state.bf_seeds).unwrap_or(0),
+                    leechers: estimate(&state.bf_peers).unwrap_or(0),
+                }
+            });
         let outcome = QueryOutcome {
             kind,
             status,
@@ -271,8 +269,7 @@ impl<V: Ed25519Verifier> Node<V> {
             responder,
             response,
             metrics,
-            seeds,
-            leechers,
+            scrape,
         };
         self.push_event(Event::QueryFinished { query: q, outcome });
         if self.bootstrap_query == Some(q) {
