@@ -137,6 +137,19 @@ pub struct QueryOutcome {
     pub response: Option<Vec<u8>>,
     /// Measurements.
     pub metrics: QueryMetrics,
+    /// BEP 33, for [`Node::get_peers_scrape`](crate::Node::get_peers_scrape) lookups that got
+    /// bloom filters: the swarm's estimated size.
+    pub scrape: Option<Scrape>,
+}
+
+/// BEP 33 estimates of a swarm, from the unions of the bloom filters a lookup received (a
+/// filter estimates at most about 7,800 addresses, so 16 bits hold any estimate).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Scrape {
+    /// Estimated seeds (the union of all `BFsd` filters).
+    pub seeds: u16,
+    /// Estimated other peers (the union of all `BFpe` filters).
+    pub leechers: u16,
 }
 
 /// Something the application may want to know. Drain with
@@ -162,6 +175,11 @@ pub enum Event {
         samples: Vec<Id>,
         /// The number of info-hashes that node says it stores.
         num: Option<i64>,
+        /// BEP 51 `interval`: the seconds that node asks us to wait before sampling it again.
+        interval: Option<i64>,
+        /// The contacts of that response (closest to the target in that node's table), of the
+        /// response's address family; empty for lookups of other kinds.
+        nodes: Vec<NodeInfo>,
     },
     /// A BEP 44 item found by a [`Node::get_item`](crate::Node::get_item) lookup, as it
     /// arrives. Immutable items are reported only if their SHA-1 is the target; mutable items

@@ -148,7 +148,7 @@ pub use bep44::{Ed25519Verifier, NoVerifier};
 pub use config::{AddressClass, AddressPolicy, Config, Limits, RateLimit};
 pub use error::{CommandError, ConfigError, DropReason};
 pub use event::{
-    CommandKind, CustomHandle, Event, QueryId, QueryMetrics, QueryOutcome, QueryStatus,
+    CommandKind, CustomHandle, Event, QueryId, QueryMetrics, QueryOutcome, QueryStatus, Scrape,
 };
 pub use id::{Distance, Id, ParseIdError};
 pub use node::{Disposition, MutableItem, Node, PutItem, TimerKind, Transmit};
