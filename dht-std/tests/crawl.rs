@@ -234,6 +234,7 @@ fn a_restart_takes_up_the_claims_of_a_killed_run() {
     let options = || {
         let mut o = CrawlOptions::new([7; 32]);
         o.ids = Some(2);
+        o.retry_after = Duration::from_secs(1);
         o.bind = "127.0.0.1:0".parse().unwrap();
         o.bootstrap = vec![swarm.addr(0)];
         o.state = Some(state.clone());

@@ -57,8 +57,6 @@ pub const DEFAULT_IDS: usize = 8;
 const LEASE: Duration = Duration::from_secs(5 * 60);
 /// A fetch (lookup included) running longer is given up (and retried later).
 const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
-/// When a failed fetch may be tried again.
-const RETRY_AFTER: Duration = Duration::from_secs(10 * 60);
 /// Longest wait between two claims while fetch slots are free.
 const CLAIM_EVERY: Duration = Duration::from_secs(1);
 /// Shortest wait between two claims.
@@ -89,6 +87,10 @@ pub struct CrawlOptions {
     pub rate: u32,
     /// Metadata fetches at once.
     pub fetch_concurrency: usize,
+    /// How long a failed fetch waits before it may be claimed again (each claim looks the
+    /// peers up anew); after [`Limits::max_attempts`](crate::store::Limits::max_attempts) failures
+    /// the info-hash leaves the queue.
+    pub retry_after: Duration,
     /// The slice of the key space this crawler's ids sit in and whose queue it claims.
     pub shard: Shard,
     /// The state file (ids and contacts); `None`: fresh ids every run.
@@ -107,7 +109,8 @@ pub struct CrawlOptions {
 
 impl CrawlOptions {
     /// Defaults: [`DEFAULT_IDS`] ids on ephemeral ports of `0.0.0.0`, 500 queries/s, 64 fetches
-    /// at once, the whole key space, no state file, a status every 5 s.
+    /// at once, failed fetches retried after 10 minutes, the whole key space, no state file, a
+    /// status every 5 s.
     pub fn new(seed: [u8; 32]) -> Self {
         Self {
             ids: None,
@@ -116,6 +119,7 @@ impl CrawlOptions {
             allow_local: false,
             rate: 500,
             fetch_concurrency: 64,
+            retry_after: Duration::from_secs(10 * 60),
             shard: Shard::ALL,
             state: None,
             duration: None,
@@ -659,7 +663,9 @@ impl<S: Store> Crawl<S> {
             // Failures are reported once the batch before them is committed, so that a failure
             // never overtakes the sightings of its info-hash.
             let failed = core::mem::take(&mut run.failed);
-            if let Err(e) = self.batcher.store().fail(&failed, unix_now(), RETRY_AFTER) {
+            if let Err(e) = self.batcher
+                .store()
+                .fail(&failed, unix_now(), self.options.retry_after) {
                 run.store_error(&e);
                 run.failed = failed;
             }
@@ -743,7 +749,7 @@ impl<S: Store> Crawl<S> {
         batcher.flush()?;
         let store = batcher.store();
         if !failed.is_empty() {
-            store.fail(&failed, unix_now(), RETRY_AFTER)?;
+            store.fail(&failed, unix_now(), self.options.retry_after)?;
         }
         if !unfinished.is_empty() {
             store.release(&unfinished)?;

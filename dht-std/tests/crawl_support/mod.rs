@@ -197,6 +197,10 @@ impl Crawler {
                 &bootstrap.to_string(),
                 "--status-interval",
                 "1",
+                // A fetch that found no peer (the lookup ran before the announce) is retried
+                // soon, not in ten minutes.
+                "--retry-after",
+                "1",
             ])
             .args(extra)
             .stdin(Stdio::null())

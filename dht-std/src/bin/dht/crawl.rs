@@ -38,6 +38,10 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 64,
           value_parser = clap::value_parser!(u16).range(1..=4096))]
     fetch_concurrency: u16,
+    /// Seconds before a failed fetch (no peer gave the metadata) is tried again, with a new
+    /// lookup; after five failures the info-hash leaves the queue
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "600")]
+    retry_after: Duration,
     /// Stop after SECS seconds [default: run until SIGINT or SIGTERM]
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     duration: Option<Duration>,
@@ -286,6 +290,7 @@ pub fn run(json: bool, args: Args) -> Result<ExitCode, Fail> {
     options.allow_local = args.join.allow_local;
     options.rate = args.rate;
     options.fetch_concurrency = usize::from(args.fetch_concurrency);
+    options.retry_after = args.retry_after;
     options.shard = args.shard;
     options.state = Some(state.clone());
     options.duration = args.duration;
