@@ -294,7 +294,13 @@ pub fn run(json: bool, args: Args) -> Result<ExitCode, Fail> {
     options.shard = args.shard;
     options.state = Some(state.clone());
     options.duration = args.duration;
-    options.status_interval = Duration::from_secs(1);
+    let terminal = !json && io::stderr().is_terminal();
+    // The live line is redrawn every second; otherwise a status is only needed when printed.
+    options.status_interval = if terminal || args.status_interval.is_zero() {
+        Duration::from_secs(1)
+    } else {
+        args.status_interval
+    };
     let crawl = Crawl::start(store, options).map_err(|e| match e {
         CrawlError::State(..) | CrawlError::Bind(_) => Fail::input(e),
         _ => Fail::failed(e),
@@ -307,10 +313,13 @@ pub fn run(json: bool, args: Args) -> Result<ExitCode, Fail> {
         state: Some(state.display().to_string()),
         shard: args.shard.to_string(),
         ids: crawl.ids().iter().map(ToString::to_string).collect(),
-        listening: crawl.local_addrs().iter().map(ToString::to_string).collect(),
+        listening: crawl
+            .local_addrs()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
         resumed: crawl.resumed(),
     })?;
-    let terminal = !json && io::stderr().is_terminal();
     let every = (!args.status_interval.is_zero()).then_some(args.status_interval);
     let mut next = every.map(|i| Instant::now() + i);
     let mut output_error = None;
