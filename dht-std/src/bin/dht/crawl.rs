@@ -7,7 +7,6 @@ use core::time::Duration;
 use std::io::{self, IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use dht_std::crawl::{BySource, Crawl, CrawlError, CrawlOptions, MAX_IDS, Status, Stopper};
 use dht_std::store::{DbUrl, Shard, StoreError};
@@ -320,25 +319,18 @@ pub fn run(json: bool, args: Args) -> Result<ExitCode, Fail> {
             .collect(),
         resumed: crawl.resumed(),
     })?;
-    let every = (!args.status_interval.is_zero()).then_some(args.status_interval);
-    let mut next = every.map(|i| Instant::now() + i);
+    // Not on a terminal, the crawl reports at --status-interval: each report is printed.
+    let print = !args.status_interval.is_zero();
     let mut output_error = None;
     let result = crawl.run(|status| {
         let record = StatusRecord::new(status);
         if terminal {
             out.progress().update(|| record.line());
-            return;
-        }
-        let now = Instant::now();
-        if next.is_none_or(|t| now < t) {
-            return;
-        }
-        next = every.map(|i| now + i);
-        if json {
+        } else if print && json {
             if let Err(e) = out.emit(&Periodic(record)) {
                 output_error.get_or_insert(e);
             }
-        } else if let Some(line) = Periodic(record).text() {
+        } else if print && let Some(line) = Periodic(record).text() {
             let _ = writeln!(io::stderr(), "{line}");
         }
     });
