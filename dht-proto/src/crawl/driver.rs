@@ -8,7 +8,7 @@ use core::time::Duration;
 use hashbrown::HashSet;
 use rand_core::RngCore;
 
-use super::traverse::{Failure, Traverse, TraverseConfig};
+use super::traverse::{Answer, Failure, Traverse, TraverseConfig};
 use super::{Found, Harvester, HowFound, SendBudget, SendBudgetConfig, Throttled};
 use crate::config::Config;
 use crate::event::{CommandKind, Event, QueryId, QueryStatus};
@@ -221,6 +221,8 @@ pub struct Crawler {
     /// Work that failed to start waits until then.
     lookup_retry: Option<Instant>,
     sample_retry: Option<Instant>,
+    /// When work that waits (for the budget, a due node, a retry) may start.
+    pump_at: Option<Instant>,
     /// Bootstrap contacts for the other ids, once the first has joined.
     contacts: Vec<SocketAddr>,
     next_table_scan: Instant,
@@ -281,6 +283,7 @@ impl Crawler {
             backlog: false,
             lookup_retry: None,
             sample_retry: None,
+            pump_at: None,
             contacts: Vec::new(),
             next_table_scan: now.saturating_add(TABLE_SCAN),
             sample_serial: 0,
@@ -412,17 +415,7 @@ impl Crawler {
             }
         };
         consider(self.wake);
-        if !self.backlog {
-            if self.config.sample
-                && self.traverse.in_flight() < self.traverse.config().max_in_flight
-            {
-                let due = self.traverse.next_due();
-                consider(due.map(|d| self.sample_retry.map_or(d, |r| r.max(d))));
-            }
-            if !self.queue.is_empty() && self.running.len() < self.config.max_lookups {
-                consider(Some(self.lookup_retry.unwrap_or(self.now)));
-            }
-        }
+        consider(self.pump_at);
         if self.config.sample {
             consider(Some(self.next_table_scan));
         }
@@ -563,8 +556,13 @@ impl Crawler {
                 {
                     req.answered = true;
                     self.stats.sample_answers = self.stats.sample_answers.saturating_add(1);
-                    self.traverse
-                        .on_answer(now, from, samples.len(), num, interval);
+                    let answer = Answer {
+                        samples: samples.len(),
+                        num,
+                        interval,
+                    };
+                    let spread = self.rng.next_u32();
+                    self.traverse.on_answer(now, from, answer, spread);
                 }
                 if self.config.sample {
                     for n in nodes {
@@ -667,15 +665,21 @@ impl Crawler {
     }
 
     /// Starts the samples and lookups that may start: no more than the budget can send now.
+    /// Sets when to try again if work is left waiting for time (not for answers).
     fn pump(&mut self, now: Instant) {
-        if self.backlog || self.nodes.is_empty() {
+        self.pump_at = None;
+        if self.nodes.is_empty() {
+            return;
+        }
+        if self.backlog {
+            // Queries wait for the global rate: new work only adds to them.
+            let at = self.budget.next_token(now);
+            self.pump_at = Some(at.max(now.saturating_add(Duration::from_millis(1))));
             return;
         }
         let mut room = u64::from(self.budget.available(now));
-        let lookups_ok = self.lookup_retry.is_none_or(|t| t <= now);
-        let samples_ok = self.config.sample && self.sample_retry.is_none_or(|t| t <= now);
-        let mut lookups_open = lookups_ok;
-        let mut samples_open = samples_ok;
+        let mut lookups_open = self.lookup_retry.is_none_or(|t| t <= now);
+        let mut samples_open = self.config.sample && self.sample_retry.is_none_or(|t| t <= now);
         // Alternate: a lookup, then a sample, while the budget lasts.
         while room > 0 && (lookups_open || samples_open) {
             if lookups_open {
@@ -691,6 +695,27 @@ impl Crawler {
                 }
             }
         }
+        let lookups_wait = !self.queue.is_empty() && self.running.len() < self.config.max_lookups;
+        let samples_wait =
+            self.config.sample && self.traverse.in_flight() < self.traverse.config().max_in_flight;
+        let mut at: Option<Instant> = None;
+        let mut consider = |t: Instant| at = Some(at.map_or(t, |a: Instant| a.min(t)));
+        if room == 0 && (lookups_wait || samples_wait) {
+            // The budget is spent: try again when the next query's worth has come back.
+            consider(self.budget.next_token(now));
+        }
+        if lookups_wait {
+            if let Some(t) = self.lookup_retry {
+                consider(t);
+            }
+        }
+        if samples_wait {
+            if let Some(due) = self.traverse.next_due() {
+                consider(self.sample_retry.map_or(due, |r| r.max(due)));
+            }
+        }
+        // Never now: what could start now has started.
+        self.pump_at = at.map(|t| t.max(now.saturating_add(Duration::from_millis(1))));
     }
 
     /// Starts the next queued lookup; returns the queries it sends at once, or `None` when
