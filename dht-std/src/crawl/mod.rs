@@ -21,6 +21,22 @@
 //!
 //! The ids and the routing contacts are kept in a state file ([`CrawlState`]), so a restarted
 //! crawler takes its old places in other nodes' routing tables.
+//!
+//! ```no_run
+//! use dht_std::crawl::{Crawl, CrawlOptions};
+//! use dht_std::store::{Limits, SqliteStore};
+//!
+//! let store = SqliteStore::open("crawl.sqlite".as_ref(), Limits::default())?;
+//! let mut options = CrawlOptions::new(dht_std::os_seed());
+//! options.bootstrap = dht_std::resolve_all(dht_std::DEFAULT_BOOTSTRAP);
+//! options.state = Some("crawl.state".into());
+//! let crawl = Crawl::start(store, options)?;
+//! let stopper = crawl.stopper(); // `stopper.stop()` from another thread ends the run
+//! let last = crawl.run(|s| println!("{} found, {} fetched", s.found.total(), s.fetched))?;
+//! println!("{} fetches failed", last.fetch_failed);
+//! # drop(stopper);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod fetch;
 mod ids;
