@@ -35,6 +35,11 @@ pub struct CrawlerConfig {
     /// Lookups waiting behind them (default 100,000). At the cap, newly discovered
     /// info-hashes are reported without a lookup, and [`Crawler::lookup`] refuses.
     pub max_queued_lookups: usize,
+    /// How long after an info-hash is discovered its lookup starts (default 30 s). An
+    /// info-hash seen in a `get_peers` query is often about to be announced (an announce
+    /// starts with a `get_peers` lookup): asked too early, the nodes have no peers yet.
+    /// Lookups queued with [`Crawler::lookup`] start at once.
+    pub lookup_delay: Duration,
     /// BEP 33: ask for the swarm's bloom filters in the lookups (default on), so that
     /// [`CrawlEvent::LookupDone`] carries seed and leecher estimates.
     pub scrape: bool,
@@ -61,6 +66,7 @@ impl CrawlerConfig {
             seen_capacity: 1_000_000,
             max_lookups: 32,
             max_queued_lookups: 100_000,
+            lookup_delay: Duration::from_secs(30),
             scrape: true,
             sample: true,
             traverse: TraverseConfig::default(),
@@ -206,7 +212,11 @@ pub struct Crawler {
     budget: SendBudget,
     traverse: Traverse,
     samples: Vec<SampleRequest>,
+    /// Lookups that may start, in order.
     queue: VecDeque<Id>,
+    /// Lookups of discovered info-hashes waiting for [`CrawlerConfig::lookup_delay`], in
+    /// order of their start times.
+    delayed: VecDeque<(Instant, Id)>,
     running: Vec<Running>,
     /// The info-hashes queued or running, for de-duplication.
     pending: HashSet<Id, KeyedState>,
@@ -274,6 +284,7 @@ impl Crawler {
             traverse,
             samples: Vec::new(),
             queue: VecDeque::new(),
+            delayed: VecDeque::new(),
             running: Vec::new(),
             pending: HashSet::with_hasher(KeyedState::new(key)),
             events: VecDeque::new(),
@@ -454,7 +465,7 @@ impl Crawler {
     /// running.
     pub fn lookup(&mut self, now: Instant, info_hash: Id) -> bool {
         let now = self.advance(now);
-        let queued = self.enqueue(info_hash);
+        let queued = self.enqueue(info_hash, None);
         self.pump(now);
         queued
     }
@@ -467,7 +478,7 @@ impl Crawler {
         s.queries_sent = self.budget.sent();
         s.queries_throttled = self.budget.throttled();
         s.lookups_running = self.running.len();
-        s.lookups_queued = self.queue.len();
+        s.lookups_queued = self.queue.len() + self.delayed.len();
         s.known_nodes = self.traverse.len();
         s.samples_in_flight = self.traverse.in_flight();
         s.nodes_dropped = self.traverse.dropped;
@@ -493,17 +504,22 @@ impl Crawler {
         }
     }
 
-    /// Queues a lookup unless queued, running, or the queue is full.
-    fn enqueue(&mut self, info_hash: Id) -> bool {
+    /// Queues a lookup (to start at `at`, or at once) unless queued, running, or the queue
+    /// is full.
+    fn enqueue(&mut self, info_hash: Id, at: Option<Instant>) -> bool {
         if self.pending.contains(&info_hash) {
             return true;
         }
-        if self.config.max_lookups == 0 || self.queue.len() >= self.config.max_queued_lookups {
+        let queued = self.queue.len() + self.delayed.len();
+        if self.config.max_lookups == 0 || queued >= self.config.max_queued_lookups {
             self.stats.lookups_refused = self.stats.lookups_refused.saturating_add(1);
             return false;
         }
         self.pending.insert(info_hash);
-        self.queue.push_back(info_hash);
+        match at {
+            Some(at) if at > self.now => self.delayed.push_back((at, info_hash)),
+            _ => self.queue.push_back(info_hash),
+        }
         true
     }
 
@@ -643,7 +659,8 @@ impl Crawler {
             how: found.how,
             from,
         });
-        let _ = self.enqueue(found.info_hash);
+        let at = self.now.saturating_add(self.config.lookup_delay);
+        let _ = self.enqueue(found.info_hash, Some(at));
     }
 
     /// The traversal takes in the contacts of every id's routing table.
@@ -677,6 +694,13 @@ impl Crawler {
             self.pump_at = Some(at.max(now.saturating_add(Duration::from_millis(1))));
             return;
         }
+        while let Some(&(at, info_hash)) = self.delayed.front() {
+            if at > now {
+                break;
+            }
+            self.delayed.pop_front();
+            self.queue.push_back(info_hash);
+        }
         let mut room = u64::from(self.budget.available(now));
         let mut lookups_open = self.lookup_retry.is_none_or(|t| t <= now);
         let mut samples_open = self.config.sample && self.sample_retry.is_none_or(|t| t <= now);
@@ -708,6 +732,9 @@ impl Crawler {
             if let Some(t) = self.lookup_retry {
                 consider(t);
             }
+        }
+        if let Some(&(t, _)) = self.delayed.front() {
+            consider(t);
         }
         if samples_wait {
             if let Some(due) = self.traverse.next_due() {
