@@ -73,9 +73,11 @@ use crate::store::{
 
 /// Crawler ids without `--ids` and without a state file.
 pub const DEFAULT_IDS: usize = 8;
-/// How long a claim is ours before other crawlers may take it.
+/// How long a claim is ours before other crawlers may take it, at least (twice the fetch time
+/// limit when that is longer).
 const LEASE: Duration = Duration::from_secs(5 * 60);
-/// A fetch (lookup included) running longer is given up (and retried later).
+/// A fetch running longer than this after its lookup may start (the core delays the lookups of
+/// new info-hashes by [`CrawlerConfig::lookup_delay`]) is given up, and retried later.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
 /// Longest wait between two claims while fetch slots are free.
 const CLAIM_EVERY: Duration = Duration::from_secs(1);
@@ -242,6 +244,10 @@ pub struct Crawl<S: Store> {
     _lock: Option<File>,
     /// Claims given back at the start (left over by a killed run).
     resumed: u64,
+    /// A fetch running longer is given up.
+    fetch_timeout: Duration,
+    /// How long claims are ours.
+    lease: Duration,
 }
 
 /// Current Unix time in seconds.
@@ -311,6 +317,8 @@ impl<S: Store> Crawl<S> {
         }
         config.budget.rate = options.rate.max(1);
         let stride = config.node.limits.max_datagram.saturating_add(1);
+        let fetch_timeout = config.lookup_delay.saturating_add(FETCH_TIMEOUT);
+        let lease = LEASE.max(fetch_timeout.saturating_mul(2));
         let start = dht_proto::Instant::ZERO;
         let mut crawler = Crawler::new(config, &ids, start);
         let mut contacts: Vec<SocketAddr> = options.bootstrap.clone();
@@ -345,6 +353,8 @@ impl<S: Store> Crawl<S> {
             contacts: saved.nodes,
             _lock: lock,
             resumed,
+            fetch_timeout,
+            lease,
         };
         crawl.save_state();
         Ok(crawl)
@@ -566,10 +576,13 @@ impl<S: Store> Crawl<S> {
             return;
         }
         run.next_claim = now + CLAIM_EVERY;
-        let claimed =
-            self.batcher
-                .store()
-                .claim(&self.owner, free, self.options.shard, unix_now(), LEASE);
+        let claimed = self.batcher.store().claim(
+            &self.owner,
+            free,
+            self.options.shard,
+            unix_now(),
+            self.lease,
+        );
         match claimed {
             Ok(hashes) => {
                 if hashes.len() == free {
@@ -593,7 +606,7 @@ impl<S: Store> Crawl<S> {
             return;
         }
         run.next_overdue_check = (run.fetches.running() > 0).then(|| now + Duration::from_secs(1));
-        for h in run.fetches.overdue(now, FETCH_TIMEOUT) {
+        for h in run.fetches.overdue(now, self.fetch_timeout) {
             self.fetcher.send(fetch::Command::Cancel(h));
             run.fetches.on_finished(h);
             run.failed(h);
