@@ -137,6 +137,11 @@ pub struct QueryOutcome {
     pub response: Option<Vec<u8>>,
     /// Measurements.
     pub metrics: QueryMetrics,
+    /// BEP 33, for [`Node::get_peers_scrape`](crate::Node::get_peers_scrape) lookups that got
+    /// bloom filters: the estimated number of seeds (the union of all `BFsd` filters).
+    pub seeds: Option<u32>,
+    /// BEP 33: the estimated number of other peers (the union of all `BFpe` filters).
+    pub leechers: Option<u32>,
 }
 
 /// Something the application may want to know. Drain with
@@ -162,6 +167,11 @@ pub enum Event {
         samples: Vec<Id>,
         /// The number of info-hashes that node says it stores.
         num: Option<i64>,
+        /// BEP 51 `interval`: the seconds that node asks us to wait before sampling it again.
+        interval: Option<i64>,
+        /// The contacts of that response (closest to the target in that node's table), of the
+        /// response's address family; empty for lookups of other kinds.
+        nodes: Vec<NodeInfo>,
     },
     /// A BEP 44 item found by a [`Node::get_item`](crate::Node::get_item) lookup, as it
     /// arrives. Immutable items are reported only if their SHA-1 is the target; mutable items

@@ -133,6 +133,7 @@ impl Driver {
                 from,
                 samples,
                 num,
+                ..
             } => (query, Update::Samples(Sample { from, samples, num })),
             Event::ItemFound {
                 query,

@@ -32,6 +32,8 @@
 mod adapter;
 mod async_handle;
 mod chan;
+#[cfg(feature = "crawl")]
+pub mod crawl;
 mod describe;
 mod error;
 mod handle;

@@ -168,6 +168,13 @@ impl SendBudget {
         Ok(())
     }
 
+    /// Whole queries the global rate allows at `now` (to any address not held back by the
+    /// per-IP interval), without taking any.
+    pub fn available(&mut self, now: Instant) -> u32 {
+        self.refill(now);
+        u32::try_from(self.tokens / UNIT).unwrap_or(u32::MAX)
+    }
+
     /// Queries allowed so far.
     pub fn sent(&self) -> u64 {
         self.sent

@@ -18,14 +18,18 @@
 //! everywhere.
 
 mod budget;
+mod driver;
 mod seen;
+mod traverse;
 
 use alloc::vec::Vec;
 
 use rand_core::RngCore;
 
 pub use self::budget::{SendBudget, SendBudgetConfig, Throttled};
+pub use self::driver::{CrawlEvent, CrawlStats, CrawlTransmit, Crawler, CrawlerConfig};
 pub use self::seen::SeenSet;
+pub use self::traverse::TraverseConfig;
 
 use crate::event::Event;
 use crate::id::Id;
@@ -142,3 +146,5 @@ impl Harvester {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod traverse_tests;

@@ -98,6 +98,8 @@ fn the_harvester_reports_each_info_hash_once() {
         from: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(5, 6, 7, 8)), 1),
         samples: vec![id(2), id(4), id(5), id(4)],
         num: Some(10),
+        interval: Some(300),
+        nodes: Vec::new(),
     };
     assert_eq!(h.observe(&samples, &mut out), 2);
     assert_eq!(

@@ -90,6 +90,21 @@ impl<V: Ed25519Verifier> Node<V> {
         self.start_lookup(now, CommandKind::GetPeers, info_hash, None, None)
     }
 
+    /// [`Node::get_peers`] with BEP 33 `scrape=1`: the nodes that store peers for `info_hash`
+    /// also send bloom filters of its seeds and other peers, whose unions give the estimates
+    /// [`QueryOutcome::seeds`] and [`QueryOutcome::leechers`].
+    ///
+    /// # Errors
+    ///
+    /// [`CommandError::NoContacts`], [`CommandError::TooManyQueries`].
+    pub fn get_peers_scrape(
+        &mut self,
+        now: Instant,
+        info_hash: Id,
+    ) -> Result<QueryId, CommandError> {
+        self.start_lookup_with(now, CommandKind::GetPeers, info_hash, None, None, true)
+    }
+
     /// Looks up `info_hash` (reporting peers found on the way) and announces this node as a
     /// peer on `port` to the closest nodes that gave a token. `port: None` asks them to use the
     /// source port of the announce (BEP 5 `implied_port`), for peers behind a NAT that shares
@@ -119,6 +134,29 @@ impl<V: Ed25519Verifier> Node<V> {
     /// [`CommandError::NoContacts`], [`CommandError::TooManyQueries`].
     pub fn sample_infohashes(&mut self, now: Instant, target: Id) -> Result<QueryId, CommandError> {
         self.start_lookup(now, CommandKind::SampleInfohashes, target, None, None)
+    }
+
+    /// Asks one node, `addr`, for BEP 51 samples: a single `sample_infohashes` request (no
+    /// lookup) whose answer, if it has a `samples` key, arrives as one [`Event::SamplesFound`]
+    /// carrying that node's `num`, `interval` and the contacts it returned for `target`; then
+    /// [`Event::QueryFinished`] ends it (`TimedOut` or `Error` when it failed).
+    ///
+    /// # Errors
+    ///
+    /// [`CommandError::AddressRejected`], [`CommandError::TooManyQueries`],
+    /// [`CommandError::Busy`].
+    pub fn sample_infohashes_from(
+        &mut self,
+        now: Instant,
+        addr: SocketAddr,
+        target: Id,
+    ) -> Result<QueryId, CommandError> {
+        self.single(
+            now,
+            CommandKind::SampleInfohashes,
+            addr,
+            OutQuery::SampleInfohashes { target },
+        )
     }
 
     /// Looks up a BEP 44 item: a lookup towards `target` with `get` queries; items arrive as

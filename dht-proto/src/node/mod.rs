@@ -134,6 +134,10 @@ pub(crate) struct QueryState {
     pub(crate) metrics: QueryMetrics,
     pub(crate) announced: usize,
     pub(crate) seen_peers: Vec<SocketAddr>,
+    /// BEP 33: `get_peers` queries ask for bloom filters, ORed here.
+    pub(crate) scrape: bool,
+    pub(crate) bf_seeds: Option<Box<crate::server::bloom::Bloom>>,
+    pub(crate) bf_peers: Option<Box<crate::server::bloom::Bloom>>,
 }
 
 impl QueryState {
@@ -151,6 +155,9 @@ impl QueryState {
             metrics: QueryMetrics::default(),
             announced: 0,
             seen_peers: Vec::new(),
+            scrape: false,
+            bf_seeds: None,
+            bf_peers: None,
         }
     }
 }
@@ -556,6 +563,51 @@ impl<V: Ed25519Verifier> Node<V> {
             }
         }
         None
+    }
+
+    /// [`Node::poll_transmit`] for a caller that budgets queries (the crawler): the first
+    /// queued datagram that `allow(destination, is_query)` accepts, skipping (and keeping in
+    /// order) those it refuses. Queries whose request has already ended (timed out while held
+    /// back) are discarded unsent. `allow` is called for candidates in queue order until one
+    /// is accepted.
+    pub(crate) fn poll_transmit_if(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        mut allow: impl FnMut(SocketAddr, bool) -> bool,
+    ) -> Option<Transmit> {
+        let _ = self.advance(now);
+        if self.transmits.is_empty() {
+            return None;
+        }
+        let Some(buf) = buf.get_mut(..self.config.limits.max_datagram) else {
+            self.stats.transmit_buffer_too_small =
+                self.stats.transmit_buffer_too_small.saturating_add(1);
+            return None;
+        };
+        let txns = &self.txns;
+        self.transmits.retain(|o| {
+            !matches!(o.body, out::OutBody::Query(_)) || txns.get(o.tid.as_slice()).is_some()
+        });
+        let sender = self.sender();
+        loop {
+            let pos = self
+                .transmits
+                .iter()
+                .position(|o| allow(o.to, matches!(o.body, out::OutBody::Query(_))))?;
+            let out = self.transmits.remove(pos)?;
+            match out.encode(&sender, buf) {
+                Some(len) => {
+                    self.stats.datagrams_sent = self.stats.datagrams_sent.saturating_add(1);
+                    self.stats.bytes_sent = self.stats.bytes_sent.saturating_add(len as u64);
+                    return Some(Transmit { to: out.to, len });
+                }
+                None => {
+                    self.stats.transmits_too_large =
+                        self.stats.transmits_too_large.saturating_add(1);
+                }
+            }
+        }
     }
 
     /// The next event.

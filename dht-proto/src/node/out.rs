@@ -34,6 +34,8 @@ pub(crate) enum OutQuery {
     },
     GetPeers {
         info_hash: Id,
+        /// BEP 33: ask for the swarm's bloom filters.
+        scrape: bool,
     },
     AnnouncePeer {
         info_hash: Id,
@@ -246,12 +248,12 @@ impl Out {
                         target: *target,
                         want: None,
                     }),
-                    OutQuery::GetPeers { info_hash } => Query::GetPeers(GetPeers {
+                    OutQuery::GetPeers { info_hash, scrape } => Query::GetPeers(GetPeers {
                         id,
                         info_hash: *info_hash,
                         want: None,
                         noseed: false,
-                        scrape: false,
+                        scrape: *scrape,
                     }),
                     OutQuery::AnnouncePeer {
                         info_hash,

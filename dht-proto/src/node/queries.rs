@@ -1,6 +1,7 @@
 //! Running our queries: lookups driven step by step, responses, KRPC errors and timeouts
 //! matched to their transactions, the end of each query, and routing-table maintenance.
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
@@ -12,6 +13,7 @@ use crate::error::{CommandError, DropReason};
 use crate::event::{CommandKind, Event, QueryId, QueryOutcome, QueryStatus};
 use crate::id::Id;
 use crate::lookup::{Finish, Lookup};
+use crate::server::bloom::Bloom;
 use crate::small::SmallBytes;
 use crate::time::Instant;
 use crate::transaction::{Expired, Purpose, Txn};
@@ -29,6 +31,19 @@ impl<V: Ed25519Verifier> Node<V> {
         target: Id,
         announce_port: Option<u16>,
         only_family: Option<usize>,
+    ) -> Result<QueryId, CommandError> {
+        self.start_lookup_with(now, kind, target, announce_port, only_family, false)
+    }
+
+    /// [`Node::start_lookup`] with the BEP 33 `scrape` flag of `get_peers` queries.
+    pub(crate) fn start_lookup_with(
+        &mut self,
+        now: Instant,
+        kind: CommandKind,
+        target: Id,
+        announce_port: Option<u16>,
+        only_family: Option<usize>,
+        scrape: bool,
     ) -> Result<QueryId, CommandError> {
         let now = self.advance(now);
         let k = self.config.bucket_size;
@@ -68,6 +83,7 @@ impl<V: Ed25519Verifier> Node<V> {
         if let Some(state) = self.query_mut(q) {
             state.lookups = lookups;
             state.announce_port = announce_port;
+            state.scrape = scrape;
         }
         self.drive(now, q);
         Ok(q)
@@ -97,10 +113,12 @@ impl<V: Ed25519Verifier> Node<V> {
                 let Some(contact) = lookup.next() else { break };
                 let target = lookup.target();
                 state.metrics.messages_sent += 1;
+                let scrape = state.scrape;
                 let query = match kind {
-                    CommandKind::GetPeers | CommandKind::AnnouncePeer => {
-                        OutQuery::GetPeers { info_hash: target }
-                    }
+                    CommandKind::GetPeers | CommandKind::AnnouncePeer => OutQuery::GetPeers {
+                        info_hash: target,
+                        scrape,
+                    },
                     CommandKind::SampleInfohashes => OutQuery::SampleInfohashes { target },
                     CommandKind::GetItem | CommandKind::PutItem => OutQuery::Get { target },
                     _ => OutQuery::FindNode { target },
@@ -232,6 +250,19 @@ impl<V: Ed25519Verifier> Node<V> {
         metrics.hops = metrics.hops.max(hops);
         metrics.duration = now.saturating_duration_since(state.started);
         let kind = state.kind;
+        let estimate = |b: &Option<Box<Bloom>>| {
+            // At most about 7800 (see `Bloom::estimate`): the cast cannot overflow.
+            b.as_ref().map(|b| b.estimate() as u32)
+        };
+        let (seeds, leechers) =
+            if state.scrape && (state.bf_seeds.is_some() || state.bf_peers.is_some()) {
+                (
+                    Some(estimate(&state.bf_seeds).unwrap_or(0)),
+                    Some(estimate(&state.bf_peers).unwrap_or(0)),
+                )
+            } else {
+                (None, None)
+            };
         let outcome = QueryOutcome {
             kind,
             status,
@@ -240,6 +271,8 @@ impl<V: Ed25519Verifier> Node<V> {
             responder,
             response,
             metrics,
+            seeds,
+            leechers,
         };
         self.push_event(Event::QueryFinished { query: q, outcome });
         if self.bootstrap_query == Some(q) {
@@ -357,8 +390,14 @@ impl<V: Ed25519Verifier> Node<V> {
             Purpose::Single { query } => {
                 // The datagram decoded as a message, so it is a valid dictionary: slice `r`.
                 let body = Dict::from_validated(raw).get_raw(b"r").map(<[u8]>::to_vec);
+                let mut sampling = false;
                 if let Some(state) = self.query_mut(query) {
                     state.metrics.responses += 1;
+                    sampling = matches!(state.kind, CommandKind::SampleInfohashes);
+                }
+                if sampling {
+                    let nodes = self.response_nodes(from, r);
+                    self.report_samples(query, from, r, nodes);
                 }
                 self.finish(now, query, QueryStatus::Completed, Some(r.id), body);
             }
@@ -400,13 +439,21 @@ impl<V: Ed25519Verifier> Node<V> {
         let hop = lookup.on_response(txn.node_id, txn.slow, r.id, from, r.token);
         let next_hop = hop.saturating_add(1);
         let nodes = if fam == 0 { r.nodes } else { r.nodes6 };
+        let mut learned = Vec::new();
         if let Some(nodes) = nodes {
             for n in nodes.iter() {
                 let addr = normalize(n.addr);
                 if n.id != own && family(&addr) == fam && policy.allows(&addr) {
                     lookup.add_candidate(n.id, addr, next_hop);
+                    if matches!(kind, CommandKind::SampleInfohashes) {
+                        learned.push(NodeInfo { id: n.id, addr });
+                    }
                 }
             }
+        }
+        if state.scrape {
+            merge_bloom(&mut state.bf_seeds, r.bf_seeds);
+            merge_bloom(&mut state.bf_peers, r.bf_peers);
         }
         if matches!(kind, CommandKind::GetPeers | CommandKind::AnnouncePeer) {
             if let Some(values) = r.values {
@@ -439,15 +486,42 @@ impl<V: Ed25519Verifier> Node<V> {
             }
         }
         if matches!(kind, CommandKind::SampleInfohashes) {
-            if let Some(samples) = r.samples {
-                let samples: Vec<Id> = samples.iter().collect();
-                self.push_event(Event::SamplesFound {
-                    query: q,
-                    from,
-                    samples,
-                    num: r.num,
-                });
+            self.report_samples(q, from, r, learned);
+        }
+    }
+
+    /// The acceptable contacts of a response's `nodes` (or `nodes6`, for an IPv6 source).
+    fn response_nodes(&self, from: SocketAddr, r: &Response<'_>) -> Vec<NodeInfo> {
+        let fam = family(&from);
+        let nodes = if fam == 0 { r.nodes } else { r.nodes6 };
+        let mut out = Vec::new();
+        for n in nodes.iter().flat_map(|n| n.iter()) {
+            let addr = normalize(n.addr);
+            if n.id != self.id && family(&addr) == fam && self.config.address_policy.allows(&addr) {
+                out.push(NodeInfo { id: n.id, addr });
             }
+        }
+        out
+    }
+
+    /// Emits [`Event::SamplesFound`] for a response with a BEP 51 `samples` key.
+    fn report_samples(
+        &mut self,
+        q: QueryId,
+        from: SocketAddr,
+        r: &Response<'_>,
+        nodes: Vec<NodeInfo>,
+    ) {
+        if let Some(samples) = r.samples {
+            let samples: Vec<Id> = samples.iter().collect();
+            self.push_event(Event::SamplesFound {
+                query: q,
+                from,
+                samples,
+                num: r.num,
+                interval: r.interval,
+                nodes,
+            });
         }
     }
 
@@ -618,5 +692,18 @@ impl<V: Ed25519Verifier> Node<V> {
         self.scratch_ids = targets;
         let empty = self.table_len() == 0 || !self.has_live_entries();
         self.set_table_empty(empty);
+    }
+}
+
+/// ORs a BEP 33 filter from one response into a lookup's running union.
+fn merge_bloom(
+    acc: &mut Option<Box<Bloom>>,
+    bytes: Option<&[u8; crate::server::bloom::BLOOM_LEN]>,
+) {
+    let Some(bytes) = bytes else { return };
+    let filter = Bloom::from_bytes(*bytes);
+    match acc {
+        Some(acc) => acc.union_with(&filter),
+        None => *acc = Some(Box::new(filter)),
     }
 }

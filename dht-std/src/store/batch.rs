@@ -303,6 +303,12 @@ mod tests {
         fn release(&mut self, _: &[Id]) -> Result<(), StoreError> {
             Ok(())
         }
+        fn release_owner(&mut self, _: &str) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+        fn queue_len(&mut self) -> Result<u64, StoreError> {
+            Ok(0)
+        }
         fn get(&mut self, _: Id) -> Result<Option<TorrentRow>, StoreError> {
             Ok(None)
         }

@@ -333,6 +333,20 @@ pub trait Store: Send + fmt::Debug {
     /// When the database fails.
     fn release(&mut self, hashes: &[Id]) -> Result<(), StoreError>;
 
+    /// Gives back every claim of `owner` untried (a crawler restarting after being killed takes
+    /// up its own unfinished fetches at once instead of waiting for their leases to end).
+    /// Returns how many there were.
+    ///
+    /// # Errors
+    /// When the database fails.
+    fn release_owner(&mut self, owner: &str) -> Result<u64, StoreError>;
+
+    /// Info-hashes waiting in the fetch queue (leased ones included).
+    ///
+    /// # Errors
+    /// When the database fails.
+    fn queue_len(&mut self) -> Result<u64, StoreError>;
+
     /// One info-hash with its files, if known.
     ///
     /// # Errors
@@ -378,6 +392,12 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn release(&mut self, hashes: &[Id]) -> Result<(), StoreError> {
         (**self).release(hashes)
+    }
+    fn release_owner(&mut self, owner: &str) -> Result<u64, StoreError> {
+        (**self).release_owner(owner)
+    }
+    fn queue_len(&mut self) -> Result<u64, StoreError> {
+        (**self).queue_len()
     }
     fn get(&mut self, info_hash: Id) -> Result<Option<TorrentRow>, StoreError> {
         (**self).get(info_hash)

@@ -312,6 +312,23 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    fn release_owner(&mut self, owner: &str) -> Result<u64, StoreError> {
+        Ok(self.client.execute(
+            "UPDATE queue SET lease_until = 0, lease_owner = NULL,
+                 attempts = greatest(attempts - 1, 0)
+             WHERE lease_owner = $1",
+            &[&owner],
+        )?)
+    }
+
+    fn queue_len(&mut self) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .client
+            .query_one("SELECT count(*) FROM queue", &[])?
+            .try_get(0)?;
+        Ok(from_sql_int(n))
+    }
+
     fn get(&mut self, info_hash: Id) -> Result<Option<TorrentRow>, StoreError> {
         let found = self.client.query_opt(
             &format!("SELECT {COLUMNS}, id FROM torrents WHERE info_hash = $1"),

@@ -363,6 +363,24 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn release_owner(&mut self, owner: &str) -> Result<u64, StoreError> {
+        let n = self.conn.execute(
+            "UPDATE queue SET lease_until = 0, lease_owner = NULL, \
+             attempts = max(attempts - 1, 0) WHERE lease_owner = ?1",
+            [owner],
+        )?;
+        Ok(n as u64)
+    }
+
+    fn queue_len(&mut self) -> Result<u64, StoreError> {
+        if let Some(n) = self.queued {
+            return Ok(n);
+        }
+        let n = count(&self.conn, "SELECT count(*) FROM queue", [])?;
+        self.queued = Some(n);
+        Ok(n)
+    }
+
     fn get(&mut self, info_hash: Id) -> Result<Option<TorrentRow>, StoreError> {
         let found = self
             .conn

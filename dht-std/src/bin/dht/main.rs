@@ -1,10 +1,11 @@
 //! `dht`: look up and announce peers, ping and find nodes, serve, decode datagrams, run a
-//! local swarm on the BitTorrent mainline DHT, and read a crawler database.
+//! local swarm on the BitTorrent mainline DHT, crawl it into a database and read that database.
 //!
 //! Exit status: 0 on success; 1 when the operation ran but found nothing (no peer, no answer,
 //! a malformed datagram to decode); 2 on bad input (arguments, addresses, files).
 
 mod client;
+mod crawl;
 mod db;
 mod decode;
 mod items;
@@ -276,6 +277,9 @@ enum Command {
         #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "60")]
         timeout: Duration,
     },
+    /// Crawl the DHT: find info-hashes (incoming queries, BEP 51 samples), fetch their
+    /// metadata and store both, until SIGINT/SIGTERM or --duration (exit 1 if nothing was found)
+    Crawl(Box<crawl::Args>),
     /// Read a crawler database: totals, or a search of torrent names
     Db {
         #[command(subcommand)]
@@ -515,6 +519,7 @@ fn run(cli: Cli) -> Result<ExitCode, Fail> {
             bind,
             timeout,
         } => swarm::run(json, usize::from(nodes), bind, timeout),
+        Command::Crawl(args) => crawl::run(json, *args),
         Command::Db { command } => db::run(json, command),
     }
 }

@@ -1,0 +1,777 @@
+//! [`Crawler`]: many [`Node`]s, one per id, driven as one, with the discovery strategy on top.
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::net::SocketAddr;
+use core::time::Duration;
+
+use hashbrown::HashSet;
+use rand_core::RngCore;
+
+use super::traverse::{Failure, Traverse, TraverseConfig};
+use super::{Found, Harvester, HowFound, SendBudget, SendBudgetConfig, Throttled};
+use crate::config::Config;
+use crate::event::{CommandKind, Event, QueryId, QueryStatus};
+use crate::id::Id;
+use crate::node::Node;
+use crate::rng::{KeyedState, Rng};
+use crate::time::Instant;
+
+/// Settings of a [`Crawler`].
+#[derive(Clone, Debug)]
+pub struct CrawlerConfig {
+    /// The template of each id's [`Node`]: its `id` and `seed` are replaced per node, and
+    /// [`Config::report_queries`] is turned on (the passive harvest needs it).
+    pub node: Config,
+    /// The crawler's send budget: a global rate (default 500 queries per second) and at most
+    /// one query per remote IP per second. Every query of every id goes through it; answers
+    /// to other nodes' queries do not count.
+    pub budget: SendBudgetConfig,
+    /// Info-hashes remembered for de-duplication (default 1,000,000, about 64 MB; see
+    /// [`SeenSet`](super::SeenSet)).
+    pub seen_capacity: usize,
+    /// `get_peers` lookups in flight at once (default 32; 0 runs none).
+    pub max_lookups: usize,
+    /// Lookups waiting behind them (default 100,000). At the cap, newly discovered
+    /// info-hashes are reported without a lookup, and [`Crawler::lookup`] refuses.
+    pub max_queued_lookups: usize,
+    /// BEP 33: ask for the swarm's bloom filters in the lookups (default on), so that
+    /// [`CrawlEvent::LookupDone`] carries seed and leecher estimates.
+    pub scrape: bool,
+    /// Run the BEP 51 traversal (default on). Off, the crawler only harvests passively and
+    /// looks up what it harvests.
+    pub sample: bool,
+    /// The traversal's settings.
+    pub traverse: TraverseConfig,
+    /// Events waiting for [`Crawler::poll_event`] (default 65,536; at least 1). At the cap
+    /// new events are dropped and counted in [`CrawlStats::events_dropped`].
+    pub max_pending_events: usize,
+    /// Seed of every random choice (node seeds, sample targets, hash keys).
+    pub seed: [u8; 32],
+}
+
+impl CrawlerConfig {
+    /// The defaults, seeded with `seed` (adapters draw it from the operating system).
+    pub fn new(seed: [u8; 32]) -> Self {
+        let mut node = Config::new(seed);
+        node.report_queries = true;
+        Self {
+            node,
+            budget: SendBudgetConfig::default(),
+            seen_capacity: 1_000_000,
+            max_lookups: 32,
+            max_queued_lookups: 100_000,
+            scrape: true,
+            sample: true,
+            traverse: TraverseConfig::default(),
+            max_pending_events: 65_536,
+            seed,
+        }
+    }
+}
+
+/// One datagram to send: its bytes are the first `len` of the buffer given to
+/// [`Crawler::poll_transmit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct CrawlTransmit {
+    /// Which id sends it: its position in the `ids` given to [`Crawler::new`] (each id has
+    /// its own socket).
+    pub local: usize,
+    /// The destination.
+    pub to: SocketAddr,
+    /// How many bytes of the buffer to send.
+    pub len: usize,
+}
+
+/// What a [`Crawler`] reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CrawlEvent {
+    /// An info-hash seen for the first time (as far as the dedupe memory reaches), and how.
+    Discovered {
+        /// The info-hash.
+        info_hash: Id,
+        /// How it was found.
+        how: HowFound,
+        /// The node whose query or answer carried it.
+        from: SocketAddr,
+    },
+    /// Peers found for an info-hash by the crawler's `get_peers` lookup (may come several
+    /// times per lookup; each peer once).
+    Peers {
+        /// The info-hash.
+        info_hash: Id,
+        /// New peers.
+        peers: Vec<SocketAddr>,
+    },
+    /// That lookup ended.
+    LookupDone {
+        /// The info-hash.
+        info_hash: Id,
+        /// Peers found in all.
+        peers: usize,
+        /// BEP 33 estimate of its seeds, when a node answered the scrape.
+        seeds: Option<u32>,
+        /// BEP 33 estimate of its other peers, when a node answered the scrape.
+        leechers: Option<u32>,
+    },
+}
+
+/// Counters and gauges of a [`Crawler`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CrawlStats {
+    /// Ids (nodes) run.
+    pub ids: usize,
+    /// Entries in all the ids' routing tables.
+    pub contacts: usize,
+    /// Queries sent, all ids and purposes together.
+    pub queries_sent: u64,
+    /// Times a query was held back by the send budget (a query may be held several times).
+    pub queries_throttled: u64,
+    /// `sample_infohashes` queries sent by the traversal.
+    pub sample_queries: u64,
+    /// Of those, answered with samples.
+    pub sample_answers: u64,
+    /// Of those, unanswered or answered without BEP 51.
+    pub sample_failures: u64,
+    /// Queries of the finished `get_peers` lookups.
+    pub lookup_queries: u64,
+    /// Info-hashes discovered, all ways together.
+    pub discovered: u64,
+    /// Discovered in incoming `get_peers` queries.
+    pub discovered_get_peers: u64,
+    /// Discovered in incoming `announce_peer` queries.
+    pub discovered_announce_peer: u64,
+    /// Discovered in BEP 51 samples.
+    pub discovered_sample: u64,
+    /// Sightings of info-hashes already discovered.
+    pub repeats: u64,
+    /// Lookups running now.
+    pub lookups_running: usize,
+    /// Lookups waiting now.
+    pub lookups_queued: usize,
+    /// Lookups finished.
+    pub lookups_done: u64,
+    /// Lookups not queued because the queue was full.
+    pub lookups_refused: u64,
+    /// Remote nodes the traversal remembers.
+    pub known_nodes: usize,
+    /// `sample_infohashes` requests in flight now.
+    pub samples_in_flight: usize,
+    /// Nodes the traversal ignored because its table was full.
+    pub nodes_dropped: u64,
+    /// Nodes the traversal forgot after they failed to answer.
+    pub nodes_forgotten: u64,
+    /// Events dropped because the event queue was full.
+    pub events_dropped: u64,
+}
+
+/// A request of the traversal in flight.
+#[derive(Clone, Copy, Debug)]
+struct SampleRequest {
+    local: usize,
+    query: QueryId,
+    addr: SocketAddr,
+    answered: bool,
+}
+
+/// A `get_peers` lookup in flight.
+#[derive(Clone, Copy, Debug)]
+struct Running {
+    local: usize,
+    query: QueryId,
+    info_hash: Id,
+    peers: usize,
+}
+
+/// How long work that could not start waits before it is tried again.
+const RETRY: Duration = Duration::from_secs(1);
+/// How often the traversal takes in the contacts of the ids' routing tables.
+const TABLE_SCAN: Duration = Duration::from_secs(60);
+
+/// A crawler: one [`Node`] per id (each on its own socket), the passive harvest of the
+/// info-hashes in their incoming queries, the BEP 51 traversal of the key space, a
+/// `get_peers` lookup per new info-hash, and one [`SendBudget`] for all their queries. Driven
+/// like a [`Node`]: feed [`Crawler::handle_input`] and [`Crawler::handle_timeout`], drain
+/// [`Crawler::poll_transmit`] and [`Crawler::poll_event`], sleep until
+/// [`Crawler::poll_timeout`]. See the [module docs](super) for the strategy.
+#[derive(Debug)]
+pub struct Crawler {
+    config: CrawlerConfig,
+    ids: Vec<Id>,
+    nodes: Vec<Node>,
+    rng: Rng,
+    harvester: Harvester,
+    budget: SendBudget,
+    traverse: Traverse,
+    samples: Vec<SampleRequest>,
+    queue: VecDeque<Id>,
+    running: Vec<Running>,
+    /// The info-hashes queued or running, for de-duplication.
+    pending: HashSet<Id, KeyedState>,
+    events: VecDeque<CrawlEvent>,
+    stats: CrawlStats,
+    /// Round-robin start of [`Crawler::poll_transmit`].
+    next_local: usize,
+    /// When a held-back query may go.
+    wake: Option<Instant>,
+    /// Queries wait for the global rate: start no new work.
+    backlog: bool,
+    /// Work that failed to start waits until then.
+    lookup_retry: Option<Instant>,
+    sample_retry: Option<Instant>,
+    /// Bootstrap contacts for the other ids, once the first has joined.
+    contacts: Vec<SocketAddr>,
+    next_table_scan: Instant,
+    /// Counts sample requests, to vary their targets.
+    sample_serial: u64,
+    scratch: Vec<Found>,
+    now: Instant,
+}
+
+impl Crawler {
+    /// One [`Node`] per id; `local` index = position in `ids`. Ids that would make an invalid
+    /// node configuration are run with the template's defaults instead (the template is
+    /// validated by the caller; see [`Config::validate`]).
+    pub fn new(config: CrawlerConfig, ids: &[Id], now: Instant) -> Self {
+        let mut rng = Rng::new(config.seed);
+        let mut nodes = Vec::with_capacity(ids.len());
+        for id in ids {
+            let mut node_config = config.node.clone();
+            node_config.id = Some(*id);
+            node_config.report_queries = true;
+            rng.fill_bytes(&mut node_config.seed);
+            let node = match Node::new(node_config, now) {
+                Ok(node) => node,
+                Err(_) => {
+                    let mut fallback = Config::new([0; 32]);
+                    fallback.id = Some(*id);
+                    fallback.report_queries = true;
+                    rng.fill_bytes(&mut fallback.seed);
+                    match Node::new(fallback, now) {
+                        Ok(node) => node,
+                        Err(_) => continue,
+                    }
+                }
+            };
+            nodes.push(node);
+        }
+        let harvester = Harvester::new(config.seen_capacity, &mut rng);
+        let budget = SendBudget::new(config.budget, now, &mut rng);
+        let mut key = [0; 16];
+        rng.fill_bytes(&mut key);
+        let traverse = Traverse::new(config.traverse, key);
+        rng.fill_bytes(&mut key);
+        Self {
+            ids: nodes.iter().map(Node::id).collect(),
+            nodes,
+            rng,
+            harvester,
+            budget,
+            traverse,
+            samples: Vec::new(),
+            queue: VecDeque::new(),
+            running: Vec::new(),
+            pending: HashSet::with_hasher(KeyedState::new(key)),
+            events: VecDeque::new(),
+            stats: CrawlStats::default(),
+            next_local: 0,
+            wake: None,
+            backlog: false,
+            lookup_retry: None,
+            sample_retry: None,
+            contacts: Vec::new(),
+            next_table_scan: now.saturating_add(TABLE_SCAN),
+            sample_serial: 0,
+            scratch: Vec::new(),
+            now,
+            config,
+        }
+    }
+
+    /// The number of ids (nodes).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the crawler runs no id at all.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The node of id `local`: its stats, and its contacts for state files.
+    pub fn node(&self, local: usize) -> Option<&Node> {
+        self.nodes.get(local)
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &CrawlerConfig {
+        &self.config
+    }
+
+    /// Joins the network through `contacts`: the first id bootstraps from them, the others
+    /// from what it learned once it has joined (so that their first queries go to many
+    /// addresses, not all to the few contacts, which the per-IP budget would hold back).
+    pub fn bootstrap(&mut self, now: Instant, contacts: &[SocketAddr]) {
+        let now = self.advance(now);
+        self.contacts = contacts.to_vec();
+        if let Some(first) = self.nodes.first_mut() {
+            let _ = first.bootstrap(now, contacts.iter().copied());
+        }
+        if let Some(first) = self.nodes.first() {
+            if first.is_bootstrapped() {
+                self.bootstrap_others(now);
+            }
+        }
+        self.drain(now, 0);
+        self.pump(now);
+    }
+
+    fn bootstrap_others(&mut self, now: Instant) {
+        let known = self
+            .nodes
+            .first()
+            .map(Node::export_nodes)
+            .unwrap_or_default();
+        let contacts = core::mem::take(&mut self.contacts);
+        for local in 1..self.nodes.len() {
+            if let Some(node) = self.nodes.get_mut(local) {
+                node.import_nodes(now, known.iter().copied());
+                let _ = node.bootstrap(now, contacts.iter().copied());
+            }
+            self.drain(now, local);
+        }
+    }
+
+    /// A datagram that arrived on the socket of id `local`.
+    pub fn handle_input(&mut self, now: Instant, local: usize, from: SocketAddr, datagram: &[u8]) {
+        let now = self.advance(now);
+        let Some(node) = self.nodes.get_mut(local) else {
+            return;
+        };
+        let _ = node.handle_datagram(now, from, datagram);
+        self.drain(now, local);
+        self.pump(now);
+    }
+
+    /// The next datagram to send, encoded into `buf` (at least
+    /// [`Limits::max_datagram`](crate::Limits::max_datagram) bytes). Answers go at once;
+    /// queries only as the send budget allows: when it holds them back this returns `None`
+    /// and [`Crawler::poll_timeout`] says when to try again.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<CrawlTransmit> {
+        let now = self.advance(now);
+        let n = self.nodes.len();
+        let mut wake: Option<Instant> = None;
+        let mut global = false;
+        for step in 0..n {
+            let local = (self.next_local + step) % n;
+            let Some(node) = self.nodes.get_mut(local) else {
+                continue;
+            };
+            let budget = &mut self.budget;
+            let transmit = node.poll_transmit_if(now, buf, |to, is_query| {
+                if !is_query {
+                    return true;
+                }
+                if global {
+                    return false;
+                }
+                let until = match budget.try_send(now, to.ip()) {
+                    Ok(()) => return true,
+                    Err(Throttled::Global { until }) => {
+                        global = true;
+                        until
+                    }
+                    Err(Throttled::PerIp { until }) => until,
+                    Err(Throttled::TooManyIps) => now.saturating_add(RETRY),
+                };
+                wake = Some(wake.map_or(until, |w| w.min(until)));
+                false
+            });
+            if let Some(t) = transmit {
+                self.next_local = (local + 1) % n;
+                return Some(CrawlTransmit {
+                    local,
+                    to: t.to,
+                    len: t.len,
+                });
+            }
+        }
+        self.wake = wake;
+        self.backlog = global;
+        None
+    }
+
+    /// When [`Crawler::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut next = self.nodes.iter().filter_map(Node::poll_timeout).min();
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        consider(self.wake);
+        if !self.backlog {
+            if self.config.sample
+                && self.traverse.in_flight() < self.traverse.config().max_in_flight
+            {
+                let due = self.traverse.next_due();
+                consider(due.map(|d| self.sample_retry.map_or(d, |r| r.max(d))));
+            }
+            if !self.queue.is_empty() && self.running.len() < self.config.max_lookups {
+                consider(Some(self.lookup_retry.unwrap_or(self.now)));
+            }
+        }
+        if self.config.sample {
+            consider(Some(self.next_table_scan));
+        }
+        next
+    }
+
+    /// Runs the timers that are due at `now`, and starts the work that may start.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.advance(now);
+        for local in 0..self.nodes.len() {
+            let Some(node) = self.nodes.get_mut(local) else {
+                continue;
+            };
+            if node.poll_timeout().is_some_and(|t| t <= now) {
+                node.handle_timeout(now);
+                self.drain(now, local);
+            }
+        }
+        if self.wake.is_some_and(|w| w <= now) {
+            self.wake = None;
+        }
+        if now >= self.next_table_scan {
+            self.next_table_scan = now.saturating_add(TABLE_SCAN);
+            self.learn_tables(now);
+        }
+        self.pump(now);
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<CrawlEvent> {
+        self.events.pop_front()
+    }
+
+    /// Queues a `get_peers` lookup for `info_hash` (e.g. to resume pending work after a
+    /// restart). Returns false when the queue is full; true when queued or already queued or
+    /// running.
+    pub fn lookup(&mut self, now: Instant, info_hash: Id) -> bool {
+        let now = self.advance(now);
+        let queued = self.enqueue(info_hash);
+        self.pump(now);
+        queued
+    }
+
+    /// Counters and gauges.
+    pub fn stats(&self) -> CrawlStats {
+        let mut s = self.stats;
+        s.ids = self.nodes.len();
+        s.contacts = self.nodes.iter().map(Node::table_len).sum();
+        s.queries_sent = self.budget.sent();
+        s.queries_throttled = self.budget.throttled();
+        s.lookups_running = self.running.len();
+        s.lookups_queued = self.queue.len();
+        s.known_nodes = self.traverse.len();
+        s.samples_in_flight = self.traverse.in_flight();
+        s.nodes_dropped = self.traverse.dropped;
+        s.nodes_forgotten = self.traverse.forgotten;
+        s.repeats = self.harvester.repeats();
+        s
+    }
+
+    // ---- Internals --------------------------------------------------------------------------
+
+    fn advance(&mut self, now: Instant) -> Instant {
+        if now > self.now {
+            self.now = now;
+        }
+        self.now
+    }
+
+    fn push(&mut self, event: CrawlEvent) {
+        if self.events.len() >= self.config.max_pending_events.max(1) {
+            self.stats.events_dropped = self.stats.events_dropped.saturating_add(1);
+        } else {
+            self.events.push_back(event);
+        }
+    }
+
+    /// Queues a lookup unless queued, running, or the queue is full.
+    fn enqueue(&mut self, info_hash: Id) -> bool {
+        if self.pending.contains(&info_hash) {
+            return true;
+        }
+        if self.config.max_lookups == 0 || self.queue.len() >= self.config.max_queued_lookups {
+            self.stats.lookups_refused = self.stats.lookups_refused.saturating_add(1);
+            return false;
+        }
+        self.pending.insert(info_hash);
+        self.queue.push_back(info_hash);
+        true
+    }
+
+    /// The id closest to `target` (the one whose neighbourhood it is in).
+    fn closest_local(&self, target: &Id) -> Option<usize> {
+        self.ids
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, id)| id.distance(target))
+            .map(|(i, _)| i)
+    }
+
+    /// Takes in the events of node `local`.
+    fn drain(&mut self, now: Instant, local: usize) {
+        while let Some(event) = self.nodes.get_mut(local).and_then(Node::poll_event) {
+            self.on_event(now, local, event);
+        }
+    }
+
+    fn on_event(&mut self, now: Instant, local: usize, event: Event) {
+        let mut found = core::mem::take(&mut self.scratch);
+        found.clear();
+        self.harvester.observe(&event, &mut found);
+        let from = match &event {
+            Event::QueryReceived { from, .. } | Event::SamplesFound { from, .. } => Some(*from),
+            _ => None,
+        };
+        if let Some(from) = from {
+            for f in &found {
+                self.discovered(*f, from);
+            }
+        }
+        self.scratch = found;
+        match event {
+            Event::QueryReceived { from, id, .. } if self.config.sample => {
+                self.traverse.learn(now, id, from);
+            }
+            Event::SamplesFound {
+                query,
+                from,
+                samples,
+                num,
+                interval,
+                nodes,
+            } => {
+                if let Some(req) = self
+                    .samples
+                    .iter_mut()
+                    .find(|r| r.local == local && r.query == query)
+                {
+                    req.answered = true;
+                    self.stats.sample_answers = self.stats.sample_answers.saturating_add(1);
+                    self.traverse
+                        .on_answer(now, from, samples.len(), num, interval);
+                }
+                if self.config.sample {
+                    for n in nodes {
+                        self.traverse.learn(now, n.id, n.addr);
+                    }
+                }
+            }
+            Event::PeersFound { query, peers } => {
+                if let Some(run) = self
+                    .running
+                    .iter_mut()
+                    .find(|r| r.local == local && r.query == query)
+                {
+                    run.peers = run.peers.saturating_add(peers.len());
+                    let info_hash = run.info_hash;
+                    self.push(CrawlEvent::Peers { info_hash, peers });
+                }
+            }
+            Event::QueryFinished { query, outcome } => {
+                if let Some(pos) = self
+                    .samples
+                    .iter()
+                    .position(|r| r.local == local && r.query == query)
+                {
+                    let req = self.samples.swap_remove(pos);
+                    if !req.answered {
+                        self.stats.sample_failures = self.stats.sample_failures.saturating_add(1);
+                        let failure = match outcome.status {
+                            QueryStatus::TimedOut | QueryStatus::Cancelled => Failure::Timeout,
+                            _ => Failure::Unsupported,
+                        };
+                        self.traverse.on_failure(now, req.addr, failure);
+                    }
+                } else if let Some(pos) = self
+                    .running
+                    .iter()
+                    .position(|r| r.local == local && r.query == query)
+                {
+                    let run = self.running.swap_remove(pos);
+                    self.pending.remove(&run.info_hash);
+                    self.stats.lookups_done = self.stats.lookups_done.saturating_add(1);
+                    self.stats.lookup_queries = self
+                        .stats
+                        .lookup_queries
+                        .saturating_add(u64::from(outcome.metrics.messages_sent));
+                    self.push(CrawlEvent::LookupDone {
+                        info_hash: run.info_hash,
+                        peers: run.peers,
+                        seeds: outcome.seeds,
+                        leechers: outcome.leechers,
+                    });
+                } else if local == 0
+                    && matches!(outcome.kind, CommandKind::Bootstrap)
+                    && !self.contacts.is_empty()
+                    && self.nodes.first().is_some_and(Node::is_bootstrapped)
+                {
+                    self.bootstrap_others(now);
+                }
+            }
+            Event::Bootstrapped { .. } if self.config.sample => {
+                self.learn_table(now, local);
+            }
+            _ => {}
+        }
+    }
+
+    fn discovered(&mut self, found: Found, from: SocketAddr) {
+        let s = &mut self.stats;
+        s.discovered = s.discovered.saturating_add(1);
+        let by = match found.how {
+            HowFound::GetPeers => &mut s.discovered_get_peers,
+            HowFound::AnnouncePeer => &mut s.discovered_announce_peer,
+            HowFound::Sample => &mut s.discovered_sample,
+        };
+        *by = by.saturating_add(1);
+        self.push(CrawlEvent::Discovered {
+            info_hash: found.info_hash,
+            how: found.how,
+            from,
+        });
+        let _ = self.enqueue(found.info_hash);
+    }
+
+    /// The traversal takes in the contacts of every id's routing table.
+    fn learn_tables(&mut self, now: Instant) {
+        if self.config.sample {
+            for local in 0..self.nodes.len() {
+                self.learn_table(now, local);
+            }
+        }
+    }
+
+    fn learn_table(&mut self, now: Instant, local: usize) {
+        let Some(node) = self.nodes.get(local) else {
+            return;
+        };
+        for entry in node.export_nodes() {
+            self.traverse.learn(now, entry.id, entry.addr);
+        }
+    }
+
+    /// Starts the samples and lookups that may start: no more than the budget can send now.
+    fn pump(&mut self, now: Instant) {
+        if self.backlog || self.nodes.is_empty() {
+            return;
+        }
+        let mut room = u64::from(self.budget.available(now));
+        let lookups_ok = self.lookup_retry.is_none_or(|t| t <= now);
+        let samples_ok = self.config.sample && self.sample_retry.is_none_or(|t| t <= now);
+        let mut lookups_open = lookups_ok;
+        let mut samples_open = samples_ok;
+        // Alternate: a lookup, then a sample, while the budget lasts.
+        while room > 0 && (lookups_open || samples_open) {
+            if lookups_open {
+                match self.start_lookup(now) {
+                    Some(cost) => room = room.saturating_sub(cost),
+                    None => lookups_open = false,
+                }
+            }
+            if samples_open && room > 0 {
+                match self.start_sample(now) {
+                    Some(cost) => room = room.saturating_sub(cost),
+                    None => samples_open = false,
+                }
+            }
+        }
+    }
+
+    /// Starts the next queued lookup; returns the queries it sends at once, or `None` when
+    /// none can start.
+    fn start_lookup(&mut self, now: Instant) -> Option<u64> {
+        if self.running.len() >= self.config.max_lookups {
+            return None;
+        }
+        let info_hash = *self.queue.front()?;
+        let local = self.closest_local(&info_hash)?;
+        let node = self.nodes.get_mut(local)?;
+        let started = if self.config.scrape {
+            node.get_peers_scrape(now, info_hash)
+        } else {
+            node.get_peers(now, info_hash)
+        };
+        match started {
+            Ok(query) => {
+                self.queue.pop_front();
+                self.lookup_retry = None;
+                self.running.push(Running {
+                    local,
+                    query,
+                    info_hash,
+                    peers: 0,
+                });
+                let alpha = node.config().alpha as u64;
+                self.drain(now, local);
+                Some(alpha.max(1))
+            }
+            Err(_) => {
+                self.lookup_retry = Some(now.saturating_add(RETRY));
+                None
+            }
+        }
+    }
+
+    /// Sends the next due `sample_infohashes` request; returns 1, or `None` when none can go.
+    fn start_sample(&mut self, now: Instant) -> Option<u64> {
+        let (addr, id) = self.traverse.take_due(now)?;
+        let Some(local) = self.closest_local(&id) else {
+            self.traverse.put_back(now.saturating_add(RETRY), addr);
+            return None;
+        };
+        // Mostly the node's own neighbourhood (its answer lists its closest contacts, which
+        // is how the traversal reaches every node), sometimes a random region.
+        self.sample_serial = self.sample_serial.wrapping_add(1);
+        let target = if self.sample_serial % 4 == 0 {
+            Id::random(&mut self.rng)
+        } else {
+            let mut bytes = Id::random(&mut self.rng).to_bytes();
+            for (b, own) in bytes.iter_mut().zip(id.to_bytes()).take(4) {
+                *b = own;
+            }
+            Id::new(bytes)
+        };
+        let Some(node) = self.nodes.get_mut(local) else {
+            self.traverse.put_back(now.saturating_add(RETRY), addr);
+            return None;
+        };
+        match node.sample_infohashes_from(now, addr, target) {
+            Ok(query) => {
+                self.sample_retry = None;
+                self.samples.push(SampleRequest {
+                    local,
+                    query,
+                    addr,
+                    answered: false,
+                });
+                self.stats.sample_queries = self.stats.sample_queries.saturating_add(1);
+                Some(1)
+            }
+            Err(crate::error::CommandError::AddressRejected) => {
+                self.traverse.on_failure(now, addr, Failure::Unsupported);
+                Some(0)
+            }
+            Err(_) => {
+                self.traverse.put_back(now.saturating_add(RETRY), addr);
+                self.sample_retry = Some(now.saturating_add(RETRY));
+                None
+            }
+        }
+    }
+}
