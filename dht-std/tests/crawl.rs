@@ -155,8 +155,18 @@ fn two_crawlers_on_postgres_fetch_each_torrent_once() {
     let torrents: Vec<Torrent> = (0..8)
         .map(|i| Torrent::new(&swarm, i % 10, "two", i))
         .collect();
-    let mut a = Crawler::spawn(&pg.url, &dir.0.join("a.state"), swarm.addr(0), &["--ids", "3"]);
-    let mut b = Crawler::spawn(&pg.url, &dir.0.join("b.state"), swarm.addr(1), &["--ids", "3"]);
+    let mut a = Crawler::spawn(
+        &pg.url,
+        &dir.0.join("a.state"),
+        swarm.addr(0),
+        &["--ids", "3"],
+    );
+    let mut b = Crawler::spawn(
+        &pg.url,
+        &dir.0.join("b.state"),
+        swarm.addr(1),
+        &["--ids", "3"],
+    );
     a.started();
     b.started();
     let mut store = open(&pg.url);
@@ -168,8 +178,8 @@ fn two_crawlers_on_postgres_fetch_each_torrent_once() {
     // A crawler that happened to find and fetch nothing exits 1; neither may fail otherwise.
     assert!(matches!(code_a, Some(0 | 1)), "{err_a}");
     assert!(matches!(code_b, Some(0 | 1)), "{err_b}");
-    let fetched = done(&lines_a)["fetched"].as_u64().unwrap()
-        + done(&lines_b)["fetched"].as_u64().unwrap();
+    let fetched =
+        done(&lines_a)["fetched"].as_u64().unwrap() + done(&lines_b)["fetched"].as_u64().unwrap();
     let (_, with_metadata) = totals(&mut *store);
     assert_eq!(fetched, with_metadata, "no torrent fetched twice");
     for t in &torrents {
@@ -203,7 +213,12 @@ fn bad_input_exits_2_and_help_lists_the_options() {
         &["crawl", "--shard", "2/2"][..],
         &["crawl", "--ids", "0"],
         &["crawl", "--rate", "0"],
-        &["crawl", "--db", "sqlite:/nonexistent-dir/x.sqlite", "--no-bootstrap"],
+        &[
+            "crawl",
+            "--db",
+            "sqlite:/nonexistent-dir/x.sqlite",
+            "--no-bootstrap",
+        ],
     ] {
         let out = std::process::Command::new(crawl_support::DHT)
             .args(bad)
@@ -234,6 +249,7 @@ fn a_restart_takes_up_the_claims_of_a_killed_run() {
     let options = || {
         let mut o = CrawlOptions::new([7; 32]);
         o.ids = Some(2);
+        o.retry_after = Duration::from_secs(1);
         o.bind = "127.0.0.1:0".parse().unwrap();
         o.bootstrap = vec![swarm.addr(0)];
         o.state = Some(state.clone());

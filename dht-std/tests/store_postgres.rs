@@ -36,6 +36,14 @@ fn the_queue_leases_and_completes() {
 }
 
 #[test]
+fn an_owner_takes_back_its_claims() {
+    let Some(db) = PgDb::new("owner") else {
+        return;
+    };
+    store_common::an_owner_takes_back_its_claims(&mut connect(&db, Limits::default()));
+}
+
+#[test]
 fn the_queue_is_capped() {
     let Some(db) = PgDb::new("queue_cap") else {
         return;

@@ -25,6 +25,11 @@ fn the_queue_leases_and_completes() {
 }
 
 #[test]
+fn an_owner_takes_back_its_claims() {
+    store_common::an_owner_takes_back_its_claims(&mut memory(Limits::default()));
+}
+
+#[test]
 fn the_queue_is_capped() {
     let limits = Limits {
         max_queue: 3,

@@ -15,7 +15,7 @@ use super::Msg;
 use crate::metadata::{FetchId, FetchOptions, Fetcher, FetcherEvent, FetcherWaker};
 
 /// Peers kept per info-hash waiting to be claimed.
-const MAX_CACHED_PEERS: usize = 64;
+const MAX_CACHED_PEERS: usize = 32;
 
 /// What the bookkeeping asks of the fetch thread and the crawler.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,7 +27,10 @@ pub(crate) enum Action {
         more: bool,
     },
     /// Peers for a running fetch.
-    Add { info_hash: Id, peers: Vec<SocketAddr> },
+    Add {
+        info_hash: Id,
+        peers: Vec<SocketAddr>,
+    },
     /// No more peers will come for a running fetch.
     End { info_hash: Id },
     /// Ask the crawler for a `get_peers` lookup.

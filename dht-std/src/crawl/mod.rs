@@ -57,8 +57,6 @@ pub const DEFAULT_IDS: usize = 8;
 const LEASE: Duration = Duration::from_secs(5 * 60);
 /// A fetch (lookup included) running longer is given up (and retried later).
 const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
-/// When a failed fetch may be tried again.
-const RETRY_AFTER: Duration = Duration::from_secs(10 * 60);
 /// Longest wait between two claims while fetch slots are free.
 const CLAIM_EVERY: Duration = Duration::from_secs(1);
 /// Shortest wait between two claims.
@@ -67,8 +65,14 @@ const CLAIM_MIN: Duration = Duration::from_millis(50);
 const SAVE_EVERY: Duration = Duration::from_secs(5 * 60);
 /// Messages from the network and fetch threads waiting to be handled; past it they wait.
 const CHANNEL: usize = 16_384;
-/// Unclaimed info-hashes whose peers are remembered.
-const MAX_FOUND: usize = 65_536;
+/// Unclaimed info-hashes whose peers are remembered (at most 32 peers each: about 16 MB).
+const MAX_FOUND: usize = 16_384;
+/// Tries of the last commit at a stop.
+const FINAL_TRIES: u32 = 3;
+/// The wait before a failed commit is tried again.
+const COMMIT_BACKOFF: Duration = Duration::from_secs(1);
+/// The fetch queue's length is counted at most this often (a count is a scan on PostgreSQL).
+const QUEUE_COUNT_EVERY: Duration = Duration::from_secs(5);
 
 /// Settings of a [`Crawl`].
 #[derive(Clone, Debug)]
@@ -89,6 +93,10 @@ pub struct CrawlOptions {
     pub rate: u32,
     /// Metadata fetches at once.
     pub fetch_concurrency: usize,
+    /// How long a failed fetch waits before it may be claimed again (each claim looks the
+    /// peers up anew); after [`Limits::max_attempts`](crate::store::Limits::max_attempts) failures
+    /// the info-hash leaves the queue.
+    pub retry_after: Duration,
     /// The slice of the key space this crawler's ids sit in and whose queue it claims.
     pub shard: Shard,
     /// The state file (ids and contacts); `None`: fresh ids every run.
@@ -107,7 +115,8 @@ pub struct CrawlOptions {
 
 impl CrawlOptions {
     /// Defaults: [`DEFAULT_IDS`] ids on ephemeral ports of `0.0.0.0`, 500 queries/s, 64 fetches
-    /// at once, the whole key space, no state file, a status every 5 s.
+    /// at once, failed fetches retried after 10 minutes, the whole key space, no state file, a
+    /// status every 5 s.
     pub fn new(seed: [u8; 32]) -> Self {
         Self {
             ids: None,
@@ -116,6 +125,7 @@ impl CrawlOptions {
             allow_local: false,
             rate: 500,
             fetch_concurrency: 64,
+            retry_after: Duration::from_secs(10 * 60),
             shard: Shard::ALL,
             state: None,
             duration: None,
@@ -306,7 +316,7 @@ pub fn shard_ids(n: usize, shard: Shard, rng: &mut impl RngCore) -> Vec<Id> {
             let mut bytes = id.to_bytes();
             let [a, b, c, d, ..] = bytes;
             let prefix = u64::from(u32::from_be_bytes([a, b, c, d]));
-            let scaled = start + (prefix * (end - start) >> 32);
+            let scaled = start + ((prefix * (end - start)) >> 32);
             let p = u32::try_from(scaled).unwrap_or(u32::MAX).to_be_bytes();
             for (byte, p) in bytes.iter_mut().zip(p) {
                 *byte = p;
@@ -427,7 +437,11 @@ impl<S: Store> Crawl<S> {
 
         let mut config = CrawlerConfig::new(options.seed);
         widen(&mut config.node, options.bind.ip());
-        for addr in options.bootstrap.iter().chain(saved.nodes.iter().map(|n| &n.addr)) {
+        for addr in options
+            .bootstrap
+            .iter()
+            .chain(saved.nodes.iter().map(|n| &n.addr))
+        {
             widen(&mut config.node, addr.ip());
         }
         if options.allow_local {
@@ -531,10 +545,16 @@ impl<S: Store> Crawl<S> {
                 died = true;
                 break;
             }
+            // Claims wait for a free fetch slot; a failing commit waits for its back-off.
+            let claim = (run.fetches.running() < run.concurrency).then_some(run.next_claim);
+            let commit = self
+                .batcher
+                .deadline()
+                .map(|d| run.commit_backoff.map_or(d, |b| b.max(d)));
             let wake = [
                 Some(next_status),
-                Some(run.next_claim),
-                self.batcher.deadline(),
+                claim,
+                commit,
                 deadline,
                 run.next_overdue_check,
             ]
@@ -653,13 +673,26 @@ impl<S: Store> Crawl<S> {
     }
 
     fn commit_if_due(&mut self, run: &mut Run, now: Instant) {
-        let r = self.batcher.poll(now);
-        run.note(r);
+        if run.commit_backoff.is_some_and(|b| now < b) {
+            return;
+        }
+        match self.batcher.poll(now) {
+            Ok(_) => run.commit_backoff = None,
+            Err(e) => {
+                run.store_error(&e);
+                run.commit_backoff = Some(now + COMMIT_BACKOFF);
+                return;
+            }
+        }
         if !run.failed.is_empty() && self.batcher.pending() == 0 {
             // Failures are reported once the batch before them is committed, so that a failure
             // never overtakes the sightings of its info-hash.
             let failed = core::mem::take(&mut run.failed);
-            if let Err(e) = self.batcher.store().fail(&failed, unix_now(), RETRY_AFTER) {
+            if let Err(e) = self
+                .batcher
+                .store()
+                .fail(&failed, unix_now(), self.options.retry_after)
+            {
                 run.store_error(&e);
                 run.failed = failed;
             }
@@ -672,13 +705,10 @@ impl<S: Store> Crawl<S> {
             return;
         }
         run.next_claim = now + CLAIM_EVERY;
-        let claimed = self.batcher.store().claim(
-            &self.owner,
-            free,
-            self.options.shard,
-            unix_now(),
-            LEASE,
-        );
+        let claimed =
+            self.batcher
+                .store()
+                .claim(&self.owner, free, self.options.shard, unix_now(), LEASE);
         match claimed {
             Ok(hashes) => {
                 if hashes.len() == free {
@@ -710,14 +740,33 @@ impl<S: Store> Crawl<S> {
     }
 
     fn status(&mut self, run: &mut Run, now: Instant) -> Status {
-        let queue = match self.batcher.store().queue_len() {
-            Ok(n) => Some(n),
-            Err(e) => {
-                run.store_error(&e);
-                None
+        if run
+            .queue
+            .is_none_or(|(at, _)| now >= at + QUEUE_COUNT_EVERY)
+        {
+            match self.batcher.store().queue_len() {
+                Ok(n) => run.queue = Some((now, Some(n))),
+                Err(e) => {
+                    run.store_error(&e);
+                    run.queue = Some((now, None));
+                }
             }
-        };
+        }
+        let queue = run.queue.and_then(|(_, n)| n);
         run.status(now, queue, &self.batcher)
+    }
+
+    /// Commits the batch, reports the failed fetches and gives the unfinished claims back.
+    fn final_writes(&mut self, failed: &[Id], unfinished: &[Id]) -> Result<(), StoreError> {
+        self.batcher.flush()?;
+        let store = self.batcher.store();
+        if !failed.is_empty() {
+            store.fail(failed, unix_now(), self.options.retry_after)?;
+        }
+        if !unfinished.is_empty() {
+            store.release(unfinished)?;
+        }
+        Ok(())
     }
 
     fn finish(mut self, mut run: Run, died: bool) -> Result<Status, CrawlError> {
@@ -735,28 +784,27 @@ impl<S: Store> Crawl<S> {
         while let Ok(msg) = self.rx.try_recv() {
             self.handle(&mut run, msg);
         }
-        let now = Instant::now();
+        self.save_state();
         let unfinished = run.fetches.running_hashes();
-        let status = self.status(&mut run, now);
-        let mut batcher = self.batcher;
         let failed = core::mem::take(&mut run.failed);
-        batcher.flush()?;
-        let store = batcher.store();
-        if !failed.is_empty() {
-            store.fail(&failed, unix_now(), RETRY_AFTER)?;
+        // The last writes: a database that fails for a moment gets a few more tries.
+        let mut last = Ok(());
+        for attempt in 0..FINAL_TRIES {
+            if attempt > 0 {
+                std::thread::sleep(COMMIT_BACKOFF);
+            }
+            last = self.final_writes(&failed, &unfinished);
+            match &last {
+                Ok(()) => break,
+                Err(e) => run.store_error(e),
+            }
         }
-        if !unfinished.is_empty() {
-            store.release(&unfinished)?;
+        last?;
+        for h in &unfinished {
+            run.fetches.on_finished(*h);
         }
-        let state = CrawlState {
-            ids: self.ids,
-            nodes: self.contacts,
-        };
-        if let Some(path) = &self.options.state
-            && let Err(e) = state.save(path)
-        {
-            log::warn!("cannot write the state file {}: {e}", path.display());
-        }
+        run.queue = None;
+        let status = self.status(&mut run, Instant::now());
         if died {
             return Err(CrawlError::Io(io::Error::other(
                 "a crawler thread ended unexpectedly",
@@ -781,6 +829,10 @@ struct Run {
     failed: Vec<Id>,
     next_claim: Instant,
     next_overdue_check: Option<Instant>,
+    /// A commit failed: the next try waits until then.
+    commit_backoff: Option<Instant>,
+    /// The fetch queue's length and when it was counted.
+    queue: Option<(Instant, Option<u64>)>,
     store_errors: u64,
     /// (time, found, fetched) at earlier statuses, for the per-minute rates.
     history: VecDeque<(Instant, BySource, u64)>,
@@ -801,6 +853,8 @@ impl Run {
             failed: Vec::new(),
             next_claim: started,
             next_overdue_check: None,
+            commit_backoff: None,
+            queue: None,
             store_errors: 0,
             history: VecDeque::from([(started, BySource::default(), 0)]),
             last_queries: (started, 0),

@@ -327,14 +327,10 @@ impl Net {
 
     fn stats(&self) -> NetStats {
         let s = self.crawler.stats();
-        let contacts = (0..self.crawler.len())
-            .filter_map(|i| self.crawler.node(i))
-            .map(dht_proto::Node::table_len)
-            .sum();
         NetStats {
             queries_sent: s.queries_sent,
-            throttled: s.throttled,
-            contacts,
+            throttled: s.queries_throttled,
+            contacts: s.contacts,
             lookups_running: s.lookups_running,
             lookups_queued: s.lookups_queued,
             send_errors: self.send_errors,

@@ -74,7 +74,12 @@ impl Torrent {
     pub fn new(swarm: &Swarm, node: usize, tag: &str, i: usize) -> Self {
         let name = format!("{tag} torrent {i}");
         let files: Vec<(String, u64)> = (0..=i % 3)
-            .map(|f| (format!("dir {f}/part {i}.bin"), 1000 * (i as u64 + 1) + f as u64))
+            .map(|f| {
+                (
+                    format!("dir {f}/part {i}.bin"),
+                    1000 * (i as u64 + 1) + f as u64,
+                )
+            })
             .collect();
         let info = multi_file_info(&name, &files);
         let ip = swarm.addr(node).ip().to_string();
@@ -108,7 +113,8 @@ impl Torrent {
         assert_eq!(row.name.as_deref(), Some(self.name.as_str()));
         assert_eq!(row.total_size, Some(self.total_size()));
         assert_eq!(row.file_count, Some(self.files.len() as u64));
-        let files: Vec<(String, u64)> = row.files.iter().map(|f| (f.path.clone(), f.size)).collect();
+        let files: Vec<(String, u64)> =
+            row.files.iter().map(|f| (f.path.clone(), f.size)).collect();
         assert_eq!(files, self.files);
         assert_eq!(row.info.as_deref(), Some(self.info.as_slice()));
         true
@@ -125,7 +131,13 @@ pub fn multi_file_info(name: &str, files: &[(String, u64)]) -> Vec<u8> {
         }
         v.extend(b"ee");
     }
-    v.extend(format!("e4:name{}:{name}12:piece lengthi16384e6:pieces20:", name.len()).as_bytes());
+    v.extend(
+        format!(
+            "e4:name{}:{name}12:piece lengthi16384e6:pieces20:",
+            name.len()
+        )
+        .as_bytes(),
+    );
     v.extend([7u8; 20]);
     v.push(b'e');
     v
@@ -196,6 +208,10 @@ impl Crawler {
                 "--bootstrap",
                 &bootstrap.to_string(),
                 "--status-interval",
+                "1",
+                // A fetch that found no peer (the lookup ran before the announce) is retried
+                // soon, not in ten minutes.
+                "--retry-after",
                 "1",
             ])
             .args(extra)

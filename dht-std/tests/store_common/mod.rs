@@ -289,6 +289,36 @@ pub fn the_queue_leases_and_completes(store: &mut dyn Store) {
 }
 
 /// Past `max_queue`, info-hashes are recorded but not queued. `store` has `max_queue` 3.
+/// A restarting crawler gives back its own claims (and only those) at once, attempts not
+/// counted; the queue's length counts leased entries too.
+pub fn an_owner_takes_back_its_claims(store: &mut dyn Store) {
+    write(store, |b| {
+        for i in 0..6 {
+            b.sighting(Sighting::new(hash(i), Source::GetPeers, 100));
+        }
+    });
+    assert_eq!(store.queue_len().unwrap(), 6);
+    let mine = store.claim("me", 2, Shard::ALL, 100, LEASE).unwrap();
+    let theirs = store.claim("them", 2, Shard::ALL, 100, LEASE).unwrap();
+    assert_eq!((mine.len(), theirs.len()), (2, 2));
+    assert_eq!(
+        store.queue_len().unwrap(),
+        6,
+        "leased entries are still queued"
+    );
+    assert_eq!(store.release_owner("me").unwrap(), 2);
+    assert_eq!(store.release_owner("me").unwrap(), 0);
+    // Mine are claimable at once (with the two never claimed); theirs are still leased.
+    let again = store.claim("me", 10, Shard::ALL, 101, LEASE).unwrap();
+    assert_eq!(again.len(), 4);
+    for h in &mine {
+        assert!(again.contains(h));
+    }
+    for h in &theirs {
+        assert!(!again.contains(h));
+    }
+}
+
 pub fn the_queue_is_capped(store: &mut dyn Store) {
     write(store, |b| {
         for i in 0..5 {

@@ -7,7 +7,6 @@ use core::time::Duration;
 use std::io::{self, IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use dht_std::crawl::{BySource, Crawl, CrawlError, CrawlOptions, MAX_IDS, Status, Stopper};
 use dht_std::store::{DbUrl, Shard, StoreError};
@@ -38,6 +37,10 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 64,
           value_parser = clap::value_parser!(u16).range(1..=4096))]
     fetch_concurrency: u16,
+    /// Seconds before a failed fetch (no peer gave the metadata) is tried again, with a new
+    /// lookup; after five failures the info-hash leaves the queue
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "600")]
+    retry_after: Duration,
     /// Stop after SECS seconds [default: run until SIGINT or SIGTERM]
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     duration: Option<Duration>,
@@ -286,10 +289,17 @@ pub fn run(json: bool, args: Args) -> Result<ExitCode, Fail> {
     options.allow_local = args.join.allow_local;
     options.rate = args.rate;
     options.fetch_concurrency = usize::from(args.fetch_concurrency);
+    options.retry_after = args.retry_after;
     options.shard = args.shard;
     options.state = Some(state.clone());
     options.duration = args.duration;
-    options.status_interval = Duration::from_secs(1);
+    let terminal = !json && io::stderr().is_terminal();
+    // The live line is redrawn every second; otherwise a status is only needed when printed.
+    options.status_interval = if terminal || args.status_interval.is_zero() {
+        Duration::from_secs(1)
+    } else {
+        args.status_interval
+    };
     let crawl = Crawl::start(store, options).map_err(|e| match e {
         CrawlError::State(..) | CrawlError::Bind(_) => Fail::input(e),
         _ => Fail::failed(e),
@@ -302,29 +312,25 @@ pub fn run(json: bool, args: Args) -> Result<ExitCode, Fail> {
         state: Some(state.display().to_string()),
         shard: args.shard.to_string(),
         ids: crawl.ids().iter().map(ToString::to_string).collect(),
-        listening: crawl.local_addrs().iter().map(ToString::to_string).collect(),
+        listening: crawl
+            .local_addrs()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
         resumed: crawl.resumed(),
     })?;
-    let terminal = !json && io::stderr().is_terminal();
-    let every = (!args.status_interval.is_zero()).then_some(args.status_interval);
-    let mut next = every.map(|i| Instant::now() + i);
+    // Not on a terminal, the crawl reports at --status-interval: each report is printed.
+    let print = !args.status_interval.is_zero();
     let mut output_error = None;
     let result = crawl.run(|status| {
         let record = StatusRecord::new(status);
         if terminal {
             out.progress().update(|| record.line());
-            return;
-        }
-        let now = Instant::now();
-        if next.is_none_or(|t| now < t) {
-            return;
-        }
-        next = every.map(|i| now + i);
-        if json {
+        } else if print && json {
             if let Err(e) = out.emit(&Periodic(record)) {
                 output_error.get_or_insert(e);
             }
-        } else if let Some(line) = Periodic(record).text() {
+        } else if print && let Some(line) = Periodic(record).text() {
             let _ = writeln!(io::stderr(), "{line}");
         }
     });
