@@ -327,6 +327,8 @@ fn crawl<S: Store + Send + 'static>(
     options.fetch_concurrency = FETCH_CONCURRENCY;
     options.state = Some(state.to_path_buf());
     options.status_interval = Duration::from_millis(500);
+    // A lookup that ran before the announce reached the swarm finds no peer: try again soon.
+    options.retry_after = Duration::from_secs(3);
     let crawl = Crawl::start(open(), options).unwrap();
     let stopper = crawl.stopper();
     let (tx, statuses) = mpsc::channel::<Status>();
