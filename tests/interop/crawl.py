@@ -94,6 +94,10 @@ class Swarm:
         self.lt.send("announce")
 
     def close(self):
+        # SIGTERM to all at once (our nodes exit on it), then reap each.
+        for h in self.procs:
+            if h.proc.poll() is None:
+                h.proc.send_signal(signal.SIGTERM)
         for h in reversed(self.procs):
             h.close(timeout=3)
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -376,6 +380,8 @@ def main():
                 signal.alarm(0)
                 # The scenario's crawlers go before the next starts.
                 for h in [h for h in swarm.procs if h is not swarm.lt and "crawl" in h.argv]:
+                    if h.proc.poll() is None:
+                        h.proc.send_signal(signal.SIGTERM)
                     h.close(timeout=3)
                     swarm.procs.remove(h)
                     if args.logs:
