@@ -187,6 +187,45 @@ fn two_crawlers_on_postgres_fetch_each_torrent_once() {
     }
 }
 
+/// `--shard I/N` puts every id in slice I; with nothing to crawl the run exits 1.
+#[test]
+fn shard_ids_sit_in_their_slice() {
+    let dir = TempDir::new("crawl-shard");
+    let db = format!("sqlite:{}", dir.0.join("shard.sqlite").display());
+    let out = std::process::Command::new(crawl_support::DHT)
+        .args(["crawl", "--db", &db, "--shard", "1/2", "--ids", "5"])
+        .args([
+            "--no-bootstrap",
+            "--bind",
+            "127.0.0.1:0",
+            "--duration",
+            "0.2",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let first: Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(first["type"], "crawl");
+    assert_eq!(first["shard"], "1/2");
+    let ids = first["ids"].as_array().unwrap();
+    assert_eq!(ids.len(), 5);
+    for id in ids {
+        let high = u8::from_str_radix(&id.as_str().unwrap()[..1], 16).unwrap();
+        assert!(high >= 8, "{id} is outside the upper half");
+    }
+    assert_eq!(first["listening"].as_array().unwrap().len(), 5);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let done: Value = serde_json::from_str(lines[lines.len() - 2]).unwrap();
+    assert_eq!(done["type"], "crawl_done");
+    let error: Value = serde_json::from_str(lines[lines.len() - 1]).unwrap();
+    assert_eq!(
+        (error["type"].as_str(), error["exit_code"].as_u64()),
+        (Some("error"), Some(1))
+    );
+}
+
 #[test]
 fn bad_input_exits_2_and_help_lists_the_options() {
     let out = std::process::Command::new(crawl_support::DHT)

@@ -12,6 +12,7 @@
 //! - [`hostile`]: misbehaving hosts built on the simulator's own [`bencode`];
 //! - [`floods`]: network-scale floods (spoofed reflection, store eviction) and what they cost;
 //! - [`build`]: building a large steady-state network quickly;
+//! - [`coverage`]: the crawler's coverage of announced info-hashes, behind the `coverage` binary;
 //! - [`scenario`]: the measurement scenario behind the `sim` binary and the scale tests;
 //! - [`stats`]: percentiles and tables;
 //! - [`torrents`] and [`seeder`]: generated torrents and a TCP peer serving their metadata
@@ -21,6 +22,7 @@
 
 pub mod bencode;
 pub mod build;
+pub mod coverage;
 pub mod estimate;
 pub mod floods;
 pub mod hostile;

@@ -26,6 +26,9 @@ use crate::net::{Datagram, LinkConfig, Net, host_addr, host_of};
 use crate::rng::{SimRng, hash_words};
 use crate::trace::Trace;
 
+mod crawl;
+pub use crawl::{CrawlHost, CrawlLoad};
+
 /// How a simulation is set up.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
@@ -114,6 +117,8 @@ pub enum Host {
     Hostile(Box<Hostile>, Instant),
     /// Nothing any more (a node that left or died); others may still list its id.
     Down(Id),
+    /// One id of the simulation's crawler ([`Sim::add_crawler`]): its index in the crawler.
+    Crawl(usize),
 }
 
 /// A random-churn policy: what happens to a node picked by [`Action::Churn`].
@@ -260,6 +265,7 @@ pub struct Sim {
     buf: Vec<u8>,
     scratch_events: Vec<Event>,
     scratch_out: Vec<Outgoing>,
+    crawl: Option<Box<CrawlHost>>,
 }
 
 /// Contacts a node pings per [`Action::Contact`], and the pause between batches: a burst of
@@ -308,6 +314,7 @@ impl Sim {
             buf,
             scratch_events: Vec::new(),
             scratch_out: Vec::new(),
+            crawl: None,
         }
     }
 
@@ -475,6 +482,7 @@ impl Sim {
             Host::Honest(x) => Some(x.node.id()),
             Host::Hostile(x, _) => Some(Id::new(x.id)),
             Host::Down(id) => Some(*id),
+            Host::Crawl(local) => self.crawl.as_ref()?.crawler.node(*local).map(Node::id),
         }
     }
 
@@ -753,6 +761,7 @@ impl Sim {
             let valid = match self.hosts.get(h as usize) {
                 Some(Host::Honest(x)) => x.scheduled == t,
                 Some(Host::Hostile(_, at)) => *at == t,
+                Some(Host::Crawl(_)) => self.crawl.as_ref().is_some_and(|c| c.scheduled == t),
                 _ => false,
             };
             if valid {
@@ -857,6 +866,10 @@ impl Sim {
                 self.send_hostile(d.receiver, &mut out);
                 self.scratch_out = out;
             }
+            Some(Host::Crawl(local)) => {
+                let local = *local;
+                self.crawl_input(local, d.from, &d.data);
+            }
             _ => self.counters.to_down += 1,
         }
         self.net.recycle(d.data);
@@ -881,6 +894,7 @@ impl Sim {
                     *m |= MARK_TIMED;
                 }
             }
+            Some(Host::Crawl(_)) => self.crawl_timeout(t),
             Some(Host::Hostile(_, at)) if *at == t => {
                 let targets: Vec<SocketAddr> = (0..4)
                     .map(|_| host_addr(self.rng.below(u64::from(n)) as u32))
@@ -919,6 +933,10 @@ impl Sim {
     fn flush_host(&mut self, h: u32, timed: bool) -> Result<(), SimError> {
         let now = self.now;
         let checks = self.config.checks;
+        if let Some(Host::Crawl(_)) = self.hosts.get(h as usize) {
+            self.crawl_flush();
+            return Ok(());
+        }
         let Some(Host::Honest(x)) = self.hosts.get_mut(h as usize) else {
             return Ok(());
         };

@@ -175,6 +175,16 @@ impl SendBudget {
         u32::try_from(self.tokens / UNIT).unwrap_or(u32::MAX)
     }
 
+    /// When the global rate allows the next query (`now` if it does now).
+    pub fn next_token(&mut self, now: Instant) -> Instant {
+        self.refill(now);
+        if self.tokens >= UNIT {
+            return now;
+        }
+        let wait_ms = (UNIT - self.tokens).div_ceil(u64::from(self.config.rate));
+        self.refilled.saturating_add(Duration::from_millis(wait_ms))
+    }
+
     /// Queries allowed so far.
     pub fn sent(&self) -> u64 {
         self.sent

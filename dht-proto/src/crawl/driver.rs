@@ -8,7 +8,7 @@ use core::time::Duration;
 use hashbrown::HashSet;
 use rand_core::RngCore;
 
-use super::traverse::{Failure, Traverse, TraverseConfig};
+use super::traverse::{Answer, Failure, Traverse, TraverseConfig};
 use super::{Found, Harvester, HowFound, SendBudget, SendBudgetConfig, Throttled};
 use crate::config::Config;
 use crate::event::{CommandKind, Event, QueryId, QueryStatus};
@@ -35,6 +35,11 @@ pub struct CrawlerConfig {
     /// Lookups waiting behind them (default 100,000). At the cap, newly discovered
     /// info-hashes are reported without a lookup, and [`Crawler::lookup`] refuses.
     pub max_queued_lookups: usize,
+    /// How long after an info-hash is discovered its lookup starts (default 30 s). An
+    /// info-hash seen in a `get_peers` query is often about to be announced (an announce
+    /// starts with a `get_peers` lookup): asked too early, the nodes have no peers yet.
+    /// Lookups queued with [`Crawler::lookup`] start at once.
+    pub lookup_delay: Duration,
     /// BEP 33: ask for the swarm's bloom filters in the lookups (default on), so that
     /// [`CrawlEvent::LookupDone`] carries seed and leecher estimates.
     pub scrape: bool,
@@ -61,6 +66,7 @@ impl CrawlerConfig {
             seen_capacity: 1_000_000,
             max_lookups: 32,
             max_queued_lookups: 100_000,
+            lookup_delay: Duration::from_secs(30),
             scrape: true,
             sample: true,
             traverse: TraverseConfig::default(),
@@ -206,7 +212,11 @@ pub struct Crawler {
     budget: SendBudget,
     traverse: Traverse,
     samples: Vec<SampleRequest>,
+    /// Lookups that may start, in order.
     queue: VecDeque<Id>,
+    /// Lookups of discovered info-hashes waiting for [`CrawlerConfig::lookup_delay`], in
+    /// order of their start times.
+    delayed: VecDeque<(Instant, Id)>,
     running: Vec<Running>,
     /// The info-hashes queued or running, for de-duplication.
     pending: HashSet<Id, KeyedState>,
@@ -221,6 +231,8 @@ pub struct Crawler {
     /// Work that failed to start waits until then.
     lookup_retry: Option<Instant>,
     sample_retry: Option<Instant>,
+    /// When work that waits (for the budget, a due node, a retry) may start.
+    pump_at: Option<Instant>,
     /// Bootstrap contacts for the other ids, once the first has joined.
     contacts: Vec<SocketAddr>,
     next_table_scan: Instant,
@@ -272,6 +284,7 @@ impl Crawler {
             traverse,
             samples: Vec::new(),
             queue: VecDeque::new(),
+            delayed: VecDeque::new(),
             running: Vec::new(),
             pending: HashSet::with_hasher(KeyedState::new(key)),
             events: VecDeque::new(),
@@ -281,6 +294,7 @@ impl Crawler {
             backlog: false,
             lookup_retry: None,
             sample_retry: None,
+            pump_at: None,
             contacts: Vec::new(),
             next_table_scan: now.saturating_add(TABLE_SCAN),
             sample_serial: 0,
@@ -412,17 +426,7 @@ impl Crawler {
             }
         };
         consider(self.wake);
-        if !self.backlog {
-            if self.config.sample
-                && self.traverse.in_flight() < self.traverse.config().max_in_flight
-            {
-                let due = self.traverse.next_due();
-                consider(due.map(|d| self.sample_retry.map_or(d, |r| r.max(d))));
-            }
-            if !self.queue.is_empty() && self.running.len() < self.config.max_lookups {
-                consider(Some(self.lookup_retry.unwrap_or(self.now)));
-            }
-        }
+        consider(self.pump_at);
         if self.config.sample {
             consider(Some(self.next_table_scan));
         }
@@ -461,7 +465,7 @@ impl Crawler {
     /// running.
     pub fn lookup(&mut self, now: Instant, info_hash: Id) -> bool {
         let now = self.advance(now);
-        let queued = self.enqueue(info_hash);
+        let queued = self.enqueue(info_hash, None);
         self.pump(now);
         queued
     }
@@ -474,7 +478,7 @@ impl Crawler {
         s.queries_sent = self.budget.sent();
         s.queries_throttled = self.budget.throttled();
         s.lookups_running = self.running.len();
-        s.lookups_queued = self.queue.len();
+        s.lookups_queued = self.queue.len() + self.delayed.len();
         s.known_nodes = self.traverse.len();
         s.samples_in_flight = self.traverse.in_flight();
         s.nodes_dropped = self.traverse.dropped;
@@ -500,17 +504,22 @@ impl Crawler {
         }
     }
 
-    /// Queues a lookup unless queued, running, or the queue is full.
-    fn enqueue(&mut self, info_hash: Id) -> bool {
+    /// Queues a lookup (to start at `at`, or at once) unless queued, running, or the queue
+    /// is full.
+    fn enqueue(&mut self, info_hash: Id, at: Option<Instant>) -> bool {
         if self.pending.contains(&info_hash) {
             return true;
         }
-        if self.config.max_lookups == 0 || self.queue.len() >= self.config.max_queued_lookups {
+        let queued = self.queue.len() + self.delayed.len();
+        if self.config.max_lookups == 0 || queued >= self.config.max_queued_lookups {
             self.stats.lookups_refused = self.stats.lookups_refused.saturating_add(1);
             return false;
         }
         self.pending.insert(info_hash);
-        self.queue.push_back(info_hash);
+        match at {
+            Some(at) if at > self.now => self.delayed.push_back((at, info_hash)),
+            _ => self.queue.push_back(info_hash),
+        }
         true
     }
 
@@ -563,8 +572,13 @@ impl Crawler {
                 {
                     req.answered = true;
                     self.stats.sample_answers = self.stats.sample_answers.saturating_add(1);
-                    self.traverse
-                        .on_answer(now, from, samples.len(), num, interval);
+                    let answer = Answer {
+                        samples: samples.len(),
+                        num,
+                        interval,
+                    };
+                    let spread = self.rng.next_u32();
+                    self.traverse.on_answer(now, from, answer, spread);
                 }
                 if self.config.sample {
                     for n in nodes {
@@ -645,7 +659,8 @@ impl Crawler {
             how: found.how,
             from,
         });
-        let _ = self.enqueue(found.info_hash);
+        let at = self.now.saturating_add(self.config.lookup_delay);
+        let _ = self.enqueue(found.info_hash, Some(at));
     }
 
     /// The traversal takes in the contacts of every id's routing table.
@@ -667,15 +682,28 @@ impl Crawler {
     }
 
     /// Starts the samples and lookups that may start: no more than the budget can send now.
+    /// Sets when to try again if work is left waiting for time (not for answers).
     fn pump(&mut self, now: Instant) {
-        if self.backlog || self.nodes.is_empty() {
+        self.pump_at = None;
+        if self.nodes.is_empty() {
             return;
         }
+        if self.backlog {
+            // Queries wait for the global rate: new work only adds to them.
+            let at = self.budget.next_token(now);
+            self.pump_at = Some(at.max(now.saturating_add(Duration::from_millis(1))));
+            return;
+        }
+        while let Some(&(at, info_hash)) = self.delayed.front() {
+            if at > now {
+                break;
+            }
+            self.delayed.pop_front();
+            self.queue.push_back(info_hash);
+        }
         let mut room = u64::from(self.budget.available(now));
-        let lookups_ok = self.lookup_retry.is_none_or(|t| t <= now);
-        let samples_ok = self.config.sample && self.sample_retry.is_none_or(|t| t <= now);
-        let mut lookups_open = lookups_ok;
-        let mut samples_open = samples_ok;
+        let mut lookups_open = self.lookup_retry.is_none_or(|t| t <= now);
+        let mut samples_open = self.config.sample && self.sample_retry.is_none_or(|t| t <= now);
         // Alternate: a lookup, then a sample, while the budget lasts.
         while room > 0 && (lookups_open || samples_open) {
             if lookups_open {
@@ -691,6 +719,30 @@ impl Crawler {
                 }
             }
         }
+        let lookups_wait = !self.queue.is_empty() && self.running.len() < self.config.max_lookups;
+        let samples_wait =
+            self.config.sample && self.traverse.in_flight() < self.traverse.config().max_in_flight;
+        let mut at: Option<Instant> = None;
+        let mut consider = |t: Instant| at = Some(at.map_or(t, |a: Instant| a.min(t)));
+        if room == 0 && (lookups_wait || samples_wait) {
+            // The budget is spent: try again when the next query's worth has come back.
+            consider(self.budget.next_token(now));
+        }
+        if lookups_wait {
+            if let Some(t) = self.lookup_retry {
+                consider(t);
+            }
+        }
+        if let Some(&(t, _)) = self.delayed.front() {
+            consider(t);
+        }
+        if samples_wait {
+            if let Some(due) = self.traverse.next_due() {
+                consider(self.sample_retry.map_or(due, |r| r.max(due)));
+            }
+        }
+        // Never now: what could start now has started.
+        self.pump_at = at.map(|t| t.max(now.saturating_add(Duration::from_millis(1))));
     }
 
     /// Starts the next queued lookup; returns the queries it sends at once, or `None` when

@@ -145,6 +145,8 @@ impl Harvester {
 }
 
 #[cfg(test)]
+mod driver_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod traverse_tests;

@@ -21,16 +21,33 @@
 //!
 //! The ids and the routing contacts are kept in a state file ([`CrawlState`]), so a restarted
 //! crawler takes its old places in other nodes' routing tables.
+//!
+//! ```no_run
+//! use dht_std::crawl::{Crawl, CrawlOptions};
+//! use dht_std::store::{Limits, SqliteStore};
+//!
+//! let store = SqliteStore::open("crawl.sqlite".as_ref(), Limits::default())?;
+//! let mut options = CrawlOptions::new(dht_std::os_seed());
+//! options.bootstrap = dht_std::resolve_all(dht_std::DEFAULT_BOOTSTRAP);
+//! options.state = Some("crawl.state".into());
+//! let crawl = Crawl::start(store, options)?;
+//! let stopper = crawl.stopper(); // `stopper.stop()` from another thread ends the run
+//! let last = crawl.run(|s| println!("{} found, {} fetched", s.found.total(), s.fetched))?;
+//! println!("{} fetches failed", last.fetch_failed);
+//! # drop(stopper);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod fetch;
+mod ids;
 mod net;
 mod state;
+mod status;
 
 use core::fmt;
 use core::net::{IpAddr, SocketAddr};
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::path::PathBuf;
@@ -41,11 +58,14 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use dht_proto::crawl::{CrawlEvent, Crawler, CrawlerConfig, HowFound};
 use dht_proto::wire::compact::NodeInfo;
 use dht_proto::{Config, Id};
-use rand_core::RngCore;
 
-use self::fetch::{Action, FetchThread, Fetches};
+use self::fetch::{Action, FetchThread};
+use self::ids::choose_ids;
+pub use self::ids::shard_ids;
 use self::net::{NetStats, NetThread};
 pub use self::state::{CrawlState, MAX_IDS, lock as lock_state};
+use self::status::Run;
+pub use self::status::{BySource, Status};
 use crate::metadata::{FetchOptions, InfoDict};
 use crate::store::{
     Batcher, BatcherConfig, FileEntry, Shard, Sighting, Source, Store, StoreError, TorrentRecord,
@@ -53,9 +73,11 @@ use crate::store::{
 
 /// Crawler ids without `--ids` and without a state file.
 pub const DEFAULT_IDS: usize = 8;
-/// How long a claim is ours before other crawlers may take it.
+/// How long a claim is ours before other crawlers may take it, at least (twice the fetch time
+/// limit when that is longer).
 const LEASE: Duration = Duration::from_secs(5 * 60);
-/// A fetch (lookup included) running longer is given up (and retried later).
+/// A fetch running longer than this after its lookup may start (the core delays the lookups of
+/// new info-hashes by [`CrawlerConfig::lookup_delay`]) is given up, and retried later.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
 /// Longest wait between two claims while fetch slots are free.
 const CLAIM_EVERY: Duration = Duration::from_secs(1);
@@ -177,78 +199,6 @@ impl From<StoreError> for CrawlError {
     }
 }
 
-/// Info-hashes by how they were found.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct BySource {
-    /// In incoming `get_peers` queries.
-    pub get_peers: u64,
-    /// In incoming `announce_peer` queries.
-    pub announce_peer: u64,
-    /// In BEP 51 samples.
-    pub sample: u64,
-}
-
-impl BySource {
-    /// All sources together.
-    pub fn total(&self) -> u64 {
-        self.get_peers
-            .saturating_add(self.announce_peer)
-            .saturating_add(self.sample)
-    }
-
-    fn minus(&self, earlier: &Self) -> Self {
-        Self {
-            get_peers: self.get_peers.saturating_sub(earlier.get_peers),
-            announce_peer: self.announce_peer.saturating_sub(earlier.announce_peer),
-            sample: self.sample.saturating_sub(earlier.sample),
-        }
-    }
-}
-
-/// What a crawl has done so far.
-#[derive(Clone, Debug, Default, PartialEq)]
-#[non_exhaustive]
-pub struct Status {
-    /// Time since the start.
-    pub uptime: Duration,
-    /// Crawler ids (sockets).
-    pub ids: usize,
-    /// Contacts in the ids' routing tables together.
-    pub contacts: usize,
-    /// Queries sent so far.
-    pub queries_sent: u64,
-    /// Queries sent per second since the previous status.
-    pub queries_per_sec: f64,
-    /// Queries held back by the send budget so far.
-    pub throttled: u64,
-    /// New info-hashes found since the start.
-    pub found: BySource,
-    /// New info-hashes found in the last minute (or since the start, if sooner).
-    pub found_last_minute: BySource,
-    /// `get_peers` lookups running and waiting.
-    pub lookups_running: usize,
-    /// Lookups waiting for a slot.
-    pub lookups_queued: usize,
-    /// Metadata fetched and stored since the start.
-    pub fetched: u64,
-    /// Metadata fetched in the last minute (or since the start, if sooner).
-    pub fetched_last_minute: u64,
-    /// Fetches that failed (every peer failed, no peer, or too slow).
-    pub fetch_failed: u64,
-    /// Fetches running.
-    pub fetching: usize,
-    /// Info-hashes in the database's fetch queue (all crawlers'), if it could be read.
-    pub queue: Option<u64>,
-    /// Transactions committed.
-    pub commits: u64,
-    /// Writes waiting for the next commit.
-    pub pending_writes: usize,
-    /// Writes dropped while the database failed.
-    pub dropped_writes: u64,
-    /// Database errors so far.
-    pub store_errors: u64,
-}
-
 /// Messages to the caller's thread.
 #[derive(Debug)]
 pub(crate) enum Msg {
@@ -294,6 +244,10 @@ pub struct Crawl<S: Store> {
     _lock: Option<File>,
     /// Claims given back at the start (left over by a killed run).
     resumed: u64,
+    /// A fetch running longer is given up.
+    fetch_timeout: Duration,
+    /// How long claims are ours.
+    lease: Duration,
 }
 
 /// Current Unix time in seconds.
@@ -301,93 +255,6 @@ fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// `n` ids spread evenly over `shard`'s slice of the key space (the first 32 bits), the other
-/// bits random.
-pub fn shard_ids(n: usize, shard: Shard, rng: &mut impl RngCore) -> Vec<Id> {
-    let n32 = u32::try_from(n).unwrap_or(u32::MAX);
-    let whole = dht_proto::crawl::spread_ids(n32, rng);
-    let start = (u64::from(shard.index()) << 32) / u64::from(shard.count());
-    let end = (u64::from(shard.index() + 1) << 32) / u64::from(shard.count());
-    whole
-        .into_iter()
-        .map(|id| {
-            let mut bytes = id.to_bytes();
-            let [a, b, c, d, ..] = bytes;
-            let prefix = u64::from(u32::from_be_bytes([a, b, c, d]));
-            let scaled = start + ((prefix * (end - start)) >> 32);
-            let p = u32::try_from(scaled).unwrap_or(u32::MAX).to_be_bytes();
-            for (byte, p) in bytes.iter_mut().zip(p) {
-                *byte = p;
-            }
-            Id::new(bytes)
-        })
-        .collect()
-}
-
-/// The ids to run: the saved ones (those in the shard, up to `want`), completed with fresh ones
-/// spread over the shard.
-fn choose_ids(saved: &[Id], want: Option<usize>, shard: Shard, seed: [u8; 32]) -> Vec<Id> {
-    let mut ids: Vec<Id> = saved
-        .iter()
-        .copied()
-        .filter(|id| shard.contains(id))
-        .collect();
-    let want = want
-        .unwrap_or(if ids.is_empty() {
-            DEFAULT_IDS
-        } else {
-            ids.len()
-        })
-        .clamp(1, MAX_IDS);
-    ids.truncate(want);
-    if ids.len() < want {
-        let mut rng = SeedRng::new(seed);
-        let fresh = shard_ids(want, shard, &mut rng);
-        ids.extend(fresh.into_iter().skip(ids.len()));
-    }
-    ids
-}
-
-/// Random bits for fresh ids from the caller's seed (splitmix64 over the seed's words: ids need
-/// to be spread and unpredictable to others, which the seed already is).
-#[derive(Debug)]
-struct SeedRng(u64);
-
-impl SeedRng {
-    fn new(seed: [u8; 32]) -> Self {
-        let mut x = 0u64;
-        for chunk in seed.chunks(8) {
-            let mut w = [0; 8];
-            w.get_mut(..chunk.len())
-                .unwrap_or_default()
-                .copy_from_slice(chunk);
-            x = x.rotate_left(17) ^ u64::from_le_bytes(w);
-        }
-        Self(x)
-    }
-}
-
-impl RngCore for SeedRng {
-    fn next_u32(&mut self) -> u32 {
-        (self.next_u64() >> 32) as u32
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        for chunk in dest.chunks_mut(8) {
-            let bytes = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(bytes.get(..chunk.len()).unwrap_or_default());
-        }
-    }
 }
 
 /// Widens the nodes' address policy for a loopback or private address the user named.
@@ -450,6 +317,8 @@ impl<S: Store> Crawl<S> {
         }
         config.budget.rate = options.rate.max(1);
         let stride = config.node.limits.max_datagram.saturating_add(1);
+        let fetch_timeout = config.lookup_delay.saturating_add(FETCH_TIMEOUT);
+        let lease = LEASE.max(fetch_timeout.saturating_mul(2));
         let start = dht_proto::Instant::ZERO;
         let mut crawler = Crawler::new(config, &ids, start);
         let mut contacts: Vec<SocketAddr> = options.bootstrap.clone();
@@ -484,6 +353,8 @@ impl<S: Store> Crawl<S> {
             contacts: saved.nodes,
             _lock: lock,
             resumed,
+            fetch_timeout,
+            lease,
         };
         crawl.save_state();
         Ok(crawl)
@@ -705,10 +576,13 @@ impl<S: Store> Crawl<S> {
             return;
         }
         run.next_claim = now + CLAIM_EVERY;
-        let claimed =
-            self.batcher
-                .store()
-                .claim(&self.owner, free, self.options.shard, unix_now(), LEASE);
+        let claimed = self.batcher.store().claim(
+            &self.owner,
+            free,
+            self.options.shard,
+            unix_now(),
+            self.lease,
+        );
         match claimed {
             Ok(hashes) => {
                 if hashes.len() == free {
@@ -732,7 +606,7 @@ impl<S: Store> Crawl<S> {
             return;
         }
         run.next_overdue_check = (run.fetches.running() > 0).then(|| now + Duration::from_secs(1));
-        for h in run.fetches.overdue(now, FETCH_TIMEOUT) {
+        for h in run.fetches.overdue(now, self.fetch_timeout) {
             self.fetcher.send(fetch::Command::Cancel(h));
             run.fetches.on_finished(h);
             run.failed(h);
@@ -814,125 +688,6 @@ impl<S: Store> Crawl<S> {
     }
 }
 
-/// The bookkeeping of one [`Crawl::run`].
-#[derive(Debug)]
-struct Run {
-    started: Instant,
-    ids: usize,
-    concurrency: usize,
-    fetches: Fetches,
-    net: NetStats,
-    found: BySource,
-    fetched: u64,
-    fetch_failed: u64,
-    /// Failed fetches not yet reported to the store.
-    failed: Vec<Id>,
-    next_claim: Instant,
-    next_overdue_check: Option<Instant>,
-    /// A commit failed: the next try waits until then.
-    commit_backoff: Option<Instant>,
-    /// The fetch queue's length and when it was counted.
-    queue: Option<(Instant, Option<u64>)>,
-    store_errors: u64,
-    /// (time, found, fetched) at earlier statuses, for the per-minute rates.
-    history: VecDeque<(Instant, BySource, u64)>,
-    last_queries: (Instant, u64),
-}
-
-impl Run {
-    fn new(started: Instant, ids: usize, concurrency: usize) -> Self {
-        Self {
-            started,
-            ids,
-            concurrency: concurrency.max(1),
-            fetches: Fetches::new(MAX_FOUND),
-            net: NetStats::default(),
-            found: BySource::default(),
-            fetched: 0,
-            fetch_failed: 0,
-            failed: Vec::new(),
-            next_claim: started,
-            next_overdue_check: None,
-            commit_backoff: None,
-            queue: None,
-            store_errors: 0,
-            history: VecDeque::from([(started, BySource::default(), 0)]),
-            last_queries: (started, 0),
-        }
-    }
-
-    fn claim_soon(&mut self, now: Instant) {
-        self.next_claim = self.next_claim.min(now + CLAIM_MIN);
-    }
-
-    fn failed(&mut self, info_hash: Id) {
-        self.fetch_failed += 1;
-        self.failed.push(info_hash);
-    }
-
-    fn note(&mut self, r: Result<bool, StoreError>) {
-        if let Err(e) = r {
-            self.store_error(&e);
-        }
-    }
-
-    fn store_error(&mut self, e: &StoreError) {
-        self.store_errors += 1;
-        // The first error, then one in a hundred: a database that is down must not flood the log.
-        if self.store_errors % 100 == 1 {
-            log::warn!("database error (retrying): {e}");
-        }
-    }
-
-    fn status<S: Store>(&mut self, now: Instant, queue: Option<u64>, b: &Batcher<S>) -> Status {
-        let minute = Duration::from_secs(60);
-        // Keep one entry at least a minute old as the base of the rates.
-        while self.history.len() > 1
-            && self
-                .history
-                .get(1)
-                .is_some_and(|(t, ..)| now.saturating_duration_since(*t) >= minute)
-        {
-            self.history.pop_front();
-        }
-        let (found_then, fetched_then) = self
-            .history
-            .front()
-            .map_or((BySource::default(), 0), |(_, f, n)| (*f, *n));
-        self.history.push_back((now, self.found, self.fetched));
-        let (then, sent_then) = self.last_queries;
-        let secs = now.saturating_duration_since(then).as_secs_f64();
-        let sent = self.net.queries_sent;
-        let queries_per_sec = if secs > 0.0 {
-            sent.saturating_sub(sent_then) as f64 / secs
-        } else {
-            0.0
-        };
-        self.last_queries = (now, sent);
-        Status {
-            uptime: now.saturating_duration_since(self.started),
-            ids: self.ids,
-            contacts: self.net.contacts,
-            queries_sent: sent,
-            queries_per_sec,
-            throttled: self.net.throttled,
-            found: self.found,
-            found_last_minute: self.found.minus(&found_then),
-            lookups_running: self.net.lookups_running,
-            lookups_queued: self.net.lookups_queued,
-            fetched: self.fetched,
-            fetched_last_minute: self.fetched.saturating_sub(fetched_then),
-            fetch_failed: self.fetch_failed,
-            fetching: self.fetches.running(),
-            queue,
-            commits: b.commits(),
-            pending_writes: b.pending(),
-            dropped_writes: b.dropped(),
-            store_errors: self.store_errors,
-        }
-    }
-}
-
 /// What the store keeps of fetched metadata. An info dictionary this reader cannot list (a v2-only
 /// torrent) is kept raw, with an empty name and no files.
 pub fn torrent_record(info_hash: Id, info: Vec<u8>, at: i64) -> TorrentRecord {
@@ -968,38 +723,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shard_ids_stay_in_their_shard_and_spread() {
-        let mut rng = SeedRng::new([1; 32]);
-        for (i, n) in [(0, 1), (1, 3), (3, 4)] {
-            let shard = Shard::new(i, n).unwrap();
-            let ids = shard_ids(16, shard, &mut rng);
-            assert_eq!(ids.len(), 16);
-            assert!(ids.iter().all(|id| shard.contains(id)), "{shard}");
-            let mut sorted = ids.clone();
-            sorted.sort();
-            sorted.dedup();
-            assert_eq!(sorted.len(), 16);
-        }
-    }
-
-    #[test]
-    fn saved_ids_are_kept_and_completed() {
-        let shard = Shard::ALL;
-        let fresh = choose_ids(&[], Some(4), shard, [2; 32]);
-        assert_eq!(fresh.len(), 4);
-        assert_eq!(choose_ids(&fresh, None, shard, [3; 32]), fresh);
-        assert_eq!(choose_ids(&fresh, Some(2), shard, [3; 32]), fresh[..2]);
-        let more = choose_ids(&fresh, Some(6), shard, [3; 32]);
-        assert_eq!(more[..4], fresh[..]);
-        assert_eq!(more.len(), 6);
-        // Ids outside a new shard are replaced.
-        let half = Shard::new(1, 2).unwrap();
-        let moved = choose_ids(&fresh, None, half, [3; 32]);
-        assert!(moved.iter().all(|id| half.contains(id)));
-        assert!(!moved.is_empty());
-    }
-
-    #[test]
     fn metadata_becomes_a_record() {
         let info = b"d5:filesld6:lengthi3e4:pathl1:a1:beed6:lengthi4e4:pathl1:ceee4:name1:x\
                      12:piece lengthi16384e6:pieces0:e"
@@ -1022,26 +745,5 @@ mod tests {
         assert_eq!(t.info, info);
         let odd = torrent_record(Id::new([1; 20]), b"d4:file treedee".to_vec(), 7);
         assert_eq!((odd.name.as_str(), odd.files.len()), ("", 0));
-    }
-
-    #[test]
-    fn rates_cover_the_last_minute() {
-        let t0 = Instant::now();
-        let mut run = Run::new(t0, 1, 1);
-        let b = Batcher::new(
-            crate::store::SqliteStore::open_in_memory(crate::store::Limits::default()).unwrap(),
-            BatcherConfig::default(),
-        );
-        run.found.sample = 5;
-        run.fetched = 2;
-        let s = run.status(t0 + Duration::from_secs(30), Some(0), &b);
-        assert_eq!((s.found_last_minute.sample, s.fetched_last_minute), (5, 2));
-        run.found.sample = 8;
-        let s = run.status(t0 + Duration::from_secs(70), None, &b);
-        assert_eq!(s.found_last_minute.sample, 8, "the base is the start");
-        run.found.sample = 9;
-        let s = run.status(t0 + Duration::from_secs(100), None, &b);
-        assert_eq!(s.found_last_minute.sample, 4, "since the status at 30 s");
-        assert_eq!(s.found.total(), 9);
     }
 }

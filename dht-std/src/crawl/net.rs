@@ -57,17 +57,18 @@ pub(crate) enum Command {
 /// Binds one UDP socket per id: at `bind`'s port and upwards, or each on an ephemeral port
 /// when the port is 0.
 pub(crate) fn bind_sockets(bind: SocketAddr, n: usize) -> io::Result<Vec<UdpSocket>> {
+    let first = usize::from(bind.port());
+    if first != 0 && first + n.saturating_sub(1) > usize::from(u16::MAX) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{n} ports from {first} run past 65535"),
+        ));
+    }
     (0..n)
         .map(|i| {
             let mut addr = bind;
-            if bind.port() != 0 {
-                let port = u16::try_from(usize::from(bind.port()) + i).map_err(|_| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        format!("{n} ports from {} run past 65535", bind.port()),
-                    )
-                })?;
-                addr.set_port(port);
+            if first != 0 {
+                addr.set_port(u16::try_from(first + i).unwrap_or(u16::MAX));
             }
             UdpSocket::bind(addr)
         })
@@ -360,4 +361,27 @@ impl Net {
 
 fn socket_is_v6(socket: &UdpSocket) -> bool {
     socket.local_addr().is_ok_and(|a| a.is_ipv6())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_id_has_its_own_socket() {
+        let sockets = bind_sockets("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let mut ports: Vec<u16> = sockets
+            .iter()
+            .map(|s| s.local_addr().unwrap().port())
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), 3);
+    }
+
+    #[test]
+    fn ports_past_65535_are_refused() {
+        let e = bind_sockets("127.0.0.1:65534".parse().unwrap(), 3).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
 }

@@ -163,3 +163,42 @@ pub fn torrent_file(info: &[u8]) -> Vec<u8> {
     out.push(b'e');
     out
 }
+
+/// The body of the `info_dict` fuzz target, replayed over its corpus by `cargo test`: reading
+/// arbitrary bytes as an info dictionary never panics, and what it accepts is consistent.
+///
+/// # Panics
+///
+/// When an accepted dictionary breaks an invariant (that is the bug the fuzzer looks for).
+#[doc(hidden)]
+pub fn fuzz_info_dict(data: &[u8]) {
+    let Ok(info) = InfoDict::parse(data) else {
+        return;
+    };
+    assert!(!info.files.is_empty(), "an accepted dictionary lists files");
+    assert!(
+        info.files.iter().all(|f| !f.path.is_empty()),
+        "every file has a path"
+    );
+    let sum = info
+        .files
+        .iter()
+        .map(|f| u128::from(f.length))
+        .sum::<u128>();
+    assert_eq!(
+        u128::from(info.total_size),
+        sum,
+        "total size is the sum of the lengths"
+    );
+    // The `.torrent` written around it is one dictionary whose `info` is the input, byte for
+    // byte.
+    let file = torrent_file(data);
+    let limits = DecodeLimits::new(MAX_DEPTH + 1, file.len(), file.len());
+    let value = bencode::decode(&file, &limits).expect("the .torrent decodes");
+    let inner = value.as_dict().and_then(|d| d.get_raw(b"info"));
+    assert_eq!(
+        inner,
+        Some(data),
+        "the .torrent holds the dictionary byte for byte"
+    );
+}

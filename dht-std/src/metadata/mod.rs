@@ -17,4 +17,6 @@ pub use driver::{
     FetchError, FetchId, FetchOptions, Fetcher, FetcherEvent, FetcherWaker, Metadata, PeerError,
     fetch_metadata, fetch_metadata_with,
 };
+#[doc(hidden)]
+pub use info::fuzz_info_dict;
 pub use info::{FileEntry, InfoDict, InfoError, torrent_file};

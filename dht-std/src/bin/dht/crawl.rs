@@ -247,7 +247,8 @@ fn default_state(url: &DbUrl, shard: Shard) -> PathBuf {
     }
 }
 
-/// SIGINT and SIGTERM stop the crawl (it then commits and exits).
+/// SIGINT and SIGTERM stop the crawl (it then commits and exits); a second one, while the last
+/// commit waits for a database that does not answer, exits at once (status 1).
 fn install_signals(stopper: Stopper) -> Result<(), Fail> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
@@ -255,8 +256,16 @@ fn install_signals(stopper: Stopper) -> Result<(), Fail> {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            for _ in signals.forever() {
+            let mut signals = signals.forever();
+            if signals.next().is_some() {
                 stopper.stop();
+            }
+            if signals.next().is_some() {
+                let _ = writeln!(
+                    io::stderr(),
+                    "dht: second signal: exiting without the last commit"
+                );
+                std::process::exit(1);
             }
         })?;
     Ok(())

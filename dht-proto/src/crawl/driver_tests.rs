@@ -1,0 +1,532 @@
+//! The [`Crawler`] against real nodes on a small virtual network, and against scripted
+//! answers: discovery, intervals, the send budget, the caps.
+
+use alloc::collections::VecDeque;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+use core::time::Duration;
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use proptest::prelude::*;
+
+use super::*;
+use crate::config::Config;
+use crate::node::Node;
+use crate::time::Instant;
+use crate::wire::compact::NodeInfo;
+use crate::wire::krpc::Message;
+
+fn remote_addr(i: usize) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 1, i as u8 + 1)), 6881)
+}
+
+fn crawler_addr(local: usize) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 2, local as u8 + 1)), 6881)
+}
+
+fn hash(i: u32) -> Id {
+    let mut b = [0x5a; 20];
+    b[..4].copy_from_slice(&i.wrapping_mul(0x9e37_79b9).to_be_bytes());
+    b[19] = i as u8;
+    Id::new(b)
+}
+
+fn config(seed: u8) -> CrawlerConfig {
+    let mut c = CrawlerConfig::new([seed; 32]);
+    c.node = Config::local_testing([0; 32]);
+    c
+}
+
+fn contains(data: &[u8], pattern: &[u8]) -> bool {
+    data.windows(pattern.len()).any(|w| w == pattern)
+}
+
+fn is_query(data: &[u8]) -> bool {
+    contains(data, b"1:y1:q")
+}
+
+fn is_sample_query(data: &[u8]) -> bool {
+    contains(data, b"1:q17:sample_infohashes")
+}
+
+/// One datagram the crawler sent.
+#[derive(Clone, Debug)]
+struct Sent {
+    at: Instant,
+    to: SocketAddr,
+    query: bool,
+}
+
+/// A crawler and real nodes on a network with a fixed 10 ms latency.
+struct Harness {
+    crawler: Crawler,
+    remotes: Vec<Node>,
+    now: Instant,
+    queue: VecDeque<(Instant, SocketAddr, SocketAddr, Vec<u8>)>,
+    sent: Vec<Sent>,
+    events: Vec<CrawlEvent>,
+    /// Per remote: when it received `sample_infohashes` queries.
+    sampled: BTreeMap<usize, Vec<Instant>>,
+    buf: Vec<u8>,
+}
+
+impl Harness {
+    fn new(remotes: usize, ids: u32, mut config: CrawlerConfig) -> Self {
+        let now = Instant::ZERO;
+        let mut nodes: Vec<Node> = (0..remotes)
+            .map(|i| {
+                let mut c = Config::local_testing([i as u8 + 1; 32]);
+                c.report_queries = true;
+                Node::new(c, now).unwrap()
+            })
+            .collect();
+        let infos: Vec<NodeInfo> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| NodeInfo {
+                id: n.id(),
+                addr: remote_addr(i),
+            })
+            .collect();
+        for n in &mut nodes {
+            let known = infos.iter().map(|i| (*i, Duration::from_millis(20)));
+            n.import_answered_nodes(now, known);
+        }
+        config.node.address_policy = crate::AddressPolicy::ALLOW_ALL;
+        let mut rng = crate::rng::Rng::new([9; 32]);
+        let ids = spread_ids(ids, &mut rng);
+        let mut crawler = Crawler::new(config, &ids, now);
+        crawler.bootstrap(now, &[remote_addr(0)]);
+        let mut h = Self {
+            crawler,
+            remotes: nodes,
+            now,
+            queue: VecDeque::new(),
+            sent: Vec::new(),
+            events: Vec::new(),
+            sampled: BTreeMap::new(),
+            buf: vec![0; 1500],
+        };
+        h.flush();
+        h
+    }
+
+    fn flush(&mut self) {
+        let now = self.now;
+        let latency = Duration::from_millis(10);
+        while let Some(t) = self.crawler.poll_transmit(now, &mut self.buf) {
+            let data = self.buf[..t.len].to_vec();
+            self.sent.push(Sent {
+                at: now,
+                to: t.to,
+                query: is_query(&data),
+            });
+            self.queue
+                .push_back((now + latency, crawler_addr(t.local), t.to, data));
+        }
+        while let Some(e) = self.crawler.poll_event() {
+            self.events.push(e);
+        }
+        for (i, node) in self.remotes.iter_mut().enumerate() {
+            while let Some(t) = node.poll_transmit(now, &mut self.buf) {
+                let data = self.buf[..t.len].to_vec();
+                self.queue
+                    .push_back((now + latency, remote_addr(i), t.to, data));
+            }
+            while let Some(e) = node.poll_event() {
+                if let Event::QueryReceived {
+                    method: MethodKind::SampleInfohashes,
+                    ..
+                } = e
+                {
+                    self.sampled.entry(i).or_default().push(now);
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self, from: SocketAddr, to: SocketAddr, data: &[u8]) {
+        let now = self.now;
+        if let Some(i) = (0..self.remotes.len()).find(|&i| remote_addr(i) == to) {
+            let _ = self.remotes[i].handle_datagram(now, from, data);
+        } else if let Some(local) = (0..self.crawler.len()).find(|&l| crawler_addr(l) == to) {
+            self.crawler.handle_input(now, local, from, data);
+        }
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        let mut same = 0;
+        loop {
+            let mut next = self.queue.front().map(|q| q.0);
+            let timers = self
+                .remotes
+                .iter()
+                .filter_map(Node::poll_timeout)
+                .chain(self.crawler.poll_timeout());
+            for t in timers {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+            let Some(next) = next.filter(|n| *n <= end) else {
+                break;
+            };
+            if next <= self.now {
+                same += 1;
+                assert!(same < 10_000, "spinning at {:?}", self.now);
+            } else {
+                same = 0;
+                self.now = next;
+            }
+            let now = self.now;
+            while self.queue.front().is_some_and(|q| q.0 <= now) {
+                let (_, from, to, data) = self.queue.pop_front().unwrap();
+                self.deliver(from, to, &data);
+            }
+            for node in &mut self.remotes {
+                if node.poll_timeout().is_some_and(|t| t <= now) {
+                    node.handle_timeout(now);
+                }
+            }
+            if self.crawler.poll_timeout().is_some_and(|t| t <= now) {
+                self.crawler.handle_timeout(now);
+            }
+            self.flush();
+        }
+        self.now = end;
+    }
+
+    fn discovered(&self) -> Vec<(Id, HowFound)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                CrawlEvent::Discovered { info_hash, how, .. } => Some((*info_hash, *how)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn the_crawler_finds_what_was_announced_and_honours_intervals() {
+    let mut c = config(1);
+    // Few lookups at once: in a network of 40 the per-address budget would hold back most
+    // of the queries of 30 lookups in flight together (they all ask the same few nodes).
+    c.max_lookups = 4;
+    let mut h = Harness::new(40, 2, c);
+    h.run_for(Duration::from_secs(30));
+    // Info-hashes announced by the network.
+    for i in 0..30u32 {
+        let now = h.now;
+        let r = (i as usize * 7) % 40;
+        h.remotes[r]
+            .announce_peer(now, hash(i), Some(6881))
+            .unwrap();
+    }
+    h.run_for(Duration::from_secs(20 * 60));
+    let found = h.discovered();
+    for i in 0..30 {
+        assert!(
+            found.iter().any(|(ih, _)| *ih == hash(i)),
+            "info-hash {i} not found"
+        );
+    }
+    let unique: BTreeSet<Id> = found.iter().map(|f| f.0).collect();
+    assert_eq!(unique.len(), found.len(), "each reported once");
+    assert!(found.iter().any(|f| f.1 == HowFound::Sample));
+    // Nodes answer with interval 300 s: never asked twice within it.
+    let mut asked = 0;
+    for times in h.sampled.values() {
+        asked += times.len();
+        for pair in times.windows(2) {
+            let gap = pair[1].saturating_duration_since(pair[0]);
+            assert!(gap >= Duration::from_secs(300), "asked again after {gap:?}");
+        }
+    }
+    assert!(asked >= 40, "every node sampled: {asked}");
+    // A lookup for each discovered info-hash, most with peers (in a network this small the
+    // per-address budget holds back queries of lookups that ask the same few nodes at once).
+    let done = |with_peers: bool| {
+        h.events
+            .iter()
+            .filter(
+                |e| matches!(e, CrawlEvent::LookupDone { peers, .. } if !with_peers || *peers > 0),
+            )
+            .count()
+    };
+    assert_eq!(done(false), found.len());
+    assert!(
+        done(true) * 3 >= found.len() * 2,
+        "lookups with peers: {}",
+        done(true)
+    );
+    let s = h.crawler.stats();
+    assert_eq!(s.ids, 2);
+    assert_eq!(s.discovered, unique.len() as u64);
+    assert!(s.sample_answers > 0 && s.sample_queries >= s.sample_answers);
+    assert_eq!(s.known_nodes, 40);
+}
+
+#[test]
+fn every_query_goes_through_the_send_budget() {
+    let mut c = config(2);
+    c.budget.rate = 20;
+    c.budget.burst = 5;
+    let mut h = Harness::new(60, 3, c);
+    for i in 0..40u32 {
+        let now = h.now;
+        assert!(h.crawler.lookup(now, hash(i)));
+    }
+    h.run_for(Duration::from_secs(120));
+    let queries: Vec<&Sent> = h.sent.iter().filter(|s| s.query).collect();
+    assert!(queries.len() > 200, "busy enough: {}", queries.len());
+    for (i, q) in queries.iter().enumerate() {
+        // Token bucket: within any second, at most burst + rate.
+        let in_window = queries[i..]
+            .iter()
+            .take_while(|r| r.at < q.at + Duration::from_secs(1))
+            .count();
+        assert!(in_window <= 25, "{in_window} queries within a second");
+    }
+    // One query per remote address per second, all ids together.
+    let mut last: BTreeMap<IpAddr, Instant> = BTreeMap::new();
+    for q in &queries {
+        if let Some(prev) = last.insert(q.to.ip(), q.at) {
+            assert!(q.at >= prev + Duration::from_secs(1), "{} twice", q.to);
+        }
+    }
+    let s = h.crawler.stats();
+    assert_eq!(s.queries_sent, queries.len() as u64);
+    assert!(s.queries_throttled > 0, "the budget held some back");
+}
+
+#[test]
+fn the_lookup_queue_stops_at_its_cap_and_dedupes() {
+    let mut c = config(3);
+    c.max_lookups = 1;
+    c.max_queued_lookups = 3;
+    let mut rng = crate::rng::Rng::new([1; 32]);
+    let ids = spread_ids(2, &mut rng);
+    let now = Instant::ZERO;
+    // No contacts: nothing can start, everything waits.
+    let mut crawler = Crawler::new(c, &ids, now);
+    assert!(crawler.lookup(now, hash(1)));
+    assert!(crawler.lookup(now, hash(2)));
+    assert!(crawler.lookup(now, hash(1)), "already queued");
+    assert!(crawler.lookup(now, hash(3)));
+    assert!(!crawler.lookup(now, hash(4)), "full");
+    let s = crawler.stats();
+    assert_eq!(
+        (s.lookups_queued, s.lookups_running, s.lookups_refused),
+        (3, 0, 1)
+    );
+    // Waiting for contacts does not spin: the retry is in the future.
+    crawler.handle_timeout(now);
+    assert!(crawler.poll_timeout().is_some_and(|t| t > now));
+    // Off: every lookup is refused.
+    let mut c = config(3);
+    c.max_lookups = 0;
+    let mut crawler = Crawler::new(c, &ids, now);
+    assert!(!crawler.lookup(now, hash(1)));
+}
+
+/// A `get_peers` query for `info_hash` from a node with id `id`.
+fn get_peers_query(id: Id, info_hash: Id, tid: &[u8; 2]) -> Vec<u8> {
+    let mut q = b"d1:ad2:id20:".to_vec();
+    q.extend_from_slice(id.as_bytes());
+    q.extend_from_slice(b"9:info_hash20:");
+    q.extend_from_slice(info_hash.as_bytes());
+    q.extend_from_slice(b"e1:q9:get_peers1:t2:");
+    q.extend_from_slice(tid);
+    q.extend_from_slice(b"1:y1:qe");
+    q
+}
+
+#[test]
+fn passive_harvest_reports_once_and_the_event_queue_is_capped() {
+    let mut c = config(4);
+    c.max_pending_events = 2;
+    c.max_lookups = 0;
+    c.sample = false;
+    let mut rng = crate::rng::Rng::new([1; 32]);
+    let ids = spread_ids(2, &mut rng);
+    let now = Instant::ZERO;
+    let mut crawler = Crawler::new(c, &ids, now);
+    let from = remote_addr(5);
+    for (i, local) in [(1, 0), (1, 1), (2, 1), (3, 0)] {
+        let q = get_peers_query(Id::new([7; 20]), hash(i), b"aa");
+        crawler.handle_input(now, local, from, &q);
+    }
+    let mut events = Vec::new();
+    while let Some(e) = crawler.poll_event() {
+        events.push(e);
+    }
+    assert_eq!(
+        events,
+        [
+            CrawlEvent::Discovered {
+                info_hash: hash(1),
+                how: HowFound::GetPeers,
+                from
+            },
+            CrawlEvent::Discovered {
+                info_hash: hash(2),
+                how: HowFound::GetPeers,
+                from
+            },
+        ]
+    );
+    let s = crawler.stats();
+    assert_eq!((s.discovered, s.discovered_get_peers), (3, 3));
+    assert_eq!((s.events_dropped, s.repeats), (1, 1));
+    // The answers go out, outside the query budget.
+    let mut buf = [0u8; 1500];
+    let mut answers = 0;
+    while let Some(t) = crawler.poll_transmit(now, &mut buf) {
+        assert_eq!(t.to, from);
+        assert!(!is_query(&buf[..t.len]));
+        answers += 1;
+    }
+    assert_eq!(answers, 4);
+    assert_eq!(crawler.stats().queries_sent, 0);
+}
+
+/// A `sample_infohashes` answer to `query` with `interval`, `num` and `samples`.
+fn sample_answer(query: &[u8], id: Id, interval: i64, num: i64, samples: &[Id]) -> Vec<u8> {
+    let limits = crate::wire::bencode::DecodeLimits::default();
+    let msg = Message::decode(query, &limits).unwrap();
+    let tid = msg.transaction_id.to_vec();
+    let mut r = b"d1:rd2:id20:".to_vec();
+    r.extend_from_slice(id.as_bytes());
+    r.extend_from_slice(
+        alloc::format!(
+            "8:intervali{interval}e3:numi{num}e7:samples{}:",
+            samples.len() * 20
+        )
+        .as_bytes(),
+    );
+    for s in samples {
+        r.extend_from_slice(s.as_bytes());
+    }
+    r.extend_from_slice(alloc::format!("e1:t{}:", tid.len()).as_bytes());
+    r.extend_from_slice(&tid);
+    r.extend_from_slice(b"1:y1:re");
+    r
+}
+
+/// A crawler with one id that knows one scripted node (it sent a `get_peers`), and that node.
+fn scripted(config: CrawlerConfig) -> (Crawler, SocketAddr, Id) {
+    let mut rng = crate::rng::Rng::new([1; 32]);
+    let ids = spread_ids(1, &mut rng);
+    let mut crawler = Crawler::new(config, &ids, Instant::ZERO);
+    let remote = remote_addr(9);
+    let remote_id = Id::new([0x42; 20]);
+    let q = get_peers_query(remote_id, hash(100), b"zz");
+    crawler.handle_input(Instant::ZERO, 0, remote, &q);
+    (crawler, remote, remote_id)
+}
+
+/// The `sample_infohashes` queries the crawler sends to `to` until `end`, answered with
+/// `answer` (interval, num, samples); returns when they were sent.
+fn drive_scripted(
+    crawler: &mut Crawler,
+    to: SocketAddr,
+    id: Id,
+    end: Instant,
+    answer: (i64, i64, &[Id]),
+) -> Vec<Instant> {
+    let mut now = Instant::ZERO;
+    let mut buf = [0u8; 1500];
+    let mut asked = Vec::new();
+    while now <= end {
+        crawler.handle_timeout(now);
+        while let Some(t) = crawler.poll_transmit(now, &mut buf) {
+            let data = buf[..t.len].to_vec();
+            if t.to == to && is_sample_query(&data) {
+                asked.push(now);
+                let r = sample_answer(&data, id, answer.0, answer.1, answer.2);
+                crawler.handle_input(now, t.local, to, &r);
+            }
+        }
+        match crawler.poll_timeout() {
+            Some(t) if t > now => now = t.min(end.saturating_add(Duration::from_millis(1))),
+            _ => now = now.saturating_add(Duration::from_millis(1)),
+        }
+    }
+    asked
+}
+
+#[test]
+fn the_interval_of_each_answer_is_honoured() {
+    let mut c = config(5);
+    c.max_lookups = 0;
+    let (mut crawler, remote, id) = scripted(c);
+    let end = Instant::from_secs(3 * 3600);
+    let asked = drive_scripted(&mut crawler, remote, id, end, (900, 50, &[hash(1)]));
+    assert!(asked.len() >= 4, "asked {asked:?}");
+    assert_eq!(asked[0], Instant::ZERO);
+    // The first revisit is spread over up to twice the interval, the others come at once.
+    let gaps: Vec<u64> = asked
+        .windows(2)
+        .map(|w| w[1].saturating_duration_since(w[0]).as_secs())
+        .collect();
+    assert!(gaps.iter().all(|g| *g >= 900), "{gaps:?}");
+    assert!(gaps[0] <= 1800, "{gaps:?}");
+    assert!(
+        gaps[1..].iter().all(|g| *g <= 901),
+        "rich node revisited when allowed: {gaps:?}"
+    );
+    let s = crawler.stats();
+    assert_eq!(s.discovered_sample, 1);
+}
+
+#[test]
+fn a_hostile_interval_is_cut_to_the_maximum() {
+    let mut c = config(6);
+    c.max_lookups = 0;
+    c.traverse.max_interval = Duration::from_secs(1000);
+    let (mut crawler, remote, id) = scripted(c);
+    let end = Instant::from_secs(10_000);
+    let asked = drive_scripted(&mut crawler, remote, id, end, (i64::MAX, i64::MAX, &[]));
+    let gaps: Vec<u64> = asked
+        .windows(2)
+        .map(|w| w[1].saturating_duration_since(w[0]).as_secs())
+        .collect();
+    assert!(asked.len() >= 4, "{asked:?}");
+    assert!(gaps.iter().all(|g| (1000..=2001).contains(g)), "{gaps:?}");
+}
+
+#[test]
+fn sampling_can_be_turned_off() {
+    let mut c = config(7);
+    c.sample = false;
+    let (mut crawler, remote, id) = scripted(c);
+    let asked = drive_scripted(
+        &mut crawler,
+        remote,
+        id,
+        Instant::from_secs(600),
+        (1, 1, &[]),
+    );
+    assert!(asked.is_empty());
+    assert_eq!(crawler.stats().known_nodes, 0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn any_datagram_on_any_socket_is_safe(
+        local in 0usize..4,
+        data in proptest::collection::vec(any::<u8>(), 0..300),
+        port in 1u16..,
+    ) {
+        let mut crawler = Crawler::new(config(8), &[Id::new([1; 20]), Id::new([0x80; 20])], Instant::ZERO);
+        let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 9, 9, 9)), port);
+        crawler.handle_input(Instant::from_millis(5), local, from, &data);
+        let mut buf = [0u8; 1500];
+        while crawler.poll_transmit(Instant::from_millis(5), &mut buf).is_some() {}
+        while crawler.poll_event().is_some() {}
+        crawler.handle_timeout(Instant::from_secs(1));
+        prop_assert!(crawler.poll_timeout().is_some());
+    }
+}
