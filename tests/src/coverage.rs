@@ -173,7 +173,7 @@ pub fn run(c: &CoverageParams) -> Result<CoverageReport, SimError> {
     let end = start + c.duration;
     let ten = start + Duration::from_secs(600);
     let mut next = 0;
-    let mut checked_ten = c.duration < Duration::from_secs(600);
+    let mut checked_ten = c.duration <= Duration::from_secs(600);
     while sim.now < end {
         let step_end = (sim.now + Duration::from_secs(1)).min(end);
         while let Some(&(at, ih, h)) = plan.get(next) {

@@ -1,21 +1,37 @@
-//! Building blocks of a crawler's discovery strategy, sans-IO like [`Node`](crate::Node):
-//! time is an [`Instant`](crate::Instant) argument and randomness a caller's [`RngCore`].
+//! A crawler's discovery strategy, sans-IO like [`Node`](crate::Node): time is an
+//! [`Instant`](crate::Instant) argument and randomness comes from a seed.
 //!
-//! - [`spread_ids`]: node ids spread evenly over the key space, so that a crawler running one
-//!   [`Node`](crate::Node) per id sits in many other nodes' routing tables and hears the
+//! [`Crawler`] runs one [`Node`](crate::Node) per id (each on its own socket) and combines:
+//!
+//! - **Many ids** ([`spread_ids`]): ids spread evenly over the key space, kept across restarts
+//!   by the application, so the crawler sits in many other nodes' routing tables and hears the
 //!   `get_peers` and `announce_peer` queries of every region.
-//! - [`Harvester`]: the info-hashes in the events of those nodes (incoming `get_peers` and
-//!   `announce_peer` queries, BEP 51 samples), each reported once ([`SeenSet`]).
-//! - [`SendBudget`]: the crawler's own queries kept to a global rate (default 500 per second)
-//!   and at most one per remote IP per second.
+//! - **Passive harvest** ([`Harvester`]): every info-hash in those incoming queries, reported
+//!   once ([`SeenSet`]) as [`CrawlEvent::Discovered`].
+//! - **A BEP 51 traversal** of the whole key space: every node heard of is asked for
+//!   `sample_infohashes` directly (one request, no lookup), with a target in its own
+//!   neighbourhood so that its answer lists its closest contacts, which is how the traversal
+//!   reaches every node. A node is never asked again before the `interval` it gave; its `num`
+//!   decides how much a revisit is worth when more nodes are due than the budget allows (see
+//!   [`TraverseConfig`]). The table of nodes is bounded.
+//! - **A `get_peers` lookup** (with BEP 33 scrape when [`CrawlerConfig::scrape`] is on) for each
+//!   new info-hash, with bounded concurrency and a bounded queue: [`CrawlEvent::Peers`] and
+//!   [`CrawlEvent::LookupDone`].
+//! - **One [`SendBudget`]** for every query of every id: a global rate (default 500 per second)
+//!   and at most one query per remote IP per second. Answers to other nodes' queries are not
+//!   held back. New work starts only while the budget has room, so queries wait little.
 //!
-//! A limit of the real network: libtorrent keeps one routing entry per IP address and prefers
-//! node ids that match their address (BEP 42), and an id derived from an address fixes its first
-//! 21 bits, so ids spread over the whole key space from one address are not all kept by such
-//! tables. Spread ids still collect queries from the implementations that do keep them, and the
-//! BEP 51 traversal ([`Node::sample_infohashes`](crate::Node::sample_infohashes)) reaches every
-//! region whatever the tables keep; more addresses, one id each, are the way to be kept
-//! everywhere.
+//! **The real network's limits.** libtorrent keeps one routing entry per IP address and
+//! prefers node ids that match their address (BEP 42); an id derived from an address fixes its
+//! first 21 bits. Many spread ids on one address are therefore not all kept by such tables:
+//! at most one of them, and only if it is BEP 42-compliant. The strategy does not depend on
+//! being kept: the traversal asks every node directly, whatever its table holds, and the
+//! per-IP budget keeps those visits far below libtorrent's per-source limit (5 queries per
+//! second). Spread ids still collect queries from the implementations that keep them. To be
+//! kept everywhere, run more addresses with one id each (each id already has its own socket),
+//! each with a BEP 42-compliant id ([`bep42::generate_id`](crate::bep42::generate_id)): its
+//! first 21 bits then follow from the address, and many addresses spread over the key space
+//! between them.
 
 mod budget;
 mod driver;
