@@ -227,12 +227,7 @@ impl Row {
 
 /// Fetches every torrent from its seeder, `FETCH_CONCURRENCY` at once; with a store, writes
 /// each through a batcher and counts what is committed.
-fn fetch_all<S: Store>(
-    what: &str,
-    swarm: &Swarm,
-    torrents: &[Torrent],
-    store: Option<S>,
-) -> Row {
+fn fetch_all<S: Store>(what: &str, swarm: &Swarm, torrents: &[Torrent], store: Option<S>) -> Row {
     let mut options = FetchOptions::default();
     options.max_connections = FETCH_CONCURRENCY * 4;
     let mut fetcher = Fetcher::new(options).unwrap();
@@ -299,7 +294,10 @@ fn fetch_all<S: Store>(
     }
 }
 
-fn steady(marks: (Option<(Instant, usize)>, Option<(Instant, usize)>)) -> Option<f64> {
+/// When 10 % and 90 % of the torrents were stored, and how many were then.
+type Marks = (Option<(Instant, usize)>, Option<(Instant, usize)>);
+
+fn steady(marks: Marks) -> Option<f64> {
     let ((t0, n0), (t1, n1)) = (marks.0?, marks.1?);
     let secs = t1.duration_since(t0).as_secs_f64();
     (secs > 0.0).then(|| (n1 - n0) as f64 / secs)
@@ -426,8 +424,7 @@ fn main() {
     let t = Instant::now();
     let swarm = Swarm::start(nodes, &torrents);
     let join_secs = t.elapsed().as_secs_f64();
-    let mean_info =
-        torrents.iter().map(|t| t.info.len()).sum::<usize>() as f64 / n.max(1) as f64;
+    let mean_info = torrents.iter().map(|t| t.info.len()).sum::<usize>() as f64 / n.max(1) as f64;
     println!(
         "Crawler throughput on loopback: {n} generated torrents (info dictionaries of {mean_info:.0} \
          bytes on average), {nodes} DHT nodes of ours on their own loopback addresses (joined in \
@@ -452,13 +449,26 @@ fn main() {
 
     let path = dir.0.join("crawl.sqlite");
     let open = || SqliteStore::open(&path, Limits::default()).unwrap();
-    crawl("crawl (SQLite)", &swarm, &torrents, &dir.0.join("a.state"), open).print(base_rate);
+    crawl(
+        "crawl (SQLite)",
+        &swarm,
+        &torrents,
+        &dir.0.join("a.state"),
+        open,
+    )
+    .print(base_rate);
     match PgDb::new() {
         Some(db) => {
             let url = db.url.clone();
             let open = move || PostgresStore::connect(&url, Limits::default()).unwrap();
-            crawl("crawl (PostgreSQL)", &swarm, &torrents, &dir.0.join("b.state"), open)
-                .print(base_rate);
+            crawl(
+                "crawl (PostgreSQL)",
+                &swarm,
+                &torrents,
+                &dir.0.join("b.state"),
+                open,
+            )
+            .print(base_rate);
         }
         None => println!(
             "| {:<30} | skipped: DHT_TEST_POSTGRES_URL is not set (run under .ci/postgres.sh)",
