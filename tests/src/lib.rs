@@ -14,7 +14,9 @@
 //! - [`build`]: building a large steady-state network quickly;
 //! - [`coverage`]: the crawler's coverage of announced info-hashes, behind the `coverage` binary;
 //! - [`scenario`]: the measurement scenario behind the `sim` binary and the scale tests;
-//! - [`stats`]: percentiles and tables.
+//! - [`stats`]: percentiles and tables;
+//! - [`torrents`] and [`seeder`]: generated torrents and a TCP peer serving their metadata
+//!   (BEP 9/10) on loopback, for the crawler's benchmark and end-to-end tests.
 //!
 //! `DHT_SIM_SEED=<n>` replays one seed in every scenario test ([`seeds`]).
 
@@ -30,8 +32,10 @@ pub mod net;
 pub mod rng;
 pub mod rules;
 pub mod scenario;
+pub mod seeder;
 pub mod sim;
 pub mod stats;
+pub mod torrents;
 pub mod trace;
 
 /// The seeds a scenario test runs: `DHT_SIM_SEED=<n>` replays one seed, `DHT_SIM_SEEDS=<n>`
