@@ -22,46 +22,19 @@
 //! hash of the address, ~450), the routing-table update of the querier (~550), and for the
 //! kinds that return nodes the search for the 8 closest answered contacts (~2,100).
 
+mod common;
+
 use core::hint::black_box;
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant as WallClock;
 
+use common::{id, query, table_addr as addr};
 use dht_proto::bep44::immutable_target;
 use dht_proto::wire::krpc::{
     AnnouncePeer, Body, FindNode, Get, GetPeers, Message, Ping, Put, Query, Response,
     SampleInfohashes,
 };
-use dht_proto::{Config, Id, Instant, Node};
-
-fn addr(i: u32) -> SocketAddr {
-    let b = (i + 1).to_be_bytes();
-    SocketAddr::new(IpAddr::V4(Ipv4Addr::new(11, b[1], b[2], b[3])), 6881)
-}
-
-fn id(i: u32) -> Id {
-    let mut bytes = [0u8; 20];
-    let mut x = u64::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    for b in &mut bytes {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        *b = x as u8;
-    }
-    Id::new(bytes)
-}
-
-fn query(q: Query<'_>) -> Vec<u8> {
-    let msg = Message {
-        transaction_id: b"aa",
-        version: None,
-        ip: None,
-        read_only: false,
-        body: Body::Query(q),
-    };
-    let mut buf = [0u8; 1500];
-    let n = msg.encode(&mut buf).expect("fits");
-    buf[..n].to_vec()
-}
+use dht_proto::{Config, Instant, Node};
 
 /// Best of `rounds` rounds of `n` calls of `f`, in ns per call.
 fn measure(rounds: u32, n: u32, mut f: impl FnMut()) -> f64 {
