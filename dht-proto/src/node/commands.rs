@@ -107,6 +107,36 @@ impl<V: Ed25519Verifier> Node<V> {
         })
     }
 
+    /// Asks one node, `addr`, for the peers of `info_hash`: a single `get_peers` request (no
+    /// lookup), with BEP 33 `scrape=1` when `scrape` is set. The peers it returns arrive as
+    /// [`Event::PeersFound`]; [`Event::QueryFinished`] ends it, with that node's scrape in
+    /// [`QueryOutcome::scrape`] (`TimedOut` or `Error` when it failed). For a node known to
+    /// store the info-hash, e.g. one whose BEP 51 samples named it, this costs one query where
+    /// a lookup costs a dozen.
+    ///
+    /// # Errors
+    ///
+    /// [`CommandError::AddressRejected`], [`CommandError::TooManyQueries`],
+    /// [`CommandError::Busy`].
+    pub fn get_peers_from(
+        &mut self,
+        now: Instant,
+        addr: SocketAddr,
+        info_hash: Id,
+        scrape: bool,
+    ) -> Result<QueryId, CommandError> {
+        let q = self.single(
+            now,
+            CommandKind::GetPeers,
+            addr,
+            OutQuery::GetPeers { info_hash, scrape },
+        )?;
+        if let Some(state) = self.query_mut(q) {
+            state.scrape = scrape;
+        }
+        Ok(q)
+    }
+
     /// Looks up `info_hash` (reporting peers found on the way) and announces this node as a
     /// peer on `port` to the closest nodes that gave a token. `port: None` asks them to use the
     /// source port of the announce (BEP 5 `implied_port`), for peers behind a NAT that shares

@@ -8,7 +8,7 @@ use core::time::Duration;
 
 use super::tests::{Net, addr, seed};
 use super::*;
-use crate::event::Event;
+use crate::event::{Event, QueryStatus};
 use crate::server::bloom::Bloom;
 use crate::wire::krpc::{Body, FindNode, GetPeers, Message, Query, Want};
 
@@ -165,6 +165,55 @@ fn sample_infohashes_crawls_what_was_announced() {
     for h in &hashes {
         assert!(seen.contains(h), "{h} never sampled; saw {seen:?}");
     }
+}
+
+#[test]
+fn get_peers_from_asks_one_node_for_its_peers_and_scrape() {
+    let mut net = Net::new(16, local);
+    net.bootstrap_all();
+    let info_hash = Id::new([0x44; 20]);
+    let now = net.now;
+    let q = net.nodes[3]
+        .announce_peer(now, info_hash, Some(7000))
+        .unwrap();
+    assert!(net.run_until_finished(3, q).announced >= 1);
+    let holder = (0..16)
+        .find(|&i| net.nodes[i].stored_peers() > 0)
+        .expect("a node stores the announce");
+    let other = (0..16).find(|&i| i != holder && i != 3).unwrap();
+    let before = net.trace.len();
+    let now = net.now;
+    let q = net.nodes[other]
+        .get_peers_from(now, addr(holder), info_hash, true)
+        .unwrap();
+    let outcome = net.run_until_finished(other, q);
+    assert_eq!(outcome.status, QueryStatus::Completed);
+    assert_eq!(outcome.metrics.messages_sent, 1, "one request, no lookup");
+    let asked: Vec<_> = net.trace[before..]
+        .iter()
+        .filter(|(f, _, _)| *f == addr(other))
+        .map(|(_, t, _)| *t)
+        .collect();
+    assert_eq!(asked, [addr(holder)], "only the holder is asked");
+    assert_eq!(
+        net.peers_found(other, q),
+        [SocketAddr::new(addr(3).ip(), 7000)]
+    );
+    let scrape = outcome.scrape.expect("the holder answers the scrape");
+    assert_eq!((scrape.seeds, scrape.leechers), (0, 1), "one leecher");
+
+    // A node that stores nothing answers without peers; the query still completes.
+    let empty = (0..16)
+        .find(|&i| i != other && net.nodes[i].stored_peers() == 0)
+        .unwrap();
+    let now = net.now;
+    let q = net.nodes[other]
+        .get_peers_from(now, addr(empty), info_hash, false)
+        .unwrap();
+    let outcome = net.run_until_finished(other, q);
+    assert_eq!(outcome.status, QueryStatus::Completed);
+    assert!(net.peers_found(other, q).is_empty());
+    assert_eq!(outcome.scrape, None);
 }
 
 fn encode(msg: &Message<'_>) -> Vec<u8> {

@@ -421,14 +421,18 @@ impl<V: Ed25519Verifier> Node<V> {
             Purpose::Single { query } => {
                 // The datagram decoded as a message, so it is a valid dictionary: slice `r`.
                 let body = Dict::from_validated(raw).get_raw(b"r").map(<[u8]>::to_vec);
-                let mut sampling = false;
+                let mut kind = None;
                 if let Some(state) = self.query_mut(query) {
                     state.metrics.responses += 1;
-                    sampling = matches!(state.kind, CommandKind::SampleInfohashes);
+                    kind = Some(state.kind);
                 }
-                if sampling {
-                    let nodes = self.response_nodes(from, r);
-                    self.report_samples(query, from, r, nodes);
+                match kind {
+                    Some(CommandKind::SampleInfohashes) => {
+                        let nodes = self.response_nodes(from, r);
+                        self.report_samples(query, from, r, nodes);
+                    }
+                    Some(CommandKind::GetPeers) => self.report_peers(now, query, r),
+                    _ => {}
                 }
                 self.finish(now, query, QueryStatus::Completed, Some(r.id), body);
             }
@@ -485,34 +489,8 @@ impl<V: Ed25519Verifier> Node<V> {
                 }
             }
         }
-        if state.scrape {
-            merge_bloom(&mut state.bf_seeds, r.bf_seeds);
-            merge_bloom(&mut state.bf_peers, r.bf_peers);
-        }
         if matches!(kind, CommandKind::GetPeers | CommandKind::AnnouncePeer) {
-            if let Some(values) = r.values {
-                let mut fresh = Vec::new();
-                for p in values.iter() {
-                    let p = normalize(p);
-                    if p.port() == 0 || state.seen_peers.contains(&p) {
-                        continue;
-                    }
-                    if state.seen_peers.len() < super::MAX_SEEN_PEERS {
-                        state.seen_peers.push(p);
-                    }
-                    fresh.push(p);
-                }
-                if !fresh.is_empty() {
-                    if state.metrics.time_to_first_peer.is_none() {
-                        state.metrics.time_to_first_peer =
-                            Some(now.saturating_duration_since(state.started));
-                    }
-                    self.push_event(Event::PeersFound {
-                        query: q,
-                        peers: fresh,
-                    });
-                }
-            }
+            self.report_peers(now, q, r);
         }
         if matches!(kind, CommandKind::GetItem) {
             if let Some(value) = r.value {
@@ -521,6 +499,43 @@ impl<V: Ed25519Verifier> Node<V> {
         }
         if matches!(kind, CommandKind::SampleInfohashes) {
             self.report_samples(q, from, r, learned);
+        }
+    }
+
+    /// Takes in a `get_peers` answer of query `q`: merges its BEP 33 filters (when the query
+    /// asked for them) and reports the peers it has not reported yet as
+    /// [`Event::PeersFound`].
+    fn report_peers(&mut self, now: Instant, q: QueryId, r: &Response<'_>) {
+        let Some(state) = self.query_mut(q) else {
+            return;
+        };
+        if state.scrape {
+            merge_bloom(&mut state.bf_seeds, r.bf_seeds);
+            merge_bloom(&mut state.bf_peers, r.bf_peers);
+        }
+        let Some(values) = r.values else {
+            return;
+        };
+        let mut fresh = Vec::new();
+        for p in values.iter() {
+            let p = normalize(p);
+            if p.port() == 0 || state.seen_peers.contains(&p) {
+                continue;
+            }
+            if state.seen_peers.len() < super::MAX_SEEN_PEERS {
+                state.seen_peers.push(p);
+            }
+            fresh.push(p);
+        }
+        if !fresh.is_empty() {
+            if state.metrics.time_to_first_peer.is_none() {
+                state.metrics.time_to_first_peer =
+                    Some(now.saturating_duration_since(state.started));
+            }
+            self.push_event(Event::PeersFound {
+                query: q,
+                peers: fresh,
+            });
         }
     }
 
