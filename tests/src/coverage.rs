@@ -93,7 +93,9 @@ pub struct CoverageReport {
     pub by_sample: usize,
     /// The crawler's counters at the end.
     pub stats: CrawlStats,
-    /// Lookups that found at least one peer.
+    /// Peer searches that ended (lookups, and holders' answers with peers).
+    pub lookups_done: u64,
+    /// Of those, the ones that found at least one peer.
     pub lookups_with_peers: u64,
     /// Average queries per second of the crawler.
     pub query_rate: f64,
@@ -219,6 +221,7 @@ pub fn run(c: &CoverageParams) -> Result<CoverageReport, SimError> {
     report.seconds = sim.now.saturating_duration_since(start).as_secs_f64();
     if let Some(crawl) = crawl {
         report.stats = crawl.crawler.stats();
+        report.lookups_done = crawl.lookups_done;
         report.lookups_with_peers = crawl.lookups_with_peers;
         report.query_rate = crawl.load.queries as f64 / report.seconds.max(1.0);
         report.busiest_per_second = crawl.load.max_per_second;
@@ -255,7 +258,8 @@ impl fmt::Display for CoverageReport {
         let other = s
             .queries_sent
             .saturating_sub(s.sample_queries)
-            .saturating_sub(s.lookup_queries);
+            .saturating_sub(s.lookup_queries)
+            .saturating_sub(s.holder_queries);
         writeln!(
             f,
             "coverage: {} honest nodes, crawler with {} ids, {} info-hashes announced, {:.0} virtual min",
@@ -321,6 +325,12 @@ impl fmt::Display for CoverageReport {
         writeln!(
             f,
             "{:<48} {:>14.1}",
+            "  of which get_peers to holders (+ scrape)",
+            per(s.holder_queries)
+        )?;
+        writeln!(
+            f,
+            "{:<48} {:>14.1}",
             "  of which other (bootstrap, table upkeep)",
             per(other)
         )?;
@@ -333,8 +343,14 @@ impl fmt::Display for CoverageReport {
         writeln!(
             f,
             "{:<48} {:>14}",
-            "lookups done / with peers",
-            format!("{} / {}", s.lookups_done, self.lookups_with_peers)
+            "peers searched (lookups + holders) / found",
+            format!("{} / {}", self.lookups_done, self.lookups_with_peers)
+        )?;
+        writeln!(
+            f,
+            "{:<48} {:>14}",
+            "holders asked: peers / none (then a lookup)",
+            format!("{} / {}", s.holder_hits, s.holder_misses)
         )?;
         writeln!(
             f,

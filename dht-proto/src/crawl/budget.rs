@@ -87,6 +87,8 @@ pub struct SendBudget {
     tokens: u64,
     refilled: Instant,
     last_sent: HashMap<IpKey, Instant, KeyedState>,
+    /// Addresses with a query created but not sent yet ([`SendBudget::reserve`]).
+    reserved: HashMap<IpKey, Instant, KeyedState>,
     sent: u64,
     throttled: u64,
 }
@@ -105,6 +107,7 @@ impl SendBudget {
             tokens: u64::from(config.burst) * UNIT,
             refilled: now,
             last_sent: HashMap::with_hasher(KeyedState::new(key)),
+            reserved: HashMap::with_hasher(KeyedState::new(key)),
             sent: 0,
             throttled: 0,
         }
@@ -165,7 +168,38 @@ impl SendBudget {
         }
         self.tokens -= UNIT;
         self.last_sent.insert(key, now);
+        self.reserved.remove(&key);
         Ok(())
+    }
+
+    /// When `ip` may have its next query under the per-IP interval: `None` when it may now.
+    /// Takes nothing, and says nothing of the global rate.
+    pub fn ip_ready_at(&self, now: Instant, ip: IpAddr) -> Option<Instant> {
+        let key = IpKey::from(ip);
+        let interval = self.config.per_ip_interval;
+        let until = [self.last_sent.get(&key), self.reserved.get(&key)]
+            .into_iter()
+            .flatten()
+            .map(|t| t.saturating_add(interval))
+            .max()?;
+        (now < until).then_some(until)
+    }
+
+    /// Notes that a query to `ip` was created at `now` and waits to go: until it goes
+    /// through [`SendBudget::try_send`] (or the per-IP interval passes),
+    /// [`SendBudget::ip_ready_at`] says `ip` must wait, so that a caller that creates queries
+    /// only for ready addresses creates one per address. Takes nothing from the rate. At
+    /// [`SendBudgetConfig::max_tracked_ips`] reservations, old ones are forgotten first.
+    pub fn reserve(&mut self, now: Instant, ip: IpAddr) {
+        let interval = self.config.per_ip_interval;
+        if self.reserved.len() >= self.config.max_tracked_ips {
+            self.reserved
+                .retain(|_, at| now < at.saturating_add(interval));
+            if self.reserved.len() >= self.config.max_tracked_ips {
+                return;
+            }
+        }
+        self.reserved.insert(IpKey::from(ip), now);
     }
 
     /// Whole queries the global rate allows at `now` (to any address not held back by the

@@ -5,13 +5,13 @@ use alloc::vec::Vec;
 use core::net::SocketAddr;
 use core::time::Duration;
 
-use hashbrown::HashSet;
+use hashbrown::HashMap;
 use rand_core::RngCore;
 
 use super::traverse::{Answer, Failure, Traverse, TraverseConfig};
 use super::{Found, Harvester, HowFound, SendBudget, SendBudgetConfig, Throttled};
 use crate::config::Config;
-use crate::event::{CommandKind, Event, QueryId, QueryStatus};
+use crate::event::{CommandKind, Event, QueryId, QueryStatus, Scrape};
 use crate::id::Id;
 use crate::node::Node;
 use crate::rng::{KeyedState, Rng};
@@ -43,6 +43,14 @@ pub struct CrawlerConfig {
     /// BEP 33: ask for the swarm's bloom filters in the lookups (default on), so that
     /// [`CrawlEvent::LookupDone`] carries seed and leecher estimates.
     pub scrape: bool,
+    /// Ask the holders first (default on): an info-hash found in BEP 51 samples is stored by
+    /// the node that sampled it, so its peers are first asked of that node with one
+    /// `get_peers` (and of up to [`MAX_HOLDERS`] nodes whose samples also named it, whichever
+    /// the per-IP budget lets go first), at once, instead of a lookup of a dozen queries 30 s
+    /// later. Only when no holder has peers does the info-hash get a lookup. An
+    /// `announce_peer` a crawler id receives names a peer itself: it is reported as
+    /// [`CrawlEvent::Peers`] at once, whatever this says.
+    pub ask_holders: bool,
     /// Run the BEP 51 traversal (default on). Off, the crawler only harvests passively and
     /// looks up what it harvests.
     pub sample: bool,
@@ -68,6 +76,7 @@ impl CrawlerConfig {
             max_queued_lookups: 100_000,
             lookup_delay: Duration::from_secs(30),
             scrape: true,
+            ask_holders: true,
             sample: true,
             traverse: TraverseConfig::default(),
             max_pending_events: 65_536,
@@ -143,6 +152,15 @@ pub struct CrawlStats {
     pub sample_failures: u64,
     /// Queries of the finished `get_peers` lookups.
     pub lookup_queries: u64,
+    /// `get_peers` queries sent to a node whose samples named the info-hash
+    /// ([`CrawlerConfig::ask_holders`]).
+    pub holder_queries: u64,
+    /// Info-hashes whose peers came from a holder, without a lookup.
+    pub holder_hits: u64,
+    /// Info-hashes no holder gave peers for, looked up instead.
+    pub holder_misses: u64,
+    /// Peers reported from `announce_peer` queries received.
+    pub announced_peers: u64,
     /// Info-hashes discovered, all ways together.
     pub discovered: u64,
     /// Discovered in incoming `get_peers` queries.
@@ -161,6 +179,8 @@ pub struct CrawlStats {
     pub lookups_done: u64,
     /// Lookups not queued because the queue was full.
     pub lookups_refused: u64,
+    /// Info-hashes waiting for a holder to be asked, or being asked, now.
+    pub holders_pending: usize,
     /// Remote nodes the traversal remembers.
     pub known_nodes: usize,
     /// `sample_infohashes` requests in flight now.
@@ -171,6 +191,30 @@ pub struct CrawlStats {
     pub nodes_forgotten: u64,
     /// Events dropped because the event queue was full.
     pub events_dropped: u64,
+}
+
+/// When and how a discovered info-hash's peers are looked for.
+#[derive(Clone, Copy, Debug)]
+enum Lookup {
+    /// A lookup from `at` on.
+    At(Instant),
+    /// A lookup ahead of every other waiting one.
+    First,
+    /// Ask this holder first.
+    Holder(SocketAddr),
+}
+
+/// Where a pending info-hash is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// In `delayed`, for its lookup.
+    Delayed,
+    /// In `queue`, for its lookup.
+    Queued,
+    /// Its lookup runs.
+    Running,
+    /// Its holders are asked.
+    Holders,
 }
 
 /// A request of the traversal in flight.
@@ -189,6 +233,45 @@ struct Running {
     query: QueryId,
     info_hash: Id,
     peers: usize,
+}
+
+/// Most holders remembered per info-hash waiting for [`CrawlerConfig::ask_holders`].
+pub const MAX_HOLDERS: usize = 4;
+/// Queued info-hashes [`Crawler::pump`] looks at per call for one whose holder may be asked
+/// now (the others go to the back of the queue).
+const HOLDER_SCAN: usize = 32;
+
+/// An info-hash whose holders are to be asked for its peers.
+#[derive(Clone, Debug, Default)]
+struct Holders {
+    /// Not asked yet, in the order they were seen.
+    untried: heapless::Vec<SocketAddr, MAX_HOLDERS>,
+    /// Holders remembered in all (asked or not).
+    seen: u8,
+    /// One of them is being asked.
+    asking: bool,
+}
+
+/// A `get_peers` request to a holder in flight.
+#[derive(Clone, Copy, Debug)]
+struct Asking {
+    local: usize,
+    query: QueryId,
+    info_hash: Id,
+    peers: usize,
+}
+
+/// Info-hashes whose holders the application waits for, at most (more wait in the queue).
+const MAX_URGENT: usize = 1024;
+
+/// Whether a holder of an info-hash may be asked now.
+enum Ready {
+    /// Yes, this one.
+    Now(SocketAddr),
+    /// Not before the per-IP budget allows.
+    Wait,
+    /// The entry is stale: the info-hash is done, or an ask of it is in flight.
+    Gone,
 }
 
 /// How long work that could not start waits before it is tried again.
@@ -218,12 +301,28 @@ pub struct Crawler {
     /// order of their start times.
     delayed: VecDeque<(Instant, Id)>,
     running: Vec<Running>,
-    /// The info-hashes queued or running, for de-duplication.
-    pending: HashSet<Id, KeyedState>,
+    /// The info-hashes being worked on, and where each is; entries of `queue` and `delayed`
+    /// whose info-hash has moved on (to another place in the queue, to its holders) are
+    /// skipped when they come up.
+    pending: HashMap<Id, Stage, KeyedState>,
+    /// Info-hashes waiting in `queue` or `delayed` (their stale entries not counted).
+    waiting: usize,
+    /// Info-hashes whose holders are to be asked ([`CrawlerConfig::ask_holders`]).
+    holders: HashMap<Id, Holders, KeyedState>,
+    /// Those of them waiting for an ask, in order.
+    holder_queue: VecDeque<Id>,
+    /// Those of them the application waits for ([`Crawler::lookup`]), asked first.
+    holder_urgent: VecDeque<Id>,
+    /// Asks in flight.
+    asking: Vec<Asking>,
     events: VecDeque<CrawlEvent>,
     stats: CrawlStats,
     /// Round-robin start of [`Crawler::poll_transmit`].
     next_local: usize,
+    /// Per id: everything it had queued was held back by the budget until this instant, when
+    /// it had this many datagrams queued. [`Crawler::poll_transmit`] passes over it until then
+    /// unless it queued more meanwhile (a held-back query is not asked about again and again).
+    held: Vec<Option<(Instant, usize)>>,
     /// When a held-back query may go.
     wake: Option<Instant>,
     /// Queries wait for the global rate: start no new work.
@@ -275,6 +374,9 @@ impl Crawler {
         rng.fill_bytes(&mut key);
         let traverse = Traverse::new(config.traverse, key);
         rng.fill_bytes(&mut key);
+        let pending = HashMap::with_hasher(KeyedState::new(key));
+        rng.fill_bytes(&mut key);
+        let holders = HashMap::with_hasher(KeyedState::new(key));
         Self {
             ids: nodes.iter().map(Node::id).collect(),
             nodes,
@@ -286,10 +388,16 @@ impl Crawler {
             queue: VecDeque::new(),
             delayed: VecDeque::new(),
             running: Vec::new(),
-            pending: HashSet::with_hasher(KeyedState::new(key)),
+            pending,
+            waiting: 0,
+            holders,
+            holder_queue: VecDeque::new(),
+            holder_urgent: VecDeque::new(),
+            asking: Vec::new(),
             events: VecDeque::new(),
             stats: CrawlStats::default(),
             next_local: 0,
+            held: Vec::new(),
             wake: None,
             backlog: false,
             lookup_retry: None,
@@ -376,34 +484,49 @@ impl Crawler {
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<CrawlTransmit> {
         let now = self.advance(now);
         let n = self.nodes.len();
+        self.held.resize(n, None);
         let mut wake: Option<Instant> = None;
-        let mut global = false;
+        let mut global: Option<Instant> = None;
         for step in 0..n {
             let local = (self.next_local + step) % n;
             let Some(node) = self.nodes.get_mut(local) else {
                 continue;
             };
+            let queued = node.queued_transmits();
+            if queued == 0 {
+                continue;
+            }
+            if let Some(Some((until, len))) = self.held.get(local) {
+                if now < *until && queued == *len {
+                    wake = Some(wake.map_or(*until, |w| w.min(*until)));
+                    continue;
+                }
+            }
             let budget = &mut self.budget;
+            let mut node_wake: Option<Instant> = None;
             let transmit = node.poll_transmit_if(now, buf, |to, is_query| {
                 if !is_query {
                     return true;
                 }
-                if global {
-                    return false;
-                }
-                let until = match budget.try_send(now, to.ip()) {
-                    Ok(()) => return true,
-                    Err(Throttled::Global { until }) => {
-                        global = true;
-                        until
-                    }
-                    Err(Throttled::PerIp { until }) => until,
-                    Err(Throttled::TooManyIps) => now.saturating_add(RETRY),
+                let until = match global {
+                    Some(until) => until,
+                    None => match budget.try_send(now, to.ip()) {
+                        Ok(()) => return true,
+                        Err(Throttled::Global { until }) => {
+                            global = Some(until);
+                            until
+                        }
+                        Err(Throttled::PerIp { until }) => until,
+                        Err(Throttled::TooManyIps) => now.saturating_add(RETRY),
+                    },
                 };
-                wake = Some(wake.map_or(until, |w| w.min(until)));
+                node_wake = Some(node_wake.map_or(until, |w| w.min(until)));
                 false
             });
             if let Some(t) = transmit {
+                if let Some(h) = self.held.get_mut(local) {
+                    *h = None;
+                }
                 self.next_local = (local + 1) % n;
                 return Some(CrawlTransmit {
                     local,
@@ -411,9 +534,16 @@ impl Crawler {
                     len: t.len,
                 });
             }
+            if let Some(until) = node_wake {
+                wake = Some(wake.map_or(until, |w| w.min(until)));
+                let len = node.queued_transmits();
+                if let Some(h) = self.held.get_mut(local) {
+                    *h = (len > 0).then_some((until, len));
+                }
+            }
         }
         self.wake = wake;
-        self.backlog = global;
+        self.backlog = global.is_some();
         None
     }
 
@@ -461,11 +591,12 @@ impl Crawler {
     }
 
     /// Queues a `get_peers` lookup for `info_hash` (e.g. to resume pending work after a
-    /// restart). Returns false when the queue is full; true when queued or already queued or
-    /// running.
+    /// restart, or because the application waits for its peers) ahead of the lookups of newly
+    /// discovered info-hashes. Returns false when the queue is full; true when queued or
+    /// already queued or running (or its holders are being asked).
     pub fn lookup(&mut self, now: Instant, info_hash: Id) -> bool {
         let now = self.advance(now);
-        let queued = self.enqueue(info_hash, None);
+        let queued = self.enqueue(info_hash, Lookup::First);
         self.pump(now);
         queued
     }
@@ -478,7 +609,8 @@ impl Crawler {
         s.queries_sent = self.budget.sent();
         s.queries_throttled = self.budget.throttled();
         s.lookups_running = self.running.len();
-        s.lookups_queued = self.queue.len() + self.delayed.len();
+        s.lookups_queued = self.waiting;
+        s.holders_pending = self.holders.len();
         s.known_nodes = self.traverse.len();
         s.samples_in_flight = self.traverse.in_flight();
         s.nodes_dropped = self.traverse.dropped;
@@ -504,23 +636,92 @@ impl Crawler {
         }
     }
 
-    /// Queues a lookup (to start at `at`, or at once) unless queued, running, or the queue
-    /// is full.
-    fn enqueue(&mut self, info_hash: Id, at: Option<Instant>) -> bool {
-        if self.pending.contains(&info_hash) {
+    /// Queues a lookup, or the asks of a holder, unless the queue is full. An info-hash
+    /// already pending moves ahead when that is asked for: a waiting lookup to the front of
+    /// the queue ([`Lookup::First`]), or to its holders once one is known.
+    fn enqueue(&mut self, info_hash: Id, how: Lookup) -> bool {
+        let stage = self.pending.get(&info_hash).copied();
+        if let Some(stage) = stage {
+            match (stage, how) {
+                (Stage::Delayed, Lookup::First) => {
+                    self.set_stage(info_hash, Some(Stage::Queued));
+                    self.queue.push_front(info_hash);
+                }
+                (Stage::Delayed | Stage::Queued, Lookup::Holder(holder))
+                    if self.config.ask_holders =>
+                {
+                    self.set_stage(info_hash, Some(Stage::Holders));
+                    self.new_holders(info_hash, holder);
+                }
+                (Stage::Holders, Lookup::Holder(holder)) => self.add_holder(&info_hash, holder),
+                (Stage::Holders, Lookup::First)
+                    if self.holder_urgent.len() < MAX_URGENT
+                        && !self.holder_urgent.contains(&info_hash) =>
+                {
+                    self.holder_urgent.push_back(info_hash);
+                }
+                _ => {}
+            }
             return true;
         }
-        let queued = self.queue.len() + self.delayed.len();
+        let queued = self.waiting + self.holders.len();
         if self.config.max_lookups == 0 || queued >= self.config.max_queued_lookups {
             self.stats.lookups_refused = self.stats.lookups_refused.saturating_add(1);
             return false;
         }
-        self.pending.insert(info_hash);
-        match at {
-            Some(at) if at > self.now => self.delayed.push_back((at, info_hash)),
-            _ => self.queue.push_back(info_hash),
+        match how {
+            Lookup::At(at) if at > self.now => {
+                self.set_stage(info_hash, Some(Stage::Delayed));
+                self.delayed.push_back((at, info_hash));
+            }
+            Lookup::At(_) => {
+                self.set_stage(info_hash, Some(Stage::Queued));
+                self.queue.push_back(info_hash);
+            }
+            Lookup::First => {
+                self.set_stage(info_hash, Some(Stage::Queued));
+                self.queue.push_front(info_hash);
+            }
+            Lookup::Holder(holder) => {
+                self.set_stage(info_hash, Some(Stage::Holders));
+                self.new_holders(info_hash, holder);
+            }
         }
         true
+    }
+
+    /// Moves a pending info-hash to `stage` (`None`: done), keeping [`Crawler::waiting`].
+    fn set_stage(&mut self, info_hash: Id, stage: Option<Stage>) {
+        let waits = |s: Option<Stage>| matches!(s, Some(Stage::Delayed | Stage::Queued));
+        let old = match stage {
+            Some(stage) => self.pending.insert(info_hash, stage),
+            None => self.pending.remove(&info_hash),
+        };
+        if waits(old) {
+            self.waiting = self.waiting.saturating_sub(1);
+        }
+        if waits(stage) {
+            self.waiting += 1;
+        }
+    }
+
+    fn new_holders(&mut self, info_hash: Id, holder: SocketAddr) {
+        let mut h = Holders::default();
+        let _ = h.untried.push(holder);
+        h.seen = 1;
+        self.holders.insert(info_hash, h);
+        self.holder_queue.push_back(info_hash);
+    }
+
+    /// Remembers another holder of an info-hash whose holders are to be asked.
+    fn add_holder(&mut self, info_hash: &Id, holder: SocketAddr) {
+        if let Some(h) = self.holders.get_mut(info_hash) {
+            let known = h.untried.iter().any(|a| a.ip() == holder.ip());
+            if !known && usize::from(h.seen) < MAX_HOLDERS {
+                h.seen += 1;
+                let _ = h.untried.push(holder);
+            }
+        }
     }
 
     /// The id closest to `target` (the one whose neighbourhood it is in).
@@ -553,7 +754,37 @@ impl Crawler {
             }
         }
         self.scratch = found;
+        if let Event::SamplesFound { from, samples, .. } = &event {
+            if self.config.ask_holders && !self.pending.is_empty() {
+                // A node that samples an info-hash waiting for its lookup (or for its
+                // holders) holds its peers: ask it.
+                for info_hash in samples {
+                    if self.pending.contains_key(info_hash) {
+                        let _ = self.enqueue(*info_hash, Lookup::Holder(*from));
+                    }
+                }
+            }
+        }
         match event {
+            Event::QueryReceived {
+                from,
+                id,
+                method: crate::stats::MethodKind::AnnouncePeer,
+                target: Some(info_hash),
+                announced_port: Some(port),
+            } => {
+                // The announcer is a peer: no need to look for it.
+                if port != 0 {
+                    self.stats.announced_peers = self.stats.announced_peers.saturating_add(1);
+                    self.push(CrawlEvent::Peers {
+                        info_hash,
+                        peers: alloc::vec![SocketAddr::new(from.ip(), port)],
+                    });
+                }
+                if self.config.sample {
+                    self.traverse.learn(now, id, from);
+                }
+            }
             Event::QueryReceived { from, id, .. } if self.config.sample => {
                 self.traverse.learn(now, id, from);
             }
@@ -587,7 +818,15 @@ impl Crawler {
                 }
             }
             Event::PeersFound { query, peers } => {
-                if let Some(run) = self
+                if let Some(ask) = self
+                    .asking
+                    .iter_mut()
+                    .find(|a| a.local == local && a.query == query)
+                {
+                    ask.peers = ask.peers.saturating_add(peers.len());
+                    let info_hash = ask.info_hash;
+                    self.push(CrawlEvent::Peers { info_hash, peers });
+                } else if let Some(run) = self
                     .running
                     .iter_mut()
                     .find(|r| r.local == local && r.query == query)
@@ -599,6 +838,13 @@ impl Crawler {
             }
             Event::QueryFinished { query, outcome } => {
                 if let Some(pos) = self
+                    .asking
+                    .iter()
+                    .position(|a| a.local == local && a.query == query)
+                {
+                    let ask = self.asking.swap_remove(pos);
+                    self.holder_answered(ask.info_hash, ask.peers, outcome.scrape);
+                } else if let Some(pos) = self
                     .samples
                     .iter()
                     .position(|r| r.local == local && r.query == query)
@@ -618,7 +864,7 @@ impl Crawler {
                     .position(|r| r.local == local && r.query == query)
                 {
                     let run = self.running.swap_remove(pos);
-                    self.pending.remove(&run.info_hash);
+                    self.set_stage(run.info_hash, None);
                     self.stats.lookups_done = self.stats.lookups_done.saturating_add(1);
                     self.stats.lookup_queries = self
                         .stats
@@ -659,8 +905,43 @@ impl Crawler {
             how: found.how,
             from,
         });
-        let at = self.now.saturating_add(self.config.lookup_delay);
-        let _ = self.enqueue(found.info_hash, Some(at));
+        let how = if found.how == HowFound::Sample && self.config.ask_holders {
+            Lookup::Holder(from)
+        } else {
+            Lookup::At(self.now.saturating_add(self.config.lookup_delay))
+        };
+        let _ = self.enqueue(found.info_hash, how);
+    }
+
+    /// An ask of a holder ended: peers end the work on the info-hash; without, the next holder
+    /// is asked, or the info-hash is looked up when none is left.
+    fn holder_answered(&mut self, info_hash: Id, peers: usize, scrape: Option<Scrape>) {
+        let Some(h) = self.holders.get_mut(&info_hash) else {
+            return;
+        };
+        h.asking = false;
+        let untried = !h.untried.is_empty();
+        if peers > 0 {
+            self.holders.remove(&info_hash);
+            self.set_stage(info_hash, None);
+            self.stats.holder_hits = self.stats.holder_hits.saturating_add(1);
+            self.push(CrawlEvent::LookupDone {
+                info_hash,
+                peers,
+                seeds: scrape.map(|s| u32::from(s.seeds)),
+                leechers: scrape.map(|s| u32::from(s.leechers)),
+            });
+            return;
+        }
+        if untried {
+            self.holder_queue.push_front(info_hash);
+        } else {
+            // No holder had peers (they expired, or the samples were stale): a lookup.
+            self.holders.remove(&info_hash);
+            self.stats.holder_misses = self.stats.holder_misses.saturating_add(1);
+            self.set_stage(info_hash, Some(Stage::Queued));
+            self.queue.push_back(info_hash);
+        }
     }
 
     /// The traversal takes in the contacts of every id's routing table.
@@ -699,14 +980,26 @@ impl Crawler {
                 break;
             }
             self.delayed.pop_front();
-            self.queue.push_back(info_hash);
+            if self.pending.get(&info_hash) == Some(&Stage::Delayed) {
+                self.set_stage(info_hash, Some(Stage::Queued));
+                self.queue.push_back(info_hash);
+            }
         }
         let mut room = u64::from(self.budget.available(now));
         let mut lookups_open = self.lookup_retry.is_none_or(|t| t <= now);
         let mut samples_open = self.config.sample && self.sample_retry.is_none_or(|t| t <= now);
-        // Alternate: a lookup, then a sample, while the budget lasts.
-        while room > 0 && (lookups_open || samples_open) {
-            if lookups_open {
+        let mut holders_open = !self.holder_queue.is_empty() || !self.holder_urgent.is_empty();
+        let mut holder_wait: Option<Instant> = None;
+        let mut scan = HOLDER_SCAN.min(self.holder_queue.len());
+        // Take turns: an ask of a holder, a lookup, a sample, while the budget lasts.
+        while room > 0 && (lookups_open || samples_open || holders_open) {
+            if holders_open {
+                match self.start_ask(now, &mut scan, &mut holder_wait) {
+                    Some(cost) => room = room.saturating_sub(cost),
+                    None => holders_open = false,
+                }
+            }
+            if lookups_open && room > 0 {
                 match self.start_lookup(now) {
                     Some(cost) => room = room.saturating_sub(cost),
                     None => lookups_open = false,
@@ -736,6 +1029,12 @@ impl Crawler {
         if let Some(&(t, _)) = self.delayed.front() {
             consider(t);
         }
+        if let Some(t) = holder_wait {
+            consider(t);
+        }
+        if room == 0 && holders_open {
+            consider(self.budget.next_token(now));
+        }
         if samples_wait {
             if let Some(due) = self.traverse.next_due() {
                 consider(self.sample_retry.map_or(due, |r| r.max(due)));
@@ -745,11 +1044,134 @@ impl Crawler {
         self.pump_at = at.map(|t| t.max(now.saturating_add(Duration::from_millis(1))));
     }
 
+    /// Asks a holder of the next queued info-hash whose holder's address the per-IP budget
+    /// lets go now (see [`Crawler::next_ready_holder`]). Returns 1, or `None` when none can go.
+    fn start_ask(
+        &mut self,
+        now: Instant,
+        scan: &mut usize,
+        wait: &mut Option<Instant>,
+    ) -> Option<u64> {
+        loop {
+            let (info_hash, holder) = self.next_ready_holder(now, scan, wait)?;
+            let scrape = self.config.scrape;
+            let local = self.closest_local(&info_hash).unwrap_or(0);
+            let node = self.nodes.get_mut(local)?;
+            match node.get_peers_from(now, holder, info_hash, scrape) {
+                Ok(query) => {
+                    self.budget.reserve(now, holder.ip());
+                    if let Some(h) = self.holders.get_mut(&info_hash) {
+                        h.asking = true;
+                    }
+                    self.asking.push(Asking {
+                        local,
+                        query,
+                        info_hash,
+                        peers: 0,
+                    });
+                    self.stats.holder_queries = self.stats.holder_queries.saturating_add(1);
+                    return Some(1);
+                }
+                Err(crate::error::CommandError::AddressRejected) => {
+                    // Not a holder we may ask: try the next one, or look it up.
+                    self.holder_answered(info_hash, 0, None);
+                }
+                Err(_) => {
+                    // The node is busy: the holder stays for later.
+                    if let Some(h) = self.holders.get_mut(&info_hash) {
+                        let _ = h.untried.push(holder);
+                    }
+                    self.holder_queue.push_front(info_hash);
+                    *wait = Some(now.saturating_add(RETRY));
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// The next info-hash with a holder whose address the per-IP budget lets go now, and that
+    /// holder (taken off its untried list). The ones the application waits for come first, in
+    /// order (those that must wait keep their place); then the others, at most `scan` of them
+    /// (counting down; those that must wait go to the back of the queue). `wait` notes when
+    /// the first of those that must wait may go.
+    fn next_ready_holder(
+        &mut self,
+        now: Instant,
+        scan: &mut usize,
+        wait: &mut Option<Instant>,
+    ) -> Option<(Id, SocketAddr)> {
+        let mut i = 0;
+        let mut looked = 0;
+        while looked < HOLDER_SCAN {
+            let Some(&info_hash) = self.holder_urgent.get(i) else {
+                break;
+            };
+            looked += 1;
+            match self.ready_holder(now, &info_hash, wait) {
+                Ready::Gone => {
+                    self.holder_urgent.remove(i);
+                }
+                Ready::Wait => i += 1,
+                Ready::Now(holder) => {
+                    self.holder_urgent.remove(i);
+                    return Some((info_hash, holder));
+                }
+            }
+        }
+        while *scan > 0 {
+            *scan -= 1;
+            let info_hash = self.holder_queue.pop_front()?;
+            match self.ready_holder(now, &info_hash, wait) {
+                Ready::Gone => {}
+                Ready::Wait => self.holder_queue.push_back(info_hash),
+                Ready::Now(holder) => return Some((info_hash, holder)),
+            }
+        }
+        None
+    }
+
+    /// Whether a holder of `info_hash` may be asked now (and which, taken off its list).
+    fn ready_holder(&mut self, now: Instant, info_hash: &Id, wait: &mut Option<Instant>) -> Ready {
+        let Some(h) = self.holders.get_mut(info_hash) else {
+            return Ready::Gone;
+        };
+        if h.asking || h.untried.is_empty() {
+            // The ask in flight decides what comes next.
+            return Ready::Gone;
+        }
+        let budget = &self.budget;
+        match h
+            .untried
+            .iter()
+            .position(|a| budget.ip_ready_at(now, a.ip()).is_none())
+        {
+            Some(pos) => Ready::Now(h.untried.remove(pos)),
+            None => {
+                let first = h
+                    .untried
+                    .iter()
+                    .filter_map(|a| budget.ip_ready_at(now, a.ip()))
+                    .min();
+                if let Some(t) = first {
+                    *wait = Some(wait.map_or(t, |w| w.min(t)));
+                }
+                Ready::Wait
+            }
+        }
+    }
+
     /// Starts the next queued lookup; returns the queries it sends at once, or `None` when
     /// none can start.
     fn start_lookup(&mut self, now: Instant) -> Option<u64> {
         if self.running.len() >= self.config.max_lookups {
             return None;
+        }
+        // Entries of info-hashes that moved on are skipped.
+        while let Some(front) = self.queue.front() {
+            if self.pending.get(front) == Some(&Stage::Queued) {
+                break;
+            }
+            self.queue.pop_front();
         }
         let info_hash = *self.queue.front()?;
         let local = self.closest_local(&info_hash)?;
@@ -759,9 +1181,11 @@ impl Crawler {
         } else {
             node.get_peers(now, info_hash)
         };
+        let alpha = node.config().alpha as u64;
         match started {
             Ok(query) => {
                 self.queue.pop_front();
+                self.set_stage(info_hash, Some(Stage::Running));
                 self.lookup_retry = None;
                 self.running.push(Running {
                     local,
@@ -769,7 +1193,6 @@ impl Crawler {
                     info_hash,
                     peers: 0,
                 });
-                let alpha = node.config().alpha as u64;
                 self.drain(now, local);
                 Some(alpha.max(1))
             }
@@ -783,6 +1206,12 @@ impl Crawler {
     /// Sends the next due `sample_infohashes` request; returns 1, or `None` when none can go.
     fn start_sample(&mut self, now: Instant) -> Option<u64> {
         let (addr, id) = self.traverse.take_due(now)?;
+        if let Some(at) = self.budget.ip_ready_at(now, addr.ip()) {
+            // Its address had a query less than the per-IP interval ago: come back then
+            // rather than hold a request back.
+            self.traverse.put_back(at, addr);
+            return Some(0);
+        }
         let Some(local) = self.closest_local(&id) else {
             self.traverse.put_back(now.saturating_add(RETRY), addr);
             return None;
@@ -805,6 +1234,7 @@ impl Crawler {
         };
         match node.sample_infohashes_from(now, addr, target) {
             Ok(query) => {
+                self.budget.reserve(now, addr.ip());
                 self.sample_retry = None;
                 self.samples.push(SampleRequest {
                     local,

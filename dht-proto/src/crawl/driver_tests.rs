@@ -555,3 +555,281 @@ fn a_scrape_lookup_estimates_the_swarm() {
         .unwrap();
     assert_eq!(net.run_until_finished(21, q).unwrap().scrape, None);
 }
+
+/// Announces 30 info-hashes in a network of 40 and crawls it for `minutes`.
+fn crawl_announced(ask_holders: bool, minutes: u64) -> Harness {
+    let mut c = config(6);
+    c.ask_holders = ask_holders;
+    c.max_lookups = 4;
+    let mut h = Harness::new(40, 2, c);
+    h.run_for(Duration::from_secs(30));
+    for i in 0..30u32 {
+        let now = h.now;
+        let r = (i as usize * 7) % 40;
+        h.remotes[r]
+            .announce_peer(now, hash(i), Some(6881))
+            .unwrap();
+    }
+    h.run_for(Duration::from_secs(minutes * 60));
+    h
+}
+
+#[test]
+fn sampled_info_hashes_are_asked_of_their_holders_first() {
+    let h = crawl_announced(true, 10);
+    let s = h.crawler.stats();
+    assert!(s.discovered_sample >= 5, "found by samples: {s:?}");
+    // Every info-hash found in samples got its peers from a holder, at once.
+    assert!(s.holder_queries >= s.discovered_sample);
+    assert_eq!(
+        s.holder_hits + s.holder_misses,
+        s.discovered_sample,
+        "{s:?}"
+    );
+    assert!(s.holder_hits * 10 >= s.discovered_sample * 9, "{s:?}");
+    let sampled: Vec<Id> = h
+        .discovered()
+        .into_iter()
+        .filter(|(_, how)| *how == HowFound::Sample)
+        .map(|(ih, _)| ih)
+        .collect();
+    for ih in &sampled {
+        let peers = h.events.iter().any(|e| {
+            matches!(e, CrawlEvent::Peers { info_hash, peers }
+                if info_hash == ih && !peers.is_empty())
+        });
+        assert!(peers, "no peers reported for {ih}");
+    }
+    assert_eq!(s.holders_pending, 0, "nothing left waiting");
+    // About one query per info-hash found by samples where a lookup costs about a dozen.
+    let without = crawl_announced(false, 10).crawler.stats();
+    assert_eq!(without.holder_queries, 0);
+    let lookup_cost = |s: &CrawlStats| s.lookup_queries + s.holder_queries;
+    assert!(s.holder_queries <= s.discovered_sample * 2, "{s:?}");
+    assert!(
+        lookup_cost(&s) * 3 < lookup_cost(&without) * 2,
+        "with holders {} queries, without {}",
+        lookup_cost(&s),
+        lookup_cost(&without)
+    );
+}
+
+#[test]
+fn a_holder_without_peers_leads_to_the_next_holder_then_a_lookup() {
+    let mut c = config(7);
+    c.sample = true;
+    let (mut crawler, remote, remote_id) = scripted(c);
+    // A second scripted holder, known from its own query.
+    let second = remote_addr(10);
+    let q = get_peers_query(Id::new([0x43; 20]), hash(101), b"yy");
+    crawler.handle_input(Instant::ZERO, 0, second, &q);
+    let mut buf = [0u8; 1500];
+    let mut now = Instant::ZERO;
+    let mut asked: Vec<SocketAddr> = Vec::new();
+    let mut lookups = 0;
+    let target = hash(500);
+    while now < Instant::from_secs(20) {
+        crawler.handle_timeout(now);
+        while let Some(t) = crawler.poll_transmit(now, &mut buf) {
+            let data = buf[..t.len].to_vec();
+            if is_sample_query(&data) {
+                // Both nodes sample the same info-hash.
+                let id = if t.to == remote {
+                    remote_id
+                } else {
+                    Id::new([0x43; 20])
+                };
+                let r = sample_answer(&data, id, 3600, 1, &[target]);
+                crawler.handle_input(now, t.local, t.to, &r);
+            } else if contains(&data, b"9:get_peers") && contains(&data, target.as_bytes()) {
+                if t.to == remote || t.to == second {
+                    asked.push(t.to);
+                    // The holder answers without `values` (its peers expired).
+                    let msg = Message::decode(&data, &Default::default()).unwrap();
+                    let tid = msg.transaction_id.to_vec();
+                    let id = if t.to == remote {
+                        remote_id
+                    } else {
+                        Id::new([0x43; 20])
+                    };
+                    let mut r = b"d1:rd2:id20:".to_vec();
+                    r.extend_from_slice(id.as_bytes());
+                    r.extend_from_slice(b"5:nodes0:5:token2:tke1:t");
+                    r.extend_from_slice(alloc::format!("{}:", tid.len()).as_bytes());
+                    r.extend_from_slice(&tid);
+                    r.extend_from_slice(b"1:y1:re");
+                    crawler.handle_input(now, t.local, t.to, &r);
+                } else {
+                    lookups += 1;
+                }
+            }
+        }
+        match crawler.poll_timeout() {
+            Some(t) if t > now => now = t.min(Instant::from_secs(20)),
+            _ => now = now.saturating_add(Duration::from_millis(1)),
+        }
+    }
+    // Each holder once; then the lookup asks the nodes it knows (the same two) and ends.
+    assert_eq!(asked.len(), 4, "{asked:?}");
+    let mut first_two = asked[..2].to_vec();
+    first_two.sort();
+    assert_eq!(first_two, [remote, second], "each holder asked once");
+    assert_eq!(lookups, 0, "no other node is known");
+    let s = crawler.stats();
+    assert_eq!(
+        (s.holder_queries, s.holder_hits, s.holder_misses),
+        (2, 0, 1)
+    );
+    assert_eq!(s.lookups_done, 1, "{s:?}");
+    assert_eq!(s.holders_pending, 0);
+}
+
+#[test]
+fn an_announce_names_its_peer_at_once() {
+    let mut c = config(8);
+    c.sample = false;
+    let mut rng = crate::rng::Rng::new([1; 32]);
+    let ids = spread_ids(1, &mut rng);
+    let now = Instant::ZERO;
+    let mut crawler = Crawler::new(c, &ids, now);
+    let from = remote_addr(3);
+    let peer_id = Id::new([9; 20]);
+    let info_hash = hash(9);
+    let mut buf = [0u8; 1500];
+    // A get_peers for the token, then the announce with it.
+    crawler.handle_input(now, 0, from, &get_peers_query(peer_id, info_hash, b"g1"));
+    let t = crawler.poll_transmit(now, &mut buf).unwrap();
+    let reply = Message::decode(&buf[..t.len], &Default::default()).unwrap();
+    let crate::wire::krpc::Body::Response(r) = reply.body else {
+        panic!("{reply}")
+    };
+    let token = r.token.unwrap().to_vec();
+    let mut q = b"d1:ad2:id20:".to_vec();
+    q.extend_from_slice(peer_id.as_bytes());
+    q.extend_from_slice(b"9:info_hash20:");
+    q.extend_from_slice(info_hash.as_bytes());
+    q.extend_from_slice(b"4:porti7777e5:token");
+    q.extend_from_slice(alloc::format!("{}:", token.len()).as_bytes());
+    q.extend_from_slice(&token);
+    q.extend_from_slice(b"e1:q13:announce_peer1:t2:a11:y1:qe");
+    crawler.handle_input(now, 0, from, &q);
+    let mut events = Vec::new();
+    while let Some(e) = crawler.poll_event() {
+        events.push(e);
+    }
+    assert_eq!(
+        events,
+        [
+            CrawlEvent::Discovered {
+                info_hash,
+                how: HowFound::GetPeers,
+                from
+            },
+            CrawlEvent::Peers {
+                info_hash,
+                peers: vec![SocketAddr::new(from.ip(), 7777)]
+            },
+        ]
+    );
+    assert_eq!(crawler.stats().announced_peers, 1);
+}
+
+#[test]
+fn a_waiting_lookup_moves_to_a_holder_or_to_the_front() {
+    let mut c = config(9);
+    c.sample = true;
+    let (mut crawler, remote, remote_id) = scripted(c);
+    let mut buf = [0u8; 1500];
+    let passive = hash(600);
+    let wanted = hash(601);
+    // Both found in get_peers queries: their lookups wait 30 s.
+    for (ih, tid) in [(passive, b"p1"), (wanted, b"p2")] {
+        let q = get_peers_query(Id::new([0x50; 20]), ih, tid);
+        crawler.handle_input(Instant::ZERO, 0, remote_addr(20), &q);
+    }
+    // (and that of the info-hash the scripted node asked for)
+    assert_eq!(crawler.stats().lookups_queued, 3);
+    // The application wants the peers of one now: its lookup starts at once.
+    let now = Instant::from_millis(5);
+    assert!(crawler.lookup(now, wanted));
+    let mut first_asked: Vec<(Id, Instant)> = Vec::new();
+    let mut now = now;
+    while now < Instant::from_secs(10) {
+        crawler.handle_timeout(now);
+        while let Some(t) = crawler.poll_transmit(now, &mut buf) {
+            let data = buf[..t.len].to_vec();
+            if is_sample_query(&data) && t.to == remote {
+                // The node samples the other one: it holds its peers.
+                let r = sample_answer(&data, remote_id, 3600, 1, &[passive]);
+                crawler.handle_input(now, t.local, t.to, &r);
+            }
+            for ih in [passive, wanted] {
+                if contains(&data, b"9:get_peers")
+                    && contains(&data, ih.as_bytes())
+                    && !first_asked.iter().any(|(h, _)| *h == ih)
+                {
+                    first_asked.push((ih, now));
+                }
+            }
+        }
+        match crawler.poll_timeout() {
+            Some(t) if t > now => now = t.min(Instant::from_secs(10)),
+            _ => now = now.saturating_add(Duration::from_millis(1)),
+        }
+    }
+    let asked = |ih: Id| first_asked.iter().find(|(h, _)| *h == ih).map(|(_, t)| *t);
+    // (within the per-IP budget: the only node known was asked something at the start)
+    assert!(
+        asked(wanted).is_some_and(|t| t < Instant::from_secs(2)),
+        "{first_asked:?}"
+    );
+    assert!(
+        asked(passive).is_some_and(|t| t < Instant::from_secs(5)),
+        "{first_asked:?}"
+    );
+    let s = crawler.stats();
+    assert_eq!(s.holder_queries, 1, "{s:?}");
+    // Left waiting: the scripted node's info-hash (its 30 s are not over); no stale entry.
+    assert_eq!(s.lookups_queued, 1, "{s:?}");
+}
+
+#[test]
+fn a_lookup_asked_for_moves_its_holder_ask_to_the_front() {
+    let mut c = config(10);
+    c.sample = true;
+    let (mut crawler, remote, remote_id) = scripted(c);
+    let samples: Vec<Id> = (700..720).map(hash).collect();
+    let wanted = samples[19];
+    let mut buf = [0u8; 1500];
+    let mut now = Instant::ZERO;
+    let mut asks: Vec<Id> = Vec::new();
+    let mut asked_for = false;
+    while now < Instant::from_secs(6) {
+        crawler.handle_timeout(now);
+        while let Some(t) = crawler.poll_transmit(now, &mut buf) {
+            let data = buf[..t.len].to_vec();
+            if is_sample_query(&data) && t.to == remote {
+                // One node holds all 20; the per-IP budget lets one ask a second go to it.
+                let r = sample_answer(&data, remote_id, 3600, 20, &samples);
+                crawler.handle_input(now, t.local, t.to, &r);
+            } else if t.to == remote && contains(&data, b"9:get_peers") {
+                if let Some(ih) = samples.iter().find(|ih| contains(&data, ih.as_bytes())) {
+                    asks.push(*ih);
+                }
+            }
+        }
+        if !asks.is_empty() && !asked_for {
+            // The application waits for the last one's peers.
+            asked_for = true;
+            assert!(crawler.lookup(now, wanted));
+        }
+        match crawler.poll_timeout() {
+            Some(t) if t > now => now = t.min(Instant::from_secs(6)),
+            _ => now = now.saturating_add(Duration::from_millis(1)),
+        }
+    }
+    assert!(asks.len() >= 3, "{asks:?}");
+    assert_ne!(asks[0], wanted);
+    assert_eq!(asks[1], wanted, "asked next: {asks:?}");
+    assert_eq!(asks.iter().filter(|ih| **ih == wanted).count(), 1);
+}

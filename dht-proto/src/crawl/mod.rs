@@ -14,9 +14,12 @@
 //!   reaches every node. A node is never asked again before the `interval` it gave; its `num`
 //!   decides how much a revisit is worth when more nodes are due than the budget allows (see
 //!   [`TraverseConfig`]). The table of nodes is bounded.
+//! - **Peers from the holders** ([`CrawlerConfig::ask_holders`]): the node whose samples named
+//!   an info-hash stores its peers, so it is asked with one `get_peers` (no lookup), then other
+//!   nodes that sampled it; the peer an incoming `announce_peer` names is reported at once.
 //! - **A `get_peers` lookup** (with BEP 33 scrape when [`CrawlerConfig::scrape`] is on) for each
-//!   new info-hash, with bounded concurrency and a bounded queue: [`CrawlEvent::Peers`] and
-//!   [`CrawlEvent::LookupDone`].
+//!   info-hash found passively and each one no holder had peers for, with bounded concurrency
+//!   and a bounded queue: [`CrawlEvent::Peers`] and [`CrawlEvent::LookupDone`].
 //! - **One [`SendBudget`]** for every query of every id: a global rate (default 500 per second)
 //!   and at most one query per remote IP per second. Answers to other nodes' queries are not
 //!   held back. New work starts only while the budget has room, so queries wait little.

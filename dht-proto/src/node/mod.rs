@@ -567,6 +567,11 @@ impl<V: Ed25519Verifier> Node<V> {
         None
     }
 
+    /// Datagrams queued for [`Node::poll_transmit`].
+    pub(crate) fn queued_transmits(&self) -> usize {
+        self.transmits.len()
+    }
+
     /// [`Node::poll_transmit`] for a caller that budgets queries (the crawler): the first
     /// queued datagram that `allow(destination, is_query)` accepts, skipping (and keeping in
     /// order) those it refuses. Queries whose request has already ended (timed out while held

@@ -115,6 +115,9 @@ pub struct CrawlOptions {
     pub rate: u32,
     /// Metadata fetches at once.
     pub fetch_concurrency: usize,
+    /// `get_peers` lookups at once (for the info-hashes whose holders gave no peers or that
+    /// were found passively; see [`CrawlerConfig::ask_holders`]).
+    pub lookups: usize,
     /// How long a failed fetch waits before it may be claimed again (each claim looks the
     /// peers up anew); after [`Limits::max_attempts`](crate::store::Limits::max_attempts) failures
     /// the info-hash leaves the queue.
@@ -137,8 +140,8 @@ pub struct CrawlOptions {
 
 impl CrawlOptions {
     /// Defaults: [`DEFAULT_IDS`] ids on ephemeral ports of `0.0.0.0`, 500 queries/s, 64 fetches
-    /// at once, failed fetches retried after 10 minutes, the whole key space, no state file, a
-    /// status every 5 s.
+    /// and 32 lookups at once, failed fetches retried after 10 minutes, the whole key space, no
+    /// state file, a status every 5 s.
     pub fn new(seed: [u8; 32]) -> Self {
         Self {
             ids: None,
@@ -147,6 +150,7 @@ impl CrawlOptions {
             allow_local: false,
             rate: 500,
             fetch_concurrency: 64,
+            lookups: 32,
             retry_after: Duration::from_secs(10 * 60),
             shard: Shard::ALL,
             state: None,
@@ -316,6 +320,7 @@ impl<S: Store> Crawl<S> {
             config.node.one_node_per_ip = false;
         }
         config.budget.rate = options.rate.max(1);
+        config.max_lookups = options.lookups.max(1);
         let stride = config.node.limits.max_datagram.saturating_add(1);
         let fetch_timeout = config.lookup_delay.saturating_add(FETCH_TIMEOUT);
         let lease = LEASE.max(fetch_timeout.saturating_mul(2));

@@ -37,6 +37,11 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 64,
           value_parser = clap::value_parser!(u16).range(1..=4096))]
     fetch_concurrency: u16,
+    /// get_peers lookups at once (the peers of info-hashes found in BEP 51 samples are first
+    /// asked of the nodes that sampled them, with one query each, without a lookup)
+    #[arg(long, value_name = "N", default_value_t = 32,
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    lookups: u16,
     /// Seconds before a failed fetch (no peer gave the metadata) is tried again, with a new
     /// lookup; after five failures the info-hash leaves the queue
     #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "600")]
@@ -298,6 +303,7 @@ pub fn run(json: bool, args: Args) -> Result<ExitCode, Fail> {
     options.allow_local = args.join.allow_local;
     options.rate = args.rate;
     options.fetch_concurrency = usize::from(args.fetch_concurrency);
+    options.lookups = usize::from(args.lookups);
     options.retry_after = args.retry_after;
     options.shard = args.shard;
     options.state = Some(state.clone());
