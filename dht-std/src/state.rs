@@ -179,6 +179,31 @@ mod tests {
     }
 
     #[test]
+    fn a_file_as_written_loads_and_is_written_back_the_same() {
+        let text = "# dht routing table: `id HEX`, then `node HEX ADDR:PORT` lines\n\
+                    id 0101010101010101010101010101010101010101\n\
+                    node 0202020202020202020202020202020202020202 127.0.0.1:6881\n\
+                    node 0303030303030303030303030303030303030303 [::1]:7000\n";
+        let state = text.parse::<State>().unwrap();
+        assert_eq!(state.id, Some(id(1)));
+        assert_eq!(
+            state.addrs().collect::<Vec<_>>(),
+            [
+                "127.0.0.1:6881".parse().unwrap(),
+                "[::1]:7000".parse().unwrap()
+            ]
+        );
+        assert_eq!(state.nodes[1].id, id(3));
+        assert_eq!(state.to_string(), text);
+        // Without an id, and with the contacts capped.
+        let many: String = (0..MAX_STATE_NODES + 3)
+            .map(|_| format!("node {} 10.0.0.1:1\n", id(4)))
+            .collect();
+        let state = many.parse::<State>().unwrap();
+        assert_eq!((state.id, state.nodes.len()), (None, MAX_STATE_NODES));
+    }
+
+    #[test]
     fn comments_after_records() {
         let text = format!(
             "id {}  # my node\nnode {} 127.0.0.1:7000 # the seed\n   # indented\n",
@@ -199,6 +224,23 @@ mod tests {
         assert_eq!("idx 00".parse::<State>().unwrap_err().line, 1);
         let twice = format!("id {}\nid {}\n", id(1), id(1));
         assert_eq!(twice.parse::<State>().unwrap_err().line, 2);
+        // A second id line is refused before its hex is read.
+        let e = format!("id {}\nid nothex\n", id(1))
+            .parse::<State>()
+            .unwrap_err();
+        assert_eq!(e.to_string(), "line 2: a second `id` line");
+        for (text, problem) in [
+            ("id 12", "the id is not 40 hex digits"),
+            ("node 12 127.0.0.1:1", "the node id is not 40 hex digits"),
+            ("node", "expected `id HEX` or `node HEX ADDR:PORT`"),
+            ("id a b", "expected `id HEX` or `node HEX ADDR:PORT`"),
+        ] {
+            assert_eq!(
+                text.parse::<State>().unwrap_err().problem,
+                problem,
+                "{text}"
+            );
+        }
     }
 
     #[test]

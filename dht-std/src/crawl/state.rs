@@ -157,6 +157,35 @@ mod tests {
     }
 
     #[test]
+    fn a_file_as_written_loads_and_is_written_back_the_same() {
+        let text = "# dht crawl state: `id HEX` per crawler id, then `node HEX ADDR:PORT` \
+                    contacts\n\
+                    id 0303030303030303030303030303030303030303\n\
+                    id 0101010101010101010101010101010101010101\n\
+                    node 0909090909090909090909090909090909090909 127.0.0.2:7000\n\
+                    node 0808080808080808080808080808080808080808 [::1]:7001\n";
+        let state = text.parse::<CrawlState>().unwrap();
+        assert_eq!(state.ids, [Id::new([3; 20]), Id::new([1; 20])]);
+        assert_eq!(state.nodes.len(), 2);
+        assert_eq!(state.nodes[1].id, Id::new([8; 20]));
+        assert_eq!(state.nodes[1].addr, "[::1]:7001".parse().unwrap());
+        assert_eq!(state.to_string(), text);
+        // Comments, blank lines and records in any order.
+        let edited = "\n  # mine\nnode 0909090909090909090909090909090909090909 127.0.0.2:7000 \
+                      # a contact\nid 0303030303030303030303030303030303030303\n\
+                      node 0808080808080808080808080808080808080808 [::1]:7001\n\
+                      id 0101010101010101010101010101010101010101 # second\n";
+        assert_eq!(edited.parse::<CrawlState>().unwrap(), state);
+        // A node's state file is a crawl state file with one id.
+        let node = crate::State {
+            id: Some(Id::new([3; 20])),
+            nodes: state.nodes.clone(),
+        };
+        let read = node.to_string().parse::<CrawlState>().unwrap();
+        assert_eq!((read.ids, read.nodes), (vec![Id::new([3; 20])], node.nodes));
+    }
+
+    #[test]
     fn errors_name_the_line_and_ids_are_capped() {
         let e = "id 00\n".parse::<CrawlState>().unwrap_err();
         assert_eq!(e.line, 1);
@@ -164,6 +193,21 @@ mod tests {
             .map(|_| format!("id {}\n", Id::new([7; 20])))
             .collect();
         assert_eq!(many.parse::<CrawlState>().unwrap().ids.len(), MAX_IDS);
+        let e = format!(
+            "# c\n\nid {}\nnode {} nowhere\n",
+            Id::new([1; 20]),
+            Id::new([2; 20])
+        )
+        .parse::<CrawlState>()
+        .unwrap_err();
+        assert_eq!(e.to_string(), "line 4: the node address is not IP:PORT");
+        for (text, problem) in [
+            ("node 12 127.0.0.1:1", "the node id is not 40 hex digits"),
+            ("seed 1", "expected `id HEX` or `node HEX ADDR:PORT`"),
+        ] {
+            let e = text.parse::<CrawlState>().unwrap_err();
+            assert_eq!(e.problem, problem, "{text}");
+        }
     }
 
     #[test]
