@@ -153,39 +153,6 @@ mod tests {
             .map(|_| format!("id {}\n", Id::new([7; 20])))
             .collect();
         assert_eq!(many.parse::<CrawlState>().unwrap().ids.len(), MAX_IDS);
-        let e = format!(
-            "# c\n\nid {}\nnode {} nowhere\n",
-            Id::new([1; 20]),
-            Id::new([2; 20])
-        )
-        .parse::<CrawlState>()
-        .unwrap_err();
-        assert_eq!(e.to_string(), "line 4: the node address is not IP:PORT");
-        for (text, problem) in [
-            ("node 12 127.0.0.1:1", "the node id is not 40 hex digits"),
-            ("seed 1", "expected `id HEX` or `node HEX ADDR:PORT`"),
-        ] {
-            let e = text.parse::<CrawlState>().unwrap_err();
-            assert_eq!(e.problem, problem, "{text}");
-        }
-    }
-
-    #[test]
-    fn save_and_load_round_trip() {
-        let dir = std::env::temp_dir().join(format!("dht-crawl-state-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("crawl.state");
-        assert_eq!(CrawlState::load(&path).unwrap(), None);
-        let state = CrawlState {
-            ids: vec![Id::new([4; 20]), Id::new([5; 20])],
-            nodes: vec![],
-        };
-        state.save(&path).unwrap();
-        assert_eq!(CrawlState::load(&path).unwrap(), Some(state));
-        std::fs::write(&path, "id 00\n").unwrap();
-        let e = CrawlState::load(&path).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
