@@ -139,7 +139,7 @@ mod tests {
         // A node's state file is a crawl state file with one id.
         let node = crate::State {
             id: Some(Id::new([3; 20])),
-            nodes: state.nodes.clone(),
+            nodes: state.nodes,
         };
         let read = node.to_string().parse::<CrawlState>().unwrap();
         assert_eq!((read.ids, read.nodes), (vec![Id::new([3; 20])], node.nodes));
