@@ -13,8 +13,11 @@ use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::process::ExitCode;
 
 use dht_proto::crawl::{Found, Harvester, HowFound, spread_ids};
+// The crate's small deterministic generator for tests and examples (SplitMix64), for the
+// crawler's ids and hash keys; a real crawler draws from `dht_proto::SeededRng` with
+// a secret seed.
+use dht_proto::internals::TestRng;
 use dht_proto::{Config, Event, Id, Instant, Node};
-use rand_core::RngCore;
 
 /// A datagram in flight: due time, sequence number (ties keep sending order), destination
 /// node, source address, bytes.
@@ -24,28 +27,6 @@ type Delivery = (Instant, u64, usize, SocketAddr, Vec<u8>);
 fn address(i: usize) -> SocketAddr {
     let [_, _, a, b] = (i as u32 + 1).to_be_bytes();
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, a, b)), 6881)
-}
-
-/// SplitMix64: a small deterministic generator for the crawler's ids and hash keys.
-struct SplitMix(u64);
-
-impl RngCore for SplitMix {
-    fn next_u32(&mut self) -> u32 {
-        (self.next_u64() >> 32) as u32
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn fill_bytes(&mut self, dst: &mut [u8]) {
-        for chunk in dst.chunks_mut(8) {
-            let bytes = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&bytes[..chunk.len()]);
-        }
-    }
 }
 
 /// A seed per node, so the whole run is reproducible.
@@ -63,7 +44,7 @@ fn main() -> ExitCode {
 
     // Ordinary nodes, then the crawler's nodes: one per id, spread over the id space so that
     // together they hear from much of the network. All are plain `Node`s.
-    let mut rng = SplitMix(42);
+    let mut rng = TestRng(42);
     let crawler_ids = spread_ids(CRAWLER_IDS as u32, &mut rng);
     let mut nodes: Vec<Node> = Vec::new();
     for i in 0..HONEST + CRAWLER_IDS {

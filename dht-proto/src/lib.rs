@@ -152,6 +152,7 @@ pub use event::{
 };
 pub use id::{Distance, Id, ParseIdError};
 pub use node::{Disposition, MutableItem, Node, PutItem, TimerKind, Transmit};
+pub use rng::SeededRng;
 pub use routing::{Bucket, Entry, NodeStatus, RoutingTableView, TableConfig};
 pub use server::bloom::Bloom;
 pub use stats::{MethodKind, Stats};

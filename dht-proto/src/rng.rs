@@ -1,15 +1,16 @@
-//! Keyed deterministic randomness: the node's generator ([`Rng`]) and the keyed hasher of its hash
-//! maps ([`KeyedState`]).
+//! Keyed deterministic randomness: the node's generator ([`SeededRng`]) and the keyed hasher of
+//! its hash maps ([`KeyedState`]).
 //!
 //! Everything random the node does comes from [`Config::seed`](crate::Config::seed): the same
 //! seed and the same inputs give the same outputs. Transaction ids and token secrets come from
-//! [`Rng`], so remote peers must not be able to predict its output from what they see; a
+//! [`SeededRng`], so remote peers must not be able to predict its output from what they see; a
 //! cryptographic pseudo-random function keyed by the seed gives that.
 //!
 //! # Generator
 //!
-//! Block `i` of the stream is `SHA-1(key ‖ 0x00 ‖ i as u64 big-endian)`, 20 bytes, where `key`
-//! is the 32-byte seed. SHA-1 keyed by a secret prefix is a pseudo-random function for
+//! Block `i` of stream `s` is `SHA-1(key ‖ s ‖ i as u64 big-endian)`, 20 bytes, where `key` is
+//! the 32-byte seed and `s` one byte: 0 for the node's generator, other values for other uses
+//! of the same seed. SHA-1 keyed by a secret prefix is a pseudo-random function for
 //! fixed-length inputs: the collision attacks on SHA-1 do not help predict outputs, and length
 //! extension does not apply because every generator input has the same length (41 bytes).
 //! `sha1_smol` is
@@ -32,16 +33,24 @@ use rand_core::RngCore;
 /// Length of one generator block: a SHA-1 digest.
 const BLOCK_LEN: usize = 20;
 
-/// Domain byte of a stream block (kept in the input so that other derivations from the same
-/// key can be added without overlapping the stream).
-const DOMAIN_STREAM: u8 = 0x00;
+/// Stream byte of [`SeededRng::new`]: the node's generator (and the crawler driver's).
+const STREAM_NODE: u8 = 0x00;
 
-/// A deterministic generator keyed by a 32-byte seed: SHA-1 in counter mode.
+/// A deterministic generator from a 32-byte seed: SHA-1 in counter mode (block `i` of stream
+/// `s` is `SHA-1(seed ‖ s ‖ i)`), the generator the node draws its transaction ids and token
+/// secrets from.
 ///
-/// Outputs are unpredictable to anyone who does not know the seed.
+/// The same seed always gives the same stream, and the stream is unpredictable to anyone who
+/// does not know the seed: use it for values that must be reproducible from a secret seed (a
+/// crawler's fresh ids, say), with a seed from the operating system's random source. Two uses
+/// of one seed take different streams ([`SeededRng::with_stream`]), or one of them would give
+/// the other's values away. It is nothing more: it never reseeds, it is not a general-purpose
+/// random source and not a key derivation function.
 #[derive(Clone)]
-pub(crate) struct Rng {
+pub struct SeededRng {
     key: [u8; 32],
+    /// The stream byte of every block input.
+    stream: u8,
     /// Index of the next block to compute.
     counter: u64,
     /// The current block; bytes before `used` are consumed.
@@ -49,11 +58,27 @@ pub(crate) struct Rng {
     used: usize,
 }
 
-impl Rng {
-    /// A generator keyed by `seed`.
-    pub(crate) fn new(seed: [u8; 32]) -> Self {
+/// The name the crate's own modules use.
+pub(crate) use SeededRng as Rng;
+
+impl SeededRng {
+    /// Stream 0 of `seed`: the generator a [`Node`](crate::Node) with `seed` in its
+    /// [`Config`](crate::Config) draws from, and a [`Crawler`](crate::crawl::Crawler) with it
+    /// in its [`CrawlerConfig`](crate::crawl::CrawlerConfig).
+    #[must_use]
+    pub fn new(seed: [u8; 32]) -> Self {
+        Self::with_stream(seed, STREAM_NODE)
+    }
+
+    /// Stream `stream` of `seed`. Streams never overlap and none tells anything about another
+    /// (every block is the output of a pseudo-random function on a distinct input of the same
+    /// length). In use: 0 ([`SeededRng::new`]), 1 (the fresh ids of `dht-std`'s crawler, public
+    /// and drawn from the crawler's seed).
+    #[must_use]
+    pub fn with_stream(seed: [u8; 32], stream: u8) -> Self {
         Self {
             key: seed,
+            stream,
             counter: 0,
             block: [0; BLOCK_LEN],
             // Empty buffer: the first draw computes block 0.
@@ -64,7 +89,7 @@ impl Rng {
     fn refill(&mut self) {
         let mut h = sha1_smol::Sha1::new();
         h.update(&self.key);
-        h.update(&[DOMAIN_STREAM]);
+        h.update(&[self.stream]);
         h.update(&self.counter.to_be_bytes());
         self.block = h.digest().bytes();
         self.counter = self.counter.wrapping_add(1);
@@ -72,7 +97,7 @@ impl Rng {
     }
 }
 
-impl RngCore for Rng {
+impl RngCore for SeededRng {
     fn next_u32(&mut self) -> u32 {
         let mut b = [0u8; 4];
         self.fill_bytes(&mut b);
@@ -100,10 +125,10 @@ impl RngCore for Rng {
     }
 }
 
-impl fmt::Debug for Rng {
+impl fmt::Debug for SeededRng {
     /// Never shows the key or the buffered output.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Rng").finish_non_exhaustive()
+        f.debug_struct("SeededRng").finish_non_exhaustive()
     }
 }
 
@@ -135,7 +160,7 @@ pub(crate) fn below(rng: &mut impl RngCore, n: usize) -> usize {
 
 /// A fast generator for one random choice (the peers of a `get_peers` reply, the samples of a
 /// `sample_infohashes` reply): SplitMix64 (Steele, Lea and Flood) seeded with 64 bits of
-/// another generator, the node's [`Rng`].
+/// another generator, the node's [`SeededRng`].
 ///
 /// It is not cryptographic: what it draws tells about its own seed. Each choice takes a fresh
 /// seed from the node's generator and the generator is dropped after it, so a remote that sees
@@ -158,19 +183,33 @@ impl RngCore for ChoiceRng {
     }
 
     fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        splitmix64(&mut self.0)
     }
 
     fn fill_bytes(&mut self, dst: &mut [u8]) {
-        for chunk in dst.chunks_mut(8) {
-            let word = self.next_u64().to_le_bytes();
-            for (d, w) in chunk.iter_mut().zip(word) {
-                *d = w;
-            }
+        fill_by_words(dst, || splitmix64(&mut self.0));
+    }
+}
+
+/// One step of SplitMix64 (Steele, Lea and Flood): advances the 64-bit counter `state` by the
+/// golden-ratio increment and returns it through a strong mixer. The one copy of the algorithm,
+/// for [`ChoiceRng`] and the tests' [`TestRng`](crate::test_rng::TestRng).
+#[inline]
+pub(crate) fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Fills `dst` with the little-endian bytes of successive words from `next`, a word per 8 bytes
+/// (the last, shorter chunk takes the low bytes of a whole word).
+#[inline]
+pub(crate) fn fill_by_words(dst: &mut [u8], mut next: impl FnMut() -> u64) {
+    for chunk in dst.chunks_mut(8) {
+        for (d, w) in chunk.iter_mut().zip(next().to_le_bytes()) {
+            *d = w;
         }
     }
 }

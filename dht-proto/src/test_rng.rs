@@ -5,6 +5,7 @@
 use rand_core::RngCore;
 
 use crate::id::Id;
+use crate::rng::{fill_by_words, splitmix64};
 
 /// SplitMix64 (Steele, Lea and Flood): a 64-bit counter through a strong mixer.
 #[derive(Clone, Debug)]
@@ -33,20 +34,11 @@ impl RngCore for TestRng {
     }
 
     fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        splitmix64(&mut self.0)
     }
 
     fn fill_bytes(&mut self, dst: &mut [u8]) {
-        for chunk in dst.chunks_mut(8) {
-            let bytes = self.next_u64().to_le_bytes();
-            if let Some(src) = bytes.get(..chunk.len()) {
-                chunk.copy_from_slice(src);
-            }
-        }
+        fill_by_words(dst, || splitmix64(&mut self.0));
     }
 }
 

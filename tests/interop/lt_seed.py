@@ -17,31 +17,14 @@ Output, one JSON object per line: {"event": "seeding", "torrents": [{"name", "in
 --duration seconds or when stdin closes. Runs under tests/interop/.venv/bin/python.
 """
 import argparse
-import ipaddress
-import json
 import os
 import select
 import sys
 import time
-import warnings
 
 import libtorrent as lt
 
-T0 = time.monotonic()
-# add_files and the file_storage constructor are deprecated in 2.x but still the simplest way.
-warnings.simplefilter("ignore", DeprecationWarning)
-
-
-def emit(event, **fields):
-    sys.stdout.write(json.dumps({"event": event, "t": round(time.monotonic() - T0, 3), **fields}) + "\n")
-    sys.stdout.flush()
-
-
-def loopback(ip):
-    a = ipaddress.ip_address(ip)
-    if not a.is_loopback or (a.version == 4 and 0 in a.packed):
-        sys.exit(f"lt_seed.py: {ip}: only loopback addresses without a zero octet")
-    return ip
+from lt_seeding import T0, emit, loopback, make_torrent, seed, session
 
 
 def write(path, data=None, size=None):
@@ -51,16 +34,6 @@ def write(path, data=None, size=None):
             f.write(data)
         else:
             f.truncate(size)
-
-
-def make(root, name, piece_size):
-    """A v1 torrent of root/name; returns torrent_info."""
-    fs = lt.file_storage()
-    lt.add_files(fs, os.path.join(root, name))
-    ct = lt.create_torrent(fs, piece_size, flags=lt.create_torrent.v1_only)
-    ct.set_creator("dht interop")
-    lt.set_piece_hashes(ct, root)
-    return lt.torrent_info(lt.bencode(ct.generate()))
 
 
 def main():
@@ -79,39 +52,22 @@ def main():
         write(os.path.join(root, "multi", rel), (f"file {i} " * (50 + 300 * i)).encode())
     write(os.path.join(root, "pieces", "big.bin"), size=48 << 20)
     torrents = {
-        "single": make(root, "single.bin", 16384),
-        "multi": make(root, "multi", 16384),
-        "pieces": make(root, "pieces", 16384),
+        "single": make_torrent(root, "single.bin", 16384),
+        "multi": make_torrent(root, "multi", 16384),
+        "pieces": make_torrent(root, "pieces", 16384),
     }
 
     dht = args.dht_bootstrap is not None
     cat = lt.alert.category_t
-    ses = lt.session({
-        "listen_interfaces": f"{ip}:{args.port}",
-        "enable_outgoing_utp": False, "enable_incoming_utp": False,
-        "enable_dht": dht, "dht_bootstrap_nodes": "",
-        "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,
-        "dht_restrict_routing_ips": False, "dht_restrict_search_ips": False,
-        "dht_enforce_node_id": False, "dht_prefer_verified_node_ids": False,
-        "dht_ignore_dark_internet": False, "dht_block_ratelimit": 10000,
-        "allow_multiple_connections_per_ip": True,
-        "alert_mask": int(cat.status_notification | cat.dht_notification
-                          | cat.error_notification | cat.peer_notification
-                          | cat.connect_notification),
-    })
+    ses = session(ip, args.port, dht, cat.status_notification | cat.dht_notification
+                  | cat.error_notification | cat.peer_notification | cat.connect_notification)
     if dht:
         host, port = args.dht_bootstrap.rsplit(":", 1)
         ses.add_dht_node((loopback(host), int(port)))
     handles = {}
     out = []
     for name, ti in torrents.items():
-        atp = lt.add_torrent_params()
-        atp.ti = ti
-        atp.save_path = root
-        atp.flags |= lt.torrent_flags.seed_mode
-        atp.flags &= ~lt.torrent_flags.auto_managed
-        atp.flags &= ~lt.torrent_flags.paused
-        h = ses.add_torrent(atp)
+        h = seed(ses, ti, root)
         ih = str(ti.info_hashes().v1)
         handles[ih] = h
         info = ti.info_section()

@@ -18,30 +18,16 @@ tests/interop/.venv/bin/python.
 """
 import argparse
 import ipaddress
-import json
 import os
 import select
 import sys
 import time
-import warnings
 
 import libtorrent as lt
 
-T0 = time.monotonic()
-warnings.simplefilter("ignore", DeprecationWarning)
+from lt_seeding import T0, emit, loopback, make_torrent, seed, session
+
 WORDS = ["amber", "birch", "cedar", "dune", "elm", "fern", "grove", "heath", "iris"]
-
-
-def emit(event, **fields):
-    sys.stdout.write(json.dumps({"event": event, "t": round(time.monotonic() - T0, 3), **fields}) + "\n")
-    sys.stdout.flush()
-
-
-def loopback(ip):
-    a = ipaddress.ip_address(ip)
-    if not a.is_loopback or (a.version == 4 and 0 in a.packed):
-        sys.exit(f"lt_swarm.py: {ip}: only loopback addresses without a zero octet")
-    return ip
 
 
 def generate(root, k):
@@ -58,15 +44,6 @@ def generate(root, k):
         with open(path, "wb") as f:
             f.write(bytes((k + i) % 251 for i in range(size)))
     return name, files
-
-
-def make(root, name):
-    fs = lt.file_storage()
-    lt.add_files(fs, os.path.join(root, name))
-    ct = lt.create_torrent(fs, 16384, flags=lt.create_torrent.v1_only)
-    ct.set_creator("dht interop")
-    lt.set_piece_hashes(ct, root)
-    return lt.torrent_info(lt.bencode(ct.generate()))
 
 
 def main():
@@ -89,20 +66,9 @@ def main():
     cat = lt.alert.category_t
     sessions = []
     for ip in ips:
-        ses = lt.session({
-            "listen_interfaces": f"{ip}:{args.port}",
-            "enable_outgoing_utp": False, "enable_incoming_utp": False,
-            "enable_dht": True, "dht_bootstrap_nodes": "",
-            "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,
-            "dht_restrict_routing_ips": False, "dht_restrict_search_ips": False,
-            "dht_enforce_node_id": False, "dht_prefer_verified_node_ids": False,
-            "dht_ignore_dark_internet": False, "dht_block_ratelimit": 10000,
-            "dht_upload_rate_limit": 1 << 20,
-            "dht_sample_infohashes_interval": 0,
-            "allow_multiple_connections_per_ip": True,
-            "alert_mask": int(cat.status_notification | cat.dht_notification
-                              | cat.error_notification),
-        })
+        ses = session(ip, args.port, True,
+                      cat.status_notification | cat.dht_notification | cat.error_notification,
+                      dht_upload_rate_limit=1 << 20, dht_sample_infohashes_interval=0)
         for node in boot:
             ses.add_dht_node(node)
         for other in ips:
@@ -115,15 +81,9 @@ def main():
     for k in range(args.torrents):
         root = os.path.join(args.dir, f"t{k}")
         name, files = generate(root, k)
-        ti = make(root, name)
+        ti = make_torrent(root, name)
         i = k % len(sessions)
-        atp = lt.add_torrent_params()
-        atp.ti = ti
-        atp.save_path = root
-        atp.flags |= lt.torrent_flags.seed_mode
-        atp.flags &= ~lt.torrent_flags.auto_managed
-        atp.flags &= ~lt.torrent_flags.paused
-        handles.append((i, sessions[i].add_torrent(atp)))
+        handles.append((i, seed(sessions[i], ti, root)))
         fs = ti.files()
         listed = [[fs.file_path(j).split(os.sep, 1)[1] if ti.num_files() > 1 else fs.file_path(j),
                    fs.file_size(j)] for j in range(ti.num_files())]

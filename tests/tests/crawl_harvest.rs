@@ -8,31 +8,10 @@ use core::time::Duration;
 use std::collections::BTreeSet;
 
 use dht_proto::crawl::{Found, Harvester, HowFound, spread_ids};
+use dht_proto::internals::TestRng;
 use dht_proto::{Id, Instant};
 use dht_tests::sim::{Action, Sim, SimConfig};
 use rand_core::RngCore;
-
-/// SplitMix64 for the crawler's ids and hash keys.
-struct SplitMix(u64);
-
-impl RngCore for SplitMix {
-    fn next_u32(&mut self) -> u32 {
-        (self.next_u64() >> 32) as u32
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn fill_bytes(&mut self, dst: &mut [u8]) {
-        for chunk in dst.chunks_mut(8) {
-            let bytes = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&bytes[..chunk.len()]);
-        }
-    }
-}
 
 const HONEST: u32 = 300;
 const CRAWLER_IDS: u32 = 16;
@@ -45,7 +24,7 @@ fn spread_ids_harvest_announced_info_hashes() {
     config.node.report_queries = true;
     let mut s = Sim::new(config);
     s.add_nodes(HONEST);
-    let mut rng = SplitMix(7);
+    let mut rng = TestRng(7);
     let crawler_ids = spread_ids(CRAWLER_IDS, &mut rng);
     let first_crawler = s.hosts();
     for id in &crawler_ids {
@@ -63,7 +42,7 @@ fn spread_ids_harvest_announced_info_hashes() {
     let announced: Vec<Id> = (0..ANNOUNCED)
         .map(|i| {
             let mut bytes = [0; 20];
-            SplitMix(1000 + i).fill_bytes(&mut bytes);
+            TestRng(1000 + i).fill_bytes(&mut bytes);
             Id::new(bytes)
         })
         .collect();

@@ -269,3 +269,53 @@ fn choice_rng_is_seeded_from_the_node_generator_and_balanced() {
     assert!(bytes.iter().any(|&x| x != 0));
     assert!(!std::format!("{a:?}").contains(&std::format!("{}", a.0)));
 }
+
+#[test]
+fn choice_rng_and_test_rng_draw_the_same_splitmix64_stream() {
+    // The reference's first output for seed 0, from both generators.
+    let mut c = ChoiceRng(0);
+    let mut t = crate::test_rng::TestRng(0);
+    assert_eq!(c.next_u64(), 0xe220_a839_7b1d_cdaf);
+    assert_eq!(t.next_u64(), 0xe220_a839_7b1d_cdaf);
+    // Bytes are whole words, little-endian; a partial last chunk takes a word's low bytes.
+    let (mut cb, mut tb) = ([0u8; 11], [0u8; 11]);
+    c.fill_bytes(&mut cb);
+    t.fill_bytes(&mut tb);
+    assert_eq!(cb, tb);
+    assert_eq!(cb[..8], 0x6e78_9e6a_a1b9_65f4_u64.to_le_bytes());
+    let mut third = ChoiceRng(0);
+    third.next_u64();
+    third.next_u64();
+    assert_eq!(cb[8..], third.next_u64().to_le_bytes()[..3]);
+    // next_u32 is the high half of the next word.
+    let high = u32::try_from(third.next_u64() >> 32).unwrap();
+    assert_eq!(c.next_u32(), high);
+    assert_eq!(t.next_u32(), high);
+}
+
+#[test]
+fn streams_of_one_seed_are_distinct_sha1_counter_streams() {
+    let seed = [0x42; 32];
+    let block = |stream: u8, i: u64| {
+        let mut h = sha1_smol::Sha1::new();
+        h.update(&seed);
+        h.update(&[stream]);
+        h.update(&i.to_be_bytes());
+        h.digest().bytes()
+    };
+    let draw = |mut r: SeededRng| {
+        let mut b = [0u8; 40];
+        r.fill_bytes(&mut b);
+        b
+    };
+    // `new` is stream 0; stream 1 is its own counter-mode stream.
+    assert_eq!(
+        draw(SeededRng::new(seed)),
+        draw(SeededRng::with_stream(seed, 0))
+    );
+    let one = draw(SeededRng::with_stream(seed, 1));
+    assert_eq!(one[..20], block(1, 0));
+    assert_eq!(one[20..], block(1, 1));
+    let zero = draw(SeededRng::new(seed));
+    assert!(!zero.windows(8).any(|w| one.windows(8).any(|v| v == w)));
+}

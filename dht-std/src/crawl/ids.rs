@@ -1,10 +1,15 @@
 //! The crawler's ids: spread over the key space or a shard, kept across runs.
 
-use dht_proto::Id;
+use dht_proto::{Id, SeededRng};
 use rand_core::RngCore;
 
 use super::{DEFAULT_IDS, MAX_IDS};
 use crate::store::Shard;
+
+/// The stream of the caller's seed that fresh ids come from: the crawler's nodes draw their
+/// seeds from stream 0 of the same seed ([`SeededRng::new`]) and ids are public, so they must
+/// come from another one.
+const IDS_STREAM: u8 = 1;
 
 /// `n` ids spread evenly over `shard`'s slice of the key space (the first 32 bits), the other
 /// bits random.
@@ -51,51 +56,11 @@ pub(super) fn choose_ids(
         .clamp(1, MAX_IDS);
     ids.truncate(want);
     if ids.len() < want {
-        let mut rng = SeedRng::new(seed);
+        let mut rng = SeededRng::with_stream(seed, IDS_STREAM);
         let fresh = shard_ids(want, shard, &mut rng);
         ids.extend(fresh.into_iter().skip(ids.len()));
     }
     ids
-}
-
-/// Random bits for fresh ids from the caller's seed (splitmix64 over the seed's words: ids need
-/// to be spread and unpredictable to others, which the seed already is).
-#[derive(Debug)]
-struct SeedRng(u64);
-
-impl SeedRng {
-    fn new(seed: [u8; 32]) -> Self {
-        let mut x = 0u64;
-        for chunk in seed.chunks(8) {
-            let mut w = [0; 8];
-            w.get_mut(..chunk.len())
-                .unwrap_or_default()
-                .copy_from_slice(chunk);
-            x = x.rotate_left(17) ^ u64::from_le_bytes(w);
-        }
-        Self(x)
-    }
-}
-
-impl RngCore for SeedRng {
-    fn next_u32(&mut self) -> u32 {
-        (self.next_u64() >> 32) as u32
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        for chunk in dest.chunks_mut(8) {
-            let bytes = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(bytes.get(..chunk.len()).unwrap_or_default());
-        }
-    }
 }
 
 #[cfg(test)]
@@ -104,7 +69,7 @@ mod tests {
 
     #[test]
     fn shard_ids_stay_in_their_shard_and_spread() {
-        let mut rng = SeedRng::new([1; 32]);
+        let mut rng = SeededRng::new([1; 32]);
         for (i, n) in [(0, 1), (1, 3), (3, 4)] {
             let shard = Shard::new(i, n).unwrap();
             let ids = shard_ids(16, shard, &mut rng);
@@ -114,6 +79,21 @@ mod tests {
             sorted.sort();
             sorted.dedup();
             assert_eq!(sorted.len(), 16);
+        }
+    }
+
+    #[test]
+    fn fresh_ids_tell_nothing_of_the_crawler_stream() {
+        // The crawler draws its nodes' seeds from `SeededRng::new(seed)`, and ids are public: no
+        // id may carry bytes of that stream.
+        let seed = [5; 32];
+        let ids = choose_ids(&[], Some(8), Shard::ALL, seed);
+        let mut stream = [0u8; 8 * 20];
+        SeededRng::new(seed).fill_bytes(&mut stream);
+        for id in &ids {
+            // Bytes 4.. are random (the first 4 place the id in the key space).
+            let tail = &id.to_bytes()[4..];
+            assert!(!stream.windows(tail.len()).any(|w| w == tail), "{id}");
         }
     }
 

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use dht_proto::Id;
 use dht_proto::wire::compact::NodeInfo;
 
-use crate::state::{MAX_STATE_NODES, ParseStateError};
+use crate::state::{self, ParseStateError};
 
 /// Most ids a state file holds (and a crawler runs).
 pub const MAX_IDS: usize = 1024;
@@ -32,57 +32,27 @@ impl FromStr for CrawlState {
     type Err = ParseStateError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let mut state = Self::default();
-        for (i, line) in text.lines().enumerate() {
-            let err = |problem| ParseStateError {
-                line: i + 1,
-                problem,
-            };
-            let line = line.split('#').next().unwrap_or_default().trim();
-            if line.is_empty() {
-                continue;
+        let mut ids = Vec::new();
+        let nodes = state::parse_records(text, |id| {
+            if ids.len() < MAX_IDS {
+                ids.push(id?);
+            } else {
+                id?;
             }
-            let mut words = line.split_whitespace();
-            match (words.next(), words.next(), words.next(), words.next()) {
-                (Some("id"), Some(hex), None, None) => {
-                    let id = hex
-                        .parse()
-                        .map_err(|_| err("the id is not 40 hex digits"))?;
-                    if state.ids.len() < MAX_IDS {
-                        state.ids.push(id);
-                    }
-                }
-                (Some("node"), Some(hex), Some(addr), None) => {
-                    let id = hex
-                        .parse()
-                        .map_err(|_| err("the node id is not 40 hex digits"))?;
-                    let addr = addr
-                        .parse()
-                        .map_err(|_| err("the node address is not IP:PORT"))?;
-                    if state.nodes.len() < MAX_STATE_NODES {
-                        state.nodes.push(NodeInfo { id, addr });
-                    }
-                }
-                _ => return Err(err("expected `id HEX` or `node HEX ADDR:PORT`")),
-            }
-        }
-        Ok(state)
+            Ok(())
+        })?;
+        Ok(Self { ids, nodes })
     }
 }
 
 impl fmt::Display for CrawlState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
+        state::write_records(
             f,
-            "# dht crawl state: `id HEX` per crawler id, then `node HEX ADDR:PORT` contacts"
-        )?;
-        for id in &self.ids {
-            writeln!(f, "id {id}")?;
-        }
-        for n in &self.nodes {
-            writeln!(f, "node {} {}", n.id, n.addr)?;
-        }
-        Ok(())
+            "dht crawl state: `id HEX` per crawler id, then `node HEX ADDR:PORT` contacts",
+            &self.ids,
+            &self.nodes,
+        )
     }
 }
 
@@ -92,14 +62,7 @@ impl CrawlState {
     /// # Errors
     /// The file cannot be read, or a line is malformed ([`io::ErrorKind::InvalidData`]).
     pub fn load(path: &Path) -> io::Result<Option<Self>> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        text.parse()
-            .map(Some)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        state::load(path)
     }
 
     /// Writes the state to `path`, atomically.
@@ -107,10 +70,7 @@ impl CrawlState {
     /// # Errors
     /// The file cannot be written.
     pub fn save(&self, path: &Path) -> io::Result<()> {
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        std::fs::write(&tmp, self.to_string())?;
-        std::fs::rename(&tmp, path)
+        state::save(path, self)
     }
 }
 
@@ -154,6 +114,35 @@ mod tests {
             }],
         };
         assert_eq!(state.to_string().parse::<CrawlState>().unwrap(), state);
+    }
+
+    #[test]
+    fn a_file_as_written_loads_and_is_written_back_the_same() {
+        let text = "# dht crawl state: `id HEX` per crawler id, then `node HEX ADDR:PORT` \
+                    contacts\n\
+                    id 0303030303030303030303030303030303030303\n\
+                    id 0101010101010101010101010101010101010101\n\
+                    node 0909090909090909090909090909090909090909 127.0.0.2:7000\n\
+                    node 0808080808080808080808080808080808080808 [::1]:7001\n";
+        let state = text.parse::<CrawlState>().unwrap();
+        assert_eq!(state.ids, [Id::new([3; 20]), Id::new([1; 20])]);
+        assert_eq!(state.nodes.len(), 2);
+        assert_eq!(state.nodes[1].id, Id::new([8; 20]));
+        assert_eq!(state.nodes[1].addr, "[::1]:7001".parse().unwrap());
+        assert_eq!(state.to_string(), text);
+        // Comments, blank lines and records in any order.
+        let edited = "\n  # mine\nnode 0909090909090909090909090909090909090909 127.0.0.2:7000 \
+                      # a contact\nid 0303030303030303030303030303030303030303\n\
+                      node 0808080808080808080808080808080808080808 [::1]:7001\n\
+                      id 0101010101010101010101010101010101010101 # second\n";
+        assert_eq!(edited.parse::<CrawlState>().unwrap(), state);
+        // A node's state file is a crawl state file with one id.
+        let node = crate::State {
+            id: Some(Id::new([3; 20])),
+            nodes: state.nodes,
+        };
+        let read = node.to_string().parse::<CrawlState>().unwrap();
+        assert_eq!((read.ids, read.nodes), (vec![Id::new([3; 20])], node.nodes));
     }
 
     #[test]
