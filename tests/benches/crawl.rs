@@ -7,17 +7,21 @@
 //!   crawler's fetch concurrency (the raw fetch rate, no DHT, no database);
 //! - *fetch + SQLite*: the same, each result written through a [`Batcher`] into SQLite (the
 //!   crawler's storage path without the DHT);
-//! - *crawl*: the whole pipeline of `dht crawl` ([`Crawl`]): the swarm's nodes announce every
-//!   torrent, the crawler's ids harvest the info-hashes from the incoming queries, queue them in
-//!   the database, look up their peers (`get_peers`, within the send budget), fetch and store
-//!   the metadata. Timed from the first announce to the last torrent committed with metadata;
-//!   once with SQLite, and with PostgreSQL when `DHT_TEST_POSTGRES_URL` is set
-//!   (`.ci/postgres.sh`).
+//! - *crawl*: the whole pipeline of `dht crawl` ([`Crawl`]) against a swarm whose nodes have
+//!   announced every torrent: a fresh crawler joins, its BEP 51 traversal finds the
+//!   info-hashes, the nodes that sampled them give their peers (or a `get_peers` lookup does),
+//!   the metadata is fetched and stored. Timed from the crawler's start (joining included) to
+//!   the last torrent committed with metadata; once with SQLite, and with PostgreSQL when
+//!   `DHT_TEST_POSTGRES_URL` is set (`.ci/postgres.sh`).
+//! - *crawl live* (with `CRAWL_BENCH_LIVE=1`, before the others): the torrents are announced
+//!   only once the crawler has joined, timed from the first announce: how fast it takes in new
+//!   announces, which the nodes' BEP 51 `interval` (our nodes ask for 5 minutes) and the
+//!   lookups' 30 s wait bound rather than the crawler's capacity.
 //!
 //! Run with `nice -n 10 cargo bench -p dht-tests --bench crawl`. Sizes from the environment:
 //! `CRAWL_BENCH_TORRENTS` (1000), `CRAWL_BENCH_NODES` (swarm nodes, each on its own loopback
-//! address, 64), `CRAWL_BENCH_IDS` (crawler ids, 16), `CRAWL_BENCH_RATE` (crawler queries per
-//! second, the default 500).
+//! address, 250), `CRAWL_BENCH_IDS` (crawler ids, 16), `CRAWL_BENCH_RATE` (crawler queries per
+//! second, the default 500), `CRAWL_BENCH_LIVE` (1: add the live row).
 
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use core::time::Duration;
@@ -310,6 +314,7 @@ fn crawl<S: Store + Send + 'static>(
     swarm: &Swarm,
     torrents: &[Torrent],
     state: &Path,
+    live: bool,
     open: impl Fn() -> S,
 ) -> Row {
     let ids = env("CRAWL_BENCH_IDS", 16);
@@ -327,36 +332,71 @@ fn crawl<S: Store + Send + 'static>(
     options.status_interval = Duration::from_millis(500);
     // A lookup that ran before the announce reached the swarm finds no peer: try again soon.
     options.retry_after = Duration::from_secs(3);
+    let (cpu_start, started) = (cpu(), Instant::now());
     let crawl = Crawl::start(open(), options).unwrap();
     let stopper = crawl.stopper();
     let (tx, statuses) = mpsc::channel::<Status>();
     let runner = std::thread::spawn(move || {
+        let trace = env("CRAWL_BENCH_TRACE", 0) == 1;
         crawl.run(|s| {
+            if trace {
+                eprintln!(
+                    "{:>6.1} s: found {:>5}, fetched {:>5} (failed {}), queries {:>6}, queue {:?}, \
+                     fetching {}, lookups {} + {} waiting, holders {} (hits {}), contacts {}",
+                    s.uptime.as_secs_f64(),
+                    s.found.total(),
+                    s.fetched,
+                    s.fetch_failed,
+                    s.queries_sent,
+                    s.queue,
+                    s.fetching,
+                    s.lookups_running,
+                    s.lookups_queued,
+                    s.holders_waiting,
+                    s.peers_from_holders,
+                    s.contacts
+                );
+            }
             let _ = tx.send(s.clone());
         })
     });
-    // Wait until the crawler's ids have joined (a few contacts each).
-    let joined = Instant::now();
-    while let Ok(s) = statuses.recv_timeout(Duration::from_secs(30)) {
-        if s.contacts >= ids * 4 || joined.elapsed() > Duration::from_secs(20) {
-            break;
+    // Live: wait until the crawler's ids have joined (a few contacts each), then announce.
+    // Otherwise the swarm already holds every torrent and the clock runs from the start.
+    if live {
+        let joined = Instant::now();
+        while let Ok(s) = statuses.recv_timeout(Duration::from_secs(30)) {
+            if s.contacts >= ids * 4 || joined.elapsed() > Duration::from_secs(20) {
+                break;
+            }
         }
     }
     let mut watch = open();
-    let (cpu0, start) = (cpu(), Instant::now());
+    let (cpu0, start) = if live {
+        (cpu(), Instant::now())
+    } else {
+        (cpu_start, started)
+    };
     let want: HashMap<Id, &Torrent> = torrents.iter().map(|t| (t.info_hash, t)).collect();
     let announcer = {
         let torrents = torrents.to_vec();
         std::thread::scope(|scope| {
-            let handle = scope.spawn(|| swarm.announce(&torrents, |_| true));
+            let handle = scope.spawn(|| {
+                if live {
+                    swarm.announce(&torrents, |_| true);
+                }
+            });
             // Sample the commits while the first round of announces runs and after it.
             let mut marks = (None, None);
+            let mut first: Option<f64> = None;
             let mut stored = 0usize;
             let mut last_round = Instant::now();
             while start.elapsed() < CRAWL_LIMIT {
                 std::thread::sleep(Duration::from_millis(100));
                 stored = usize::try_from(watch.stats(unix_now()).unwrap().with_metadata)
                     .unwrap_or(usize::MAX);
+                if stored > 0 && first.is_none() {
+                    first = Some(start.elapsed().as_secs_f64());
+                }
                 if stored * 10 >= torrents.len() && marks.0.is_none() {
                     marks.0 = Some((Instant::now(), stored));
                 }
@@ -380,10 +420,21 @@ fn crawl<S: Store + Send + 'static>(
                     swarm.announce(&torrents, |t| missing.contains(&t.info_hash));
                 }
             }
-            (stored, marks, start.elapsed().as_secs_f64())
+            (stored, marks, first, start.elapsed().as_secs_f64())
         })
     };
-    let (stored, marks, secs) = announcer;
+    let (stored, marks, first, secs) = announcer;
+    let at = |m: Option<(Instant, usize)>| {
+        m.map_or("-".to_string(), |(t, _)| {
+            format!("{:.1}", t.duration_since(start).as_secs_f64())
+        })
+    };
+    let timeline = format!(
+        "first at {} s, 10 % at {} s, 90 % at {} s",
+        first.map_or("-".to_string(), |f| format!("{f:.1}")),
+        at(marks.0),
+        at(marks.1)
+    );
     let cpu_used = cpu() - cpu0;
     stopper.stop();
     let last = runner.join().unwrap().unwrap();
@@ -398,6 +449,7 @@ fn crawl<S: Store + Send + 'static>(
     }
     assert_eq!(checked, stored.min(want.len()));
     let queries = last.queries_sent as f64 / stored.max(1) as f64;
+    eprintln!("{what}: last status {last:?}");
     Row {
         what: what.into(),
         stored,
@@ -406,7 +458,7 @@ fn crawl<S: Store + Send + 'static>(
         steady: steady(marks),
         cpu: cpu_used,
         note: format!(
-            "{queries:.1} queries/torrent, {:.0} queries/s, found: {} get_peers, {} \
+            "{timeline}; {queries:.1} queries/torrent, {:.0} queries/s, found: {} get_peers, {} \
              announce_peer, {} samples",
             last.queries_sent as f64 / secs,
             last.found.get_peers,
@@ -418,7 +470,7 @@ fn crawl<S: Store + Send + 'static>(
 
 fn main() {
     let n = env("CRAWL_BENCH_TORRENTS", 1000);
-    let nodes = env("CRAWL_BENCH_NODES", 64);
+    let nodes = env("CRAWL_BENCH_NODES", 250);
     let torrents = Torrent::set(SEED, n);
     let dir = TempDir::new();
     let t = Instant::now();
@@ -447,6 +499,29 @@ fn main() {
     let store = SqliteStore::open(&path, Limits::default()).unwrap();
     fetch_all("fetch + SQLite", &swarm, &torrents, Some(store)).print(base_rate);
 
+    if env("CRAWL_BENCH_LIVE", 0) == 1 {
+        // The torrents are announced once the crawler has joined: how fast it reacts to new
+        // announces (bound by the nodes' BEP 51 intervals and the lookups' 30 s wait).
+        let path = dir.0.join("live.sqlite");
+        let open = || SqliteStore::open(&path, Limits::default()).unwrap();
+        crawl(
+            "crawl live (SQLite)",
+            &swarm,
+            &torrents,
+            &dir.0.join("live.state"),
+            true,
+            open,
+        )
+        .print(base_rate);
+    } else {
+        let t = Instant::now();
+        swarm.announce(&torrents, |_| true);
+        eprintln!(
+            "announced {n} torrents in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+    }
+    // The swarm holds every torrent; a fresh crawler starts (joining included in the time).
     let path = dir.0.join("crawl.sqlite");
     let open = || SqliteStore::open(&path, Limits::default()).unwrap();
     crawl(
@@ -454,6 +529,7 @@ fn main() {
         &swarm,
         &torrents,
         &dir.0.join("a.state"),
+        false,
         open,
     )
     .print(base_rate);
@@ -466,6 +542,7 @@ fn main() {
                 &swarm,
                 &torrents,
                 &dir.0.join("b.state"),
+                false,
                 open,
             )
             .print(base_rate);

@@ -74,6 +74,12 @@ impl From<IpAddr> for IpKey {
     }
 }
 
+/// How long a reservation ([`SendBudget::reserve`]) holds an address at most: the default
+/// query timeout, after which the query it was for has ended anyway.
+pub const RESERVATION: Duration = Duration::from_secs(5);
+/// How soon a query refused for a reserved address that is free asks again.
+const RESERVED_RECHECK: Duration = Duration::from_millis(100);
+
 /// Milli-queries per query: the token bucket counts in thousandths so that any rate refills
 /// exactly with millisecond time.
 const UNIT: u64 = 1000;
@@ -87,7 +93,8 @@ pub struct SendBudget {
     tokens: u64,
     refilled: Instant,
     last_sent: HashMap<IpKey, Instant, KeyedState>,
-    /// Addresses with a query created but not sent yet ([`SendBudget::reserve`]).
+    /// Addresses with a query created but not sent yet ([`SendBudget::reserve`]), and when
+    /// the reservation lapses.
     reserved: HashMap<IpKey, Instant, KeyedState>,
     sent: u64,
     throttled: u64,
@@ -143,6 +150,35 @@ impl SendBudget {
         result
     }
 
+    /// [`SendBudget::try_send`] for a query that yields to reservations: refused while `ip`
+    /// is reserved for another query ([`SendBudget::reserve`]), which then goes first.
+    ///
+    /// # Errors
+    ///
+    /// [`Throttled`]: nothing is taken then.
+    pub fn try_send_unreserved(&mut self, now: Instant, ip: IpAddr) -> Result<(), Throttled> {
+        let key = IpKey::from(ip);
+        if self.reserved.get(&key).is_some_and(|lapse| now < *lapse) {
+            // Ask again when the address is free, or a little later while it is.
+            let free = self
+                .last_sent
+                .get(&key)
+                .map(|t| t.saturating_add(self.config.per_ip_interval))
+                .filter(|t| *t > now);
+            let until = free.unwrap_or(now.saturating_add(RESERVED_RECHECK));
+            self.throttled += 1;
+            return Err(Throttled::PerIp { until });
+        }
+        self.try_send(now, ip)
+    }
+
+    /// Whether a query created for `ip` waits to go ([`SendBudget::reserve`]).
+    pub fn is_reserved(&self, now: Instant, ip: IpAddr) -> bool {
+        self.reserved
+            .get(&IpKey::from(ip))
+            .is_some_and(|lapse| now < *lapse)
+    }
+
     fn check(&mut self, now: Instant, ip: IpAddr) -> Result<(), Throttled> {
         let key = IpKey::from(ip);
         let interval = self.config.per_ip_interval;
@@ -177,29 +213,27 @@ impl SendBudget {
     pub fn ip_ready_at(&self, now: Instant, ip: IpAddr) -> Option<Instant> {
         let key = IpKey::from(ip);
         let interval = self.config.per_ip_interval;
-        let until = [self.last_sent.get(&key), self.reserved.get(&key)]
-            .into_iter()
-            .flatten()
-            .map(|t| t.saturating_add(interval))
-            .max()?;
+        let free = self.last_sent.get(&key).map(|t| t.saturating_add(interval));
+        let lapse = self.reserved.get(&key).copied();
+        let until = free.into_iter().chain(lapse).max()?;
         (now < until).then_some(until)
     }
 
     /// Notes that a query to `ip` was created at `now` and waits to go: until it goes
-    /// through [`SendBudget::try_send`] (or the per-IP interval passes),
-    /// [`SendBudget::ip_ready_at`] says `ip` must wait, so that a caller that creates queries
-    /// only for ready addresses creates one per address. Takes nothing from the rate. At
-    /// [`SendBudgetConfig::max_tracked_ips`] reservations, old ones are forgotten first.
+    /// through [`SendBudget::try_send`] (or [`RESERVATION`] passes), [`SendBudget::ip_ready_at`]
+    /// says `ip` must wait and [`SendBudget::try_send_unreserved`] refuses it, so that a caller
+    /// creating queries only for unreserved addresses creates one per address, and it goes
+    /// first. Takes nothing from the rate. At [`SendBudgetConfig::max_tracked_ips`]
+    /// reservations, lapsed ones are forgotten first.
     pub fn reserve(&mut self, now: Instant, ip: IpAddr) {
-        let interval = self.config.per_ip_interval;
         if self.reserved.len() >= self.config.max_tracked_ips {
-            self.reserved
-                .retain(|_, at| now < at.saturating_add(interval));
+            self.reserved.retain(|_, lapse| now < *lapse);
             if self.reserved.len() >= self.config.max_tracked_ips {
                 return;
             }
         }
-        self.reserved.insert(IpKey::from(ip), now);
+        self.reserved
+            .insert(IpKey::from(ip), now.saturating_add(RESERVATION));
     }
 
     /// Whole queries the global rate allows at `now` (to any address not held back by the

@@ -13,7 +13,7 @@ use super::{Found, Harvester, HowFound, SendBudget, SendBudgetConfig, Throttled}
 use crate::config::Config;
 use crate::event::{CommandKind, Event, QueryId, QueryStatus, Scrape};
 use crate::id::Id;
-use crate::node::Node;
+use crate::node::{Node, TransmitClass};
 use crate::rng::{KeyedState, Rng};
 use crate::time::Instant;
 
@@ -51,6 +51,12 @@ pub struct CrawlerConfig {
     /// `announce_peer` a crawler id receives names a peer itself: it is reported as
     /// [`CrawlEvent::Peers`] at once, whatever this says.
     pub ask_holders: bool,
+    /// BEP 33 in the asks of holders (default off). A scrape answer is about 520 bytes
+    /// longer than the query; nodes that cap what they send to addresses that never
+    /// completed a round trip with them (ours: 3× the bytes received) drop such answers to a
+    /// crawler id they do not know, and each dropped answer costs the ask's timeout. Off, the
+    /// seed and leecher estimates come from the lookups only.
+    pub scrape_holders: bool,
     /// Run the BEP 51 traversal (default on). Off, the crawler only harvests passively and
     /// looks up what it harvests.
     pub sample: bool,
@@ -77,6 +83,7 @@ impl CrawlerConfig {
             lookup_delay: Duration::from_secs(30),
             scrape: true,
             ask_holders: true,
+            scrape_holders: false,
             sample: true,
             traverse: TraverseConfig::default(),
             max_pending_events: 65_536,
@@ -159,6 +166,8 @@ pub struct CrawlStats {
     pub holder_hits: u64,
     /// Info-hashes no holder gave peers for, looked up instead.
     pub holder_misses: u64,
+    /// Asks of holders that got no answer (timed out) or an error.
+    pub holder_failures: u64,
     /// Peers reported from `announce_peer` queries received.
     pub announced_peers: u64,
     /// Info-hashes discovered, all ways together.
@@ -504,21 +513,23 @@ impl Crawler {
             }
             let budget = &mut self.budget;
             let mut node_wake: Option<Instant> = None;
-            let transmit = node.poll_transmit_if(now, buf, |to, is_query| {
-                if !is_query {
-                    return true;
-                }
-                let until = match global {
-                    Some(until) => until,
-                    None => match budget.try_send(now, to.ip()) {
-                        Ok(()) => return true,
-                        Err(Throttled::Global { until }) => {
-                            global = Some(until);
-                            until
-                        }
-                        Err(Throttled::PerIp { until }) => until,
-                        Err(Throttled::TooManyIps) => now.saturating_add(RETRY),
-                    },
+            let transmit = node.poll_transmit_if(now, buf, |to, class| {
+                // Answers go at once; the crawler's own requests (asks, samples) reserve
+                // their address and go before the nodes' lookups and pings to it.
+                let sent = match (class, global) {
+                    (TransmitClass::Answer, _) => return true,
+                    (_, Some(until)) => Err(Throttled::Global { until }),
+                    (TransmitClass::Single, None) => budget.try_send(now, to.ip()),
+                    (TransmitClass::Other, None) => budget.try_send_unreserved(now, to.ip()),
+                };
+                let until = match sent {
+                    Ok(()) => return true,
+                    Err(Throttled::Global { until }) => {
+                        global = Some(until);
+                        until
+                    }
+                    Err(Throttled::PerIp { until }) => until,
+                    Err(Throttled::TooManyIps) => now.saturating_add(RETRY),
                 };
                 node_wake = Some(node_wake.map_or(until, |w| w.min(until)));
                 false
@@ -843,6 +854,9 @@ impl Crawler {
                     .position(|a| a.local == local && a.query == query)
                 {
                     let ask = self.asking.swap_remove(pos);
+                    if outcome.status != QueryStatus::Completed {
+                        self.stats.holder_failures = self.stats.holder_failures.saturating_add(1);
+                    }
                     self.holder_answered(ask.info_hash, ask.peers, outcome.scrape);
                 } else if let Some(pos) = self
                     .samples
@@ -1054,10 +1068,23 @@ impl Crawler {
     ) -> Option<u64> {
         loop {
             let (info_hash, holder) = self.next_ready_holder(now, scan, wait)?;
-            let scrape = self.config.scrape;
-            let local = self.closest_local(&info_hash).unwrap_or(0);
-            let node = self.nodes.get_mut(local)?;
-            match node.get_peers_from(now, holder, info_hash, scrape) {
+            let scrape = self.config.scrape_holders;
+            // The id nearest the info-hash, or the next one whose queues have room.
+            let first = self.closest_local(&info_hash).unwrap_or(0);
+            let n = self.nodes.len();
+            let mut result = Err(crate::error::CommandError::Busy);
+            let mut local = first;
+            for step in 0..n {
+                local = (first + step) % n;
+                let Some(node) = self.nodes.get_mut(local) else {
+                    continue;
+                };
+                result = node.get_peers_from(now, holder, info_hash, scrape);
+                if !matches!(result, Err(crate::error::CommandError::Busy)) {
+                    break;
+                }
+            }
+            match result {
                 Ok(query) => {
                     self.budget.reserve(now, holder.ip());
                     if let Some(h) = self.holders.get_mut(&info_hash) {
@@ -1077,7 +1104,7 @@ impl Crawler {
                     self.holder_answered(info_hash, 0, None);
                 }
                 Err(_) => {
-                    // The node is busy: the holder stays for later.
+                    // Every id is busy: the holder stays for later.
                     if let Some(h) = self.holders.get_mut(&info_hash) {
                         let _ = h.untried.push(holder);
                     }
@@ -1140,11 +1167,18 @@ impl Crawler {
             return Ready::Gone;
         }
         let budget = &self.budget;
-        match h
+        // An address ready now first; else one without a query of ours waiting for it: the
+        // ask then waits in the node's queue, ahead of the nodes' own queries to it.
+        let pos = h
             .untried
             .iter()
             .position(|a| budget.ip_ready_at(now, a.ip()).is_none())
-        {
+            .or_else(|| {
+                h.untried
+                    .iter()
+                    .position(|a| !budget.is_reserved(now, a.ip()))
+            });
+        match pos {
             Some(pos) => Ready::Now(h.untried.remove(pos)),
             None => {
                 let first = h

@@ -829,7 +829,10 @@ fn a_lookup_asked_for_moves_its_holder_ask_to_the_front() {
         }
     }
     assert!(asks.len() >= 3, "{asks:?}");
+    // One ask per address waits in the queue ahead of time: the wanted one comes right after
+    // it, not 19th.
     assert_ne!(asks[0], wanted);
-    assert_eq!(asks[1], wanted, "asked next: {asks:?}");
+    let at = asks.iter().position(|ih| *ih == wanted);
+    assert!(at.is_some_and(|i| i <= 2), "asked at {at:?}: {asks:?}");
     assert_eq!(asks.iter().filter(|ih| **ih == wanted).count(), 1);
 }

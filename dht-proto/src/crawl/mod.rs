@@ -45,7 +45,7 @@ use alloc::vec::Vec;
 
 use rand_core::RngCore;
 
-pub use self::budget::{SendBudget, SendBudgetConfig, Throttled};
+pub use self::budget::{RESERVATION, SendBudget, SendBudgetConfig, Throttled};
 pub use self::driver::{CrawlEvent, CrawlStats, CrawlTransmit, Crawler, CrawlerConfig};
 pub use self::seen::SeenSet;
 pub use self::traverse::TraverseConfig;

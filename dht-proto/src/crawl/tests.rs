@@ -186,20 +186,28 @@ fn one_query_per_address_per_interval() {
     assert_eq!(b.ip_ready_at(t0, v4(3)), None, "never asked: ready");
     assert_eq!(b.ip_ready_at(until, v4(1)), None);
     // A query created for an address waits: the address is not ready for another until
-    // that one goes (or the interval passes), and it goes without waiting for itself.
+    // that one goes (or the reservation lapses), others yield to it, and it goes at once.
     b.reserve(t0, v4(3));
-    assert_eq!(b.ip_ready_at(t0, v4(3)), Some(until));
+    let lapse = t0 + RESERVATION;
+    assert_eq!(b.ip_ready_at(t0, v4(3)), Some(lapse));
+    assert!(b.is_reserved(t0, v4(3)));
+    assert!(matches!(
+        b.try_send_unreserved(t0, v4(3)),
+        Err(Throttled::PerIp { .. })
+    ));
     assert_eq!(b.try_send(t0 + Duration::from_millis(5), v4(3)), Ok(()));
+    assert!(!b.is_reserved(t0, v4(3)));
     assert_eq!(
         b.ip_ready_at(t0 + Duration::from_millis(5), v4(3)),
         Some(until + Duration::from_millis(5))
     );
     b.reserve(t0, v4(4));
     assert_eq!(
-        b.ip_ready_at(until, v4(4)),
+        b.ip_ready_at(lapse, v4(4)),
         None,
-        "a stale reservation ends"
+        "a stale reservation lapses"
     );
+    assert_eq!(b.try_send_unreserved(lapse, v4(4)), Ok(()));
     assert_eq!(b.try_send(until, v4(1)), Ok(()));
     // IPv6 counts per /64; an IPv4-mapped address is its IPv4 address.
     let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();

@@ -57,7 +57,7 @@ use crate::server::tokens::Tokens;
 use crate::small::SmallBytes;
 use crate::stats::Stats;
 use crate::time::Instant;
-use crate::transaction::Transactions;
+use crate::transaction::{Purpose, Transactions, Txn};
 use crate::wire::compact::NodeInfo;
 
 pub use item::{MutableItem, PutItem};
@@ -106,6 +106,18 @@ pub enum TimerKind {
 
 /// Most bootstrap seed addresses remembered for re-bootstrapping.
 const MAX_SEEDS: usize = 64;
+/// What a queued datagram is, for [`Node::poll_transmit_if`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TransmitClass {
+    /// An answer or error to another node's query.
+    Answer,
+    /// A single request the application asked for (ping, `get_peers_from`,
+    /// `sample_infohashes_from`, custom queries).
+    Single,
+    /// A request of the node's own: lookups, announces, table pings.
+    Other,
+}
+
 /// Most distinct peers remembered per lookup for de-duplicating [`Event::PeersFound`].
 const MAX_SEEN_PEERS: usize = 4096;
 /// Reports of our external address kept for voting.
@@ -573,7 +585,7 @@ impl<V: Ed25519Verifier> Node<V> {
     }
 
     /// [`Node::poll_transmit`] for a caller that budgets queries (the crawler): the first
-    /// queued datagram that `allow(destination, is_query)` accepts, skipping (and keeping in
+    /// queued datagram that `allow(destination, class)` accepts, skipping (and keeping in
     /// order) those it refuses. Queries whose request has already ended (timed out while held
     /// back) are discarded unsent. `allow` is called for candidates in queue order until one
     /// is accepted.
@@ -581,7 +593,7 @@ impl<V: Ed25519Verifier> Node<V> {
         &mut self,
         now: Instant,
         buf: &mut [u8],
-        mut allow: impl FnMut(SocketAddr, bool) -> bool,
+        mut allow: impl FnMut(SocketAddr, TransmitClass) -> bool,
     ) -> Option<Transmit> {
         let _ = self.advance(now);
         if self.transmits.is_empty() {
@@ -598,10 +610,20 @@ impl<V: Ed25519Verifier> Node<V> {
         });
         let sender = self.sender();
         loop {
-            let pos = self
-                .transmits
-                .iter()
-                .position(|o| allow(o.to, matches!(o.body, out::OutBody::Query(_))))?;
+            let txns = &self.txns;
+            let pos = self.transmits.iter().position(|o| {
+                let class = match o.body {
+                    out::OutBody::Query(_) => match txns.get(o.tid.as_slice()) {
+                        Some(Txn {
+                            purpose: Purpose::Single { .. },
+                            ..
+                        }) => TransmitClass::Single,
+                        _ => TransmitClass::Other,
+                    },
+                    _ => TransmitClass::Answer,
+                };
+                allow(o.to, class)
+            })?;
             let out = self.transmits.remove(pos)?;
             match out.encode(&sender, buf) {
                 Some(len) => {

@@ -719,7 +719,7 @@ fn query_metrics_show_progress_while_running_and_vanish_after() {
 fn limits_docs_match_the_real_entry_sizes() {
     use core::mem::size_of;
     assert!(
-        size_of::<crate::transaction::Txn>() + 48 <= 160,
+        size_of::<Txn>() + 48 <= 160,
         "max_in_flight doc"
     );
     assert!(size_of::<QueryState>() <= 400, "max_queries doc");

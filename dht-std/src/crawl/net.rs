@@ -41,6 +41,10 @@ pub(crate) struct NetStats {
     /// `get_peers` lookups running and waiting.
     pub lookups_running: usize,
     pub lookups_queued: usize,
+    /// Info-hashes waiting for their holders to be asked, or being asked.
+    pub holders_waiting: usize,
+    /// Info-hashes whose peers came from a holder's answer (no lookup).
+    pub peers_from_holders: u64,
     /// Datagrams the operating system refused to send.
     pub send_errors: u64,
 }
@@ -334,6 +338,8 @@ impl Net {
             contacts: s.contacts,
             lookups_running: s.lookups_running,
             lookups_queued: s.lookups_queued,
+            holders_waiting: s.holders_pending,
+            peers_from_holders: s.holder_hits,
             send_errors: self.send_errors,
         }
     }

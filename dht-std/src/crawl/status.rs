@@ -63,6 +63,10 @@ pub struct Status {
     pub lookups_running: usize,
     /// Lookups waiting for a slot.
     pub lookups_queued: usize,
+    /// Info-hashes found in samples whose holders are still to be asked (or being asked).
+    pub holders_waiting: usize,
+    /// Info-hashes whose peers came from a holder's answer, without a lookup.
+    pub peers_from_holders: u64,
     /// Metadata fetched and stored since the start.
     pub fetched: u64,
     /// Metadata fetched in the last minute (or since the start, if sooner).
@@ -194,6 +198,8 @@ impl Run {
             found_last_minute: self.found.minus(&found_then),
             lookups_running: self.net.lookups_running,
             lookups_queued: self.net.lookups_queued,
+            holders_waiting: self.net.holders_waiting,
+            peers_from_holders: self.net.peers_from_holders,
             fetched: self.fetched,
             fetched_last_minute: self.fetched.saturating_sub(fetched_then),
             fetch_failed: self.fetch_failed,
