@@ -1,6 +1,7 @@
 //! Queries answered per second over loopback UDP: `dht node` against a trivial responder that
 //! decodes nothing and sends a fixed reply with one `recv_from`/`send_to` per datagram, measured
-//! back to back in the same run.
+//! back to back in the same run, with each one's CPU time per reply (read from `/proc`), whose
+//! ratio moves less than the rates when other jobs share the machine.
 //!
 //! `cargo bench -p dht-std --bench udp [-- --rounds N --secs S --window W --sources N --dht PATH]`
 //! (`--dht`: another build of the `dht` program to measure, e.g. an older one).
