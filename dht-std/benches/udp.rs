@@ -1,6 +1,7 @@
 //! Queries answered per second over loopback UDP: `dht node` against a trivial responder that
 //! decodes nothing and sends a fixed reply with one `recv_from`/`send_to` per datagram, measured
-//! back to back in the same run.
+//! back to back in the same run, with each one's CPU time per reply (read from `/proc`), whose
+//! ratio moves less than the rates when other jobs share the machine.
 //!
 //! `cargo bench -p dht-std --bench udp [-- --rounds N --secs S --window W --sources N --dht PATH]`
 //! (`--dht`: another build of the `dht` program to measure, e.g. an older one).
@@ -143,8 +144,9 @@ mod linux {
         let _ = child.wait();
     }
 
-    /// One load run: queries of `kind` to `target`; returns (answered/s, mean reply bytes).
-    fn run_load(o: Opts, target: SocketAddr, kind: &str, announce: bool) -> (f64, f64) {
+    /// One load run: queries of `kind` to `target`; returns (answered/s, mean reply bytes,
+    /// replies received over the whole run).
+    fn run_load(o: Opts, target: SocketAddr, kind: &str, announce: bool) -> (f64, f64, f64) {
         let exe = std::env::current_exe().expect("own path");
         let mut args = vec![
             "load".to_string(),
@@ -169,7 +171,54 @@ mod linux {
         let mut it = line
             .split_whitespace()
             .map(|v| v.parse::<f64>().unwrap_or(0.0));
-        (it.next().unwrap_or(0.0), it.next().unwrap_or(0.0))
+        let rate = it.next().unwrap_or(0.0);
+        let bytes = it.next().unwrap_or(0.0);
+        (rate, bytes, it.next().unwrap_or(0.0))
+    }
+
+    /// CPU time used so far by process `pid`: (user, system) in clock ticks from
+    /// `/proc/PID/stat`, and the total in nanoseconds from each thread's `schedstat` (finer).
+    #[derive(Clone, Copy, Default)]
+    struct Cpu {
+        user: f64,
+        sys: f64,
+        ns: f64,
+    }
+
+    fn cpu(pid: u32) -> Cpu {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The fields after the command name, which is in parentheses: state is field 3,
+        // utime 14, stime 15.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let field = |n: usize| -> f64 {
+            rest.split_whitespace()
+                .nth(n - 3)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0)
+        };
+        // Every thread's run time (the node's writer thread too).
+        let ns = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|tasks| {
+                tasks
+                    .filter_map(Result::ok)
+                    .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+                    .filter_map(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+                    .sum()
+            })
+            .unwrap_or(0.0);
+        Cpu {
+            user: field(14),
+            sys: field(15),
+            ns,
+        }
+    }
+
+    /// CPU microseconds per reply between two readings: (total, user share of it). The
+    /// user/system split comes from clock ticks, so it is coarse; the total is exact.
+    fn per_reply(before: Cpu, after: Cpu, replies: f64) -> (f64, f64) {
+        let total = (after.ns - before.ns) / 1e3 / replies.max(1.0);
+        let (u, s) = (after.user - before.user, after.sys - before.sys);
+        (total, u / (u + s).max(1.0))
     }
 
     fn coordinate(o: Opts) {
@@ -182,10 +231,19 @@ mod linux {
             o.rounds, o.secs, o.window, o.sources, o.per_source, o.target_core, o.load_core
         );
         println!(
-            "{:<6} {:<13} {:>12} {:>12} {:>8} {:>11} {:>14}",
-            "round", "query", "dht node/s", "trivial/s", "ratio", "reply bytes", "batch rx / tx"
+            "{:<6} {:<13} {:>12} {:>12} {:>8} {:>11} {:>14} {:>20} {:>10}",
+            "round",
+            "query",
+            "dht node/s",
+            "trivial/s",
+            "ratio",
+            "reply bytes",
+            "batch rx / tx",
+            "CPU µs/reply node",
+            "trivial"
         );
         let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); KINDS.len()];
+        let mut cpus: Vec<Vec<f64>> = vec![Vec::new(); KINDS.len()];
         for round in 1..=o.rounds {
             for (k, kind) in KINDS.iter().enumerate() {
                 // A fresh node per query kind, so that its counters are this kind's.
@@ -207,7 +265,10 @@ mod linux {
                     .as_str()
                     .and_then(|s| s.parse().ok())
                     .expect("listening address");
-                let (node_qps, bytes) = run_load(o, node_addr, kind, *kind == "get_peers_64");
+                let before = cpu(node.id());
+                let (node_qps, bytes, replies) =
+                    run_load(o, node_addr, kind, *kind == "get_peers_64");
+                let (node_us, node_user) = per_reply(before, cpu(node.id()), replies);
                 let (rx_batch, tx_batch) = stop_node(node, out);
                 let exe = std::env::current_exe().expect("own path");
                 let args = vec![
@@ -218,14 +279,20 @@ mod linux {
                 let (responder, line) =
                     spawn_pinned(o.target_core, exe.to_str().expect("utf-8"), &args);
                 let addr: SocketAddr = line.trim().parse().expect("responder address");
-                let (trivial_qps, _) = run_load(o, addr, kind, false);
+                let before = cpu(responder.id());
+                let (trivial_qps, _, replies) = run_load(o, addr, kind, false);
+                let (trivial_us, _) = per_reply(before, cpu(responder.id()), replies);
+                if let Some(c) = cpus.get_mut(k) {
+                    c.push(trivial_us / node_us.max(1e-9));
+                }
                 stop(responder);
                 let ratio = node_qps / trivial_qps.max(1.0);
                 if let Some(r) = ratios.get_mut(k) {
                     r.push(ratio);
                 }
                 println!(
-                    "{round:<6} {kind:<13} {node_qps:>12.0} {trivial_qps:>12.0} {ratio:>7.2}× {bytes:>11.0} {rx_batch:>6.1} / {tx_batch:<5.1}"
+                    "{round:<6} {kind:<13} {node_qps:>12.0} {trivial_qps:>12.0} {ratio:>7.2}× {bytes:>11.0} {rx_batch:>6.1} / {tx_batch:<5.1} {node_us:>7.2} ({:>3.0} % user) {trivial_us:>10.2}",
+                    node_user * 100.0
                 );
             }
         }
@@ -235,6 +302,15 @@ mod linux {
             let lo = r.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = r.iter().copied().fold(0.0, f64::max);
             println!("  ratio {kind:<13} {lo:.2}–{hi:.2}×");
+        }
+        println!(
+            "CPU time per reply, trivial responder / dht node (the same ratio with each process \
+             given a whole core; less sensitive to other load on the machine):"
+        );
+        for (kind, r) in KINDS.iter().zip(&cpus) {
+            let lo = r.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = r.iter().copied().fold(0.0, f64::max);
+            println!("  cpu ratio {kind:<13} {lo:.2}–{hi:.2}×");
         }
     }
 
@@ -353,7 +429,8 @@ mod linux {
         }
     }
 
-    /// The load generator: prints `answered/s mean-reply-bytes`.
+    /// The load generator: prints `answered/s mean-reply-bytes replies`, the last counting the
+    /// warm-up too.
     fn load(args: &[String]) {
         let target: SocketAddr = arg(args, "--target", SocketAddr::from(([127, 0, 0, 1], 0)));
         let kind: String = arg(args, "--kind", "ping".to_string());
@@ -392,7 +469,7 @@ mod linux {
         let start = Instant::now();
         let warm = Duration::from_secs_f64(0.5);
         let end = warm + Duration::from_secs_f64(secs);
-        let (mut answered, mut bytes) = (0u64, 0u64);
+        let (mut answered, mut bytes, mut all) = (0u64, 0u64, 0u64);
         while start.elapsed() < end {
             let measuring = start.elapsed() >= warm;
             while in_flight < window {
@@ -457,6 +534,7 @@ mod linux {
                     continue;
                 }
                 in_flight = in_flight.saturating_sub(1);
+                all += 1;
                 if measuring {
                     answered += 1;
                     bytes += len as u64;
@@ -465,6 +543,6 @@ mod linux {
         }
         let rate = answered as f64 / secs;
         let mean = bytes as f64 / (answered.max(1) as f64);
-        println!("{rate:.0} {mean:.1}");
+        println!("{rate:.0} {mean:.1} {all}");
     }
 }

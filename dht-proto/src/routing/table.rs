@@ -359,13 +359,19 @@ impl RoutingTable {
     /// Like [`refill`](Self::refill), leaving the address of `reserved` free.
     fn refill_except(&mut self, now: Instant, b: usize, reserved: Option<&Entry>) {
         let config = self.config;
-        while let Some(pos) = self.best_promotable_except(b, reserved) {
+        // A full bucket takes no replacement: say so before searching its cache (every query
+        // from a newcomer ends here, and the search checks each replacement's address).
+        while self
+            .buckets
+            .get(b)
+            .is_some_and(|bucket| bucket.entries.len() < bucket.cap)
+        {
+            let Some(pos) = self.best_promotable_except(b, reserved) else {
+                return;
+            };
             let Some(bucket) = bucket_mut(&mut self.buckets, b) else {
                 return;
             };
-            if bucket.entries.len() >= bucket.cap {
-                return;
-            }
             let Some(entry) = take(&mut bucket.cache, pos) else {
                 return;
             };
