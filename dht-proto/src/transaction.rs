@@ -209,9 +209,10 @@ impl Transactions {
         slots.len()
     }
 
-    /// Gives the open requests of `query`'s lookup in `family` that are past their short
-    /// timeout and went to one of `ids` the purpose `purpose` (so [`Transactions::close_query`]
-    /// leaves them open), and appends their node ids to `out`.
+    /// Gives the open requests of `query`'s lookup in `family` that went to one of `ids` (the
+    /// requests the lookup no longer waited for: past their release time or short timeout) the
+    /// purpose `purpose` (so [`Transactions::close_query`] leaves them open), and appends their
+    /// node ids to `out`.
     pub(crate) fn hand_over_slow(
         &mut self,
         query: QueryId,
@@ -222,7 +223,7 @@ impl Transactions {
     ) {
         for t in self.slots.iter_mut().flatten() {
             let ours = t.purpose == Purpose::Lookup { query, family };
-            if let (true, true, Some(id)) = (ours, t.slow, t.node_id) {
+            if let (true, Some(id)) = (ours, t.node_id) {
                 if ids.contains(&id) {
                     t.purpose = purpose;
                     out.push(id);

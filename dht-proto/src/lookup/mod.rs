@@ -458,11 +458,12 @@ impl Lookup {
             .take(n)
     }
 
-    /// The candidates that answered or are past their short timeout, nearest first.
+    /// The candidates that answered or are past their release time or short timeout (still
+    /// unanswered, the lookup no longer waits for them), nearest first.
     pub(crate) fn answered_or_slow(&self) -> impl Iterator<Item = &Candidate> {
         self.candidates
             .iter()
-            .filter(|c| matches!(c.state, State::Responded | State::Slow))
+            .filter(|c| matches!(c.state, State::Responded | State::Late | State::Slow))
     }
 
     /// The closest responders as node infos.

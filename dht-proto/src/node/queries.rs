@@ -280,8 +280,8 @@ impl<V: Ed25519Verifier> Node<V> {
         }
     }
 
-    /// Feeds the size estimator a finished lookup. Its requests past their short timeout to
-    /// nodes among its closest stay open (as [`Purpose::SizeSample`]) until they are answered
+    /// Feeds the size estimator a finished lookup. Its requests past their release time or
+    /// short timeout to nodes among its closest stay open (as [`Purpose::SizeSample`]) until they are answered
     /// or time out: see [`crate::estimate`].
     fn size_sample(&mut self, q: QueryId, fam: usize, l: &Lookup) {
         let Some(size) = self.size.get_mut(fam) else {
