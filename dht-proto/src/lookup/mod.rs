@@ -96,9 +96,9 @@ const ANSWER_TIMES: usize = 16;
 /// trips of this lookup.
 const MIN_ANSWERS: usize = 3;
 /// The release time in percent of the median answer time. The simulator (100,000 nodes, 5 %
-/// loss, 20 % dead entries, α 6, seeds 1 and 2) puts the median lookup at 4.93 round trips
-/// with 80 % (5.01 and 4.97 with 100 %) against 5.57 and 5.49 without a release time, for the
-/// same number of requests (p99 39-40 against 39).
+/// loss, 20 % dead entries, α 6, seeds 1 and 2) puts the median lookup at 4.91 and 4.89 round
+/// trips with 80 % (about 5.0 with 100 %) against 5.57 and 5.49 without a release time, for the
+/// same number of requests (p99 38 and 37 against 39).
 const RELEASE_PERCENT: u32 = 80;
 /// Shortest release time.
 const MIN_RELEASE: Duration = Duration::from_millis(50);
