@@ -340,7 +340,7 @@ pub struct Limits {
     /// lookups wait and
     /// commands that need to send at once get [`CommandError::Busy`](crate::CommandError).
     pub max_in_flight: usize,
-    /// Lookups and other commands running at once (each ~0.4 KB plus, per address family,
+    /// Lookups and other commands running at once (each ~0.5 KB plus, per address family,
     /// `max_candidates` × ~112 bytes).
     pub max_queries: usize,
     /// Candidates a lookup keeps, closest first.

@@ -226,7 +226,7 @@ impl SizeEstimator {
 }
 
 /// A finished lookup's closest candidates that answered (`true`) or are still being waited
-/// for past their short timeout (`false`), nearest first, for [`SizeEstimator::begin`]: the
+/// for past their release time or short timeout (`false`), nearest first, for [`SizeEstimator::begin`]: the
 /// closest live nodes to its target unless the lookup missed some (in a network smaller than
 /// k, every live node it found). (The unqueried candidates beyond them are not used: what the
 /// closest nodes report of their neighbourhood is incomplete, and the gaps bias the estimate

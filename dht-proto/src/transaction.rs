@@ -12,6 +12,7 @@
 use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
+use core::time::Duration;
 
 use crate::event::QueryId;
 use crate::id::Id;
@@ -76,12 +77,19 @@ pub(crate) struct Txn {
     pub(crate) deadline: Instant,
     /// The short deadline has passed.
     pub(crate) slow: bool,
+    /// A lookup request's release deadline in ms after `sent_at`, before the short one (see
+    /// [`Expired::Released`]); 0 once it passed, or when the request has none. (Milliseconds
+    /// keep the transaction small: there are `max_in_flight` of them.)
+    pub(crate) release_ms: u16,
     pub(crate) purpose: Purpose,
 }
 
 /// What a deadline did.
 #[derive(Clone, Debug)]
 pub(crate) enum Expired {
+    /// The release deadline passed (a lookup request no longer holds its lookup's end); the
+    /// transaction is still open and within its short timeout.
+    Released(Txn),
     /// The short timeout passed; the transaction is still open.
     Slow(Txn),
     /// The full timeout passed; the transaction is closed.
@@ -93,8 +101,8 @@ pub(crate) struct Transactions {
     slots: Vec<Option<Txn>>,
     free: Vec<u16>,
     cap: usize,
-    /// (deadline, slot) for every open transaction: its short deadline until that passed, then
-    /// its full deadline.
+    /// (deadline, slot) for every open transaction: its release deadline until that passed,
+    /// then its short deadline, then its full deadline (see [`current_deadline`]).
     deadlines: BTreeSet<(Instant, u16)>,
     len: usize,
 }
@@ -133,11 +141,15 @@ impl Transactions {
             }
         };
         txn.nonce = without_zero_bytes(txn.nonce);
+        // A release deadline only makes sense before the short one.
+        if release_of(&txn).is_some_and(|r| r >= txn.short_deadline) {
+            txn.release_ms = 0;
+        }
         let mut tid = [0u8; TID_LEN];
         let (a, b) = tid.split_at_mut(2);
         a.copy_from_slice(&slot_bytes(slot));
         b.copy_from_slice(&txn.nonce.to_be_bytes());
-        self.deadlines.insert((txn.short_deadline, slot));
+        self.deadlines.insert((current_deadline(&txn), slot));
         *self.slots.get_mut(usize::from(slot))? = Some(txn);
         self.len += 1;
         Some(tid)
@@ -168,12 +180,7 @@ impl Transactions {
 
     fn close_slot(&mut self, slot: u16) -> Option<Txn> {
         let txn = self.slots.get_mut(usize::from(slot))?.take()?;
-        let key = if txn.slow {
-            txn.deadline
-        } else {
-            txn.short_deadline
-        };
-        self.deadlines.remove(&(key, slot));
+        self.deadlines.remove(&(current_deadline(&txn), slot));
         self.free.push(slot);
         self.len -= 1;
         Some(txn)
@@ -202,9 +209,10 @@ impl Transactions {
         slots.len()
     }
 
-    /// Gives the open requests of `query`'s lookup in `family` that are past their short
-    /// timeout and went to one of `ids` the purpose `purpose` (so [`Transactions::close_query`]
-    /// leaves them open), and appends their node ids to `out`.
+    /// Gives the open requests of `query`'s lookup in `family` that went to one of `ids` (the
+    /// requests the lookup no longer waited for: past their release time or short timeout) the
+    /// purpose `purpose` (so [`Transactions::close_query`] leaves them open), and appends their
+    /// node ids to `out`.
     pub(crate) fn hand_over_slow(
         &mut self,
         query: QueryId,
@@ -215,7 +223,7 @@ impl Transactions {
     ) {
         for t in self.slots.iter_mut().flatten() {
             let ours = t.purpose == Purpose::Lookup { query, family };
-            if let (true, true, Some(id)) = (ours, t.slow, t.node_id) {
+            if let (true, Some(id)) = (ours, t.node_id) {
                 if ids.contains(&id) {
                     t.purpose = purpose;
                     out.push(id);
@@ -237,6 +245,11 @@ impl Transactions {
         }
         self.deadlines.remove(&(at, slot));
         let txn = self.slots.get_mut(usize::from(slot))?.as_mut()?;
+        if txn.release_ms != 0 {
+            txn.release_ms = 0;
+            self.deadlines.insert((current_deadline(txn), slot));
+            return Some(Expired::Released(txn.clone()));
+        }
         if !txn.slow && txn.deadline > at {
             txn.slow = true;
             self.deadlines.insert((txn.deadline, slot));
@@ -247,6 +260,20 @@ impl Transactions {
         self.free.push(slot);
         self.len -= 1;
         Some(Expired::Failed(txn))
+    }
+}
+
+/// The release deadline of a transaction, if it has one still to come.
+fn release_of(txn: &Txn) -> Option<Instant> {
+    (txn.release_ms != 0).then(|| txn.sent_at + Duration::from_millis(u64::from(txn.release_ms)))
+}
+
+/// The deadline under which an open transaction is filed in [`Transactions::deadlines`].
+fn current_deadline(txn: &Txn) -> Instant {
+    match (txn.slow, release_of(txn)) {
+        (true, _) => txn.deadline,
+        (false, Some(release)) => release,
+        (false, None) => txn.short_deadline,
     }
 }
 
@@ -265,6 +292,7 @@ mod tests {
             short_deadline: now + Duration::from_secs(1),
             deadline: now + Duration::from_secs(5),
             slow: false,
+            release_ms: 0,
             purpose: Purpose::TablePing,
         }
     }
@@ -338,5 +366,57 @@ mod tests {
         let _ = t.pop_expired(Instant::from_secs(1));
         t.close(&a).unwrap();
         assert_eq!(t.next_deadline(), None);
+    }
+
+    #[test]
+    fn release_then_short_then_full_deadline() {
+        let mut t = Transactions::new(4);
+        let now = Instant::ZERO;
+        let mut x = txn(1, now);
+        x.release_ms = 300;
+        let a = t.open(x).unwrap();
+        assert_eq!(t.next_deadline(), Some(now + Duration::from_millis(300)));
+        assert!(t.pop_expired(now + Duration::from_millis(299)).is_none());
+        match t.pop_expired(now + Duration::from_millis(300)) {
+            Some(Expired::Released(x)) => assert!(!x.slow && x.release_ms == 0),
+            other => panic!("{other:?}"),
+        }
+        assert!(!t.get(&a).unwrap().slow);
+        assert_eq!(t.next_deadline(), Some(now + Duration::from_secs(1)));
+        assert!(matches!(
+            t.pop_expired(now + Duration::from_secs(1)),
+            Some(Expired::Slow(_))
+        ));
+        assert!(matches!(
+            t.pop_expired(now + Duration::from_secs(5)),
+            Some(Expired::Failed(_))
+        ));
+        assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn a_release_not_before_the_short_deadline_is_dropped() {
+        let mut t = Transactions::new(4);
+        let now = Instant::ZERO;
+        let mut x = txn(1, now);
+        x.release_ms = 1000;
+        let a = t.open(x).unwrap();
+        assert_eq!(t.get(&a).unwrap().release_ms, 0);
+        assert!(matches!(
+            t.pop_expired(now + Duration::from_secs(1)),
+            Some(Expired::Slow(_))
+        ));
+    }
+
+    #[test]
+    fn closing_before_the_release_removes_its_deadline() {
+        let mut t = Transactions::new(4);
+        let now = Instant::ZERO;
+        let mut x = txn(1, now);
+        x.release_ms = 300;
+        let a = t.open(x).unwrap();
+        t.close(&a).unwrap();
+        assert_eq!(t.next_deadline(), None);
+        assert!(t.pop_expired(now + Duration::from_secs(9)).is_none());
     }
 }

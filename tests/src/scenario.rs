@@ -126,6 +126,27 @@ impl Params {
     }
 }
 
+/// One finished lookup, for analysis of the tail (`sim --lookup-log`).
+#[derive(Clone, Debug, Default)]
+pub struct LookupRecord {
+    /// The issuing host.
+    pub host: u32,
+    /// The issuing host's own median RTT, ms.
+    pub own_rtt_ms: f64,
+    /// Time to completion, ms.
+    pub completion_ms: f64,
+    /// Requests sent.
+    pub messages: u32,
+    /// Hops.
+    pub hops: u32,
+    /// Responses received.
+    pub responses: u32,
+    /// Requests that timed out.
+    pub timeouts: u32,
+    /// Whether the announcer was found.
+    pub found: bool,
+}
+
 /// What the scenario measured.
 #[derive(Clone, Debug, Default)]
 pub struct Report {
@@ -158,6 +179,11 @@ pub struct Report {
     /// Time to completion in multiples of the issuing host's own median RTT (its access link
     /// slows every one of its requests alike).
     pub completion_own_rtts: Samples,
+    /// The issuing host's own median RTT, in ms, one sample per finished lookup: with the
+    /// completion times it tells how much of the tail the issuers' access links explain.
+    pub issuer_rtt_ms: Samples,
+    /// One record per finished lookup, in the order they finished.
+    pub records: Vec<LookupRecord>,
     /// Requests sent per lookup.
     pub messages: Samples,
     /// Hops per lookup.
@@ -249,6 +275,15 @@ impl Report {
             fmt_opt(own.p90, 2),
             fmt_opt(own.p99, 2),
             "× the issuing host's own median RTT".to_string(),
+        ]);
+        let issuer = self.issuer_rtt_ms.summary();
+        let x = |v: Option<f64>| fmt_opt(v.map(|v| v / rtt_ms.max(1e-9)), 2);
+        t.row([
+            "issuer's own median RTT".to_string(),
+            x(issuer.median),
+            x(issuer.p90),
+            x(issuer.p99),
+            format!("× median RTT {rtt_ms:.0} ms, one per finished lookup"),
         ]);
         let mut count_row = |name: &str, s: &mut Samples, unit: &str| {
             let sum = s.summary();
@@ -657,6 +692,17 @@ fn record_lookup(report: &mut Report, w: &Watched, own_rtt: Duration) {
     report
         .completion_own_rtts
         .push(took / ms(own_rtt).max(1e-9));
+    report.issuer_rtt_ms.push(ms(own_rtt));
+    report.records.push(LookupRecord {
+        host: w.host,
+        own_rtt_ms: ms(own_rtt),
+        completion_ms: took,
+        messages: outcome.metrics.messages_sent,
+        hops: outcome.metrics.hops,
+        responses: outcome.metrics.responses,
+        timeouts: outcome.metrics.timeouts,
+        found: w.found_expected.is_some(),
+    });
     report
         .messages
         .push(f64::from(outcome.metrics.messages_sent));

@@ -8,9 +8,16 @@
 //! and toward the result set, but a late answer is still welcome; the lookup ends once the k
 //! closest candidates that did not fail have all answered. The last round asks a few spares
 //! beyond the k closest at once, so that a dead one among them costs no extra round trip.
+//!
+//! A request stops holding the lookup's end earlier than its short timeout, at the lookup's
+//! release time (about the median of its own answers' round trips, [`Lookup::release_after`]):
+//! a dead node among the k closest then delays the end by one typical round trip of this
+//! lookup rather than a short timeout, and the spares that answered take its place. It still
+//! counts toward α until its short timeout, so releasing sends no extra request.
 
 use alloc::vec::Vec;
 use core::net::SocketAddr;
+use core::time::Duration;
 
 use crate::id::{Distance, Id};
 use crate::wire::compact::NodeInfo;
@@ -23,6 +30,9 @@ pub(crate) enum State {
     Fresh,
     /// Queried, within its short timeout: counts toward α.
     Waiting,
+    /// Queried, past the lookup's release time but within its short timeout: counts toward α,
+    /// but no longer holds the lookup's end (an answer still puts it in the result set).
+    Late,
     /// Queried, past its short timeout: neither in α nor in the result set until it answers.
     Slow,
     /// Answered.
@@ -80,6 +90,19 @@ const MAX_RETRIES: u8 = 1;
 /// number of requests (a spare replaces the request the lookup sends after a timeout).
 const LAST_ROUND_SPARE: usize = 5;
 
+/// Answer times a lookup keeps (the most recent ones) for its release time.
+const ANSWER_TIMES: usize = 16;
+/// Answers a lookup waits for before it sets release times: fewer say little about the round
+/// trips of this lookup.
+const MIN_ANSWERS: usize = 3;
+/// The release time in percent of the median answer time. The simulator (100,000 nodes, 5 %
+/// loss, 20 % dead entries, α 6, seeds 1 and 2) puts the median lookup at 4.91 and 4.89 round
+/// trips with 80 % (about 5.0 with 100 %) against 5.57 and 5.49 without a release time, for the
+/// same number of requests (p99 38 and 37 against 39).
+const RELEASE_PERCENT: u32 = 80;
+/// Shortest release time.
+const MIN_RELEASE: Duration = Duration::from_millis(50);
+
 #[derive(Clone, Debug)]
 pub(crate) struct Lookup {
     target: Id,
@@ -97,6 +120,12 @@ pub(crate) struct Lookup {
     seeds_slow: usize,
     /// Requests sent again after a timeout, at most [`MAX_RETRIES`].
     retries: u8,
+    /// Round trips of the latest answers in ms (saturated), a ring of [`ANSWER_TIMES`].
+    answer_ms: [u16; ANSWER_TIMES],
+    /// Slots of `answer_ms` in use (at most [`ANSWER_TIMES`]).
+    answers: u8,
+    /// The slot of `answer_ms` the next answer time goes to.
+    next_answer: u8,
 }
 
 impl Lookup {
@@ -111,6 +140,9 @@ impl Lookup {
             seeds_waiting: 0,
             seeds_slow: 0,
             retries: 0,
+            answer_ms: [0; ANSWER_TIMES],
+            answers: 0,
+            next_answer: 0,
         }
     }
 
@@ -149,7 +181,7 @@ impl Lookup {
             let victim = self
                 .candidates
                 .iter()
-                .rposition(|c| !matches!(c.state, State::Waiting | State::Slow));
+                .rposition(|c| !matches!(c.state, State::Waiting | State::Late | State::Slow));
             match victim {
                 Some(v) if v >= pos => {
                     self.candidates.remove(v);
@@ -176,7 +208,7 @@ impl Lookup {
             + self
                 .candidates
                 .iter()
-                .filter(|c| c.state == State::Waiting)
+                .filter(|c| matches!(c.state, State::Waiting | State::Late))
                 .count()
     }
 
@@ -220,7 +252,7 @@ impl Lookup {
                         addr: c.addr,
                     });
                 }
-                State::Waiting | State::Slow => {}
+                State::Waiting | State::Late | State::Slow => {}
                 State::Failed => continue,
             }
             rank += 1;
@@ -243,14 +275,18 @@ impl Lookup {
                     }
                 }
                 State::Fresh | State::Waiting => return None,
-                State::Slow | State::Failed => {}
+                State::Late | State::Slow | State::Failed => {}
             }
         }
         // Fewer than k answered and nothing fresh is left. If some answered, the lookup has
         // seen all there is (a small network, or the rest is unreachable): stop rather than
         // wait a full timeout for requests already past their short timeout. If none did, the
-        // slow ones are all that is left: wait for them.
-        let slow = self.seeds_slow > 0 || self.candidates.iter().any(|c| c.state == State::Slow);
+        // slow (or late) ones are all that is left: wait for them.
+        let slow = self.seeds_slow > 0
+            || self
+                .candidates
+                .iter()
+                .any(|c| matches!(c.state, State::Late | State::Slow));
         if slow && responded == 0 {
             return None;
         }
@@ -304,6 +340,50 @@ impl Lookup {
         }
     }
 
+    /// Records the round trip of an answer to one of this lookup's requests.
+    pub(crate) fn on_answer_time(&mut self, rtt: Duration) {
+        let ms = u16::try_from(rtt.as_millis()).unwrap_or(u16::MAX);
+        if let Some(slot) = self.answer_ms.get_mut(usize::from(self.next_answer)) {
+            *slot = ms;
+        }
+        self.next_answer = if usize::from(self.next_answer) + 1 >= ANSWER_TIMES {
+            0
+        } else {
+            self.next_answer + 1
+        };
+        if usize::from(self.answers) < ANSWER_TIMES {
+            self.answers += 1;
+        }
+    }
+
+    /// How long a request sent now holds the lookup's end: [`RELEASE_PERCENT`] of the median
+    /// round trip of the lookup's latest answers, at least [`MIN_RELEASE`]; `None` (until the
+    /// short timeout) before [`MIN_ANSWERS`] answers.
+    pub(crate) fn release_after(&self) -> Option<Duration> {
+        let n = usize::from(self.answers).min(ANSWER_TIMES);
+        if n < MIN_ANSWERS {
+            return None;
+        }
+        let mut times = self.answer_ms;
+        let recorded = times.get_mut(..n)?;
+        recorded.sort_unstable();
+        let median = u32::from(*recorded.get(n / 2)?);
+        let ms = median.saturating_mul(RELEASE_PERCENT) / 100;
+        Some(Duration::from_millis(u64::from(ms)).max(MIN_RELEASE))
+    }
+
+    /// A request passed its release time: it no longer holds the lookup's end.
+    pub(crate) fn on_release(&mut self, queried_id: Option<Id>, addr: SocketAddr) {
+        if queried_id.is_none() {
+            return;
+        }
+        if let Some(c) = self.find(queried_id, addr) {
+            if c.state == State::Waiting {
+                c.state = State::Late;
+            }
+        }
+    }
+
     /// A request passed its short timeout.
     pub(crate) fn on_slow(&mut self, queried_id: Option<Id>, addr: SocketAddr) {
         if queried_id.is_none() {
@@ -314,7 +394,7 @@ impl Lookup {
             return;
         }
         if let Some(c) = self.find(queried_id, addr) {
-            if c.state == State::Waiting {
+            if matches!(c.state, State::Waiting | State::Late) {
                 c.state = State::Slow;
             }
         }
@@ -336,7 +416,7 @@ impl Lookup {
             None => true,
             Some(_) => self
                 .find(queried_id, addr)
-                .is_some_and(|c| matches!(c.state, State::Waiting | State::Slow)),
+                .is_some_and(|c| matches!(c.state, State::Waiting | State::Late | State::Slow)),
         };
         self.on_failure(queried_id, addr, was_slow);
         if !pending || self.live() >= self.alpha || self.retries >= MAX_RETRIES {
@@ -364,7 +444,7 @@ impl Lookup {
             return;
         }
         if let Some(c) = self.find(queried_id, addr) {
-            if matches!(c.state, State::Waiting | State::Slow) {
+            if matches!(c.state, State::Waiting | State::Late | State::Slow) {
                 c.state = State::Failed;
             }
         }
@@ -378,11 +458,12 @@ impl Lookup {
             .take(n)
     }
 
-    /// The candidates that answered or are past their short timeout, nearest first.
+    /// The candidates that answered or are past their release time or short timeout (still
+    /// unanswered, the lookup no longer waits for them), nearest first.
     pub(crate) fn answered_or_slow(&self) -> impl Iterator<Item = &Candidate> {
         self.candidates
             .iter()
-            .filter(|c| matches!(c.state, State::Responded | State::Slow))
+            .filter(|c| matches!(c.state, State::Responded | State::Late | State::Slow))
     }
 
     /// The closest responders as node infos.

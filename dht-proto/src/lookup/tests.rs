@@ -85,6 +85,88 @@ fn with_answers_in_hand_slow_stragglers_are_not_awaited() {
     assert_eq!(l.finished(), Some(Finish::Converged));
 }
 
+/// A request past the lookup's release time no longer holds the end (the spare that answered
+/// takes its place in the result) but still counts toward α: releasing sends nothing more.
+#[test]
+fn a_late_request_releases_the_end_but_keeps_its_slot() {
+    let target = id_from(1);
+    let (k, alpha) = (2, 1);
+    let net: Vec<Id> = (2..12).map(id_from).collect();
+    let mut l = Lookup::new(target, k, alpha, 64);
+    for (i, id) in net.iter().enumerate() {
+        l.add_candidate(*id, addr(i), 1);
+    }
+    let order = nearest(&net, &target, net.len());
+    let first = l.next().unwrap();
+    l.on_response(first.id, false, net[order[0]], first.addr, None);
+    // The last round: the second closest and the spares (within α + k in flight).
+    let asked: Vec<Contact> = core::iter::from_fn(|| l.next()).collect();
+    assert_eq!(asked.len(), alpha + k);
+    let (second, spare) = (asked[0], asked[1]);
+    assert_eq!(second.id, Some(net[order[1]]));
+    l.on_response(spare.id, false, spare.id.unwrap(), spare.addr, None);
+    assert_eq!(
+        l.finished(),
+        None,
+        "the second closest is within its release time"
+    );
+    l.on_release(second.id, second.addr);
+    assert_eq!(l.finished(), Some(Finish::Converged));
+    let closest: Vec<Id> = l.closest(k).iter().map(|n| n.id).collect();
+    assert_eq!(closest, [net[order[0]], spare.id.unwrap()]);
+    // Still in α: with the first and the spare answered, two requests remain in flight.
+    assert_eq!(l.in_flight(), 2);
+    // A late answer still counts (it is nearer than the spare).
+    l.on_response(second.id, false, net[order[1]], second.addr, None);
+    let closest: Vec<Id> = l.closest(k).iter().map(|n| n.id).collect();
+    assert_eq!(closest, [net[order[0]], net[order[1]]]);
+}
+
+/// The release only applies to a request within its short timeout, to candidates only, and
+/// a slow or failed request stays so.
+#[test]
+fn release_after_the_short_timeout_or_to_a_seed_changes_nothing() {
+    let mut l = Lookup::new(id_from(1), 8, 3, 64);
+    l.add_candidate(id_from(2), addr(2), 1);
+    l.add_seed(addr(9));
+    let seed = l.next().unwrap();
+    let c = l.next().unwrap();
+    l.on_release(seed.id, seed.addr);
+    l.on_slow(c.id, c.addr);
+    l.on_release(c.id, c.addr);
+    assert_eq!(l.candidates()[0].state, State::Slow);
+    assert_eq!(l.in_flight(), 1, "the seed");
+}
+
+/// The release time: none before three answers, then the median of the latest
+/// [`ANSWER_TIMES`] answer times (× [`RELEASE_PERCENT`]), at least [`MIN_RELEASE`].
+#[test]
+fn release_time_is_the_median_of_the_latest_answers() {
+    let ms = Duration::from_millis;
+    let mut l = Lookup::new(id_from(1), 8, 3, 64);
+    assert_eq!(l.release_after(), None);
+    l.on_answer_time(ms(300));
+    l.on_answer_time(ms(100));
+    assert_eq!(l.release_after(), None, "two answers say too little");
+    l.on_answer_time(ms(200));
+    let percent = |d: u64| ms(d * u64::from(RELEASE_PERCENT) / 100).max(MIN_RELEASE);
+    assert_eq!(l.release_after(), Some(percent(200)));
+    // A ring of the latest: after ANSWER_TIMES fast answers the slow ones are forgotten.
+    for _ in 0..ANSWER_TIMES {
+        l.on_answer_time(ms(60));
+    }
+    assert_eq!(l.release_after(), Some(percent(60)));
+    for _ in 0..ANSWER_TIMES {
+        l.on_answer_time(ms(1));
+    }
+    assert_eq!(l.release_after(), Some(MIN_RELEASE));
+    // Saturated: a minute-long answer time does not wrap.
+    for _ in 0..ANSWER_TIMES {
+        l.on_answer_time(Duration::from_secs(100));
+    }
+    assert_eq!(l.release_after(), Some(percent(u64::from(u16::MAX))));
+}
+
 #[test]
 fn slow_requests_let_the_lookup_widen() {
     let mut l = Lookup::new(id_from(1), 8, 2, 64);

@@ -41,10 +41,11 @@ fn reply(tid: &[u8], id: Id, nodes: &[NodeInfo]) -> Vec<u8> {
     r
 }
 
-/// Runs a `find_node` of the ring's target through one router that lists the ring. Every
-/// ring node answers at once except `straggler` (an index into the ring), whose request is
-/// held back; returns the node, the held request's transaction id, and the time.
-fn lookup_with_a_straggler(straggler: usize) -> (Node, Vec<u8>, Instant) {
+/// Runs a `find_node` of the ring's target through one router that lists the ring from
+/// index `listed_from` on (the farthest ring node lists the whole ring). Every ring node
+/// answers at once except `straggler` (an index into the ring), whose request is held back;
+/// returns the node, the held request's transaction id, and the time.
+fn lookup_with_a_straggler(straggler: usize, listed_from: usize) -> (Node, Vec<u8>, Instant) {
     let (target, ring) = target_and_ring();
     let mut now = NET_START;
     let mut node = Node::new(Config::local_testing(seed(1)), now).unwrap();
@@ -61,14 +62,15 @@ fn lookup_with_a_straggler(straggler: usize) -> (Node, Vec<u8>, Instant) {
             assert!(matches!(msg.body, Body::Query(_)));
             let tid = msg.transaction_id.to_vec();
             let answer = if t.to == router.addr {
-                reply(&tid, router.id, &ring)
+                reply(&tid, router.id, &ring[listed_from..])
             } else {
                 let i = ring.iter().position(|n| n.addr == t.to).unwrap();
                 if i == straggler {
                     held = Some(tid);
                     continue;
                 }
-                reply(&tid, ring[i].id, &[])
+                let lists = if i + 1 == ring.len() { &ring[..] } else { &[] };
+                reply(&tid, ring[i].id, lists)
             };
             let _ = node.handle_datagram(now, t.to, &answer);
         }
@@ -87,7 +89,8 @@ fn lookup_with_a_straggler(straggler: usize) -> (Node, Vec<u8>, Instant) {
     }
     let outcome = finished.expect("the lookup finishes");
     assert_eq!(outcome.status, QueryStatus::Completed);
-    // The lookup did not wait for the straggler: it ended past its short timeout, without it.
+    // The lookup did not wait for the straggler: it ended past its release time or short
+    // timeout, without it.
     assert!(outcome.closest.iter().all(|n| n.id != ring[straggler].id));
     (node, held.expect("the straggler was asked"), now)
 }
@@ -106,7 +109,7 @@ fn expected(live: impl IntoIterator<Item = NodeInfo>) -> Option<SizeEstimate> {
 #[test]
 fn a_late_answer_among_the_closest_counts() {
     let (_, ring) = target_and_ring();
-    let (mut node, tid, now) = lookup_with_a_straggler(1);
+    let (mut node, tid, now) = lookup_with_a_straggler(1, 0);
     assert_eq!(
         node.size_estimate(),
         None,
@@ -130,7 +133,7 @@ fn a_late_answer_among_the_closest_counts() {
 #[test]
 fn a_straggler_that_times_out_is_left_out() {
     let (_, ring) = target_and_ring();
-    let (mut node, _tid, mut now) = lookup_with_a_straggler(1);
+    let (mut node, _tid, mut now) = lookup_with_a_straggler(1, 0);
     assert_eq!(node.size_estimate(), None);
     let timeouts = node.stats().timeouts;
     while node.size_estimate().is_none() {
@@ -145,4 +148,22 @@ fn a_straggler_that_times_out_is_left_out() {
     assert_eq!(node.stats().timeouts, timeouts + 1);
     let live = ring.iter().enumerate().filter(|(i, _)| *i != 1).take(8);
     assert_eq!(node.size_estimate(), expected(live.map(|(_, n)| *n)));
+}
+
+/// The same when the straggler was asked after the lookup had answers in hand: its request
+/// carried a release time, and the lookup ended then, before its short timeout. The sample
+/// still waits for it and counts it once it answers.
+#[test]
+fn a_released_straggler_among_the_closest_counts() {
+    let (_, ring) = target_and_ring();
+    let (mut node, tid, now) = lookup_with_a_straggler(1, 4);
+    let short = node.short_timeout(Some(ring[1].id), &ring[1].addr);
+    assert!(now < NET_START + short, "released before its short timeout");
+    assert_eq!(node.size_estimate(), None, "the sample waits for it");
+    let answer = reply(&tid, ring[1].id, &[]);
+    assert_eq!(
+        node.handle_datagram(now + Duration::from_millis(10), ring[1].addr, &answer),
+        Disposition::Accepted
+    );
+    assert_eq!(node.size_estimate(), expected(ring[..8].iter().copied()));
 }

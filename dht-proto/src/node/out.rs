@@ -4,6 +4,7 @@
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
+use core::time::Duration;
 
 use rand_core::RngCore;
 
@@ -426,6 +427,21 @@ impl<V: Ed25519Verifier> Node<V> {
         query: OutQuery,
         purpose: Purpose,
     ) -> Result<(), CommandError> {
+        self.send_request_releasing(now, id, to, query, purpose, None)
+    }
+
+    /// [`Self::send_request`] with a release time: a lookup request that is not answered
+    /// within `release` (when it is shorter than the short timeout) reports
+    /// [`Expired::Released`](crate::transaction::Expired::Released) first.
+    pub(crate) fn send_request_releasing(
+        &mut self,
+        now: Instant,
+        id: Option<Id>,
+        to: SocketAddr,
+        query: OutQuery,
+        purpose: Purpose,
+        release: Option<Duration>,
+    ) -> Result<(), CommandError> {
         if !self.can_send() {
             return Err(CommandError::Busy);
         }
@@ -439,6 +455,12 @@ impl<V: Ed25519Verifier> Node<V> {
             short_deadline: now + short,
             deadline: now + self.config.query_timeout.max(short),
             slow: false,
+            // Whole ms, at least 1 (0 means none). Release times come from answer times kept
+            // as u16 ms, so they fit; one not before the short timeout is dropped by
+            // `Transactions::open`.
+            release_ms: release.map_or(0, |r| {
+                u16::try_from(r.as_millis()).unwrap_or(u16::MAX).max(1)
+            }),
             purpose,
         };
         let tid = self.txns.open(txn).ok_or(CommandError::Busy)?;

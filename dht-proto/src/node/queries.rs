@@ -113,6 +113,8 @@ impl<V: Ed25519Verifier> Node<V> {
                     break;
                 };
                 let Some(contact) = lookup.next() else { break };
+                // Seeds (ids unknown) come before any answer: no release time.
+                let release = contact.id.and(lookup.release_after());
                 let target = lookup.target();
                 state.metrics.messages_sent += 1;
                 let scrape = state.scrape;
@@ -130,7 +132,7 @@ impl<V: Ed25519Verifier> Node<V> {
                     family: fam as u8,
                 };
                 if self
-                    .send_request(now, contact.id, contact.addr, query, purpose)
+                    .send_request_releasing(now, contact.id, contact.addr, query, purpose, release)
                     .is_err()
                 {
                     // Undo: the contact is treated as failed (rare: capacity was checked).
@@ -278,8 +280,8 @@ impl<V: Ed25519Verifier> Node<V> {
         }
     }
 
-    /// Feeds the size estimator a finished lookup. Its requests past their short timeout to
-    /// nodes among its closest stay open (as [`Purpose::SizeSample`]) until they are answered
+    /// Feeds the size estimator a finished lookup. Its requests past their release time or
+    /// short timeout to nodes among its closest stay open (as [`Purpose::SizeSample`]) until they are answered
     /// or time out: see [`crate::estimate`].
     fn size_sample(&mut self, q: QueryId, fam: usize, l: &Lookup) {
         let Some(size) = self.size.get_mut(fam) else {
@@ -475,6 +477,7 @@ impl<V: Ed25519Verifier> Node<V> {
             return;
         };
         let hop = lookup.on_response(txn.node_id, txn.slow, r.id, from, r.token);
+        lookup.on_answer_time(now.saturating_duration_since(txn.sent_at));
         let next_hop = hop.saturating_add(1);
         let nodes = if fam == 0 { r.nodes } else { r.nodes6 };
         let mut learned = Vec::new();
@@ -669,6 +672,14 @@ impl<V: Ed25519Verifier> Node<V> {
 
     pub(crate) fn on_expired(&mut self, now: Instant, expired: Expired) {
         match expired {
+            Expired::Released(txn) => {
+                if let Purpose::Lookup { query, family: fam } = txn.purpose {
+                    if let Some(l) = self.lookup_mut(query, usize::from(fam)) {
+                        l.on_release(txn.node_id, txn.to);
+                    }
+                    self.drive(now, query);
+                }
+            }
             Expired::Slow(txn) => {
                 if let Purpose::Lookup { query, family: fam } = txn.purpose {
                     if let Some(l) = self.lookup_mut(query, usize::from(fam)) {

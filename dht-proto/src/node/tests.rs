@@ -31,6 +31,8 @@ pub(crate) struct Net<V = NoVerifier> {
     pub(crate) alive: Vec<bool>,
     pub(crate) now: Instant,
     pub(crate) latency: Duration,
+    /// Added to the latency of every datagram a node sends (zero unless a test sets it).
+    pub(crate) extra_delay: Vec<Duration>,
     pub(crate) queue: VecDeque<(Instant, SocketAddr, SocketAddr, Vec<u8>)>,
     pub(crate) events: Vec<(usize, Event)>,
     /// Every transmit, for determinism checks.
@@ -60,6 +62,7 @@ impl<V: Ed25519Verifier> Net<V> {
             alive: vec![true; n],
             now,
             latency: Duration::from_millis(20),
+            extra_delay: vec![Duration::ZERO; n],
             queue: VecDeque::new(),
             events: Vec::new(),
             trace: Vec::new(),
@@ -77,8 +80,9 @@ impl<V: Ed25519Verifier> Net<V> {
             while let Some(t) = self.nodes[i].poll_transmit(self.now, &mut buf) {
                 let data = buf[..t.len].to_vec();
                 self.trace.push((addr(i), t.to, data.clone()));
+                let extra = self.extra_delay.get(i).copied().unwrap_or_default();
                 self.queue
-                    .push_back((self.now + self.latency, addr(i), t.to, data));
+                    .push_back((self.now + self.latency + extra, addr(i), t.to, data));
             }
             while let Some(e) = self.nodes[i].poll_event() {
                 self.events.push((i, e));
@@ -89,14 +93,15 @@ impl<V: Ed25519Verifier> Net<V> {
     /// Advances to the next deadline or delivery and processes it. Returns false when idle.
     pub(crate) fn step(&mut self) -> bool {
         self.drain();
-        let next_delivery = self.queue.front().map(|q| q.0);
+        // In sending order, which is delivery order unless `extra_delay` is set.
+        let next_delivery = self.queue.iter().map(|q| q.0).min();
         let next_timer = self.nodes.iter().filter_map(Node::<V>::poll_timeout).min();
         let Some(next) = [next_delivery, next_timer].into_iter().flatten().min() else {
             return false;
         };
         self.now = self.now.max(next);
-        while self.queue.front().is_some_and(|q| q.0 <= self.now) {
-            let (_, from, to, data) = self.queue.pop_front().unwrap();
+        while let Some(due) = self.queue.iter().position(|q| q.0 <= self.now) {
+            let (_, from, to, data) = self.queue.remove(due).unwrap();
             if let Some(j) = self.index_of(&to) {
                 if self.alive[j] {
                     let _ = self.nodes[j].handle_datagram(self.now, from, &data);
@@ -722,7 +727,7 @@ fn limits_docs_match_the_real_entry_sizes() {
         size_of::<Txn>() + 48 <= 160,
         "max_in_flight doc"
     );
-    assert!(size_of::<QueryState>() <= 400, "max_queries doc");
+    assert!(size_of::<QueryState>() <= 512, "max_queries doc");
     assert!(
         size_of::<crate::lookup::Candidate>() <= 112,
         "max_queries doc"
@@ -884,4 +889,45 @@ fn a_slow_link_raises_the_short_timeout_cap() {
     let slow = node.short_timeout(None, &stranger);
     assert!(slow > Duration::from_millis(2_900), "{slow:?}");
     assert!(slow <= node.config().query_timeout);
+}
+
+/// A dead node among the k closest, learned after the lookup has seen a few answers: its
+/// request carries the lookup's release time (about one of its round trips), and once the
+/// others have answered the lookup ends then, without it, rather than after its short timeout.
+#[test]
+fn a_dead_node_among_the_closest_holds_the_end_only_until_the_release_time() {
+    let rtt = Duration::from_millis(40);
+    let mut net = Net::new(14, local);
+    let now = net.now;
+    let ids: Vec<Id> = net.nodes.iter().map(Node::id).collect();
+    let info = |i: usize| NodeInfo {
+        id: ids[i],
+        addr: addr(i),
+    };
+    let target = Id::new([0x42; 20]);
+    // Node 0 knows 1, 2 and 3 only; 3 (the slowest to answer) knows 4..14, the others
+    // each other. The nearest of 4..14 to the target is dead.
+    for (i, knows) in [(0, 1..4), (1, 1..4), (2, 1..4), (3, 4..14)] {
+        let contacts: Vec<(NodeInfo, Duration)> =
+            knows.filter(|&j| j != i).map(|j| (info(j), rtt)).collect();
+        net.nodes[i].import_answered_nodes(now, contacts);
+    }
+    let dead = (4..14).min_by_key(|&i| ids[i].distance(&target)).unwrap();
+    net.alive[dead] = false;
+    net.extra_delay[3] = Duration::from_millis(20);
+    let short = net.nodes[0].short_timeout(Some(ids[dead]), &addr(dead));
+    let q = net.nodes[0].find_node(now, target).unwrap();
+    let outcome = net.run_until_finished(0, q);
+    let closest: Vec<Id> = outcome.closest.iter().map(|n| n.id).collect();
+    assert!(!closest.contains(&ids[dead]), "{closest:?}");
+    assert_eq!(closest.len(), 8);
+    // Node 3's answer comes at 60 ms and the last round asks 4..14 then; with the release
+    // time the lookup ends one round trip (at least 50 ms) after that, not a short timeout.
+    let took = outcome.metrics.duration;
+    let third = rtt + Duration::from_millis(20);
+    assert!(took < third + short, "{took:?} against {short:?}");
+    assert!(
+        took <= third + Duration::from_millis(50) + Duration::from_millis(1),
+        "{took:?}"
+    );
 }

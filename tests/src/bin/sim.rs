@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use dht_tests::hostile::Behaviour;
 use dht_tests::invariants::Checks;
-use dht_tests::scenario::{BuildMode, Params, SeedHow, run};
+use dht_tests::scenario::{BuildMode, LookupRecord, Params, SeedHow, run};
 
 const USAGE: &str = "\
 usage: sim [options]
@@ -44,6 +44,8 @@ other
   --seed S               seed (default: DHT_SIM_SEED or 1)
   --checks all|cheap     invariants (default: cheap above 5000 nodes)
   --markdown             print the table as Markdown
+  --lookup-log FILE      write one line per finished lookup: host, its own median RTT (ms),
+                         completion (ms), requests, hops, responses, timeouts, found (0/1)
 
 Shares (F) are fractions (0.05) or percentages (5%).";
 
@@ -68,6 +70,7 @@ fn number<T: core::str::FromStr>(v: &str) -> Result<T, String> {
 struct Cli {
     params: Params,
     markdown: bool,
+    lookup_log: Option<String>,
 }
 
 fn parse(args: &[String]) -> Result<Cli, String> {
@@ -83,6 +86,7 @@ fn parse(args: &[String]) -> Result<Cli, String> {
     let mut build = None;
     let mut checks = None;
     let mut markdown = false;
+    let mut lookup_log = None;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         if flag == "--markdown" {
@@ -141,6 +145,7 @@ fn parse(args: &[String]) -> Result<Cli, String> {
             "--short-timeout" => p.node.short_timeout = Duration::from_millis(number(v)?),
             "--query-timeout" => p.node.query_timeout = Duration::from_millis(number(v)?),
             "--seed" => p.seed = number(v)?,
+            "--lookup-log" => lookup_log = Some(v.to_string()),
             "--checks" => {
                 checks = Some(match v {
                     "all" => Checks::ALL,
@@ -165,6 +170,7 @@ fn parse(args: &[String]) -> Result<Cli, String> {
     Ok(Cli {
         params: p,
         markdown,
+        lookup_log,
     })
 }
 
@@ -208,6 +214,12 @@ fn main() -> ExitCode {
     match run(p) {
         Ok(mut report) => {
             let table = report.table();
+            if let Some(path) = &cli.lookup_log {
+                if let Err(e) = write_log(path, &report.records) {
+                    eprintln!("cannot write {path}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
             if cli.markdown {
                 print!("{}", table.to_markdown());
             } else {
@@ -230,4 +242,25 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes `--lookup-log`: one line per finished lookup.
+fn write_log(path: &str, records: &[LookupRecord]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for r in records {
+        writeln!(
+            out,
+            "{} {:.1} {:.1} {} {} {} {} {}",
+            r.host,
+            r.own_rtt_ms,
+            r.completion_ms,
+            r.messages,
+            r.hops,
+            r.responses,
+            r.timeouts,
+            u8::from(r.found)
+        )?;
+    }
+    out.flush()
 }
