@@ -292,7 +292,7 @@ impl<V: Ed25519Verifier> Node<V> {
     fn reply_room(&self, to: SocketAddr, tid: &SmallBytes, body: &OutResponse) -> usize {
         let version = self.config.client_version;
         let version = version.as_ref().map(|v| v.as_slice());
-        let len = body.encoded_len(to, tid.as_slice(), self.id, version);
+        let len = body.encoded_len(to, tid.as_slice(), version);
         self.config.limits.max_reply.saturating_sub(len)
     }
 
