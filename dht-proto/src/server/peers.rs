@@ -278,23 +278,22 @@ impl PeerStore {
         let ip = canonical(peer.ip());
         let port = peer.port();
         let source = source_key(ip);
-        if let Some(swarm) = self.swarms.get(&info_hash) {
-            if swarm.peers.iter().any(|p| p.ip == ip) {
-                self.sources.touch(source, info_hash);
-                self.update_swarm(info_hash, |peers| {
-                    let newest = peers.last().map_or(now, |p| p.announced.max(now));
-                    if let Some(i) = peers.iter().position(|p| p.ip == ip) {
-                        peers.remove(i);
-                    }
-                    peers.push(Peer {
-                        ip,
-                        port,
-                        seed,
-                        announced: newest,
-                    });
+        let known = self.swarms.get(&info_hash);
+        if let Some(i) = known.and_then(|swarm| position_of(&swarm.peers, ip)) {
+            self.sources.touch(source, info_hash);
+            self.update_swarm(info_hash, |peers| {
+                let newest = peers.last().map_or(now, |p| p.announced.max(now));
+                if i < peers.len() {
+                    peers.remove(i);
+                }
+                peers.push(Peer {
+                    ip,
+                    port,
+                    seed,
+                    announced: newest,
                 });
-                return AnnounceOutcome::Refreshed;
-            }
+            });
+            return AnnounceOutcome::Refreshed;
         }
         let mut eviction = None;
         if self.source_load(ip) >= self.max_per_source {
@@ -704,6 +703,19 @@ impl PeerStore {
                 self.sources.remove(source_key(p.ip), info_hash);
             }
         }
+    }
+}
+
+/// Where the peer at `ip` is in `peers`: one pass comparing addresses of `ip`'s family only
+/// (a 4-byte comparison per IPv4 peer instead of the generic one).
+fn position_of(peers: &[Peer], ip: IpAddr) -> Option<usize> {
+    match ip {
+        IpAddr::V4(v4) => peers
+            .iter()
+            .position(|p| matches!(p.ip, IpAddr::V4(other) if other == v4)),
+        IpAddr::V6(v6) => peers
+            .iter()
+            .position(|p| matches!(p.ip, IpAddr::V6(other) if other == v6)),
     }
 }
 
