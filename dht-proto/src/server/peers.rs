@@ -437,13 +437,18 @@ impl PeerStore {
             out.extend_from_slice(&self.keys);
         } else if k <= 64 {
             let rng = &mut ChoiceRng::seeded_from(rng);
-            // Floyd's algorithm: k distinct indices with k draws.
-            let mut chosen: Vec<usize> = Vec::with_capacity(k);
+            // Floyd's algorithm: k distinct indices with k draws. `j` was never drawn before
+            // (every earlier draw is below it).
+            let mut drawn = Drawn::new();
+            out.reserve(k);
             for j in (n - k)..n {
                 let t = below(rng, j + 1);
-                chosen.push(if chosen.contains(&t) { j } else { t });
+                let i = if drawn.insert(t) { t } else { j };
+                if i == j {
+                    drawn.insert(j);
+                }
+                out.extend(self.keys.get(i).copied());
             }
-            out.extend(chosen.iter().filter_map(|&i| self.keys.get(i).copied()));
         } else {
             let rng = &mut ChoiceRng::seeded_from(rng);
             select_sample(self.keys.iter().copied(), n, k, rng, out);
@@ -771,6 +776,43 @@ fn select_sample<T>(
 
 /// Knuth's algorithm S, one decision at a time: which of `n` items in turn to take so that `k`
 /// are taken, each `k`-subset equally likely.
+/// The indices drawn so far by Floyd's algorithm in [`PeerStore::sample`] (at most 64): an
+/// open-addressing set on the stack, so that each draw is checked in O(1) rather than against
+/// every earlier one.
+struct Drawn {
+    slots: [usize; DRAWN_SLOTS],
+}
+
+/// Slots of [`Drawn`]: twice the most draws, so probes stay short.
+const DRAWN_SLOTS: usize = 128;
+
+impl Drawn {
+    fn new() -> Self {
+        Self {
+            slots: [usize::MAX; DRAWN_SLOTS],
+        }
+    }
+
+    /// Adds `i` (never `usize::MAX`); `false` if it was there already. With more than
+    /// `DRAWN_SLOTS` distinct values it would report a new one as present, which the callers'
+    /// 64 draws never reach.
+    fn insert(&mut self, i: usize) -> bool {
+        // Fibonacci hashing: the top 7 bits of the product.
+        let mut at = ((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 57) as usize;
+        for _ in 0..DRAWN_SLOTS {
+            match self.slots.get_mut(at) {
+                Some(slot) if *slot == i => return false,
+                Some(slot) if *slot == usize::MAX => {
+                    *slot = i;
+                    return true;
+                }
+                _ => at = (at + 1) % DRAWN_SLOTS,
+            }
+        }
+        false
+    }
+}
+
 struct SelectSample {
     /// Items not yet decided.
     left: usize,

@@ -849,3 +849,23 @@ fn refresh_finds_its_peer_among_both_families() {
     assert!(v6s.contains(&v6(7, 1000)));
     check(&s);
 }
+
+/// The set of drawn indices answers as a set does for up to 64 values, colliding or not.
+#[test]
+fn drawn_indices_are_a_set() {
+    let mut rng = crate::test_rng::TestRng(5);
+    for round in 0..200 {
+        let mut drawn = Drawn::new();
+        let mut model = alloc::collections::BTreeSet::new();
+        let range = [70, 1000, usize::MAX - 1][round % 3];
+        for _ in 0..64 {
+            // Draws repeat often in a small range, and patterned values too.
+            let i = match rng.below(3) {
+                0 => rng.below(range),
+                1 => rng.below(8) * 128,
+                _ => model.iter().next().copied().unwrap_or(0),
+            };
+            assert_eq!(drawn.insert(i), model.insert(i), "round {round}, {i}");
+        }
+    }
+}
