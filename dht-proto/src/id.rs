@@ -205,8 +205,12 @@ impl FromStr for Id {
 
 /// The 20 bytes as big-endian integers: the first 16 and the last 4.
 fn words(bytes: &[u8; ID_LEN]) -> (u128, u32) {
-    let high = bytes.first_chunk::<16>().map_or(0, |h| u128::from_be_bytes(*h));
-    let low = bytes.last_chunk::<4>().map_or(0, |l| u32::from_be_bytes(*l));
+    let high = bytes
+        .first_chunk::<16>()
+        .map_or(0, |h| u128::from_be_bytes(*h));
+    let low = bytes
+        .last_chunk::<4>()
+        .map_or(0, |l| u32::from_be_bytes(*l));
     (high, low)
 }
 

@@ -223,7 +223,11 @@ fn a_reused_slot_is_not_found_under_its_old_source() {
     s.note_sent(t(0), a, 4000);
     assert_eq!(s.allowance(t(0), b), 4096);
     s.verify(t(0), a, &mut rng);
-    assert_eq!(s.allowance(t(0), b), 4096, "B is not verified by A's round trip");
+    assert_eq!(
+        s.allowance(t(0), b),
+        4096,
+        "B is not verified by A's round trip"
+    );
 
     let mut s = Sources::new(policy(16), [2; 16]);
     for i in 1..=4 {

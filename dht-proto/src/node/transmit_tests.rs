@@ -174,7 +174,10 @@ fn computed_reply_length_is_the_encoded_length() {
         match rng.below(3) {
             0 => SocketAddr::new(Ipv4Addr::from(rng.next_u32()).into(), port),
             1 => SocketAddr::new(Ipv4Addr::from(rng.next_u32()).to_ipv6_mapped().into(), port),
-            _ => SocketAddr::new(Ipv6Addr::from(u128::from(rng.next_u64()) << 64).into(), port),
+            _ => SocketAddr::new(
+                Ipv6Addr::from(u128::from(rng.next_u64()) << 64).into(),
+                port,
+            ),
         }
     };
     let some_int = |rng: &mut TestRng| -> i64 {
@@ -191,10 +194,12 @@ fn computed_reply_length_is_the_encoded_length() {
             ..OutResponse::default()
         };
         for _ in 0..rng.below(12) {
-            body.nodes.push(NodeInfo::new(rng.id(), some_addr(&mut rng)));
+            body.nodes
+                .push(NodeInfo::new(rng.id(), some_addr(&mut rng)));
         }
         for _ in 0..rng.below(12) {
-            body.nodes6.push(NodeInfo::new(rng.id(), some_addr(&mut rng)));
+            body.nodes6
+                .push(NodeInfo::new(rng.id(), some_addr(&mut rng)));
         }
         for _ in 0..[0, 1, 5, 150][rng.below(4)] {
             body.values.push(some_addr(&mut rng));

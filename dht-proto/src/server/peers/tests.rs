@@ -856,7 +856,7 @@ fn drawn_indices_are_a_set() {
     let mut rng = crate::test_rng::TestRng(5);
     for round in 0..200 {
         let mut drawn = Drawn::new();
-        let mut model = alloc::collections::BTreeSet::new();
+        let mut model = BTreeSet::new();
         let range = [70, 1000, usize::MAX - 1][round % 3];
         for _ in 0..64 {
             // Draws repeat often in a small range, and patterned values too.
