@@ -600,14 +600,27 @@ impl PeerStore {
         let Some(swarm) = self.swarms.get_mut(&info_hash) else {
             return;
         };
-        index(
-            &mut self.by_oldest,
-            &mut self.by_weight,
-            info_hash,
-            swarm,
-            false,
-        );
+        let before = index_keys(info_hash, swarm);
         change(&mut swarm.peers);
+        let after = index_keys(info_hash, swarm);
+        // Each index entry is replaced only when its key moved (a refresh of a peer that is
+        // not the oldest leaves `by_oldest` as it was).
+        if let Some((oldest, weight)) = before {
+            if after.is_none_or(|(o, _)| o != oldest) {
+                self.by_oldest.remove(&oldest);
+            }
+            if after.is_none_or(|(_, w)| w != weight) {
+                self.by_weight.remove(&weight);
+            }
+        }
+        if let Some((oldest, weight)) = after {
+            if before.is_none_or(|(o, _)| o != oldest) {
+                self.by_oldest.insert(oldest);
+            }
+            if before.is_none_or(|(_, w)| w != weight) {
+                self.by_weight.insert(weight);
+            }
+        }
         if swarm.peers.is_empty() {
             let slot = swarm.slot;
             self.swarms.remove(&info_hash);
@@ -617,13 +630,6 @@ impl PeerStore {
         if swarm.peers.capacity() > 2 * swarm.peers.len() + 2 {
             swarm.peers.shrink_to(swarm.peers.len());
         }
-        index(
-            &mut self.by_oldest,
-            &mut self.by_weight,
-            info_hash,
-            swarm,
-            true,
-        );
     }
 
     /// Removes `info_hash` and its peers.
@@ -722,6 +728,17 @@ fn position_of(peers: &[Peer], ip: IpAddr) -> Option<usize> {
             .iter()
             .position(|p| matches!(p.ip, IpAddr::V6(other) if other == v6)),
     }
+}
+
+/// The keys of `swarm` in `PeerStore::by_oldest` and `PeerStore::by_weight` (`None` when it
+/// has no peer, hence no entries).
+#[allow(clippy::type_complexity)]
+fn index_keys(info_hash: Id, swarm: &Swarm) -> Option<((Instant, Id), (usize, Instant, Id))> {
+    let (oldest, newest) = (swarm.peers.first()?, swarm.peers.last()?);
+    Some((
+        (oldest.announced, info_hash),
+        (swarm.peers.len(), newest.announced, info_hash),
+    ))
 }
 
 /// Adds (`insert`) or removes the index entries of `swarm`.
