@@ -21,7 +21,7 @@
 //! once per query, not three times; the closest contacts are sorted by integer distance keys.
 //! What is left above the codec (README.md, "Serving queries"): the search for the 8 closest
 //! answered contacts (~1,900), the querier's routing-table update (~430), the token check and
-//! the peer store's refresh for announce_peer (~6,000), and the node's own glue (~900).
+//! the peer store's refresh for announce_peer (~4,500), and the node's own glue (~900).
 
 mod common;
 
