@@ -181,6 +181,9 @@ pub(crate) struct Policy {
 pub(crate) struct Sources {
     entries: Vec<Source>,
     index: HashMap<u128, usize, KeyedState>,
+    /// Where the last source looked up is: a query's admission, its reply's reflection check
+    /// and the bytes sent all look up the same source, and only the first pays for hashing.
+    last: usize,
     policy: Policy,
 }
 
@@ -189,6 +192,7 @@ impl Sources {
         Self {
             entries: Vec::new(),
             index: HashMap::with_hasher(KeyedState::new(hasher_key)),
+            last: 0,
             policy,
         }
     }
@@ -275,15 +279,26 @@ impl Sources {
     }
 
     fn get_mut(&mut self, ip: IpAddr) -> Option<&mut Source> {
-        let i = *self.index.get(&source_key(ip))?;
+        let i = self.find(source_key(ip))?;
         self.entries.get_mut(i)
+    }
+
+    /// The slot of `key`. An entry holds its key, and a key has one slot, so the slot of the
+    /// last lookup is checked before the map.
+    fn find(&mut self, key: u128) -> Option<usize> {
+        if self.entries.get(self.last).is_some_and(|s| s.key == key) {
+            return Some(self.last);
+        }
+        let i = *self.index.get(&key)?;
+        self.last = i;
+        Some(i)
     }
 
     /// The entry of `ip`, made (evicting if the table is full) when missing; `None` only when
     /// the cap is zero.
     fn entry(&mut self, now: Instant, ip: IpAddr, rng: &mut impl RngCore) -> Option<&mut Source> {
         let key = source_key(ip);
-        if let Some(&i) = self.index.get(&key) {
+        if let Some(i) = self.find(key) {
             return self.entries.get_mut(i);
         }
         if self.policy.cap == 0 {
@@ -311,6 +326,7 @@ impl Sources {
             victim
         };
         self.index.insert(key, slot);
+        self.last = slot;
         self.entries.get_mut(slot)
     }
 

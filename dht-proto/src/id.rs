@@ -66,7 +66,18 @@ impl Id {
     ///
     /// This is the Kademlia bucket index of `other` in a flat table owned by `self`.
     pub fn common_prefix_len(&self, other: &Self) -> usize {
-        self.distance(other).leading_zeros()
+        match self.distance_key(other) {
+            (0, low) => 128 + low.leading_zeros() as usize,
+            (high, _) => high.leading_zeros() as usize,
+        }
+    }
+
+    /// The XOR distance to `other` as two integers (its first 128 bits and its last 32), which
+    /// order as the [`Distance`]s do and compare in two instructions rather than twenty.
+    pub(crate) fn distance_key(&self, other: &Self) -> (u128, u32) {
+        let (a_high, a_low) = words(&self.0);
+        let (b_high, b_low) = words(&other.0);
+        (a_high ^ b_high, a_low ^ b_low)
     }
 
     /// Bit `index` (0 = most significant) of the id; `false` beyond bit 159.
@@ -192,6 +203,17 @@ impl FromStr for Id {
     }
 }
 
+/// The 20 bytes as big-endian integers: the first 16 and the last 4.
+fn words(bytes: &[u8; ID_LEN]) -> (u128, u32) {
+    let high = bytes
+        .first_chunk::<16>()
+        .map_or(0, |h| u128::from_be_bytes(*h));
+    let low = bytes
+        .last_chunk::<4>()
+        .map_or(0, |l| u32::from_be_bytes(*l));
+    (high, low)
+}
+
 /// The XOR distance between two [`Id`]s; smaller is closer.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Distance([u8; ID_LEN]);
@@ -298,6 +320,25 @@ mod tests {
         assert_eq!(a.common_prefix_len(&a), 160);
         assert_eq!(a.distance(&far).ilog2(), Some(159));
         assert_eq!(a.distance(&a).ilog2(), None);
+    }
+
+    /// The integer key orders pairs as the distance does, and the prefix length from it is the
+    /// distance's leading zeros, at every depth (the last 32 bits included).
+    #[test]
+    fn distance_key_orders_as_the_distance() {
+        let mut rng = crate::test_rng::TestRng(3);
+        let base = rng.id();
+        let ids: alloc::vec::Vec<Id> = (0..400)
+            .map(|i| Id::random_with_prefix(&base, i % 161, &mut rng))
+            .collect();
+        for (i, a) in ids.iter().enumerate() {
+            assert_eq!(a.common_prefix_len(&base), base.distance(a).leading_zeros());
+            for b in ids.iter().skip(i).take(40) {
+                let by_key = base.distance_key(a).cmp(&base.distance_key(b));
+                assert_eq!(by_key, base.distance(a).cmp(&base.distance(b)));
+            }
+        }
+        assert_eq!(base.common_prefix_len(&base), 160);
     }
 
     #[test]

@@ -205,3 +205,41 @@ fn buckets_refill_and_cap() {
     b.refill(t(0), 2, 2);
     assert!(!b.take(1));
 }
+
+/// The slot of the last lookup is remembered: once another source takes that slot, the
+/// evicted source must not find the newcomer's state there, and lookups that alternate between
+/// sources each find their own.
+#[test]
+fn a_reused_slot_is_not_found_under_its_old_source() {
+    let mut rng = Rng::new([1; 32]);
+    let mut s = Sources::new(policy(1), [2; 16]);
+    let (a, b) = (v4(1), v4(2));
+    let _ = s.admit(t(0), a, 100, &mut rng);
+    s.note_sent(t(0), a, 4000);
+    assert_eq!(s.allowance(t(0), a), 96);
+    // B takes the only slot: A is a stranger again, and what is sent to A is not charged to B.
+    let _ = s.admit(t(0), b, 100, &mut rng);
+    assert_eq!(s.allowance(t(0), a), 4096);
+    s.note_sent(t(0), a, 4000);
+    assert_eq!(s.allowance(t(0), b), 4096);
+    s.verify(t(0), a, &mut rng);
+    assert_eq!(
+        s.allowance(t(0), b),
+        4096,
+        "B is not verified by A's round trip"
+    );
+
+    let mut s = Sources::new(policy(16), [2; 16]);
+    for i in 1..=4 {
+        let _ = s.admit(t(0), v4(i), 100, &mut rng);
+    }
+    for round in 0..3u64 {
+        for i in 1..=4 {
+            s.note_sent(t(0), v4(i), i as usize * 10);
+            assert_eq!(
+                s.allowance(t(0), v4(i)),
+                4096 - (round + 1) * u64::from(i) * 10
+            );
+        }
+    }
+}

@@ -11,7 +11,7 @@ use rand_core::RngCore;
 use super::{Disposition, Node, PutItem};
 use crate::bep44::Ed25519Verifier;
 use crate::error::{CommandError, DropReason};
-use crate::id::Id;
+use crate::id::{ID_LEN, Id};
 use crate::server::bloom::Bloom;
 use crate::server::tokens::Token;
 use crate::small::SmallBytes;
@@ -19,7 +19,9 @@ use crate::stats::MethodKind;
 use crate::time::Instant;
 use crate::transaction::{Purpose, Txn};
 use crate::wire::bencode::{self, Dict, Value};
-use crate::wire::compact::{NodeInfo, Nodes, Peers};
+use crate::wire::compact::{
+    NODE4_LEN, NODE6_LEN, NodeInfo, Nodes, PEER4_LEN, PEER6_LEN, Peers, as_v4,
+};
 use crate::wire::encode::Writer;
 use crate::wire::krpc::{
     AnnouncePeer, Body, Custom, FindNode, Get, GetPeers, KrpcError, Message, Ping, Put, Query,
@@ -130,8 +132,82 @@ impl OutResponse {
         resp
     }
 
-    /// The length of this response to `to` in transaction `tid`, from `id` with `version`.
-    pub(crate) fn encoded_len(
+    /// The length of this response to `to` in transaction `tid` with `version`, computed from
+    /// the fields' sizes (what [`Out::encode`] writes, without writing it: the reply's size is
+    /// checked on every query, before it is queued).
+    pub(crate) fn encoded_len(&self, to: SocketAddr, tid: &[u8], version: Option<&[u8]>) -> usize {
+        // `d`, `2:ip` + address, `1:r` + the response, `1:t` + tid, `1:v` + version, `1:y1:r`,
+        // `e`.
+        1 + 4
+            + str_len(peer_len(&to))
+            + 3
+            + self.response_len()
+            + 3
+            + str_len(tid.len())
+            + version.map_or(0, |v| 3 + str_len(v.len()))
+            + 6
+            + 1
+    }
+
+    /// The length of the `r` dictionary [`OutResponse::wire`] describes.
+    fn response_len(&self) -> usize {
+        // A key and its value.
+        let field = |key: &[u8], value: usize| str_len(key.len()) + value;
+        let v4 = |n: &&NodeInfo| as_v4(&n.addr).is_some();
+        // `d`, `e` and the id.
+        let mut len = 2 + field(b"id", str_len(ID_LEN));
+        if let Some((seeds, peers)) = self.scrape.as_deref() {
+            len += field(b"BFpe", str_len(peers.as_bytes().len()));
+            len += field(b"BFsd", str_len(seeds.as_bytes().len()));
+        }
+        if let Some(interval) = self.interval {
+            len += field(b"interval", int_len(interval));
+        }
+        if !self.nodes.is_empty() || self.families.0 {
+            let count = self.nodes.iter().filter(v4).count();
+            len += field(b"nodes", str_len(count * NODE4_LEN));
+        }
+        if !self.nodes6.is_empty() || self.families.1 {
+            let count = self.nodes6.iter().filter(|n| !v4(n)).count();
+            len += field(b"nodes6", str_len(count * NODE6_LEN));
+        }
+        if let Some(num) = self.num {
+            len += field(b"num", int_len(num));
+        }
+        if let Some(samples) = &self.samples {
+            len += field(b"samples", str_len(samples.len() * ID_LEN));
+        }
+        let seq = match self.item.as_deref() {
+            Some(item) => item.seq,
+            None => self.seq,
+        };
+        if let Some(seq) = seq {
+            len += field(b"seq", int_len(seq));
+        }
+        if let Some(token) = &self.token {
+            len += field(b"token", str_len(token.as_bytes().len()));
+        }
+        if let Some(item) = self.item.as_deref() {
+            if let Some(key) = &item.key {
+                len += field(b"k", str_len(key.len()));
+            }
+            if let Some(signature) = &item.signature {
+                len += field(b"sig", str_len(signature.len()));
+            }
+            // Already bencoded: written verbatim.
+            len += field(b"v", item.value.len());
+        }
+        if !self.values.is_empty() {
+            // `l`, `e`, and each peer as a byte string.
+            let peers: usize = self.values.iter().map(|p| str_len(peer_len(p))).sum();
+            len += field(b"values", 2 + peers);
+        }
+        len
+    }
+
+    /// The length by a dry-run encoding, to check [`OutResponse::encoded_len`] against.
+    #[cfg(any(test, debug_assertions))]
+    pub(crate) fn dry_run_len(
         &self,
         to: SocketAddr,
         tid: &[u8],
@@ -390,13 +466,15 @@ impl<V: Ed25519Verifier> Node<V> {
         let budget = self.config.limits.max_reply;
         let version = self.config.client_version;
         let version = version.as_ref().map(|v| v.as_slice());
-        let mut len = body.encoded_len(to, tid.as_slice(), self.id, version);
+        let mut len = body.encoded_len(to, tid.as_slice(), version);
         while len > budget {
             if !body.trim(len - budget) {
                 return self.dropped(DropReason::ReplyTooLarge);
             }
-            len = body.encoded_len(to, tid.as_slice(), self.id, version);
+            len = body.encoded_len(to, tid.as_slice(), version);
         }
+        #[cfg(debug_assertions)]
+        debug_assert_eq!(len, body.dry_run_len(to, tid.as_slice(), self.id, version));
         if let Err(reason) = self.admit_reply(self.now, to, len) {
             return self.dropped(reason);
         }
@@ -473,6 +551,30 @@ impl<V: Ed25519Verifier> Node<V> {
         });
         Ok(())
     }
+}
+
+/// Length of the compact form of `addr`.
+fn peer_len(addr: &SocketAddr) -> usize {
+    if as_v4(addr).is_some() {
+        PEER4_LEN
+    } else {
+        PEER6_LEN
+    }
+}
+
+/// Length of a bencoded byte string of `n` bytes: `<n>:` and the bytes.
+fn str_len(n: usize) -> usize {
+    decimal_len(n as u64) + 1 + n
+}
+
+/// Length of a bencoded integer, `i<v>e`.
+fn int_len(v: i64) -> usize {
+    2 + usize::from(v < 0) + decimal_len(v.unsigned_abs())
+}
+
+/// Decimal digits of `n`.
+fn decimal_len(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
 }
 
 /// `dict` (a bencoded dictionary) with `id` set to `id`, keys in canonical order; `None` if

@@ -292,7 +292,7 @@ impl<V: Ed25519Verifier> Node<V> {
     fn reply_room(&self, to: SocketAddr, tid: &SmallBytes, body: &OutResponse) -> usize {
         let version = self.config.client_version;
         let version = version.as_ref().map(|v| v.as_slice());
-        let len = body.encoded_len(to, tid.as_slice(), self.id, version);
+        let len = body.encoded_len(to, tid.as_slice(), version);
         self.config.limits.max_reply.saturating_sub(len)
     }
 
@@ -324,25 +324,15 @@ impl<V: Ed25519Verifier> Node<V> {
     pub(crate) fn closest_nodes(&self, fam: usize, target: &Id, n: usize, out: &mut Vec<NodeInfo>) {
         let table = self.table(fam);
         let config = table.config();
-        let mut entries = Vec::with_capacity(n);
-        table.closest_entries(
-            target,
-            n,
-            |e| e.is_verified() && !e.is_bad(config),
-            &mut entries,
-        );
-        out.extend(entries.iter().map(|e| NodeInfo {
-            id: e.id(),
-            addr: e.addr(),
-        }));
-        if entries.len() < n {
-            let missing = n - entries.len();
+        out.reserve(n);
+        let push = |out: &mut Vec<NodeInfo>, e: &Entry| out.push(NodeInfo::new(e.id(), e.addr()));
+        let before = out.len();
+        let verified = |e: &Entry| e.is_verified() && !e.is_bad(config);
+        table.walk_closest(target, n, verified, |e| push(out, e));
+        let found = out.len() - before;
+        if found < n {
             let unverified = |e: &Entry| !e.is_verified() && !e.is_bad(config);
-            table.closest_entries(target, missing, unverified, &mut entries);
-            out.extend(entries.iter().map(|e| NodeInfo {
-                id: e.id(),
-                addr: e.addr(),
-            }));
+            table.walk_closest(target, n - found, unverified, |e| push(out, e));
         }
     }
 

@@ -152,3 +152,95 @@ fn no_datagram_exceeds_max_datagram() {
     assert_eq!(replies + node.stats().transmits_too_large, 1);
     assert_eq!(node.stats().transmit_buffer_too_small, 0);
 }
+
+/// The reply's length is computed from its fields' sizes on every query: it must equal the
+/// encoding's length for every shape a reply takes (both families, IPv4-mapped addresses,
+/// empty and long lists, negative and large integers, items, filters, any tid and version).
+#[test]
+fn computed_reply_length_is_the_encoded_length() {
+    use crate::node::out::{OutItem, OutResponse};
+    use crate::server::bloom::Bloom;
+    use crate::server::tokens::Tokens;
+    use crate::test_rng::TestRng;
+    use crate::wire::compact::NodeInfo;
+    use alloc::boxed::Box;
+    use alloc::format;
+    use core::net::SocketAddr;
+
+    let mut rng = TestRng(7);
+    let tokens = Tokens::new(&mut rng);
+    let some_addr = |rng: &mut TestRng| -> SocketAddr {
+        let port = rng.below(65_536) as u16;
+        match rng.below(3) {
+            0 => SocketAddr::new(Ipv4Addr::from(rng.next_u32()).into(), port),
+            1 => SocketAddr::new(Ipv4Addr::from(rng.next_u32()).to_ipv6_mapped().into(), port),
+            _ => SocketAddr::new(
+                Ipv6Addr::from(u128::from(rng.next_u64()) << 64).into(),
+                port,
+            ),
+        }
+    };
+    let some_int = |rng: &mut TestRng| -> i64 {
+        match rng.below(4) {
+            0 => rng.below(10) as i64,
+            1 => -(rng.below(1000) as i64),
+            2 => i64::MIN,
+            _ => rng.next_u64() as i64,
+        }
+    };
+    for round in 0..3000 {
+        let mut body = OutResponse {
+            families: (rng.below(2) == 0, rng.below(2) == 0),
+            ..OutResponse::default()
+        };
+        for _ in 0..rng.below(12) {
+            body.nodes
+                .push(NodeInfo::new(rng.id(), some_addr(&mut rng)));
+        }
+        for _ in 0..rng.below(12) {
+            body.nodes6
+                .push(NodeInfo::new(rng.id(), some_addr(&mut rng)));
+        }
+        for _ in 0..[0, 1, 5, 150][rng.below(4)] {
+            body.values.push(some_addr(&mut rng));
+        }
+        if rng.below(2) == 0 {
+            body.token = Some(tokens.issue(some_addr(&mut rng).ip()));
+        }
+        if rng.below(3) == 0 {
+            body.samples = Some((0..rng.below(80)).map(|_| rng.id()).collect());
+        }
+        if rng.below(3) == 0 {
+            body.num = Some(some_int(&mut rng));
+        }
+        if rng.below(3) == 0 {
+            body.interval = Some(some_int(&mut rng));
+        }
+        if rng.below(4) == 0 {
+            body.scrape = Some(Box::new((Bloom::new(), Bloom::new())));
+        }
+        if rng.below(3) == 0 {
+            body.seq = Some(some_int(&mut rng));
+        }
+        if rng.below(3) == 0 {
+            let len = rng.below(1000);
+            let mutable = rng.below(2) == 0;
+            body.item = Some(Box::new(OutItem {
+                value: format!("{len}:{}", "x".repeat(len)).into_bytes(),
+                key: mutable.then_some([1; 32]),
+                signature: mutable.then_some([2; 64]),
+                seq: (mutable || rng.below(2) == 0).then(|| some_int(&mut rng)),
+            }));
+        }
+        let to = some_addr(&mut rng);
+        let tid: Vec<u8> = (0..rng.below(20)).map(|i| i as u8).collect();
+        let version = [*b"LT12", *b"\0\0\0\0"][rng.below(2)];
+        let version = (rng.below(2) == 0).then_some(version.as_slice());
+        let id = rng.id();
+        assert_eq!(
+            body.encoded_len(to, &tid, version),
+            body.dry_run_len(to, &tid, id, version),
+            "round {round}: {body:?}"
+        );
+    }
+}

@@ -4,7 +4,7 @@ use alloc::vec::Vec;
 use core::net::SocketAddr;
 
 use crate::config::MAX_BUCKET_SIZE;
-use crate::id::{Distance, ID_BITS, Id};
+use crate::id::{ID_BITS, Id};
 use crate::time::Instant;
 
 use super::bucket::{self, Bucket, bucket_mut};
@@ -66,7 +66,9 @@ impl RoutingTable {
         }
         let config = self.config;
         let b = self.bucket_index(&id);
-        let Some(bucket) = bucket_mut(&mut self.buckets, b) else {
+        // Not marked changed here: most queries change nothing the deadline depends on (the
+        // branches below mark it when they do).
+        let Some(bucket) = self.buckets.get_mut(b) else {
             return InsertOutcome::Rejected(RejectReason::BucketFull);
         };
         if let Some(pos) = bucket.position(&id) {
@@ -84,6 +86,7 @@ impl RoutingTable {
                 return InsertOutcome::Cached;
             }
             // An answer: the contact competes for a slot like a newcomer.
+            bucket.stale = true;
             let Some(entry) = bucket
                 .cache_position(&id)
                 .and_then(|p| take(&mut bucket.cache, p))
@@ -126,12 +129,19 @@ impl RoutingTable {
                 *entry = Entry::new(id, addr, entry.added);
             }
         }
-        let Some(bucket) = bucket_mut(&mut self.buckets, b) else {
+        let Some(bucket) = self.buckets.get_mut(b) else {
             return InsertOutcome::Updated;
         };
         if let Some(entry) = bucket.entries.get_mut(pos) {
             apply(entry, now, obs);
         }
+        // A query moves the deadline only through when the entry turns questionable, which
+        // counts only in a bucket that wants verification; an answer always may.
+        bucket.stale |= match obs {
+            Observation::Query => bucket.wants_verification(),
+            Observation::Response(_) => true,
+            Observation::Candidate | Observation::Import => false,
+        };
         if matches!(obs, Observation::Response(_)) {
             bucket.touch(now, &config);
         }
@@ -403,7 +413,7 @@ impl RoutingTable {
     /// branch, i.e. when bit `i` of `target` differs from the own id's. Hence the walk: buckets
     /// `i` where the bit differs by increasing depth, then the last bucket, then buckets where
     /// it agrees by decreasing depth. Only the entries inside one bucket need sorting.
-    pub(super) fn walk_closest<'a>(
+    pub(crate) fn walk_closest<'a>(
         &'a self,
         target: &Id,
         n: usize,
@@ -415,16 +425,17 @@ impl RoutingTable {
         }
         let mut remaining = n;
         let mut visit = |bucket: &'a Bucket| -> bool {
-            let mut sorted: heapless::Vec<(Distance, &'a Entry), MAX_BUCKET_SIZE> =
+            let mut sorted: heapless::Vec<((u128, u32), &'a Entry), MAX_BUCKET_SIZE> =
                 heapless::Vec::new();
             for entry in &bucket.entries {
                 // Capacities are at most MAX_BUCKET_SIZE, so the push always succeeds.
-                if keep(entry) && sorted.push((entry.id.distance(target), entry)).is_err() {
+                if keep(entry) && sorted.push((entry.id.distance_key(target), entry)).is_err() {
                     break;
                 }
             }
+            // Ids are distinct: no two keys are equal, the order is total.
             sorted.sort_unstable_by_key(|a| a.0);
-            for (_, entry) in sorted {
+            for &(_, entry) in &sorted {
                 if remaining == 0 {
                     break;
                 }

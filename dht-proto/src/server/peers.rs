@@ -278,23 +278,22 @@ impl PeerStore {
         let ip = canonical(peer.ip());
         let port = peer.port();
         let source = source_key(ip);
-        if let Some(swarm) = self.swarms.get(&info_hash) {
-            if swarm.peers.iter().any(|p| p.ip == ip) {
-                self.sources.touch(source, info_hash);
-                self.update_swarm(info_hash, |peers| {
-                    let newest = peers.last().map_or(now, |p| p.announced.max(now));
-                    if let Some(i) = peers.iter().position(|p| p.ip == ip) {
-                        peers.remove(i);
-                    }
-                    peers.push(Peer {
-                        ip,
-                        port,
-                        seed,
-                        announced: newest,
-                    });
+        let known = self.swarms.get(&info_hash);
+        if let Some(i) = known.and_then(|swarm| position_of(&swarm.peers, ip)) {
+            self.sources.touch(source, info_hash);
+            self.update_swarm(info_hash, |peers| {
+                let newest = peers.last().map_or(now, |p| p.announced.max(now));
+                if i < peers.len() {
+                    peers.remove(i);
+                }
+                peers.push(Peer {
+                    ip,
+                    port,
+                    seed,
+                    announced: newest,
                 });
-                return AnnounceOutcome::Refreshed;
-            }
+            });
+            return AnnounceOutcome::Refreshed;
         }
         let mut eviction = None;
         if self.source_load(ip) >= self.max_per_source {
@@ -438,13 +437,18 @@ impl PeerStore {
             out.extend_from_slice(&self.keys);
         } else if k <= 64 {
             let rng = &mut ChoiceRng::seeded_from(rng);
-            // Floyd's algorithm: k distinct indices with k draws.
-            let mut chosen: Vec<usize> = Vec::with_capacity(k);
+            // Floyd's algorithm: k distinct indices with k draws. `j` was never drawn before
+            // (every earlier draw is below it).
+            let mut drawn = Drawn::new();
+            out.reserve(k);
             for j in (n - k)..n {
                 let t = below(rng, j + 1);
-                chosen.push(if chosen.contains(&t) { j } else { t });
+                let i = if drawn.insert(t) { t } else { j };
+                if i == j {
+                    drawn.insert(j);
+                }
+                out.extend(self.keys.get(i).copied());
             }
-            out.extend(chosen.iter().filter_map(|&i| self.keys.get(i).copied()));
         } else {
             let rng = &mut ChoiceRng::seeded_from(rng);
             select_sample(self.keys.iter().copied(), n, k, rng, out);
@@ -596,14 +600,27 @@ impl PeerStore {
         let Some(swarm) = self.swarms.get_mut(&info_hash) else {
             return;
         };
-        index(
-            &mut self.by_oldest,
-            &mut self.by_weight,
-            info_hash,
-            swarm,
-            false,
-        );
+        let before = index_keys(info_hash, swarm);
         change(&mut swarm.peers);
+        let after = index_keys(info_hash, swarm);
+        // Each index entry is replaced only when its key moved (a refresh of a peer that is
+        // not the oldest leaves `by_oldest` as it was).
+        if let Some((oldest, weight)) = before {
+            if after.is_none_or(|(o, _)| o != oldest) {
+                self.by_oldest.remove(&oldest);
+            }
+            if after.is_none_or(|(_, w)| w != weight) {
+                self.by_weight.remove(&weight);
+            }
+        }
+        if let Some((oldest, weight)) = after {
+            if before.is_none_or(|(o, _)| o != oldest) {
+                self.by_oldest.insert(oldest);
+            }
+            if before.is_none_or(|(_, w)| w != weight) {
+                self.by_weight.insert(weight);
+            }
+        }
         if swarm.peers.is_empty() {
             let slot = swarm.slot;
             self.swarms.remove(&info_hash);
@@ -613,13 +630,6 @@ impl PeerStore {
         if swarm.peers.capacity() > 2 * swarm.peers.len() + 2 {
             swarm.peers.shrink_to(swarm.peers.len());
         }
-        index(
-            &mut self.by_oldest,
-            &mut self.by_weight,
-            info_hash,
-            swarm,
-            true,
-        );
     }
 
     /// Removes `info_hash` and its peers.
@@ -707,6 +717,30 @@ impl PeerStore {
     }
 }
 
+/// Where the peer at `ip` is in `peers`: one pass comparing addresses of `ip`'s family only
+/// (a 4-byte comparison per IPv4 peer instead of the generic one).
+fn position_of(peers: &[Peer], ip: IpAddr) -> Option<usize> {
+    match ip {
+        IpAddr::V4(v4) => peers
+            .iter()
+            .position(|p| matches!(p.ip, IpAddr::V4(other) if other == v4)),
+        IpAddr::V6(v6) => peers
+            .iter()
+            .position(|p| matches!(p.ip, IpAddr::V6(other) if other == v6)),
+    }
+}
+
+/// The keys of `swarm` in `PeerStore::by_oldest` and `PeerStore::by_weight` (`None` when it
+/// has no peer, hence no entries).
+#[allow(clippy::type_complexity)]
+fn index_keys(info_hash: Id, swarm: &Swarm) -> Option<((Instant, Id), (usize, Instant, Id))> {
+    let (oldest, newest) = (swarm.peers.first()?, swarm.peers.last()?);
+    Some((
+        (oldest.announced, info_hash),
+        (swarm.peers.len(), newest.announced, info_hash),
+    ))
+}
+
 /// Adds (`insert`) or removes the index entries of `swarm`.
 fn index(
     by_oldest: &mut BTreeSet<(Instant, Id)>,
@@ -759,6 +793,43 @@ fn select_sample<T>(
 
 /// Knuth's algorithm S, one decision at a time: which of `n` items in turn to take so that `k`
 /// are taken, each `k`-subset equally likely.
+/// The indices drawn so far by Floyd's algorithm in [`PeerStore::sample`] (at most 64): an
+/// open-addressing set on the stack, so that each draw is checked in O(1) rather than against
+/// every earlier one.
+struct Drawn {
+    slots: [usize; DRAWN_SLOTS],
+}
+
+/// Slots of [`Drawn`]: twice the most draws, so probes stay short.
+const DRAWN_SLOTS: usize = 128;
+
+impl Drawn {
+    fn new() -> Self {
+        Self {
+            slots: [usize::MAX; DRAWN_SLOTS],
+        }
+    }
+
+    /// Adds `i` (never `usize::MAX`); `false` if it was there already. With more than
+    /// `DRAWN_SLOTS` distinct values it would report a new one as present, which the callers'
+    /// 64 draws never reach.
+    fn insert(&mut self, i: usize) -> bool {
+        // Fibonacci hashing: the top 7 bits of the product.
+        let mut at = ((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 57) as usize;
+        for _ in 0..DRAWN_SLOTS {
+            match self.slots.get_mut(at) {
+                Some(slot) if *slot == i => return false,
+                Some(slot) if *slot == usize::MAX => {
+                    *slot = i;
+                    return true;
+                }
+                _ => at = (at + 1) % DRAWN_SLOTS,
+            }
+        }
+        false
+    }
+}
+
 struct SelectSample {
     /// Items not yet decided.
     left: usize,

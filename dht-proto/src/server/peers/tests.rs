@@ -819,3 +819,53 @@ fn random_subsets_skip_expired_and_other_family_peers_and_pairs_are_uniform() {
         }
     }
 }
+
+/// A refresh finds its peer by the address of its own family among peers of both (an IPv4
+/// address whose bits equal an IPv6 peer's is another peer), and moves only that one.
+#[test]
+fn refresh_finds_its_peer_among_both_families() {
+    let mut s = PeerStore::new(10, 100, 1000, TTL, [1; 16]);
+    let h = ih(1);
+    for i in 1..=20u32 {
+        s.announce(t(1), h, v4(i, 1000), false);
+        s.announce(t(1), h, v6(u128::from(i), 1000), false);
+    }
+    assert_eq!(s.peer_count(), 40);
+    // The IPv6 address with the bits of v4(5) is another peer than v4(5).
+    assert_eq!(
+        s.announce(t(2), h, v6(5, 2000), false),
+        AnnounceOutcome::Refreshed
+    );
+    assert_eq!(
+        s.announce(t(2), h, v4(7, 3000), false),
+        AnnounceOutcome::Refreshed
+    );
+    assert_eq!(s.peer_count(), 40);
+    let v4s = all(&s, t(2), &h, Family::V4);
+    let v6s = all(&s, t(2), &h, Family::V6);
+    assert!(v4s.contains(&v4(5, 1000)) && v4s.contains(&v4(7, 3000)));
+    assert!(!v4s.contains(&v4(7, 1000)));
+    assert!(v6s.contains(&v6(5, 2000)) && !v6s.contains(&v6(5, 1000)));
+    assert!(v6s.contains(&v6(7, 1000)));
+    check(&s);
+}
+
+/// The set of drawn indices answers as a set does for up to 64 values, colliding or not.
+#[test]
+fn drawn_indices_are_a_set() {
+    let mut rng = crate::test_rng::TestRng(5);
+    for round in 0..200 {
+        let mut drawn = Drawn::new();
+        let mut model = BTreeSet::new();
+        let range = [70, 1000, usize::MAX - 1][round % 3];
+        for _ in 0..64 {
+            // Draws repeat often in a small range, and patterned values too.
+            let i = match rng.below(3) {
+                0 => rng.below(range),
+                1 => rng.below(8) * 128,
+                _ => model.iter().next().copied().unwrap_or(0),
+            };
+            assert_eq!(drawn.insert(i), model.insert(i), "round {round}, {i}");
+        }
+    }
+}
