@@ -723,10 +723,7 @@ fn query_metrics_show_progress_while_running_and_vanish_after() {
 #[test]
 fn limits_docs_match_the_real_entry_sizes() {
     use core::mem::size_of;
-    assert!(
-        size_of::<Txn>() + 48 <= 160,
-        "max_in_flight doc"
-    );
+    assert!(size_of::<Txn>() + 48 <= 160, "max_in_flight doc");
     assert!(size_of::<QueryState>() <= 512, "max_queries doc");
     assert!(
         size_of::<crate::lookup::Candidate>() <= 112,

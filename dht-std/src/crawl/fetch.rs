@@ -49,7 +49,14 @@ struct Found {
 struct Running {
     since: Instant,
     more: bool,
+    /// Some peer is known: the fetch is connecting (otherwise it waits for the crawler).
+    peers: bool,
 }
+
+/// Fetches waiting for their first peer that take one fetch slot ([`Fetches::busy`]): a
+/// fetch without peers holds no connection, and the crawler asks for the peers of several at
+/// once.
+const WAITING_PER_SLOT: usize = 4;
 
 /// The fetch bookkeeping (no I/O): claims become fetches with the peers the crawler found.
 #[derive(Debug)]
@@ -75,6 +82,14 @@ impl Fetches {
     /// Fetches running.
     pub(crate) fn running(&self) -> usize {
         self.running.len()
+    }
+
+    /// Fetch slots in use: a fetch with peers takes one, [`WAITING_PER_SLOT`] waiting for
+    /// their first peer take one together. Claims stop when it reaches the concurrency.
+    pub(crate) fn busy(&self) -> usize {
+        let with_peers = self.running.values().filter(|r| r.peers).count();
+        let waiting = self.running.len() - with_peers;
+        with_peers + waiting.div_ceil(WAITING_PER_SLOT)
     }
 
     /// Info-hashes whose peers are remembered.
@@ -105,7 +120,8 @@ impl Fetches {
 
     /// A lookup found peers.
     pub(crate) fn on_peers(&mut self, info_hash: Id, peers: Vec<SocketAddr>) -> Option<Action> {
-        if self.running.contains_key(&info_hash) {
+        if let Some(r) = self.running.get_mut(&info_hash) {
+            r.peers |= !peers.is_empty();
             return Some(Action::Add { info_hash, peers });
         }
         let found = self.remember(info_hash);
@@ -148,7 +164,14 @@ impl Fetches {
                 (Vec::new(), true)
             }
         };
-        self.running.insert(info_hash, Running { since: now, more });
+        self.running.insert(
+            info_hash,
+            Running {
+                since: now,
+                more,
+                peers: !peers.is_empty(),
+            },
+        );
         actions.insert(
             0,
             Action::Start {
@@ -303,6 +326,24 @@ mod tests {
 
     fn p(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 2], port))
+    }
+
+    #[test]
+    fn fetches_waiting_for_peers_share_a_slot() {
+        let now = Instant::now();
+        let mut f = Fetches::new(10);
+        f.on_peers(h(1), vec![p(1)]);
+        let _ = f.on_claimed(h(1), now);
+        assert_eq!(f.busy(), 1, "with a peer: a slot");
+        for i in 2..=6 {
+            let _ = f.on_claimed(h(i), now);
+        }
+        // Five waiting for their first peer: two slots (four share one).
+        assert_eq!((f.running(), f.busy()), (6, 3));
+        assert!(f.on_peers(h(2), vec![p(2)]).is_some());
+        assert_eq!(f.busy(), 2 + 1, "four waiting share one slot");
+        assert!(f.on_finished(h(1)));
+        assert_eq!(f.busy(), 1 + 1);
     }
 
     #[test]

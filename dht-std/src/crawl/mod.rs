@@ -422,7 +422,7 @@ impl<S: Store> Crawl<S> {
                 break;
             }
             // Claims wait for a free fetch slot; a failing commit waits for its back-off.
-            let claim = (run.fetches.running() < run.concurrency).then_some(run.next_claim);
+            let claim = (run.fetches.busy() < run.concurrency).then_some(run.next_claim);
             let commit = self
                 .batcher
                 .deadline()
@@ -576,7 +576,7 @@ impl<S: Store> Crawl<S> {
     }
 
     fn claim_if_due(&mut self, run: &mut Run, now: Instant) {
-        let free = run.concurrency.saturating_sub(run.fetches.running());
+        let free = run.concurrency.saturating_sub(run.fetches.busy());
         if now < run.next_claim || free == 0 {
             return;
         }
