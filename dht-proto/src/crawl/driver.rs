@@ -829,21 +829,19 @@ impl Crawler {
                 }
             }
             Event::PeersFound { query, peers } => {
-                if let Some(ask) = self
+                // An ask of a holder's, or a lookup's: the same bookkeeping.
+                let counted = self
                     .asking
                     .iter_mut()
-                    .find(|a| a.local == local && a.query == query)
-                {
-                    ask.peers = ask.peers.saturating_add(peers.len());
-                    let info_hash = ask.info_hash;
-                    self.push(CrawlEvent::Peers { info_hash, peers });
-                } else if let Some(run) = self
-                    .running
-                    .iter_mut()
-                    .find(|r| r.local == local && r.query == query)
-                {
-                    run.peers = run.peers.saturating_add(peers.len());
-                    let info_hash = run.info_hash;
+                    .map(|a| (a.local, a.query, a.info_hash, &mut a.peers))
+                    .chain(
+                        self.running
+                            .iter_mut()
+                            .map(|r| (r.local, r.query, r.info_hash, &mut r.peers)),
+                    )
+                    .find(|(l, q, _, _)| *l == local && *q == query);
+                if let Some((_, _, info_hash, count)) = counted {
+                    *count = count.saturating_add(peers.len());
                     self.push(CrawlEvent::Peers { info_hash, peers });
                 }
             }

@@ -207,15 +207,14 @@ impl Harness {
     }
 }
 
-#[test]
-fn the_crawler_finds_what_was_announced_and_honours_intervals() {
-    let mut c = config(1);
+/// A crawler with two ids in a network of 40 in which 30 info-hashes are announced after
+/// 30 s, run for `minutes` more.
+fn crawl_announced(mut c: CrawlerConfig, minutes: u64) -> Harness {
     // Few lookups at once: in a network of 40 the per-address budget would hold back most
     // of the queries of 30 lookups in flight together (they all ask the same few nodes).
     c.max_lookups = 4;
     let mut h = Harness::new(40, 2, c);
     h.run_for(Duration::from_secs(30));
-    // Info-hashes announced by the network.
     for i in 0..30u32 {
         let now = h.now;
         let r = (i as usize * 7) % 40;
@@ -223,7 +222,13 @@ fn the_crawler_finds_what_was_announced_and_honours_intervals() {
             .announce_peer(now, hash(i), Some(6881))
             .unwrap();
     }
-    h.run_for(Duration::from_secs(20 * 60));
+    h.run_for(Duration::from_secs(minutes * 60));
+    h
+}
+
+#[test]
+fn the_crawler_finds_what_was_announced_and_honours_intervals() {
+    let h = crawl_announced(config(1), 20);
     let found = h.discovered();
     for i in 0..30 {
         assert!(
@@ -556,27 +561,16 @@ fn a_scrape_lookup_estimates_the_swarm() {
     assert_eq!(net.run_until_finished(21, q).unwrap().scrape, None);
 }
 
-/// Announces 30 info-hashes in a network of 40 and crawls it for `minutes`.
-fn crawl_announced(ask_holders: bool, minutes: u64) -> Harness {
+/// [`crawl_announced`] with the holders asked first or not.
+fn crawl_holders(ask_holders: bool, minutes: u64) -> Harness {
     let mut c = config(6);
     c.ask_holders = ask_holders;
-    c.max_lookups = 4;
-    let mut h = Harness::new(40, 2, c);
-    h.run_for(Duration::from_secs(30));
-    for i in 0..30u32 {
-        let now = h.now;
-        let r = (i as usize * 7) % 40;
-        h.remotes[r]
-            .announce_peer(now, hash(i), Some(6881))
-            .unwrap();
-    }
-    h.run_for(Duration::from_secs(minutes * 60));
-    h
+    crawl_announced(c, minutes)
 }
 
 #[test]
 fn sampled_info_hashes_are_asked_of_their_holders_first() {
-    let h = crawl_announced(true, 10);
+    let h = crawl_holders(true, 10);
     let s = h.crawler.stats();
     assert!(s.discovered_sample >= 5, "found by samples: {s:?}");
     // Every info-hash found in samples got its peers from a holder, at once.
@@ -602,7 +596,7 @@ fn sampled_info_hashes_are_asked_of_their_holders_first() {
     }
     assert_eq!(s.holders_pending, 0, "nothing left waiting");
     // About one query per info-hash found by samples where a lookup costs about a dozen.
-    let without = crawl_announced(false, 10).crawler.stats();
+    let without = crawl_holders(false, 10).crawler.stats();
     assert_eq!(without.holder_queries, 0);
     let lookup_cost = |s: &CrawlStats| s.lookup_queries + s.holder_queries;
     assert!(s.holder_queries <= s.discovered_sample * 2, "{s:?}");
