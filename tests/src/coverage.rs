@@ -325,7 +325,7 @@ impl fmt::Display for CoverageReport {
         writeln!(
             f,
             "{:<48} {:>14.1}",
-            "  of which get_peers to holders (+ scrape)",
+            "  of which get_peers to holders",
             per(s.holder_queries)
         )?;
         writeln!(
