@@ -46,7 +46,9 @@ use alloc::vec::Vec;
 use rand_core::RngCore;
 
 pub use self::budget::{RESERVATION, SendBudget, SendBudgetConfig, Throttled};
-pub use self::driver::{CrawlEvent, CrawlStats, CrawlTransmit, Crawler, CrawlerConfig};
+pub use self::driver::{
+    CrawlEvent, CrawlStats, CrawlTransmit, Crawler, CrawlerConfig, MAX_HOLDERS,
+};
 pub use self::seen::SeenSet;
 pub use self::traverse::TraverseConfig;
 
