@@ -235,7 +235,7 @@ struct SampleRequest {
     answered: bool,
 }
 
-/// A `get_peers` lookup in flight.
+/// A `get_peers` search in flight: a lookup, or the ask of a holder.
 #[derive(Clone, Copy, Debug)]
 struct Running {
     local: usize,
@@ -259,15 +259,6 @@ struct Holders {
     seen: u8,
     /// One of them is being asked.
     asking: bool,
-}
-
-/// A `get_peers` request to a holder in flight.
-#[derive(Clone, Copy, Debug)]
-struct Asking {
-    local: usize,
-    query: QueryId,
-    info_hash: Id,
-    peers: usize,
 }
 
 /// Info-hashes whose holders the application waits for, at most (more wait in the queue).
@@ -323,7 +314,7 @@ pub struct Crawler {
     /// Those of them the application waits for ([`Crawler::lookup`]), asked first.
     holder_urgent: VecDeque<Id>,
     /// Asks in flight.
-    asking: Vec<Asking>,
+    asking: Vec<Running>,
     events: VecDeque<CrawlEvent>,
     stats: CrawlStats,
     /// Round-robin start of [`Crawler::poll_transmit`].
@@ -830,18 +821,14 @@ impl Crawler {
             }
             Event::PeersFound { query, peers } => {
                 // An ask of a holder's, or a lookup's: the same bookkeeping.
-                let counted = self
+                let search = self
                     .asking
                     .iter_mut()
-                    .map(|a| (a.local, a.query, a.info_hash, &mut a.peers))
-                    .chain(
-                        self.running
-                            .iter_mut()
-                            .map(|r| (r.local, r.query, r.info_hash, &mut r.peers)),
-                    )
-                    .find(|(l, q, _, _)| *l == local && *q == query);
-                if let Some((_, _, info_hash, count)) = counted {
-                    *count = count.saturating_add(peers.len());
+                    .chain(self.running.iter_mut())
+                    .find(|r| r.local == local && r.query == query);
+                if let Some(search) = search {
+                    search.peers = search.peers.saturating_add(peers.len());
+                    let info_hash = search.info_hash;
                     self.push(CrawlEvent::Peers { info_hash, peers });
                 }
             }
@@ -1088,7 +1075,7 @@ impl Crawler {
                     if let Some(h) = self.holders.get_mut(&info_hash) {
                         h.asking = true;
                     }
-                    self.asking.push(Asking {
+                    self.asking.push(Running {
                         local,
                         query,
                         info_hash,

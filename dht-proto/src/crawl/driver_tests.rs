@@ -335,6 +335,11 @@ fn the_lookup_queue_stops_at_its_cap_and_dedupes() {
     assert!(!crawler.lookup(now, hash(1)));
 }
 
+/// Every event the crawler has waiting.
+fn drain_events(crawler: &mut Crawler) -> Vec<CrawlEvent> {
+    core::iter::from_fn(|| crawler.poll_event()).collect()
+}
+
 /// A `get_peers` query for `info_hash` from a node with id `id`.
 fn get_peers_query(id: Id, info_hash: Id, tid: &[u8; 2]) -> Vec<u8> {
     let mut q = b"d1:ad2:id20:".to_vec();
@@ -362,10 +367,7 @@ fn passive_harvest_reports_once_and_the_event_queue_is_capped() {
         let q = get_peers_query(Id::new([7; 20]), hash(i), b"aa");
         crawler.handle_input(now, local, from, &q);
     }
-    let mut events = Vec::new();
-    while let Some(e) = crawler.poll_event() {
-        events.push(e);
-    }
+    let events = drain_events(&mut crawler);
     assert_eq!(
         events,
         [
@@ -707,10 +709,7 @@ fn an_announce_names_its_peer_at_once() {
     q.extend_from_slice(&token);
     q.extend_from_slice(b"e1:q13:announce_peer1:t2:a11:y1:qe");
     crawler.handle_input(now, 0, from, &q);
-    let mut events = Vec::new();
-    while let Some(e) = crawler.poll_event() {
-        events.push(e);
-    }
+    let events = drain_events(&mut crawler);
     assert_eq!(
         events,
         [
