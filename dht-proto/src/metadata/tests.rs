@@ -7,21 +7,40 @@ use super::*;
 
 pub(super) const PEER_UT: u8 = 7;
 
-/// An info dictionary of `len` bytes (valid bencode: one long `pieces` string).
+/// An info dictionary of `len` bytes (valid bencode: one long string under a 6- or 5-byte key;
+/// some lengths, such as 1,014, cannot be written with the 6-byte key alone, since the string's
+/// length has one digit more or less than fits).
 pub(super) fn info_of_len(len: usize) -> Vec<u8> {
-    let head = b"d6:pieces";
-    let digits = alloc::format!("{}", len);
-    let body = len - head.len() - 1 - digits.len() - 1;
-    // Adjust when the digit count of `body` differs from that of `len`.
-    let digits = alloc::format!("{}", body);
-    let body = len - head.len() - 1 - digits.len() - 1;
-    let mut v = Vec::with_capacity(len);
-    v.extend_from_slice(head);
-    v.extend_from_slice(alloc::format!("{body}:").as_bytes());
-    v.extend((0..body).map(|i| (i % 251) as u8));
-    v.push(b'e');
-    assert_eq!(v.len(), len);
-    v
+    let digits_of = |n: usize| alloc::format!("{n}").len();
+    for head in [&b"d6:pieces"[..], b"d5:piece"] {
+        // `len` = head + digits(body) + ':' + body + 'e'.
+        for digits in 1..=digits_of(len) {
+            let Some(body) = len.checked_sub(head.len() + digits + 2) else {
+                continue;
+            };
+            if digits_of(body) != digits {
+                continue;
+            }
+            let mut v = Vec::with_capacity(len);
+            v.extend_from_slice(head);
+            v.extend_from_slice(alloc::format!("{body}:").as_bytes());
+            v.extend((0..body).map(|i| (i % 251) as u8));
+            v.push(b'e');
+            assert_eq!(v.len(), len);
+            return v;
+        }
+    }
+    panic!("no info dictionary of {len} bytes");
+}
+
+/// Lengths next to a power of ten cannot all be written with one key (found by the proptest
+/// `any_split_of_an_honest_stream_fetches`, which drew 1,014).
+#[test]
+fn info_dictionaries_of_every_length() {
+    for len in 20..(5 * PIECE_LEN) {
+        assert_eq!(info_of_len(len).len(), len);
+    }
+    assert_eq!(&info_of_len(1_014)[..8], b"d5:piece");
 }
 
 pub(super) fn hash_of(info: &[u8]) -> Id {
