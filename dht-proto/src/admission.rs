@@ -19,7 +19,12 @@
 //! # The table cannot be flushed
 //!
 //! The table holds at most `cap` sources; memory grows with the sources actually seen (about
-//! 100 bytes each). A new source when it is full replaces the sampled entry that is closest to
+//! 100 bytes each) and shrinks again as they go quiet: a source idle for
+//! [`FORGET_UNVERIFIED`] (or [`FORGET_VERIFIED`] once it completed a round trip) whose state is
+//! again that of a fresh entry (not blocked, budget refilled, nothing in its windows) is
+//! forgotten by a sweep at most every [`SWEEP_EVERY`], made when a new source arrives. Without
+//! it every source ever seen would stay until the cap: a node that had talked to 4,096
+//! addresses once would keep 400 KB for them forever. A new source when it is full replaces the sampled entry that is closest to
 //! a fresh one: idle, its budget refilled, nothing sent to it lately, unverified. A source
 //! that floods now (its bucket drained or blocked, or a reflection victim with its window full)
 //! is kept over any of those, so a flood of spoofed one-shot sources only replaces other
@@ -39,6 +44,13 @@ use crate::time::Instant;
 
 /// Length of the reflection window.
 pub(crate) const REFLECTION_WINDOW: Duration = Duration::from_secs(10);
+/// An unverified source idle this long, and otherwise like a fresh entry, is forgotten.
+pub(crate) const FORGET_UNVERIFIED: Duration = Duration::from_secs(20);
+/// A verified source idle this long, and otherwise like a fresh entry, is forgotten (and must
+/// complete a round trip again). The routing table's own "questionable" age.
+pub(crate) const FORGET_VERIFIED: Duration = Duration::from_secs(15 * 60);
+/// Shortest time between two sweeps for forgettable sources.
+pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(10);
 /// Entries compared when the table is full and one must go.
 const EVICTION_SAMPLE: usize = 8;
 /// Milli-units per token: buckets count in thousandths so that refills are exact.
@@ -157,10 +169,12 @@ impl Windows {
     }
 }
 
-/// One source's state: about 90 bytes.
+/// One source's state: about 100 bytes.
 #[derive(Clone, Copy, Debug)]
 struct Source {
     key: u128,
+    /// Its last query or round trip.
+    seen: Instant,
     bucket: Bucket,
     blocked_until: Instant,
     windows: Windows,
@@ -185,6 +199,8 @@ pub(crate) struct Sources {
     /// and the bytes sent all look up the same source, and only the first pays for hashing.
     last: usize,
     policy: Policy,
+    /// The earliest instant of the next sweep for forgettable sources.
+    next_sweep: Instant,
 }
 
 impl Sources {
@@ -194,6 +210,7 @@ impl Sources {
             index: HashMap::with_hasher(KeyedState::new(hasher_key)),
             last: 0,
             policy,
+            next_sweep: Instant::ZERO,
         }
     }
 
@@ -299,14 +316,22 @@ impl Sources {
     fn entry(&mut self, now: Instant, ip: IpAddr, rng: &mut impl RngCore) -> Option<&mut Source> {
         let key = source_key(ip);
         if let Some(i) = self.find(key) {
-            return self.entries.get_mut(i);
+            let s = self.entries.get_mut(i)?;
+            if now > s.seen {
+                s.seen = now;
+            }
+            return Some(s);
         }
         if self.policy.cap == 0 {
             return None;
         }
+        if now >= self.next_sweep {
+            self.sweep(now);
+        }
         let burst = self.policy.rate.map_or(0, |r| u64::from(r.burst));
         let fresh = Source {
             key,
+            seen: now,
             bucket: Bucket::full(burst, now),
             blocked_until: Instant::ZERO,
             windows: Windows {
@@ -330,6 +355,28 @@ impl Sources {
         self.entries.get_mut(slot)
     }
 
+    /// Forgets the sources that went quiet (see the [module docs](self)) and gives their memory
+    /// back when most of it is unused.
+    fn sweep(&mut self, now: Instant) {
+        self.next_sweep = now.saturating_add(SWEEP_EVERY);
+        let policy = self.policy;
+        let before = self.entries.len();
+        self.entries.retain_mut(|s| !forgettable(s, now, policy));
+        if self.entries.len() == before {
+            return;
+        }
+        self.index.clear();
+        for (i, s) in self.entries.iter().enumerate() {
+            self.index.insert(s.key, i);
+        }
+        self.last = 0;
+        let len = self.entries.len();
+        if self.entries.capacity() > 2 * len + 16 {
+            self.entries.shrink_to(len + len / 2);
+            self.index.shrink_to(len + len / 2);
+        }
+    }
+
     /// The sampled entry most like a fresh one.
     fn victim(&mut self, now: Instant, rng: &mut impl RngCore) -> usize {
         let n = self.entries.len();
@@ -345,6 +392,27 @@ impl Sources {
         }
         best.1
     }
+}
+
+/// Whether an entry can be forgotten: idle long enough and back to a fresh entry's state.
+fn forgettable(s: &mut Source, now: Instant, policy: Policy) -> bool {
+    let ttl = if s.verified {
+        FORGET_VERIFIED
+    } else {
+        FORGET_UNVERIFIED
+    };
+    if now < s.seen.saturating_add(ttl) || s.blocked_until > now {
+        return false;
+    }
+    if let Some(rate) = policy.rate {
+        s.bucket
+            .refill(now, u64::from(rate.per_second), u64::from(rate.burst));
+        if s.bucket.deficit(u64::from(rate.burst)) > 0 {
+            return false;
+        }
+    }
+    s.windows.roll(now);
+    s.windows.estimate(now) == (0, 0)
 }
 
 /// How much an entry differs from a fresh one: 0 for an idle, refilled, unverified source.

@@ -243,3 +243,67 @@ fn a_reused_slot_is_not_found_under_its_old_source() {
         }
     }
 }
+
+/// Sources that went quiet are forgotten and their memory given back; a blocked source, a
+/// verified one and one still in its reflection window are kept.
+#[test]
+fn quiet_sources_are_forgotten_and_memory_shrinks() {
+    let mut rng = Rng::new([1; 32]);
+    let mut s = Sources::new(policy(4_096), [2; 16]);
+    for i in 0..4_000u32 {
+        let _ = s.admit(t(0), v4(i), 100, &mut rng);
+    }
+    let full = s.memory_usage();
+    let blocked = v4(10_000);
+    for _ in 0..51 {
+        let _ = s.admit(t(0), blocked, 100, &mut rng);
+    }
+    let verified = v4(10_001);
+    s.verify(t(0), verified, &mut rng);
+    // Idle, but not yet for FORGET_UNVERIFIED: a new source sweeps and keeps them all.
+    let _ = s.admit(t(19_000), v4(20_000), 100, &mut rng);
+    assert_eq!(s.len(), 4_003);
+    // A source we keep sending to (to its window) is not idle in the reflection sense.
+    let talked_to = v4(3);
+    s.note_sent(t(25_000), talked_to, 500);
+    // Past it (and past the next sweep time): the one-shot sources go.
+    let _ = s.admit(t(29_500), v4(20_001), 100, &mut rng);
+    assert_eq!(
+        s.len(),
+        5,
+        "blocked, verified, talked-to and the two newest"
+    );
+    assert!(
+        s.memory_usage() * 10 < full,
+        "{} of {full}",
+        s.memory_usage()
+    );
+    assert_eq!(s.admit(t(30_000), blocked, 100, &mut rng), Admit::Blocked);
+    assert_eq!(s.allowance(t(30_000), verified), u64::MAX);
+    // The talked-to source's window still counts the 500 bytes sent.
+    assert_eq!(s.allowance(t(30_000), talked_to), 4096 - 500);
+    // The verified source is forgotten once idle for FORGET_VERIFIED.
+    let later = FORGET_VERIFIED.as_millis() as u64 + 1_000;
+    let _ = s.admit(t(later), v4(20_002), 100, &mut rng);
+    assert_eq!(s.allowance(t(later), verified), 4096);
+    // A forgotten source comes back as a fresh entry, with its full burst.
+    for _ in 0..50 {
+        assert_eq!(s.admit(t(later), v4(7), 100, &mut rng), Admit::Yes);
+    }
+}
+
+/// Forgetting cannot be used to escape a block: the blocked source is kept however long it
+/// stays quiet, until the block ends.
+#[test]
+fn a_block_outlives_idleness() {
+    let mut rng = Rng::new([1; 32]);
+    let mut s = Sources::new(policy(16), [2; 16]);
+    let ip = v4(1);
+    for _ in 0..51 {
+        let _ = s.admit(t(0), ip, 100, &mut rng);
+    }
+    for k in 1..29u64 {
+        let _ = s.admit(t(k * 10_000), v4(100 + k as u32), 100, &mut rng);
+    }
+    assert_eq!(s.admit(t(290_000), ip, 100, &mut rng), Admit::Blocked);
+}
