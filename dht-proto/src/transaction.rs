@@ -96,6 +96,10 @@ pub(crate) enum Expired {
     Failed(Txn),
 }
 
+/// Slots kept when no transaction is open; more are given back (see
+/// [`Transactions::release_if_idle`]).
+const IDLE_SLOTS: usize = 16;
+
 #[derive(Debug)]
 pub(crate) struct Transactions {
     slots: Vec<Option<Txn>>,
@@ -183,7 +187,19 @@ impl Transactions {
         self.deadlines.remove(&(current_deadline(&txn), slot));
         self.free.push(slot);
         self.len -= 1;
+        self.release_if_idle();
         Some(txn)
+    }
+
+    /// With nothing open, gives back the slots a burst left behind (a late answer to a closed
+    /// transaction is still refused: its slot is either gone or holds another nonce).
+    fn release_if_idle(&mut self) {
+        if self.len == 0 && self.slots.len() > IDLE_SLOTS {
+            self.slots.clear();
+            self.free.clear();
+            self.slots.shrink_to(IDLE_SLOTS);
+            self.free.shrink_to(IDLE_SLOTS);
+        }
     }
 
     /// Closes every transaction of `query` (a cancelled or finished query), returning how many.
@@ -259,6 +275,7 @@ impl Transactions {
         let txn = self.slots.get_mut(usize::from(slot))?.take()?;
         self.free.push(slot);
         self.len -= 1;
+        self.release_if_idle();
         Some(Expired::Failed(txn))
     }
 }
@@ -333,6 +350,31 @@ mod tests {
         assert!(t.close(&a).is_none(), "closed once");
         assert_eq!(t.len(), 1);
         assert_eq!(t.next_deadline(), Some(now + Duration::from_secs(1)));
+    }
+
+    /// A burst's slots are given back once nothing is open, by answers and by timeouts
+    /// alike, and an answer that comes after that finds nothing.
+    #[test]
+    fn slots_are_given_back_when_idle() {
+        let mut t = Transactions::new(1_000);
+        let now = Instant::ZERO;
+        let tids: Vec<Tid> = (0..500).map(|i| t.open(txn(i + 1, now)).unwrap()).collect();
+        assert_eq!(t.slots.len(), 500);
+        for tid in &tids[1..] {
+            assert!(t.close(tid).is_some());
+        }
+        assert_eq!(t.slots.len(), 500, "one still open");
+        // The last one times out.
+        let late = now + Duration::from_secs(60);
+        while t.pop_expired(late).is_some() {}
+        assert_eq!(t.len(), 0);
+        assert!(t.slots.capacity() <= IDLE_SLOTS, "{}", t.slots.capacity());
+        // The slots are numbered from 0 again: an old id gets nothing, a new one works.
+        let fresh = t.open(txn(9_999, late)).unwrap();
+        for tid in &tids {
+            assert!(t.get(tid).is_none());
+        }
+        assert!(t.close(&fresh).is_some());
     }
 
     #[test]

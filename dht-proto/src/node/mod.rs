@@ -118,6 +118,8 @@ pub(crate) enum TransmitClass {
     Other,
 }
 
+/// A drained transmit queue with more room than this gives its memory back.
+const IDLE_TRANSMITS: usize = 16;
 /// Most distinct peers remembered per lookup for de-duplicating [`Event::PeersFound`].
 const MAX_SEEN_PEERS: usize = 4096;
 /// Reports of our external address kept for voting.
@@ -555,6 +557,7 @@ impl<V: Ed25519Verifier> Node<V> {
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         let _ = self.advance(now);
         if self.transmits.is_empty() {
+            self.release_transmits();
             return None;
         }
         let Some(buf) = buf.get_mut(..self.config.limits.max_datagram) else {
@@ -579,6 +582,14 @@ impl<V: Ed25519Verifier> Node<V> {
         None
     }
 
+    /// Gives back the memory of a drained transmit queue that a burst had grown (a node
+    /// refreshing all its buckets at once queues hundreds of requests, then idles for minutes).
+    fn release_transmits(&mut self) {
+        if self.transmits.capacity() > IDLE_TRANSMITS {
+            self.transmits.shrink_to_fit();
+        }
+    }
+
     /// Datagrams queued for [`Node::poll_transmit`].
     pub(crate) fn queued_transmits(&self) -> usize {
         self.transmits.len()
@@ -597,6 +608,7 @@ impl<V: Ed25519Verifier> Node<V> {
     ) -> Option<Transmit> {
         let _ = self.advance(now);
         if self.transmits.is_empty() {
+            self.release_transmits();
             return None;
         }
         let Some(buf) = buf.get_mut(..self.config.limits.max_datagram) else {

@@ -244,3 +244,41 @@ fn computed_reply_length_is_the_encoded_length() {
         );
     }
 }
+
+/// A burst of answers grows the transmit queue; once drained it gives the memory back (a
+/// node that answered a burst, or refreshed every bucket at once, must not keep the room for
+/// it for good).
+#[test]
+fn a_drained_queue_gives_its_memory_back() {
+    use crate::wire::krpc::{Body, Message, Ping, Query};
+    let now = Instant::from_secs(1);
+    let mut node = Node::new(Config::local_testing(seed(1)), now).unwrap();
+    let mut buf = [0u8; 1500];
+    let mut query = [0u8; 200];
+    for i in 0..300u32 {
+        let msg = Message {
+            transaction_id: b"aa",
+            version: None,
+            ip: None,
+            read_only: false,
+            body: Body::Query(Query::Ping(Ping {
+                id: Id::new([7; 20]),
+            })),
+        };
+        let n = msg.encode(&mut query).unwrap();
+        let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)), 6881);
+        let _ = node.handle_datagram(now, from, &query[..n]);
+    }
+    assert_eq!(node.pending_transmits(), 300);
+    assert!(node.transmits.capacity() >= 300);
+    let mut sent = 0;
+    while node.poll_transmit(now, &mut buf).is_some() {
+        sent += 1;
+    }
+    assert_eq!(sent, 300);
+    assert!(
+        node.transmits.capacity() <= IDLE_TRANSMITS,
+        "{}",
+        node.transmits.capacity()
+    );
+}
