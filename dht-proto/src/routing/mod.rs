@@ -78,7 +78,8 @@ pub use view::RoutingTableView;
 /// The routing-table part of [`Config`], so a [`RoutingTable`] can be built and tested alone.
 ///
 /// Out-of-range values are clamped by [`RoutingTable::new`]: sizes to `1..=64` (the replacement
-/// cache to `0..=64`, far buckets to at least `bucket_size`), `max_failures` to at least 1.
+/// cache to `0..=64`, far buckets to at least `bucket_size`), `max_failures` and
+/// `refreshes_at_once` to at least 1, `ping_timeout` and `refresh_stagger` to at least 1 ms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TableConfig {
@@ -99,6 +100,13 @@ pub struct TableConfig {
     pub max_failures: u8,
     /// A bucket unchanged for this long is due for a refresh (BEP 5: 15 minutes).
     pub refresh_interval: Duration,
+    /// Most buckets [`RoutingTable::refresh_targets`] returns at once (at least 1); other due
+    /// buckets wait, `refresh_stagger` apart per group of this many. A table whose buckets all
+    /// came due together (a node back from sleep, a table filled in one go) would otherwise
+    /// start a lookup for every bucket at the same instant.
+    pub refreshes_at_once: usize,
+    /// How far apart the groups of due buckets are refreshed (see `refreshes_at_once`).
+    pub refresh_stagger: Duration,
     /// Which remote addresses may enter the table.
     pub address_policy: AddressPolicy,
     /// An unverified entry gets a verification ping this long after it was added, unless it
@@ -123,6 +131,8 @@ impl TableConfig {
             questionable_after: c.questionable_after,
             max_failures: c.max_failures,
             refresh_interval: c.bucket_refresh_interval,
+            refreshes_at_once: REFRESHES_AT_ONCE,
+            refresh_stagger: REFRESH_STAGGER,
             address_policy: c.address_policy,
             verify_after: c.query_timeout.saturating_mul(2),
             ping_timeout: c.query_timeout.saturating_mul(2),
@@ -148,9 +158,16 @@ impl TableConfig {
         self.replacement_cache_size = self.replacement_cache_size.min(MAX_BUCKET_SIZE);
         self.max_failures = self.max_failures.max(1);
         self.ping_timeout = self.ping_timeout.max(Duration::from_millis(1));
+        self.refreshes_at_once = self.refreshes_at_once.max(1);
+        self.refresh_stagger = self.refresh_stagger.max(Duration::from_millis(1));
         self
     }
 }
+
+/// Default of [`TableConfig::refreshes_at_once`].
+pub const REFRESHES_AT_ONCE: usize = 2;
+/// Default of [`TableConfig::refresh_stagger`].
+pub const REFRESH_STAGGER: Duration = Duration::from_secs(5);
 
 impl Default for TableConfig {
     /// The table settings of [`Config::new`].
@@ -557,20 +574,41 @@ impl RoutingTable {
     ///
     /// A bucket returned here is not returned again until another interval passes; a change
     /// (an answer from an entry, a new entry) postpones its refresh by an interval as well.
+    /// At most [`refreshes_at_once`](TableConfig::refreshes_at_once) buckets are returned per
+    /// call, those due longest first (the farthest first among equals); the others are put off
+    /// by [`refresh_stagger`](TableConfig::refresh_stagger) per group of that many, so a table
+    /// whose buckets all came due together refreshes a few at a time.
     pub fn refresh_targets(&mut self, now: Instant, rng: &mut impl RngCore, out: &mut Vec<Id>) {
         if self.deadline > now {
             return;
         }
         let interval = self.config.refresh_interval;
-        for bucket in &mut self.buckets {
-            if now >= bucket.next_refresh {
-                bucket.stale = true;
+        let at_once = self.config.refreshes_at_once.max(1);
+        let stagger = self.config.refresh_stagger;
+        // Due buckets, longest due first: (due since, index). At most one per bucket.
+        let mut due: Vec<(Instant, usize)> = self
+            .buckets
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| now >= b.next_refresh)
+            .map(|(i, b)| (b.next_refresh, i))
+            .collect();
+        due.sort_unstable();
+        for (rank, (_, i)) in due.into_iter().enumerate() {
+            let Some(bucket) = self.buckets.get_mut(i) else {
+                continue;
+            };
+            bucket.stale = true;
+            let group = u32::try_from(rank / at_once).unwrap_or(u32::MAX);
+            if group == 0 {
                 out.push(Id::random_with_prefix(
                     &bucket.prefix,
                     bucket.prefix_len,
                     rng,
                 ));
                 bucket.next_refresh = now.saturating_add(interval);
+            } else {
+                bucket.next_refresh = now.saturating_add(stagger.saturating_mul(group));
             }
         }
         self.sync_deadlines();

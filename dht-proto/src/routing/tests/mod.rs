@@ -808,9 +808,11 @@ fn unverified_entries_get_one_verification_ping() {
 fn refresh_targets_fall_inside_stale_buckets() {
     let mut rng = TestRng(14);
     let own = Id::random(&mut rng);
-    // No replacement caches, so waiting nodes do not ask for pings when entries age.
+    // No replacement caches, so waiting nodes do not ask for pings when entries age; every
+    // due bucket at once (staggering has its own test).
     let config = TableConfig {
         replacement_cache_size: 0,
+        refreshes_at_once: 64,
         ..plain()
     };
     let mut table = RoutingTable::new(own, config, t(0));
@@ -864,6 +866,66 @@ fn refresh_targets_fall_inside_stale_buckets() {
     targets.clear();
     table.refresh_targets(t(30 * 60), &mut rng, &mut targets);
     assert_eq!(targets.len(), 5);
+}
+
+/// Buckets that all came due together are refreshed `refreshes_at_once` at a time,
+/// `refresh_stagger` apart, each once; a bucket that changes meanwhile is not refreshed.
+#[test]
+fn due_buckets_are_refreshed_a_few_at_a_time() {
+    let mut rng = TestRng(16);
+    let own = Id::random(&mut rng);
+    let config = TableConfig {
+        replacement_cache_size: 0,
+        ..plain()
+    };
+    assert_eq!(config.refreshes_at_once, 2);
+    assert_eq!(config.refresh_stagger, Duration::from_secs(5));
+    let mut table = RoutingTable::new(own, config, t(0));
+    let mut n = 0;
+    for depth in 0..7 {
+        for _ in 0..9 {
+            let _ = table.on_response(t(0), id_at(&own, depth, &mut rng), addr(n), RTT);
+            n += 1;
+        }
+    }
+    let buckets = table.buckets().len();
+    assert_eq!(buckets, 8);
+    let due = t(15 * 60);
+    let mut targets = Vec::new();
+    table.refresh_targets(due, &mut rng, &mut targets);
+    let depth = |id: &Id| own.common_prefix_len(id).min(buckets - 1);
+    assert_eq!(targets.iter().map(depth).collect::<Vec<_>>(), [0, 1]);
+    // The next two, 5 s later, not before.
+    assert_eq!(table.next_deadline(), Some(due + Duration::from_secs(5)));
+    targets.clear();
+    table.refresh_targets(due + Duration::from_secs(4), &mut rng, &mut targets);
+    assert_eq!(targets, []);
+    // Bucket 3 hears from an entry meanwhile: it is not due any more.
+    let in_three = table
+        .buckets()
+        .nth(3)
+        .unwrap()
+        .entries()
+        .next()
+        .unwrap()
+        .clone();
+    let _ = table.on_response(
+        due + Duration::from_secs(4),
+        in_three.id(),
+        in_three.addr(),
+        RTT,
+    );
+    let mut seen = Vec::new();
+    let mut now = due;
+    for _ in 0..10 {
+        now += Duration::from_secs(5);
+        targets.clear();
+        table.refresh_targets(now, &mut rng, &mut targets);
+        assert!(targets.len() <= 2);
+        seen.extend(targets.iter().map(depth));
+    }
+    assert_eq!(seen, [2, 4, 5, 6, 7]);
+    assert!(table.next_deadline().unwrap() > now);
 }
 
 #[test]
