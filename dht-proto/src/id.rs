@@ -80,6 +80,14 @@ impl Id {
         (a_high ^ b_high, a_low ^ b_low)
     }
 
+    /// The first 64 bits of the id as an integer: XORed with another id's, the first 64 bits
+    /// of their distance, which order most pairs of distances on their own.
+    pub(crate) fn prefix_u64(&self) -> u64 {
+        self.0
+            .first_chunk::<8>()
+            .map_or(0, |h| u64::from_be_bytes(*h))
+    }
+
     /// Bit `index` (0 = most significant) of the id; `false` beyond bit 159.
     pub fn bit(&self, index: usize) -> bool {
         match self.0.get(index / 8) {
