@@ -43,6 +43,32 @@ fn siphash24_reference_vectors() {
 }
 
 #[test]
+fn siphash24_one_shot_equals_streaming() {
+    let (k0, k1) = reference_key();
+    let message: [u8; 16] = core::array::from_fn(|i| i as u8);
+    for (n, expected) in SIPHASH24_VECTORS.iter().enumerate() {
+        assert_eq!(
+            SipHasher::<2, 4>::hash(k0, k1, &message[..n]),
+            *expected,
+            "length {n}"
+        );
+    }
+    let mut rng = Rng::new([5; 32]);
+    for len in [17usize, 24, 31, 100] {
+        let mut data = std::vec![0u8; len];
+        rng.fill_bytes(&mut data);
+        let (k0, k1) = (rng.next_u64(), rng.next_u64());
+        let mut streaming = SipHasher::<2, 4>::new(k0, k1);
+        streaming.write(&data);
+        assert_eq!(
+            SipHasher::<2, 4>::hash(k0, k1, &data),
+            streaming.finish(),
+            "length {len}"
+        );
+    }
+}
+
+#[test]
 fn siphash24_split_writes_equal_one_write() {
     let (k0, k1) = reference_key();
     let message: [u8; 16] = core::array::from_fn(|i| i as u8);
