@@ -11,7 +11,7 @@ use crate::bep44::Ed25519Verifier;
 use crate::error::DropReason;
 use crate::event::Event;
 use crate::id::Id;
-use crate::node::out::{Out, OutBody, OutItem, OutResponse};
+use crate::node::out::{CompactNodes, Out, OutBody, OutItem, OutResponse};
 use crate::routing::{Entry, InsertOutcome};
 use crate::server::items::{Item, MutablePut, PutError};
 use crate::server::peers::{Family, Selection};
@@ -19,7 +19,6 @@ use crate::small::SmallBytes;
 use crate::stats::MethodKind;
 use crate::time::Instant;
 use crate::wire::bencode::DecodeLimits;
-use crate::wire::compact::NodeInfo;
 use crate::wire::krpc::{Message, Query, Want, error_code, peek_transaction};
 
 /// Nodes returned per address family (BEP 5: the 8 closest).
@@ -321,18 +320,27 @@ impl<V: Ed25519Verifier> Node<V> {
     /// The `n` closest entries for a reply: those that have answered us first (BEP 5 hands out
     /// good nodes; a node that only queried us could be made up to poison others' lookups),
     /// topped up with unverified ones only when too few have answered, as on a young table.
-    pub(crate) fn closest_nodes(&self, fam: usize, target: &Id, n: usize, out: &mut Vec<NodeInfo>) {
+    pub(crate) fn closest_nodes<const V6: bool>(
+        &self,
+        fam: usize,
+        target: &Id,
+        n: usize,
+        out: &mut CompactNodes<V6>,
+    ) {
         let table = self.table(fam);
         let config = table.config();
         out.reserve(n);
-        let push = |out: &mut Vec<NodeInfo>, e: &Entry| out.push(NodeInfo::new(e.id(), e.addr()));
-        let before = out.len();
+        let mut found = 0;
         let verified = |e: &Entry| e.is_verified() && !e.is_bad(config);
-        table.walk_closest(target, n, verified, |e| push(out, e));
-        let found = out.len() - before;
+        table.walk_closest(target, n, verified, |e| {
+            out.push(&e.id(), &e.addr());
+            found += 1;
+        });
         if found < n {
             let unverified = |e: &Entry| !e.is_verified() && !e.is_bad(config);
-            table.walk_closest(target, n - found, unverified, |e| push(out, e));
+            table.walk_closest(target, n - found, unverified, |e| {
+                out.push(&e.id(), &e.addr());
+            });
         }
     }
 
