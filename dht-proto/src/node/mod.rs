@@ -49,7 +49,7 @@ use crate::estimate::{SizeEstimate, SizeEstimator};
 use crate::event::{CommandKind, CustomHandle, Event, QueryId, QueryMetrics};
 use crate::id::Id;
 use crate::lookup::Lookup;
-use crate::rng::Rng;
+use crate::rng::{ReplyRng, Rng};
 use crate::routing::{InsertOutcome, RoutingTable, RoutingTableView, TableConfig};
 use crate::server::items::ItemStore;
 use crate::server::peers::PeerStore;
@@ -196,6 +196,8 @@ pub struct Node<V = NoVerifier> {
     pub(crate) id: Id,
     pub(crate) now: Instant,
     pub(crate) rng: Rng,
+    /// Per-reply choices (peers in `get_peers` replies, BEP 51 samples).
+    pub(crate) choices: ReplyRng,
     pub(crate) tables: [RoutingTable; 2],
     pub(crate) tokens: Tokens,
     pub(crate) token_rotate_at: Instant,
@@ -286,6 +288,7 @@ impl<V: Ed25519Verifier> Node<V> {
         let mut guard_key = [0u8; 16];
         rng.fill_bytes(&mut guard_key);
         let guard = guard::Guard::new(&config, now, guard_key);
+        let choices = ReplyRng::new(config.seed);
         Ok(Self {
             guard,
             token_rotate_at: now + config.token_rotation,
@@ -295,6 +298,7 @@ impl<V: Ed25519Verifier> Node<V> {
             id,
             now,
             rng,
+            choices,
             tables,
             tokens,
             peers,

@@ -154,7 +154,7 @@ impl<V: Ed25519Verifier> Node<V> {
                         now,
                         &g.info_hash,
                         selection,
-                        &mut self.rng,
+                        &mut self.choices,
                         &mut body.values,
                     );
                 }
@@ -184,7 +184,8 @@ impl<V: Ed25519Verifier> Node<V> {
                 // Room for the samples' bytes beside their length prefix (at most `9999:`).
                 let max_samples = self.reply_room(from, &tid, &body).saturating_sub(4) / 20;
                 let mut samples = Vec::new();
-                self.peers.sample(&mut self.rng, max_samples, &mut samples);
+                self.peers
+                    .sample(&mut self.choices, max_samples, &mut samples);
                 body.samples = Some(samples);
                 self.queue_response(from, tid, body)
             }

@@ -345,3 +345,25 @@ fn streams_of_one_seed_are_distinct_sha1_counter_streams() {
     let zero = draw(SeededRng::new(seed));
     assert!(!zero.windows(8).any(|w| one.windows(8).any(|v| v == w)));
 }
+
+/// The per-reply generator is a function of the seed alone, differs between seeds, does not
+/// repeat its outputs, and its key comes from a stream of its own (the node's stream 0 is not
+/// consumed by it).
+#[test]
+fn reply_rng_is_keyed_by_the_seed_and_leaves_the_main_stream_alone() {
+    let draw = |seed: [u8; 32]| -> std::vec::Vec<u64> {
+        let mut r = ReplyRng::new(seed);
+        (0..64).map(|_| r.next_u64()).collect()
+    };
+    let a = draw([1; 32]);
+    assert_eq!(a, draw([1; 32]));
+    assert_ne!(a, draw([2; 32]));
+    let mut sorted = a.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), a.len());
+    // Its key is not the start of the node's own stream.
+    let mut main = Rng::new([1; 32]);
+    let r = ReplyRng::new([1; 32]);
+    assert_ne!((r.k0, r.k1), (main.next_u64(), main.next_u64()));
+}
