@@ -443,18 +443,23 @@ impl RoutingTable {
                         || (*p == prefix
                             && e.id.distance_key(target) < entry.id.distance_key(target))
                 };
-                if best.len() == wanted && best.last().is_none_or(nearer) {
+                if best.len() == wanted {
+                    // Full: the entry replaces the farthest kept one if it is nearer.
+                    match best.last_mut() {
+                        Some(last) if !nearer(last) => *last = (prefix, entry),
+                        _ => continue,
+                    }
+                } else if best.push((prefix, entry)).is_err() {
+                    // `wanted` is at most the capacity: unreachable.
                     continue;
                 }
-                let mut pos = best.len();
+                // Then it moves down to its place (swaps, not a memmove call for a few
+                // 16-byte elements).
+                let mut pos = best.len() - 1;
                 while pos > 0 && best.get(pos - 1).is_some_and(|b| !nearer(b)) {
+                    best.swap(pos - 1, pos);
                     pos -= 1;
                 }
-                if best.len() == wanted {
-                    best.pop();
-                }
-                // Room was made above (`wanted` is at most the capacity).
-                let _ = best.insert(pos, (prefix, entry));
             }
             for &(_, entry) in &best {
                 emit(entry);
