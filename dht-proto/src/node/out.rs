@@ -637,7 +637,14 @@ fn int_len(v: i64) -> usize {
 
 /// Decimal digits of `n`.
 fn decimal_len(n: u64) -> usize {
-    n.checked_ilog10().map_or(1, |d| d as usize + 1)
+    // Lengths in a reply are short: a few comparisons rather than a logarithm.
+    match n {
+        0..=9 => 1,
+        10..=99 => 2,
+        100..=999 => 3,
+        1000..=9999 => 4,
+        _ => n.checked_ilog10().map_or(1, |d| d as usize + 1),
+    }
 }
 
 /// `dict` (a bencoded dictionary) with `id` set to `id`, keys in canonical order; `None` if
