@@ -74,6 +74,7 @@ impl Id {
 
     /// The XOR distance to `other` as two integers (its first 128 bits and its last 32), which
     /// order as the [`Distance`]s do and compare in two instructions rather than twenty.
+    #[inline]
     pub(crate) fn distance_key(&self, other: &Self) -> (u128, u32) {
         let (a_high, a_low) = words(&self.0);
         let (b_high, b_low) = words(&other.0);
@@ -82,6 +83,7 @@ impl Id {
 
     /// The first 64 bits of the id as an integer: XORed with another id's, the first 64 bits
     /// of their distance, which order most pairs of distances on their own.
+    #[inline]
     pub(crate) fn prefix_u64(&self) -> u64 {
         self.0
             .first_chunk::<8>()
