@@ -185,6 +185,9 @@ pub(crate) struct PendingCustom {
     pub(crate) expires: Instant,
 }
 
+/// Most emptied reply buffers kept for reuse (see [`Node::spare_nodes`]).
+const SPARE_BUFFERS: usize = 8;
+
 /// A BitTorrent mainline DHT node: the whole protocol state, driven by the caller.
 ///
 /// Every method takes `now`; nothing reads a clock. Time may repeat; if it goes backwards the
@@ -212,6 +215,9 @@ pub struct Node<V = NoVerifier> {
     /// The serial number of the next command ([`QueryId`]s are never reused).
     pub(crate) next_query: u64,
     pub(crate) transmits: VecDeque<Out>,
+    /// Emptied `nodes` buffers of sent replies, reused by the next replies instead of
+    /// allocating one per reply (at most [`SPARE_BUFFERS`]).
+    pub(crate) spare_nodes: Vec<Vec<u8>>,
     pub(crate) events: VecDeque<Event>,
     pub(crate) events_lost: u64,
     pub(crate) stats: Stats,
@@ -308,6 +314,7 @@ impl<V: Ed25519Verifier> Node<V> {
             query_count: 0,
             next_query: 1,
             transmits: VecDeque::new(),
+            spare_nodes: Vec::new(),
             events: VecDeque::new(),
             events_lost: 0,
             stats: Stats::default(),
@@ -567,11 +574,12 @@ impl<V: Ed25519Verifier> Node<V> {
             return None;
         };
         let sender = self.sender();
-        while let Some(out) = self.transmits.pop_front() {
+        while let Some(mut out) = self.transmits.pop_front() {
             match out.encode(&sender, buf) {
                 Some(len) => {
                     self.stats.datagrams_sent = self.stats.datagrams_sent.saturating_add(1);
                     self.stats.bytes_sent = self.stats.bytes_sent.saturating_add(len as u64);
+                    self.recycle(&mut out);
                     return Some(Transmit { to: out.to, len });
                 }
                 None => {
@@ -581,6 +589,16 @@ impl<V: Ed25519Verifier> Node<V> {
             }
         }
         None
+    }
+
+    /// Keeps the `nodes` buffer of a sent reply for the next reply.
+    fn recycle(&mut self, out: &mut Out) {
+        if let out::OutBody::Response(r) = &mut out.body {
+            if r.nodes.capacity() > 0 && self.spare_nodes.len() < SPARE_BUFFERS {
+                self.spare_nodes
+                    .push(core::mem::take(&mut r.nodes).into_buffer());
+            }
+        }
     }
 
     /// Datagrams queued for [`Node::poll_transmit`].

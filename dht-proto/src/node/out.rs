@@ -282,6 +282,22 @@ impl<const V6: bool> CompactNodes<V6> {
         }
     }
 
+    /// An empty list writing into `buffer` (emptied first), to reuse its allocation.
+    pub(crate) fn with_buffer(mut buffer: Vec<u8>) -> Self {
+        buffer.clear();
+        Self { bytes: buffer }
+    }
+
+    /// The list's buffer, to reuse.
+    pub(crate) fn into_buffer(self) -> Vec<u8> {
+        self.bytes
+    }
+
+    /// Bytes the buffer holds without growing.
+    pub(crate) fn capacity(&self) -> usize {
+        self.bytes.capacity()
+    }
+
     /// Room for `n` more contacts.
     pub(crate) fn reserve(&mut self, n: usize) {
         self.bytes.reserve(n.saturating_mul(Self::SIZE));

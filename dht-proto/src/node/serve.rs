@@ -311,6 +311,9 @@ impl<V: Ed25519Verifier> Node<V> {
         };
         body.families = (v4, v6 && self.config.ipv6);
         if v4 {
+            if let Some(buffer) = self.spare_nodes.pop() {
+                body.nodes = CompactNodes::with_buffer(buffer);
+            }
             self.closest_nodes(0, target, NODES_PER_REPLY, &mut body.nodes);
         }
         if v6 && self.config.ipv6 {
