@@ -438,3 +438,74 @@ fn replies_written_into_reused_buffers_hold_only_their_own_contacts() {
         assert!(node.poll_transmit(now, &mut buf).is_none());
     }
 }
+
+/// The statistics' kind of a query from its variant is the kind of its method name.
+#[test]
+fn method_kind_from_the_variant_matches_the_name() {
+    use crate::stats::MethodKind;
+    use crate::wire::krpc::{Custom, SampleInfohashes};
+    let token = [1u8; 8];
+    let custom_args = crate::wire::bencode::Dict::from_validated(b"de");
+    let queries = [
+        Query::Ping(Ping { id: id(1) }),
+        Query::FindNode(FindNode {
+            id: id(1),
+            target: id(2),
+            want: None,
+        }),
+        Query::GetPeers(GetPeers {
+            id: id(1),
+            info_hash: id(2),
+            want: None,
+            noseed: false,
+            scrape: false,
+        }),
+        Query::AnnouncePeer(AnnouncePeer {
+            id: id(1),
+            info_hash: id(2),
+            port: 1,
+            implied_port: false,
+            token: &token,
+            seed: false,
+        }),
+        Query::SampleInfohashes(SampleInfohashes {
+            id: id(1),
+            target: id(2),
+            want: None,
+        }),
+        Query::Get(Get {
+            id: id(1),
+            target: id(2),
+            seq: None,
+            want: None,
+        }),
+        Query::Put(Put {
+            id: id(1),
+            token: &token,
+            value: b"1:x",
+            key: None,
+            signature: None,
+            seq: None,
+            cas: None,
+            salt: None,
+        }),
+        Query::Custom(Custom {
+            method: b"vote",
+            args: custom_args,
+            id: None,
+        }),
+        Query::Custom(Custom {
+            method: b"ping",
+            args: custom_args,
+            id: None,
+        }),
+    ];
+    for q in &queries {
+        assert_eq!(
+            super::serve::method_kind(q),
+            MethodKind::from_name(q.method()),
+            "{:?}",
+            q.method()
+        );
+    }
+}

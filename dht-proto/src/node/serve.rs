@@ -54,7 +54,7 @@ impl<V: Ed25519Verifier> Node<V> {
         msg: &Message<'_>,
         q: &Query<'_>,
     ) -> Disposition {
-        let method = MethodKind::from_name(q.method());
+        let method = method_kind(q);
         self.stats.queries_received.bump(method);
         if self.config.read_only {
             return self.dropped(DropReason::ReadOnly);
@@ -88,12 +88,14 @@ impl<V: Ed25519Verifier> Node<V> {
             if !msg.read_only && self.admits_id(&id, &from) {
                 let fam = family(&from);
                 let outcome = self.table_mut(fam).on_query(now, id, from);
-                let splittable = self
-                    .table(fam)
-                    .bucket_of(&id)
-                    .is_some_and(|b| b.covers(&self.id));
+                // Whether the bucket is our own is asked only of a cached querier.
+                let splittable = || {
+                    self.table(fam)
+                        .bucket_of(&id)
+                        .is_some_and(|b| b.covers(&self.id))
+                };
                 if outcome == InsertOutcome::Cached
-                    && splittable
+                    && splittable()
                     && self.in_flight() < self.config.limits.max_in_flight / 2
                     && !self.split_pings.contains(&from)
                     && self.may_ping_for_query(now)
@@ -459,3 +461,17 @@ impl<V: Ed25519Verifier> Node<V> {
 
 /// BEP 51 `interval`: seconds before the same node should be asked for samples again.
 const SAMPLE_INTERVAL_SECS: i64 = 300;
+
+/// The kind of `q` for the statistics, from its variant (a custom query by its name).
+pub(crate) fn method_kind(q: &Query<'_>) -> MethodKind {
+    match q {
+        Query::Ping(_) => MethodKind::Ping,
+        Query::FindNode(_) => MethodKind::FindNode,
+        Query::GetPeers(_) => MethodKind::GetPeers,
+        Query::AnnouncePeer(_) => MethodKind::AnnouncePeer,
+        Query::Get(_) => MethodKind::Get,
+        Query::Put(_) => MethodKind::Put,
+        Query::SampleInfohashes(_) => MethodKind::SampleInfohashes,
+        Query::Custom(c) => MethodKind::from_name(c.method),
+    }
+}
