@@ -442,6 +442,7 @@ fn replies_written_into_reused_buffers_hold_only_their_own_contacts() {
 /// The statistics' kind of a query from its variant is the kind of its method name.
 #[test]
 fn method_kind_from_the_variant_matches_the_name() {
+    use crate::node::serve::method_kind;
     use crate::stats::MethodKind;
     use crate::wire::krpc::{Custom, SampleInfohashes};
     let token = [1u8; 8];
@@ -502,7 +503,7 @@ fn method_kind_from_the_variant_matches_the_name() {
     ];
     for q in &queries {
         assert_eq!(
-            super::serve::method_kind(q),
+            method_kind(q),
             MethodKind::from_name(q.method()),
             "{:?}",
             q.method()

@@ -162,7 +162,6 @@ fn computed_reply_length_is_the_encoded_length() {
     use crate::server::bloom::Bloom;
     use crate::server::tokens::Tokens;
     use crate::test_rng::TestRng;
-    use crate::wire::compact::NodeInfo;
     use alloc::boxed::Box;
     use alloc::format;
     use core::net::SocketAddr;
