@@ -271,9 +271,31 @@ impl Sources {
 
     /// Bytes we may still send to `ip` now under the reflection rule (`u64::MAX` when it is
     /// verified).
+    #[cfg(test)]
     pub(crate) fn allowance(&mut self, now: Instant, ip: IpAddr) -> u64 {
+        let slot = self.slot(ip);
+        self.allowance_at(now, slot)
+    }
+
+    /// Records `len` bytes sent to `ip` (no entry is made for a source not tracked).
+    #[cfg(test)]
+    pub(crate) fn note_sent(&mut self, now: Instant, ip: IpAddr, len: usize) {
+        let slot = self.slot(ip);
+        self.note_sent_at(now, slot, len);
+    }
+
+    /// The slot of the entry of `ip`, `None` when it is not tracked: looked up once for both
+    /// [`Sources::allowance_at`] and [`Sources::note_sent_at`] of a reply.
+    pub(crate) fn slot(&mut self, ip: IpAddr) -> Option<usize> {
+        self.find(source_key(ip))
+    }
+
+    /// Bytes we may still send now under the reflection rule to the source in `slot` (from
+    /// [`Sources::slot`], with no entry added or evicted since); `u64::MAX` when it is
+    /// verified.
+    pub(crate) fn allowance_at(&mut self, now: Instant, slot: Option<usize>) -> u64 {
         let policy = self.policy;
-        let Some(s) = self.get_mut(ip) else {
+        let Some(s) = slot.and_then(|i| self.entries.get_mut(i)) else {
             return policy.burst_bytes;
         };
         if s.verified {
@@ -287,17 +309,12 @@ impl Sources {
             .saturating_sub(bytes_out)
     }
 
-    /// Records `len` bytes sent to `ip` (no entry is made for a source not tracked).
-    pub(crate) fn note_sent(&mut self, now: Instant, ip: IpAddr, len: usize) {
-        if let Some(s) = self.get_mut(ip) {
+    /// Records `len` bytes sent to the source in `slot` (as for [`Sources::allowance_at`]).
+    pub(crate) fn note_sent_at(&mut self, now: Instant, slot: Option<usize>, len: usize) {
+        if let Some(s) = slot.and_then(|i| self.entries.get_mut(i)) {
             s.windows.roll(now);
             s.windows.out_cur = s.windows.out_cur.saturating_add(len as u64);
         }
-    }
-
-    fn get_mut(&mut self, ip: IpAddr) -> Option<&mut Source> {
-        let i = self.find(source_key(ip))?;
-        self.entries.get_mut(i)
     }
 
     /// The slot of `key`. An entry holds its key, and a key has one slot, so the slot of the

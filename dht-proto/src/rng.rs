@@ -36,6 +36,9 @@ const BLOCK_LEN: usize = 20;
 /// Stream byte of [`SeededRng::new`]: the node's generator (and the crawler driver's).
 const STREAM_NODE: u8 = 0x00;
 
+/// Stream byte of the key of [`ReplyRng`].
+const STREAM_REPLIES: u8 = 0x02;
+
 /// A deterministic generator from a 32-byte seed: SHA-1 in counter mode (block `i` of stream
 /// `s` is `SHA-1(seed ‖ s ‖ i)`), the generator the node draws its transaction ids and token
 /// secrets from.
@@ -73,7 +76,7 @@ impl SeededRng {
     /// Stream `stream` of `seed`. Streams never overlap and none tells anything about another
     /// (every block is the output of a pseudo-random function on a distinct input of the same
     /// length). In use: 0 ([`SeededRng::new`]), 1 (the fresh ids of `dht-std`'s crawler, public
-    /// and drawn from the crawler's seed).
+    /// and drawn from the crawler's seed), 2 (the key of the node's per-reply choices).
     #[must_use]
     pub fn with_stream(seed: [u8; 32], stream: u8) -> Self {
         Self {
@@ -214,6 +217,56 @@ pub(crate) fn fill_by_words(dst: &mut [u8], mut next: impl FnMut() -> u64) {
     }
 }
 
+/// The source of a node's per-reply choices (which stored peers a `get_peers` reply carries,
+/// which info-hashes a BEP 51 sample): output `i` is SipHash-2-4 of the counter `i` under a
+/// 128-bit key drawn once from the seed's own stream, so the node's main generator is not
+/// touched. SipHash is a keyed pseudo-random function: without the key, the choices seen in
+/// earlier replies tell nothing about the next ones. One hash (about a hundred instructions)
+/// per reply, where drawing the seed of a reply's [`ChoiceRng`] from the node's SHA-1
+/// generator cost a SHA-1 block every two or three replies.
+#[derive(Clone)]
+pub(crate) struct ReplyRng {
+    k0: u64,
+    k1: u64,
+    counter: u64,
+}
+
+impl ReplyRng {
+    /// The generator of the node with `seed`.
+    pub(crate) fn new(seed: [u8; 32]) -> Self {
+        let mut keys = SeededRng::with_stream(seed, STREAM_REPLIES);
+        Self {
+            k0: keys.next_u64(),
+            k1: keys.next_u64(),
+            counter: 0,
+        }
+    }
+}
+
+impl RngCore for ReplyRng {
+    fn next_u32(&mut self) -> u32 {
+        // The high half of a 64-bit output.
+        u32::try_from(self.next_u64() >> 32).unwrap_or(0)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        let out = SipHasher::<2, 4>::hash(self.k0, self.k1, &self.counter.to_le_bytes());
+        self.counter = self.counter.wrapping_add(1);
+        out
+    }
+
+    fn fill_bytes(&mut self, dst: &mut [u8]) {
+        fill_by_words(dst, || self.next_u64());
+    }
+}
+
+impl fmt::Debug for ReplyRng {
+    /// Never shows the key.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReplyRng").finish_non_exhaustive()
+    }
+}
+
 impl fmt::Debug for ChoiceRng {
     /// Never shows the state.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -283,6 +336,24 @@ impl<const C: usize, const D: usize> SipHasher<C, D> {
             tail: 0,
             pending: 0,
         }
+    }
+
+    /// The hash of `bytes` in one go: what `write(bytes)` then `finish()` give, without the
+    /// streaming state's byte-by-byte bookkeeping (tokens hash 5 or 17 bytes per query).
+    pub(crate) fn hash(k0: u64, k1: u64, bytes: &[u8]) -> u64 {
+        let mut h = Self::new(k0, k1);
+        let mut words = bytes.chunks_exact(8);
+        for chunk in &mut words {
+            h.compress(u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8])));
+        }
+        let mut tail = [0u8; 8];
+        let rest = words.remainder();
+        if let Some(head) = tail.get_mut(..rest.len()) {
+            head.copy_from_slice(rest);
+        }
+        h.length = bytes.len() as u64;
+        h.tail = u64::from_le_bytes(tail);
+        h.finish()
     }
 
     fn round(&mut self) {

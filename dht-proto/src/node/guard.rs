@@ -68,7 +68,10 @@ impl<V: Ed25519Verifier> Node<V> {
         to: SocketAddr,
         len: usize,
     ) -> Result<(), DropReason> {
-        if self.guard.sources.allowance(now, to.ip()) < len as u64 {
+        // One look-up of the source for the check and the charge (nothing in between adds
+        // or evicts a source).
+        let slot = self.guard.sources.slot(to.ip());
+        if self.guard.sources.allowance_at(now, slot) < len as u64 {
             return Err(DropReason::Reflection);
         }
         if let Some(rate) = self.config.limits.upload_rate {
@@ -78,7 +81,7 @@ impl<V: Ed25519Verifier> Node<V> {
                 return Err(DropReason::UploadBudget);
             }
         }
-        self.guard.sources.note_sent(now, to.ip(), len);
+        self.guard.sources.note_sent_at(now, slot, len);
         Ok(())
     }
 

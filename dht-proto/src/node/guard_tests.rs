@@ -396,3 +396,117 @@ fn the_source_table_stays_at_its_cap() {
     }
     assert_eq!(n.tracked_sources(), 500);
 }
+
+/// Replies reuse the buffers of sent ones: each carries exactly the contacts closest to its own
+/// target, nothing left over from the reply before.
+#[test]
+fn replies_written_into_reused_buffers_hold_only_their_own_contacts() {
+    let mut node = node(|l| {
+        l.source_rate = None;
+        l.reflection_burst = 1 << 30;
+    });
+    let now = Instant::from_secs(1);
+    for i in 0..60 {
+        let _ = node.add_node(now, ip(20, i), Some(id(1000 + i * 7919)));
+    }
+    let mut buf = [0u8; 1500];
+    while node.poll_transmit(now, &mut buf).is_some() {}
+    let from = ip(30, 1);
+    let mut expected = Vec::new();
+    for round in 0..30u32 {
+        let target = id(round.wrapping_mul(0x9e37_79b9));
+        let _ = node.handle_datagram(
+            now,
+            from,
+            &q(Query::FindNode(FindNode {
+                id: id(7),
+                target,
+                want: None,
+            })),
+        );
+        let t = node.poll_transmit(now, &mut buf).expect("a reply");
+        let Body::Response(r) = Message::decode(&buf[..t.len], &Default::default())
+            .unwrap()
+            .body
+        else {
+            panic!("not a response");
+        };
+        let got: Vec<Id> = r.nodes.unwrap().iter().map(|n| n.id).collect();
+        node.routing_table().closest(&target, 8, &mut expected);
+        let want: Vec<Id> = expected.iter().map(|(id, _)| *id).collect();
+        assert_eq!(got, want, "round {round}");
+        assert!(node.poll_transmit(now, &mut buf).is_none());
+    }
+}
+
+/// The statistics' kind of a query from its variant is the kind of its method name.
+#[test]
+fn method_kind_from_the_variant_matches_the_name() {
+    use crate::node::serve::method_kind;
+    use crate::stats::MethodKind;
+    use crate::wire::krpc::{Custom, SampleInfohashes};
+    let token = [1u8; 8];
+    let custom_args = crate::wire::bencode::Dict::from_validated(b"de");
+    let queries = [
+        Query::Ping(Ping { id: id(1) }),
+        Query::FindNode(FindNode {
+            id: id(1),
+            target: id(2),
+            want: None,
+        }),
+        Query::GetPeers(GetPeers {
+            id: id(1),
+            info_hash: id(2),
+            want: None,
+            noseed: false,
+            scrape: false,
+        }),
+        Query::AnnouncePeer(AnnouncePeer {
+            id: id(1),
+            info_hash: id(2),
+            port: 1,
+            implied_port: false,
+            token: &token,
+            seed: false,
+        }),
+        Query::SampleInfohashes(SampleInfohashes {
+            id: id(1),
+            target: id(2),
+            want: None,
+        }),
+        Query::Get(Get {
+            id: id(1),
+            target: id(2),
+            seq: None,
+            want: None,
+        }),
+        Query::Put(Put {
+            id: id(1),
+            token: &token,
+            value: b"1:x",
+            key: None,
+            signature: None,
+            seq: None,
+            cas: None,
+            salt: None,
+        }),
+        Query::Custom(Custom {
+            method: b"vote",
+            args: custom_args,
+            id: None,
+        }),
+        Query::Custom(Custom {
+            method: b"ping",
+            args: custom_args,
+            id: None,
+        }),
+    ];
+    for q in &queries {
+        assert_eq!(
+            method_kind(q),
+            MethodKind::from_name(q.method()),
+            "{:?}",
+            q.method()
+        );
+    }
+}

@@ -26,17 +26,20 @@ impl<V: Ed25519Verifier> Node<V> {
             return self.dropped(DropReason::AddressRejected);
         }
         let limits = self.config.limits.decode;
-        let Ok(msg) = Message::decode(data, &limits) else {
+        // Matched in place: the decoded message is large, and moving it out of the `Result`
+        // is a copy.
+        let decoded = Message::decode(data, &limits);
+        let Ok(msg) = &decoded else {
             self.reply_malformed(now, from, data, &limits);
             return self.dropped(DropReason::Malformed);
         };
         match &msg.body {
             Body::Query(q) => match self.admit_query(now, from, data.len()) {
-                Ok(()) => self.on_query(now, from, &msg, q),
+                Ok(()) => self.on_query(now, from, msg, q),
                 Err(reason) => self.dropped(reason),
             },
-            Body::Response(r) => self.on_response(now, from, &msg, r, data),
-            Body::Error(e) => self.on_error_message(now, from, &msg, e),
+            Body::Response(r) => self.on_response(now, from, msg, r, data),
+            Body::Error(e) => self.on_error_message(now, from, msg, e),
         }
     }
 

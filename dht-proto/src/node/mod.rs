@@ -49,7 +49,7 @@ use crate::estimate::{SizeEstimate, SizeEstimator};
 use crate::event::{CommandKind, CustomHandle, Event, QueryId, QueryMetrics};
 use crate::id::Id;
 use crate::lookup::Lookup;
-use crate::rng::Rng;
+use crate::rng::{ReplyRng, Rng};
 use crate::routing::{InsertOutcome, RoutingTable, RoutingTableView, TableConfig};
 use crate::server::items::ItemStore;
 use crate::server::peers::PeerStore;
@@ -187,6 +187,9 @@ pub(crate) struct PendingCustom {
     pub(crate) expires: Instant,
 }
 
+/// Most emptied reply buffers kept for reuse (see [`Node::spare_nodes`]).
+const SPARE_BUFFERS: usize = 8;
+
 /// A BitTorrent mainline DHT node: the whole protocol state, driven by the caller.
 ///
 /// Every method takes `now`; nothing reads a clock. Time may repeat; if it goes backwards the
@@ -198,6 +201,8 @@ pub struct Node<V = NoVerifier> {
     pub(crate) id: Id,
     pub(crate) now: Instant,
     pub(crate) rng: Rng,
+    /// Per-reply choices (peers in `get_peers` replies, BEP 51 samples).
+    pub(crate) choices: ReplyRng,
     pub(crate) tables: [RoutingTable; 2],
     pub(crate) tokens: Tokens,
     pub(crate) token_rotate_at: Instant,
@@ -212,6 +217,9 @@ pub struct Node<V = NoVerifier> {
     /// The serial number of the next command ([`QueryId`]s are never reused).
     pub(crate) next_query: u64,
     pub(crate) transmits: VecDeque<Out>,
+    /// Emptied `nodes` buffers of sent replies, reused by the next replies instead of
+    /// allocating one per reply (at most [`SPARE_BUFFERS`]).
+    pub(crate) spare_nodes: Vec<Vec<u8>>,
     pub(crate) events: VecDeque<Event>,
     pub(crate) events_lost: u64,
     pub(crate) stats: Stats,
@@ -288,6 +296,7 @@ impl<V: Ed25519Verifier> Node<V> {
         let mut guard_key = [0u8; 16];
         rng.fill_bytes(&mut guard_key);
         let guard = guard::Guard::new(&config, now, guard_key);
+        let choices = ReplyRng::new(config.seed);
         Ok(Self {
             guard,
             token_rotate_at: now + config.token_rotation,
@@ -297,6 +306,7 @@ impl<V: Ed25519Verifier> Node<V> {
             id,
             now,
             rng,
+            choices,
             tables,
             tokens,
             peers,
@@ -306,6 +316,7 @@ impl<V: Ed25519Verifier> Node<V> {
             query_count: 0,
             next_query: 1,
             transmits: VecDeque::new(),
+            spare_nodes: Vec::new(),
             events: VecDeque::new(),
             events_lost: 0,
             stats: Stats::default(),
@@ -566,11 +577,12 @@ impl<V: Ed25519Verifier> Node<V> {
             return None;
         };
         let sender = self.sender();
-        while let Some(out) = self.transmits.pop_front() {
+        while let Some(mut out) = self.transmits.pop_front() {
             match out.encode(&sender, buf) {
                 Some(len) => {
                     self.stats.datagrams_sent = self.stats.datagrams_sent.saturating_add(1);
                     self.stats.bytes_sent = self.stats.bytes_sent.saturating_add(len as u64);
+                    self.recycle(&mut out);
                     return Some(Transmit { to: out.to, len });
                 }
                 None => {
@@ -587,6 +599,16 @@ impl<V: Ed25519Verifier> Node<V> {
     fn release_transmits(&mut self) {
         if self.transmits.capacity() > IDLE_TRANSMITS {
             self.transmits.shrink_to_fit();
+        }
+    }
+
+    /// Keeps the `nodes` buffer of a sent reply for the next reply.
+    fn recycle(&mut self, out: &mut Out) {
+        if let out::OutBody::Response(r) = &mut out.body {
+            if r.nodes.capacity() > 0 && self.spare_nodes.len() < SPARE_BUFFERS {
+                self.spare_nodes
+                    .push(core::mem::take(&mut r.nodes).into_buffer());
+            }
         }
     }
 

@@ -11,7 +11,7 @@ use crate::bep44::Ed25519Verifier;
 use crate::error::DropReason;
 use crate::event::Event;
 use crate::id::Id;
-use crate::node::out::{Out, OutBody, OutItem, OutResponse};
+use crate::node::out::{CompactNodes, Out, OutBody, OutItem, OutResponse};
 use crate::routing::{Entry, InsertOutcome};
 use crate::server::items::{Item, MutablePut, PutError};
 use crate::server::peers::{Family, Selection};
@@ -19,7 +19,6 @@ use crate::small::SmallBytes;
 use crate::stats::MethodKind;
 use crate::time::Instant;
 use crate::wire::bencode::DecodeLimits;
-use crate::wire::compact::NodeInfo;
 use crate::wire::krpc::{Message, Query, Want, error_code, peek_transaction};
 
 /// Nodes returned per address family (BEP 5: the 8 closest).
@@ -55,7 +54,7 @@ impl<V: Ed25519Verifier> Node<V> {
         msg: &Message<'_>,
         q: &Query<'_>,
     ) -> Disposition {
-        let method = MethodKind::from_name(q.method());
+        let method = method_kind(q);
         self.stats.queries_received.bump(method);
         if self.config.read_only {
             return self.dropped(DropReason::ReadOnly);
@@ -89,12 +88,14 @@ impl<V: Ed25519Verifier> Node<V> {
             if !msg.read_only && self.admits_id(&id, &from) {
                 let fam = family(&from);
                 let outcome = self.table_mut(fam).on_query(now, id, from);
-                let splittable = self
-                    .table(fam)
-                    .bucket_of(&id)
-                    .is_some_and(|b| b.covers(&self.id));
+                // Whether the bucket is our own is asked only of a cached querier.
+                let splittable = || {
+                    self.table(fam)
+                        .bucket_of(&id)
+                        .is_some_and(|b| b.covers(&self.id))
+                };
                 if outcome == InsertOutcome::Cached
-                    && splittable
+                    && splittable()
                     && self.in_flight() < self.config.limits.max_in_flight / 2
                     && !self.split_pings.contains(&from)
                     && self.may_ping_for_query(now)
@@ -155,7 +156,7 @@ impl<V: Ed25519Verifier> Node<V> {
                         now,
                         &g.info_hash,
                         selection,
-                        &mut self.rng,
+                        &mut self.choices,
                         &mut body.values,
                     );
                 }
@@ -185,7 +186,8 @@ impl<V: Ed25519Verifier> Node<V> {
                 // Room for the samples' bytes beside their length prefix (at most `9999:`).
                 let max_samples = self.reply_room(from, &tid, &body).saturating_sub(4) / 20;
                 let mut samples = Vec::new();
-                self.peers.sample(&mut self.rng, max_samples, &mut samples);
+                self.peers
+                    .sample(&mut self.choices, max_samples, &mut samples);
                 body.samples = Some(samples);
                 self.queue_response(from, tid, body)
             }
@@ -311,6 +313,9 @@ impl<V: Ed25519Verifier> Node<V> {
         };
         body.families = (v4, v6 && self.config.ipv6);
         if v4 {
+            if let Some(buffer) = self.spare_nodes.pop() {
+                body.nodes = CompactNodes::with_buffer(buffer);
+            }
             self.closest_nodes(0, target, NODES_PER_REPLY, &mut body.nodes);
         }
         if v6 && self.config.ipv6 {
@@ -321,18 +326,27 @@ impl<V: Ed25519Verifier> Node<V> {
     /// The `n` closest entries for a reply: those that have answered us first (BEP 5 hands out
     /// good nodes; a node that only queried us could be made up to poison others' lookups),
     /// topped up with unverified ones only when too few have answered, as on a young table.
-    pub(crate) fn closest_nodes(&self, fam: usize, target: &Id, n: usize, out: &mut Vec<NodeInfo>) {
+    pub(crate) fn closest_nodes<const V6: bool>(
+        &self,
+        fam: usize,
+        target: &Id,
+        n: usize,
+        out: &mut CompactNodes<V6>,
+    ) {
         let table = self.table(fam);
         let config = table.config();
         out.reserve(n);
-        let push = |out: &mut Vec<NodeInfo>, e: &Entry| out.push(NodeInfo::new(e.id(), e.addr()));
-        let before = out.len();
+        let mut found = 0;
         let verified = |e: &Entry| e.is_verified() && !e.is_bad(config);
-        table.walk_closest(target, n, verified, |e| push(out, e));
-        let found = out.len() - before;
+        table.walk_closest(target, n, verified, |e| {
+            out.push(&e.id(), &e.addr());
+            found += 1;
+        });
         if found < n {
             let unverified = |e: &Entry| !e.is_verified() && !e.is_bad(config);
-            table.walk_closest(target, n - found, unverified, |e| push(out, e));
+            table.walk_closest(target, n - found, unverified, |e| {
+                out.push(&e.id(), &e.addr());
+            });
         }
     }
 
@@ -447,3 +461,17 @@ impl<V: Ed25519Verifier> Node<V> {
 
 /// BEP 51 `interval`: seconds before the same node should be asked for samples again.
 const SAMPLE_INTERVAL_SECS: i64 = 300;
+
+/// The kind of `q` for the statistics, from its variant (a custom query by its name).
+pub(crate) fn method_kind(q: &Query<'_>) -> MethodKind {
+    match q {
+        Query::Ping(_) => MethodKind::Ping,
+        Query::FindNode(_) => MethodKind::FindNode,
+        Query::GetPeers(_) => MethodKind::GetPeers,
+        Query::AnnouncePeer(_) => MethodKind::AnnouncePeer,
+        Query::Get(_) => MethodKind::Get,
+        Query::Put(_) => MethodKind::Put,
+        Query::SampleInfohashes(_) => MethodKind::SampleInfohashes,
+        Query::Custom(c) => MethodKind::from_name(c.method),
+    }
+}

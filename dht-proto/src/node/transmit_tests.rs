@@ -162,7 +162,6 @@ fn computed_reply_length_is_the_encoded_length() {
     use crate::server::bloom::Bloom;
     use crate::server::tokens::Tokens;
     use crate::test_rng::TestRng;
-    use crate::wire::compact::NodeInfo;
     use alloc::boxed::Box;
     use alloc::format;
     use core::net::SocketAddr;
@@ -194,12 +193,10 @@ fn computed_reply_length_is_the_encoded_length() {
             ..OutResponse::default()
         };
         for _ in 0..rng.below(12) {
-            body.nodes
-                .push(NodeInfo::new(rng.id(), some_addr(&mut rng)));
+            body.nodes.push(&rng.id(), &some_addr(&mut rng));
         }
         for _ in 0..rng.below(12) {
-            body.nodes6
-                .push(NodeInfo::new(rng.id(), some_addr(&mut rng)));
+            body.nodes6.push(&rng.id(), &some_addr(&mut rng));
         }
         for _ in 0..[0, 1, 5, 150][rng.below(4)] {
             body.values.push(some_addr(&mut rng));

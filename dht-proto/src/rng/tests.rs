@@ -43,6 +43,32 @@ fn siphash24_reference_vectors() {
 }
 
 #[test]
+fn siphash24_one_shot_equals_streaming() {
+    let (k0, k1) = reference_key();
+    let message: [u8; 16] = core::array::from_fn(|i| i as u8);
+    for (n, expected) in SIPHASH24_VECTORS.iter().enumerate() {
+        assert_eq!(
+            SipHasher::<2, 4>::hash(k0, k1, &message[..n]),
+            *expected,
+            "length {n}"
+        );
+    }
+    let mut rng = Rng::new([5; 32]);
+    for len in [17usize, 24, 31, 100] {
+        let mut data = std::vec![0u8; len];
+        rng.fill_bytes(&mut data);
+        let (k0, k1) = (rng.next_u64(), rng.next_u64());
+        let mut streaming = SipHasher::<2, 4>::new(k0, k1);
+        streaming.write(&data);
+        assert_eq!(
+            SipHasher::<2, 4>::hash(k0, k1, &data),
+            streaming.finish(),
+            "length {len}"
+        );
+    }
+}
+
+#[test]
 fn siphash24_split_writes_equal_one_write() {
     let (k0, k1) = reference_key();
     let message: [u8; 16] = core::array::from_fn(|i| i as u8);
@@ -318,4 +344,26 @@ fn streams_of_one_seed_are_distinct_sha1_counter_streams() {
     assert_eq!(one[20..], block(1, 1));
     let zero = draw(SeededRng::new(seed));
     assert!(!zero.windows(8).any(|w| one.windows(8).any(|v| v == w)));
+}
+
+/// The per-reply generator is a function of the seed alone, differs between seeds, does not
+/// repeat its outputs, and its key comes from a stream of its own (the node's stream 0 is not
+/// consumed by it).
+#[test]
+fn reply_rng_is_keyed_by_the_seed_and_leaves_the_main_stream_alone() {
+    let draw = |seed: [u8; 32]| -> std::vec::Vec<u64> {
+        let mut r = ReplyRng::new(seed);
+        (0..64).map(|_| r.next_u64()).collect()
+    };
+    let a = draw([1; 32]);
+    assert_eq!(a, draw([1; 32]));
+    assert_ne!(a, draw([2; 32]));
+    let mut sorted = a.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), a.len());
+    // Its key is not the start of the node's own stream.
+    let mut main = Rng::new([1; 32]);
+    let r = ReplyRng::new([1; 32]);
+    assert_ne!((r.k0, r.k1), (main.next_u64(), main.next_u64()));
 }

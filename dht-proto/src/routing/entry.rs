@@ -99,6 +99,7 @@ impl Entry {
     ///
     /// Contacts learned from other nodes, from an import or from their queries are unverified
     /// until they answer.
+    #[inline]
     pub fn is_verified(&self) -> bool {
         self.last_response.is_some()
     }
@@ -133,6 +134,7 @@ impl Entry {
     }
 
     /// Whether the node is bad. Unlike good and questionable, badness does not depend on time.
+    #[inline]
     pub fn is_bad(&self, config: &TableConfig) -> bool {
         self.failures >= config.max_failures.max(1) || (!self.is_verified() && self.failures > 0)
     }

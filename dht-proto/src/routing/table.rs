@@ -424,24 +424,47 @@ impl RoutingTable {
             return;
         }
         let mut remaining = n;
+        // The first 64 bits of the distance order almost every pair; only ids sharing them
+        // (never by chance, only by choice) fall back to the whole key.
+        let target_prefix = target.prefix_u64();
         let mut visit = |bucket: &'a Bucket| -> bool {
-            let mut sorted: heapless::Vec<((u128, u32), &'a Entry), MAX_BUCKET_SIZE> =
-                heapless::Vec::new();
+            // The `remaining` nearest kept entries of the bucket, nearest first: each entry
+            // is inserted into its place in a list bounded to what is still wanted (no need
+            // to order the whole bucket when only part of it is taken).
+            let wanted = remaining.min(MAX_BUCKET_SIZE);
+            let mut best: heapless::Vec<(u64, &'a Entry), MAX_BUCKET_SIZE> = heapless::Vec::new();
             for entry in &bucket.entries {
-                // Capacities are at most MAX_BUCKET_SIZE, so the push always succeeds.
-                if keep(entry) && sorted.push((entry.id.distance_key(target), entry)).is_err() {
-                    break;
+                if !keep(entry) {
+                    continue;
+                }
+                let prefix = entry.id.prefix_u64() ^ target_prefix;
+                let nearer = |(p, e): &(u64, &Entry)| {
+                    *p < prefix
+                        || (*p == prefix
+                            && e.id.distance_key(target) < entry.id.distance_key(target))
+                };
+                if best.len() == wanted {
+                    // Full: the entry replaces the farthest kept one if it is nearer.
+                    match best.last_mut() {
+                        Some(last) if !nearer(last) => *last = (prefix, entry),
+                        _ => continue,
+                    }
+                } else if best.push((prefix, entry)).is_err() {
+                    // `wanted` is at most the capacity: unreachable.
+                    continue;
+                }
+                // Then it moves down to its place (swaps, not a memmove call for a few
+                // 16-byte elements).
+                let mut pos = best.len() - 1;
+                while pos > 0 && best.get(pos - 1).is_some_and(|b| !nearer(b)) {
+                    best.swap(pos - 1, pos);
+                    pos -= 1;
                 }
             }
-            // Ids are distinct: no two keys are equal, the order is total.
-            sorted.sort_unstable_by_key(|a| a.0);
-            for &(_, entry) in &sorted {
-                if remaining == 0 {
-                    break;
-                }
+            for &(_, entry) in &best {
                 emit(entry);
-                remaining -= 1;
             }
+            remaining -= best.len();
             remaining == 0
         };
         let last = self.buckets.len().saturating_sub(1);

@@ -278,22 +278,25 @@ impl PeerStore {
         let ip = canonical(peer.ip());
         let port = peer.port();
         let source = source_key(ip);
-        let known = self.swarms.get(&info_hash);
-        if let Some(i) = known.and_then(|swarm| position_of(&swarm.peers, ip)) {
-            self.sources.touch(source, info_hash);
-            self.update_swarm(info_hash, |peers| {
-                let newest = peers.last().map_or(now, |p| p.announced.max(now));
-                if i < peers.len() {
-                    peers.remove(i);
+        // A refresh (the common case for a busy swarm) looks the info-hash up once.
+        if let Some(swarm) = self.swarms.get_mut(&info_hash) {
+            if let Some(i) = position_of(&swarm.peers, ip) {
+                let before = index_keys(info_hash, swarm);
+                let newest = swarm.peers.last().map_or(now, |p| p.announced.max(now));
+                if i < swarm.peers.len() {
+                    swarm.peers.remove(i);
                 }
-                peers.push(Peer {
+                swarm.peers.push(Peer {
                     ip,
                     port,
                     seed,
                     announced: newest,
                 });
-            });
-            return AnnounceOutcome::Refreshed;
+                let after = index_keys(info_hash, swarm);
+                reindex(&mut self.by_oldest, &mut self.by_weight, before, after);
+                self.sources.touch(source, info_hash);
+                return AnnounceOutcome::Refreshed;
+            }
         }
         let mut eviction = None;
         if self.source_load(ip) >= self.max_per_source {
@@ -603,24 +606,7 @@ impl PeerStore {
         let before = index_keys(info_hash, swarm);
         change(&mut swarm.peers);
         let after = index_keys(info_hash, swarm);
-        // Each index entry is replaced only when its key moved (a refresh of a peer that is
-        // not the oldest leaves `by_oldest` as it was).
-        if let Some((oldest, weight)) = before {
-            if after.is_none_or(|(o, _)| o != oldest) {
-                self.by_oldest.remove(&oldest);
-            }
-            if after.is_none_or(|(_, w)| w != weight) {
-                self.by_weight.remove(&weight);
-            }
-        }
-        if let Some((oldest, weight)) = after {
-            if before.is_none_or(|(o, _)| o != oldest) {
-                self.by_oldest.insert(oldest);
-            }
-            if before.is_none_or(|(_, w)| w != weight) {
-                self.by_weight.insert(weight);
-            }
-        }
+        reindex(&mut self.by_oldest, &mut self.by_weight, before, after);
         if swarm.peers.is_empty() {
             let slot = swarm.slot;
             self.swarms.remove(&info_hash);
@@ -739,6 +725,34 @@ fn index_keys(info_hash: Id, swarm: &Swarm) -> Option<((Instant, Id), (usize, In
         (oldest.announced, info_hash),
         (swarm.peers.len(), newest.announced, info_hash),
     ))
+}
+
+/// Moves a swarm's index entries from their keys `before` a change to those `after` it; each
+/// entry is replaced only when its key moved (a refresh of a peer that is not the oldest
+/// leaves `by_oldest` as it was).
+#[allow(clippy::type_complexity)]
+fn reindex(
+    by_oldest: &mut BTreeSet<(Instant, Id)>,
+    by_weight: &mut BTreeSet<(usize, Instant, Id)>,
+    before: Option<((Instant, Id), (usize, Instant, Id))>,
+    after: Option<((Instant, Id), (usize, Instant, Id))>,
+) {
+    if let Some((oldest, weight)) = before {
+        if after.is_none_or(|(o, _)| o != oldest) {
+            by_oldest.remove(&oldest);
+        }
+        if after.is_none_or(|(_, w)| w != weight) {
+            by_weight.remove(&weight);
+        }
+    }
+    if let Some((oldest, weight)) = after {
+        if before.is_none_or(|(o, _)| o != oldest) {
+            by_oldest.insert(oldest);
+        }
+        if before.is_none_or(|(_, w)| w != weight) {
+            by_weight.insert(weight);
+        }
+    }
 }
 
 /// Adds (`insert`) or removes the index entries of `swarm`.

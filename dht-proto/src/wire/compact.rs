@@ -35,6 +35,7 @@ impl NodeInfo {
 }
 
 /// The address as IPv4 if it is one or an IPv4-mapped IPv6 address.
+#[inline]
 pub(crate) fn as_v4(addr: &SocketAddr) -> Option<SocketAddrV4> {
     match addr {
         SocketAddr::V4(a) => Some(*a),

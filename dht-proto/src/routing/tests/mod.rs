@@ -996,6 +996,36 @@ fn closest_matches_brute_force_on_a_deep_table() {
     }
 }
 
+/// Ids that share their first 64 bits (distances the walk's 64-bit prefix cannot tell apart)
+/// still come out nearest first.
+#[test]
+fn closest_orders_ids_sharing_their_first_64_bits() {
+    let mut rng = TestRng(18);
+    let own = Id::random(&mut rng);
+    let mut table = table(own);
+    let mut n = 0;
+    for depth in (0..4).chain(60..110) {
+        for _ in 0..3 {
+            let _ = table.on_response(t(0), id_at(&own, depth, &mut rng), addr(n), RTT);
+            n += 1;
+        }
+    }
+    let mut out = Vec::new();
+    let mut targets: Vec<Id> = (60..120).map(|d| id_at(&own, d, &mut rng)).collect();
+    targets.push(own);
+    targets.extend((0..20).map(|_| Id::random(&mut rng)));
+    for target in &targets {
+        for k in [1, 2, 8, 20] {
+            table.closest(target, k, &mut out);
+            assert_eq!(
+                out,
+                brute_closest(&table, target, k),
+                "target {target} n {k}"
+            );
+        }
+    }
+}
+
 #[test]
 fn closest_entries_filters_and_clears() {
     let own = Id::ZERO;
