@@ -254,8 +254,11 @@ struct Running {
     peers: usize,
 }
 
-/// Most holders remembered per info-hash waiting for [`CrawlerConfig::ask_holders`].
-pub const MAX_HOLDERS: usize = 4;
+/// Most holders remembered per info-hash waiting for [`CrawlerConfig::ask_holders`]: the k
+/// (8) nodes an announce reaches. The first nodes sampled name most info-hashes first; with
+/// only a few holders each, the asks would queue at those nodes' addresses (one query a
+/// second each) while the other holders stay idle. About 300 bytes per waiting info-hash.
+pub const MAX_HOLDERS: usize = 8;
 /// Queued info-hashes [`Crawler::pump`] looks at per call for one whose holder may be asked
 /// now (the others go to the back of the queue).
 const HOLDER_SCAN: usize = 32;

@@ -959,3 +959,29 @@ fn an_unanswered_ask_is_hedged_on_the_next_holder() {
     assert_eq!(asks.len(), 2, "{asks:?}");
     assert!(asks[1].at >= Instant::from_secs(5), "{asks:?}");
 }
+
+#[test]
+fn asks_spread_over_every_holder_remembered() {
+    let mut c = config(12);
+    c.sample = true;
+    // Six nodes hold the same 24 info-hashes: four asks each at one a second, where the
+    // first nodes alone would take six each.
+    let samples: Vec<Id> = (960..984).map(hash).collect();
+    let (asks, crawler) = scripted_holders(c, 6, &samples, Instant::from_secs(10), |_, _| true);
+    assert_eq!(asks.len(), samples.len(), "one ask each: {asks:?}");
+    for holder in 0..6 {
+        let n = asks.iter().filter(|a| a.holder == holder).count();
+        assert!(
+            (3..=5).contains(&n),
+            "holder {holder} asked {n} times: {asks:?}"
+        );
+    }
+    let mut asked: Vec<Id> = asks.iter().map(|a| a.info_hash).collect();
+    asked.sort();
+    asked.dedup();
+    assert_eq!(asked.len(), samples.len());
+    let last = asks.iter().map(|a| a.at).max().unwrap();
+    assert!(last <= Instant::from_secs(5), "{asks:?}");
+    let s = crawler.stats();
+    assert_eq!((s.holder_hits, s.holders_pending), (24, 0), "{s:?}");
+}
