@@ -57,6 +57,12 @@ pub struct CrawlerConfig {
     /// crawler id they do not know, and each dropped answer costs the ask's timeout. Off, the
     /// seed and leecher estimates come from the lookups only.
     pub scrape_holders: bool,
+    /// How long an ask of a holder may go unanswered before the next holder of the same
+    /// info-hash is asked too (default 2 s: up to one per-IP interval waiting for its turn,
+    /// then a second for the answer). The first ask still counts if it is answered later; a
+    /// node that drops the answer (a reflection limit, a full queue, a dead holder) then costs
+    /// this instead of the whole query timeout.
+    pub ask_hedge: Duration,
     /// Run the BEP 51 traversal (default on). Off, the crawler only harvests passively and
     /// looks up what it harvests.
     pub sample: bool,
@@ -84,6 +90,7 @@ impl CrawlerConfig {
             scrape: true,
             ask_holders: true,
             scrape_holders: false,
+            ask_hedge: Duration::from_secs(2),
             sample: true,
             traverse: TraverseConfig::default(),
             max_pending_events: 65_536,
@@ -168,6 +175,9 @@ pub struct CrawlStats {
     pub holder_misses: u64,
     /// Asks of holders that got no answer (timed out) or an error.
     pub holder_failures: u64,
+    /// Asks of holders unanswered after [`CrawlerConfig::ask_hedge`] for which the next
+    /// holder was asked too.
+    pub holder_hedges: u64,
     /// Peers reported from `announce_peer` queries received.
     pub announced_peers: u64,
     /// Info-hashes discovered, all ways together.
@@ -244,8 +254,11 @@ struct Running {
     peers: usize,
 }
 
-/// Most holders remembered per info-hash waiting for [`CrawlerConfig::ask_holders`].
-pub const MAX_HOLDERS: usize = 4;
+/// Most holders remembered per info-hash waiting for [`CrawlerConfig::ask_holders`]: the k
+/// (8) nodes an announce reaches. The first nodes sampled name most info-hashes first; with
+/// only a few holders each, the asks would queue at those nodes' addresses (one query a
+/// second each) while the other holders stay idle. About 300 bytes per waiting info-hash.
+pub const MAX_HOLDERS: usize = 8;
 /// Queued info-hashes [`Crawler::pump`] looks at per call for one whose holder may be asked
 /// now (the others go to the back of the queue).
 const HOLDER_SCAN: usize = 32;
@@ -257,8 +270,11 @@ struct Holders {
     untried: heapless::Vec<SocketAddr, MAX_HOLDERS>,
     /// Holders remembered in all (asked or not).
     seen: u8,
-    /// One of them is being asked.
-    asking: bool,
+    /// Asks of them in flight.
+    asking: u8,
+    /// Another may be asked while some are in flight (an ask was unanswered for
+    /// [`CrawlerConfig::ask_hedge`], or failed while another was in flight).
+    hedge: bool,
 }
 
 /// Info-hashes whose holders the application waits for, at most (more wait in the queue).
@@ -315,6 +331,9 @@ pub struct Crawler {
     holder_urgent: VecDeque<Id>,
     /// Asks in flight.
     asking: Vec<Running>,
+    /// When each ask in flight may be hedged ([`CrawlerConfig::ask_hedge`]), in that order
+    /// (entries of asks that ended are skipped when they come up).
+    hedges: VecDeque<(Instant, usize, QueryId)>,
     events: VecDeque<CrawlEvent>,
     stats: CrawlStats,
     /// Round-robin start of [`Crawler::poll_transmit`].
@@ -394,6 +413,7 @@ impl Crawler {
             holder_queue: VecDeque::new(),
             holder_urgent: VecDeque::new(),
             asking: Vec::new(),
+            hedges: VecDeque::new(),
             events: VecDeque::new(),
             stats: CrawlStats::default(),
             next_local: 0,
@@ -434,10 +454,20 @@ impl Crawler {
 
     /// Joins the network through `contacts`: the first id bootstraps from them, the others
     /// from what it learned once it has joined (so that their first queries go to many
-    /// addresses, not all to the few contacts, which the per-IP budget would hold back).
+    /// addresses, not all to the few contacts, which the per-IP budget would hold back). With
+    /// the traversal on, the contacts are also asked for samples at once: the crawl does not
+    /// wait for the ids to join (their queries yield to the samples' reservations).
     pub fn bootstrap(&mut self, now: Instant, contacts: &[SocketAddr]) {
         let now = self.advance(now);
         self.contacts = contacts.to_vec();
+        if self.config.sample {
+            // Sampling starts at once, with the contacts: their ids are not known yet, so each
+            // gets a random one until an answer that lists the node gives its own.
+            for addr in contacts {
+                let id = Id::random(&mut self.rng);
+                self.traverse.learn(now, id, *addr);
+            }
+        }
         if let Some(first) = self.nodes.first_mut() {
             let _ = first.bootstrap(now, contacts.iter().copied());
         }
@@ -918,8 +948,9 @@ impl Crawler {
         let Some(h) = self.holders.get_mut(&info_hash) else {
             return;
         };
-        h.asking = false;
+        h.asking = h.asking.saturating_sub(1);
         let untried = !h.untried.is_empty();
+        let in_flight = h.asking > 0;
         if peers > 0 {
             self.holders.remove(&info_hash);
             self.set_stage(info_hash, None);
@@ -933,7 +964,11 @@ impl Crawler {
             return;
         }
         if untried {
+            // The next holder, even while another ask is in flight.
+            h.hedge = true;
             self.holder_queue.push_front(info_hash);
+        } else if in_flight {
+            // A hedged ask is still out: it decides.
         } else {
             // No holder had peers (they expired, or the samples were stale): a lookup.
             self.holders.remove(&info_hash);
@@ -984,6 +1019,7 @@ impl Crawler {
                 self.queue.push_back(info_hash);
             }
         }
+        self.hedge_due(now);
         let mut room = u64::from(self.budget.available(now));
         let mut lookups_open = self.lookup_retry.is_none_or(|t| t <= now);
         let mut samples_open = self.config.sample && self.sample_retry.is_none_or(|t| t <= now);
@@ -1031,6 +1067,9 @@ impl Crawler {
         if let Some(t) = holder_wait {
             consider(t);
         }
+        if let Some(&(t, _, _)) = self.hedges.front() {
+            consider(t);
+        }
         if room == 0 && holders_open {
             consider(self.budget.next_token(now));
         }
@@ -1041,6 +1080,32 @@ impl Crawler {
         }
         // Never now: what could start now has started.
         self.pump_at = at.map(|t| t.max(now.saturating_add(Duration::from_millis(1))));
+    }
+
+    /// Asks unanswered for [`CrawlerConfig::ask_hedge`]: their info-hashes' next holders
+    /// may be asked too, first.
+    fn hedge_due(&mut self, now: Instant) {
+        while let Some(&(due, local, query)) = self.hedges.front() {
+            if due > now {
+                break;
+            }
+            self.hedges.pop_front();
+            let Some(ask) = self
+                .asking
+                .iter()
+                .find(|a| a.local == local && a.query == query)
+            else {
+                continue;
+            };
+            let info_hash = ask.info_hash;
+            if let Some(h) = self.holders.get_mut(&info_hash) {
+                if !h.untried.is_empty() && !h.hedge {
+                    h.hedge = true;
+                    self.holder_queue.push_front(info_hash);
+                    self.stats.holder_hedges = self.stats.holder_hedges.saturating_add(1);
+                }
+            }
+        }
     }
 
     /// Asks a holder of the next queued info-hash whose holder's address the per-IP budget
@@ -1073,8 +1138,11 @@ impl Crawler {
                 Ok(query) => {
                     self.budget.reserve(now, holder.ip());
                     if let Some(h) = self.holders.get_mut(&info_hash) {
-                        h.asking = true;
+                        h.asking = h.asking.saturating_add(1);
+                        h.hedge = false;
                     }
+                    let due = now.saturating_add(self.config.ask_hedge);
+                    self.hedges.push_back((due, local, query));
                     self.asking.push(Running {
                         local,
                         query,
@@ -1147,13 +1215,14 @@ impl Crawler {
         let Some(h) = self.holders.get_mut(info_hash) else {
             return Ready::Gone;
         };
-        if h.asking || h.untried.is_empty() {
+        if (h.asking > 0 && !h.hedge) || h.untried.is_empty() {
             // The ask in flight decides what comes next.
             return Ready::Gone;
         }
         let budget = &self.budget;
-        // An address ready now first; else one without a query of ours waiting for it: the
-        // ask then waits in the node's queue, ahead of the nodes' own queries to it.
+        // An address ready now first; else, of those without a query of ours waiting for
+        // them, the one free soonest: the ask then waits in the node's queue, ahead of the
+        // nodes' own queries to it.
         let pos = h
             .untried
             .iter()
@@ -1161,7 +1230,10 @@ impl Crawler {
             .or_else(|| {
                 h.untried
                     .iter()
-                    .position(|a| !budget.is_reserved(now, a.ip()))
+                    .enumerate()
+                    .filter(|(_, a)| !budget.is_reserved(now, a.ip()))
+                    .min_by_key(|(_, a)| budget.ip_ready_at(now, a.ip()))
+                    .map(|(i, _)| i)
             });
         match pos {
             Some(pos) => Ready::Now(h.untried.remove(pos)),
