@@ -205,7 +205,7 @@ fn exchange(node: &mut Node, now: Instant, from: SocketAddr, data: &[u8]) -> Vec
     out
 }
 
-fn ping_query(tid: &[u8], id: Id) -> Vec<u8> {
+pub(crate) fn ping_query(tid: &[u8], id: Id) -> Vec<u8> {
     encode(&Message {
         transaction_id: tid,
         version: None,

@@ -5,7 +5,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::net::{Ipv4Addr, Ipv6Addr};
 
-use super::tests::{Net, addr, seed};
+use super::tests::{Net, addr, ping_query, seed};
 use super::*;
 use crate::event::Event;
 use crate::wire::encode::Writer;
@@ -247,24 +247,13 @@ fn computed_reply_length_is_the_encoded_length() {
 /// it for good).
 #[test]
 fn a_drained_queue_gives_its_memory_back() {
-    use crate::wire::krpc::{Body, Message, Ping, Query};
     let now = Instant::from_secs(1);
     let mut node = Node::new(Config::local_testing(seed(1)), now).unwrap();
     let mut buf = [0u8; 1500];
-    let mut query = [0u8; 200];
+    let query = ping_query(b"aa", Id::new([7; 20]));
     for i in 0..300u32 {
-        let msg = Message {
-            transaction_id: b"aa",
-            version: None,
-            ip: None,
-            read_only: false,
-            body: Body::Query(Query::Ping(Ping {
-                id: Id::new([7; 20]),
-            })),
-        };
-        let n = msg.encode(&mut query).unwrap();
         let from = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)), 6881);
-        let _ = node.handle_datagram(now, from, &query[..n]);
+        let _ = node.handle_datagram(now, from, &query);
     }
     assert_eq!(node.pending_transmits(), 300);
     assert!(node.transmits.capacity() >= 300);
