@@ -454,10 +454,20 @@ impl Crawler {
 
     /// Joins the network through `contacts`: the first id bootstraps from them, the others
     /// from what it learned once it has joined (so that their first queries go to many
-    /// addresses, not all to the few contacts, which the per-IP budget would hold back).
+    /// addresses, not all to the few contacts, which the per-IP budget would hold back). With
+    /// the traversal on, the contacts are also asked for samples at once: the crawl does not
+    /// wait for the ids to join (their queries yield to the samples' reservations).
     pub fn bootstrap(&mut self, now: Instant, contacts: &[SocketAddr]) {
         let now = self.advance(now);
         self.contacts = contacts.to_vec();
+        if self.config.sample {
+            // Sampling starts at once, with the contacts: their ids are not known yet, so each
+            // gets a random one until an answer that lists the node gives its own.
+            for addr in contacts {
+                let id = Id::random(&mut self.rng);
+                self.traverse.learn(now, id, *addr);
+            }
+        }
         if let Some(first) = self.nodes.first_mut() {
             let _ = first.bootstrap(now, contacts.iter().copied());
         }
