@@ -888,11 +888,11 @@ fn announces_find_their_peer_among_colliding_short_keys() {
     let h = Id::new([1; 20]);
     let v4 = |i: u32| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
     // Folds to the key of 10.0.0.i: the high half is zero, the low half 10.0.0.i.
-    let twin = |i: u32| IpAddr::V6(core::net::Ipv6Addr::from(u128::from(0x0a00_0000 + i)));
+    let twin = |i: u32| IpAddr::V6(Ipv6Addr::from(u128::from(0x0a00_0000 + i)));
     // The same key again: 10.0.0.i in both halves of the low word cancels, in the high words.
     let triplet = |i: u32| {
         let x = u128::from(0x0a00_0000 + i);
-        IpAddr::V6(core::net::Ipv6Addr::from((x << 96) | (x << 64) | (x << 32)))
+        IpAddr::V6(Ipv6Addr::from((x << 96) | (x << 64) | (x << 32)))
     };
     assert_eq!(short_key(twin(3)), short_key(v4(3)));
     assert_eq!(short_key(triplet(3)), short_key(v4(3)));
