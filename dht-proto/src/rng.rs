@@ -429,6 +429,18 @@ impl<const C: usize, const D: usize> Hasher for SipHasher<C, D> {
         }
     }
 
+    /// The 16 bytes of `word` in little-endian order, as `write` takes them (the per-source
+    /// maps are keyed by `u128`).
+    fn write_u128(&mut self, word: u128) {
+        if self.pending == 0 {
+            self.length = self.length.wrapping_add(16);
+            self.compress(word as u64);
+            self.compress((word >> 64) as u64);
+        } else {
+            self.write(&word.to_le_bytes());
+        }
+    }
+
     /// The 4 bytes of `word` in little-endian order, as `write` takes them.
     fn write_u32(&mut self, word: u32) {
         if self.pending == 0 {

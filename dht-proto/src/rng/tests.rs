@@ -376,17 +376,22 @@ fn word_writes_equal_their_little_endian_bytes() {
         let mut head = std::vec![0u8; lead];
         rng.fill_bytes(&mut head);
         let (a, b, c) = (rng.next_u64(), rng.next_u64(), rng.next_u32());
+        let d = u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64());
         let (k0, k1) = (rng.next_u64(), rng.next_u64());
         let mut words = SipHasher::<1, 3>::new(k0, k1);
         words.write(&head);
+        words.write_u128(d);
         words.write_u64(a);
         words.write_u32(c);
         words.write_u64(b);
+        words.write_u128(d);
         let mut bytes = SipHasher::<1, 3>::new(k0, k1);
         bytes.write(&head);
+        bytes.write(&d.to_le_bytes());
         bytes.write(&a.to_le_bytes());
         bytes.write(&c.to_le_bytes());
         bytes.write(&b.to_le_bytes());
+        bytes.write(&d.to_le_bytes());
         assert_eq!(words.finish(), bytes.finish(), "after {lead} bytes");
     }
 }
