@@ -27,11 +27,37 @@ pub const ID_BITS: usize = ID_LEN * 8;
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Id([u8; ID_LEN]);
 
-/// The 20 bytes alone, in one write: every id has the same length, so the length prefix a
-/// derived `Hash` writes first would only cost the keyed hashes of the stores another word.
+/// The 20 bytes alone, as two little-endian words and a half (what writing the bytes gives
+/// a hasher that reads words little-endian, as the stores' keyed SipHash does, which takes
+/// whole words without its byte-by-byte path): every id has the same length, so the length
+/// prefix a derived `Hash` writes first would only cost the keyed hashes another word.
 impl core::hash::Hash for Id {
     fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
-        state.write(&self.0);
+        let [
+            a0,
+            a1,
+            a2,
+            a3,
+            a4,
+            a5,
+            a6,
+            a7,
+            b0,
+            b1,
+            b2,
+            b3,
+            b4,
+            b5,
+            b6,
+            b7,
+            c0,
+            c1,
+            c2,
+            c3,
+        ] = self.0;
+        state.write_u64(u64::from_le_bytes([a0, a1, a2, a3, a4, a5, a6, a7]));
+        state.write_u64(u64::from_le_bytes([b0, b1, b2, b3, b4, b5, b6, b7]));
+        state.write_u32(u32::from_le_bytes([c0, c1, c2, c3]));
     }
 }
 

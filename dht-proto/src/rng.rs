@@ -356,6 +356,16 @@ impl<const C: usize, const D: usize> SipHasher<C, D> {
         h.finish()
     }
 
+    /// The hash of a message of `len` < 8 bytes given as the little-endian word `tail`
+    /// (zero above its `len` bytes): what [`SipHasher::hash`] gives for those bytes, without
+    /// going through a slice (IPv4 tokens hash 5 bytes per query).
+    pub(crate) fn hash_short(k0: u64, k1: u64, tail: u64, len: u8) -> u64 {
+        let mut h = Self::new(k0, k1);
+        h.length = u64::from(len);
+        h.tail = tail;
+        h.finish()
+    }
+
     fn round(&mut self) {
         self.v0 = self.v0.wrapping_add(self.v1);
         self.v1 = self.v1.rotate_left(13) ^ self.v0;
@@ -404,6 +414,41 @@ impl<const C: usize, const D: usize> Hasher for SipHasher<C, D> {
         for &b in words.remainder() {
             self.tail |= u64::from(b) << (8 * self.pending);
             self.pending += 1;
+        }
+    }
+
+    /// The 8 bytes of `word` in little-endian order, as `write` takes them; without the
+    /// byte-by-byte bookkeeping when no partial word is pending (ids hash as two words and a
+    /// half).
+    fn write_u64(&mut self, word: u64) {
+        if self.pending == 0 {
+            self.length = self.length.wrapping_add(8);
+            self.compress(word);
+        } else {
+            self.write(&word.to_le_bytes());
+        }
+    }
+
+    /// The 16 bytes of `word` in little-endian order, as `write` takes them (the per-source
+    /// maps are keyed by `u128`).
+    fn write_u128(&mut self, word: u128) {
+        if self.pending == 0 {
+            self.length = self.length.wrapping_add(16);
+            self.compress(word as u64);
+            self.compress((word >> 64) as u64);
+        } else {
+            self.write(&word.to_le_bytes());
+        }
+    }
+
+    /// The 4 bytes of `word` in little-endian order, as `write` takes them.
+    fn write_u32(&mut self, word: u32) {
+        if self.pending == 0 {
+            self.length = self.length.wrapping_add(4);
+            self.tail = u64::from(word);
+            self.pending = 4;
+        } else {
+            self.write(&word.to_le_bytes());
         }
     }
 

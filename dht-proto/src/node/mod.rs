@@ -577,13 +577,20 @@ impl<V: Ed25519Verifier> Node<V> {
             return None;
         };
         let sender = self.sender();
-        while let Some(mut out) = self.transmits.pop_front() {
-            match out.encode(&sender, buf) {
+        // Encoded where it is queued, then dropped: popping it first would move the large
+        // descriptor out.
+        while let Some(out) = self.transmits.front_mut() {
+            let encoded = out.encode(&sender, buf);
+            let to = out.to;
+            if encoded.is_some() {
+                Self::recycle(&mut self.spare_nodes, out);
+            }
+            let _ = self.transmits.pop_front();
+            match encoded {
                 Some(len) => {
                     self.stats.datagrams_sent = self.stats.datagrams_sent.saturating_add(1);
                     self.stats.bytes_sent = self.stats.bytes_sent.saturating_add(len as u64);
-                    self.recycle(&mut out);
-                    return Some(Transmit { to: out.to, len });
+                    return Some(Transmit { to, len });
                 }
                 None => {
                     self.stats.transmits_too_large =
@@ -603,11 +610,10 @@ impl<V: Ed25519Verifier> Node<V> {
     }
 
     /// Keeps the `nodes` buffer of a sent reply for the next reply.
-    fn recycle(&mut self, out: &mut Out) {
+    fn recycle(spare_nodes: &mut Vec<Vec<u8>>, out: &mut Out) {
         if let out::OutBody::Response(r) = &mut out.body {
-            if r.nodes.capacity() > 0 && self.spare_nodes.len() < SPARE_BUFFERS {
-                self.spare_nodes
-                    .push(core::mem::take(&mut r.nodes).into_buffer());
+            if r.nodes.capacity() > 0 && spare_nodes.len() < SPARE_BUFFERS {
+                spare_nodes.push(core::mem::take(&mut r.nodes).into_buffer());
             }
         }
     }

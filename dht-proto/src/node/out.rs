@@ -2,6 +2,7 @@
 //! responses, errors) and encoded only in `poll_transmit`.
 
 use alloc::boxed::Box;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
 use core::time::Duration;
@@ -90,12 +91,14 @@ pub(crate) struct OutResponse {
     pub(crate) values: Vec<SocketAddr>,
     pub(crate) token: Option<Token>,
     pub(crate) samples: Option<Vec<Id>>,
-    pub(crate) num: Option<i64>,
-    pub(crate) interval: Option<i64>,
+    /// BEP 51 `num` and `interval`, 32 bits each (a reply descriptor stays within the size
+    /// the queue moves cheaply).
+    pub(crate) num: Option<u32>,
+    pub(crate) interval: Option<u32>,
     /// Boxed: two 256-byte filters would make every queued message large.
     pub(crate) scrape: Option<Box<(Bloom, Bloom)>>,
     /// BEP 44 `get`: the stored item, if any.
-    pub(crate) item: Option<Box<OutItem>>,
+    pub(crate) item: Option<OutItem>,
     /// BEP 44 `get`: the stored sequence number when the value is left out.
     pub(crate) seq: Option<i64>,
 }
@@ -116,18 +119,19 @@ impl OutResponse {
         }
         resp.token = r.token.as_ref().map(|t| t.as_bytes().as_slice());
         resp.samples = r.samples.as_deref().map(Samples::Slice);
-        resp.num = r.num;
-        resp.interval = r.interval;
+        resp.num = r.num.map(i64::from);
+        resp.interval = r.interval.map(i64::from);
         if let Some((seeds, peers)) = r.scrape.as_deref() {
             resp.bf_seeds = Some(seeds.as_bytes());
             resp.bf_peers = Some(peers.as_bytes());
         }
         resp.seq = r.seq;
-        if let Some(item) = r.item.as_deref() {
+        if let Some(item) = &r.item {
             resp.value = Some(&item.value);
-            resp.key = item.key.as_ref();
-            resp.signature = item.signature.as_ref();
-            resp.seq = item.seq;
+            let signed = item.signed.as_deref();
+            resp.key = signed.map(|s| &s.key);
+            resp.signature = signed.map(|s| &s.signature);
+            resp.seq = signed.map(|s| s.seq);
         }
         resp
     }
@@ -160,7 +164,7 @@ impl OutResponse {
             len += field(b"BFsd", str_len(seeds.as_bytes().len()));
         }
         if let Some(interval) = self.interval {
-            len += field(b"interval", int_len(interval));
+            len += field(b"interval", int_len(i64::from(interval)));
         }
         if !self.nodes.is_empty() || self.families.0 {
             len += field(b"nodes", str_len(self.nodes.as_bytes().len()));
@@ -169,13 +173,13 @@ impl OutResponse {
             len += field(b"nodes6", str_len(self.nodes6.as_bytes().len()));
         }
         if let Some(num) = self.num {
-            len += field(b"num", int_len(num));
+            len += field(b"num", int_len(i64::from(num)));
         }
         if let Some(samples) = &self.samples {
             len += field(b"samples", str_len(samples.len() * ID_LEN));
         }
-        let seq = match self.item.as_deref() {
-            Some(item) => item.seq,
+        let seq = match &self.item {
+            Some(item) => item.signed.as_deref().map(|s| s.seq),
             None => self.seq,
         };
         if let Some(seq) = seq {
@@ -184,12 +188,10 @@ impl OutResponse {
         if let Some(token) = &self.token {
             len += field(b"token", str_len(token.as_bytes().len()));
         }
-        if let Some(item) = self.item.as_deref() {
-            if let Some(key) = &item.key {
-                len += field(b"k", str_len(key.len()));
-            }
-            if let Some(signature) = &item.signature {
-                len += field(b"sig", str_len(signature.len()));
+        if let Some(item) = &self.item {
+            if let Some(signed) = item.signed.as_deref() {
+                len += field(b"k", str_len(signed.key.len()));
+                len += field(b"sig", str_len(signed.signature.len()));
             }
             // Already bencoded: written verbatim.
             len += field(b"v", item.value.len());
@@ -327,10 +329,19 @@ impl<const V6: bool> CompactNodes<V6> {
 /// A stored BEP 44 item in a `get` response.
 #[derive(Clone, Debug)]
 pub(crate) struct OutItem {
-    pub(crate) value: Vec<u8>,
-    pub(crate) key: Option<[u8; 32]>,
-    pub(crate) signature: Option<[u8; 64]>,
-    pub(crate) seq: Option<i64>,
+    /// The value, shared with the store (a reply does not copy it).
+    pub(crate) value: Arc<[u8]>,
+    /// A mutable item's key, signature and sequence number (boxed: 104 bytes a queued reply
+    /// would otherwise carry for every immutable item too).
+    pub(crate) signed: Option<Box<Signed>>,
+}
+
+/// What a mutable item's `get` reply adds to the value.
+#[derive(Clone, Debug)]
+pub(crate) struct Signed {
+    pub(crate) key: [u8; 32],
+    pub(crate) signature: [u8; 64],
+    pub(crate) seq: i64,
 }
 
 #[derive(Clone, Debug)]

@@ -2,6 +2,7 @@
 //! application answers through [`Node::respond`].
 
 use alloc::boxed::Box;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
 
@@ -11,7 +12,7 @@ use crate::bep44::Ed25519Verifier;
 use crate::error::DropReason;
 use crate::event::Event;
 use crate::id::Id;
-use crate::node::out::{CompactNodes, Out, OutBody, OutItem, OutResponse};
+use crate::node::out::{CompactNodes, Out, OutBody, OutItem, OutResponse, Signed};
 use crate::routing::{Entry, InsertOutcome};
 use crate::server::items::{Item, MutablePut, PutError};
 use crate::server::peers::{Family, Selection};
@@ -181,7 +182,7 @@ impl<V: Ed25519Verifier> Node<V> {
                 let mut body = OutResponse::default();
                 self.fill_nodes(&mut body, &s.target, from, s.want);
                 body.samples = Some(Vec::new());
-                body.num = Some(i64::try_from(self.peers.len()).unwrap_or(i64::MAX));
+                body.num = Some(u32::try_from(self.peers.len()).unwrap_or(u32::MAX));
                 body.interval = Some(SAMPLE_INTERVAL_SECS);
                 // Room for the samples' bytes beside their length prefix (at most `9999:`).
                 let max_samples = self.reply_room(from, &tid, &body).saturating_sub(4) / 20;
@@ -216,15 +217,13 @@ impl<V: Ed25519Verifier> Node<V> {
                     token: Some(self.tokens.issue(from.ip())),
                     ..OutResponse::default()
                 };
-                if let Some(item) = self.items.get(now, &g.target) {
-                    body.item = Some(Box::new(match item {
-                        Item::Immutable { v } => OutItem {
-                            value: v.to_vec(),
-                            key: None,
-                            signature: None,
-                            seq: None,
+                if let Some((item, value)) = self.items.get_shared(now, &g.target) {
+                    body.item = Some(match item {
+                        Item::Immutable { .. } => OutItem {
+                            value: Arc::clone(value),
+                            signed: None,
                         },
-                        Item::Mutable { k, seq, sig, v, .. } => {
+                        Item::Mutable { k, seq, sig, .. } => {
                             if g.seq.is_some_and(|known| seq <= known) {
                                 // BEP 44: the requester has this version; only say which.
                                 body.seq = Some(seq);
@@ -233,13 +232,15 @@ impl<V: Ed25519Verifier> Node<V> {
                                 return self.queue_response(from, tid, body);
                             }
                             OutItem {
-                                value: v.to_vec(),
-                                key: Some(*k),
-                                signature: Some(*sig),
-                                seq: Some(seq),
+                                value: Arc::clone(value),
+                                signed: Some(Box::new(Signed {
+                                    key: *k,
+                                    signature: *sig,
+                                    seq,
+                                })),
                             }
                         }
-                    }));
+                    });
                 }
                 self.fill_nodes(&mut body, &g.target, from, g.want);
                 self.queue_response(from, tid, body)
@@ -460,7 +461,7 @@ impl<V: Ed25519Verifier> Node<V> {
 }
 
 /// BEP 51 `interval`: seconds before the same node should be asked for samples again.
-const SAMPLE_INTERVAL_SECS: i64 = 300;
+const SAMPLE_INTERVAL_SECS: u32 = 300;
 
 /// The kind of `q` for the statistics, from its variant (a custom query by its name).
 pub(crate) fn method_kind(q: &Query<'_>) -> MethodKind {

@@ -158,7 +158,7 @@ fn no_datagram_exceeds_max_datagram() {
 /// empty and long lists, negative and large integers, items, filters, any tid and version).
 #[test]
 fn computed_reply_length_is_the_encoded_length() {
-    use crate::node::out::{OutItem, OutResponse};
+    use crate::node::out::{OutItem, OutResponse, Signed};
     use crate::server::bloom::Bloom;
     use crate::server::tokens::Tokens;
     use crate::test_rng::TestRng;
@@ -208,10 +208,10 @@ fn computed_reply_length_is_the_encoded_length() {
             body.samples = Some((0..rng.below(80)).map(|_| rng.id()).collect());
         }
         if rng.below(3) == 0 {
-            body.num = Some(some_int(&mut rng));
+            body.num = Some(some_int(&mut rng) as u32);
         }
         if rng.below(3) == 0 {
-            body.interval = Some(some_int(&mut rng));
+            body.interval = Some(some_int(&mut rng) as u32);
         }
         if rng.below(4) == 0 {
             body.scrape = Some(Box::new((Bloom::new(), Bloom::new())));
@@ -222,12 +222,16 @@ fn computed_reply_length_is_the_encoded_length() {
         if rng.below(3) == 0 {
             let len = rng.below(1000);
             let mutable = rng.below(2) == 0;
-            body.item = Some(Box::new(OutItem {
-                value: format!("{len}:{}", "x".repeat(len)).into_bytes(),
-                key: mutable.then_some([1; 32]),
-                signature: mutable.then_some([2; 64]),
-                seq: (mutable || rng.below(2) == 0).then(|| some_int(&mut rng)),
-            }));
+            body.item = Some(OutItem {
+                value: format!("{len}:{}", "x".repeat(len)).into_bytes().into(),
+                signed: mutable.then(|| {
+                    Box::new(Signed {
+                        key: [1; 32],
+                        signature: [2; 64],
+                        seq: some_int(&mut rng),
+                    })
+                }),
+            });
         }
         let to = some_addr(&mut rng);
         let tid: Vec<u8> = (0..rng.below(20)).map(|i| i as u8).collect();

@@ -367,3 +367,59 @@ fn reply_rng_is_keyed_by_the_seed_and_leaves_the_main_stream_alone() {
     let r = ReplyRng::new([1; 32]);
     assert_ne!((r.k0, r.k1), (main.next_u64(), main.next_u64()));
 }
+
+#[test]
+fn word_writes_equal_their_little_endian_bytes() {
+    let mut rng = Rng::new([6; 32]);
+    // Whole words on an empty state, and after 0 to 7 pending bytes (the byte path).
+    for lead in 0usize..8 {
+        let mut head = std::vec![0u8; lead];
+        rng.fill_bytes(&mut head);
+        let (a, b, c) = (rng.next_u64(), rng.next_u64(), rng.next_u32());
+        let d = u128::from(rng.next_u64()) << 64 | u128::from(rng.next_u64());
+        let (k0, k1) = (rng.next_u64(), rng.next_u64());
+        let mut words = SipHasher::<1, 3>::new(k0, k1);
+        words.write(&head);
+        words.write_u128(d);
+        words.write_u64(a);
+        words.write_u32(c);
+        words.write_u64(b);
+        words.write_u128(d);
+        let mut bytes = SipHasher::<1, 3>::new(k0, k1);
+        bytes.write(&head);
+        bytes.write(&d.to_le_bytes());
+        bytes.write(&a.to_le_bytes());
+        bytes.write(&c.to_le_bytes());
+        bytes.write(&b.to_le_bytes());
+        bytes.write(&d.to_le_bytes());
+        assert_eq!(words.finish(), bytes.finish(), "after {lead} bytes");
+    }
+}
+
+#[test]
+fn an_id_hashes_as_its_twenty_bytes() {
+    let mut rng = Rng::new([7; 32]);
+    for _ in 0..20 {
+        let mut bytes = [0u8; 20];
+        rng.fill_bytes(&mut bytes);
+        let state = KeyedState::new([3; 16]);
+        let mut written = state.build_hasher();
+        written.write(&bytes);
+        assert_eq!(state.hash_one(crate::id::Id::new(bytes)), written.finish());
+    }
+}
+
+#[test]
+fn short_one_shot_equals_the_slice_one_shot() {
+    let (k0, k1) = reference_key();
+    let message: [u8; 16] = core::array::from_fn(|i| i as u8);
+    for n in 0..8u8 {
+        let mut word = [0u8; 8];
+        word[..usize::from(n)].copy_from_slice(&message[..usize::from(n)]);
+        assert_eq!(
+            SipHasher::<2, 4>::hash_short(k0, k1, u64::from_le_bytes(word), n),
+            SIPHASH24_VECTORS[usize::from(n)],
+            "length {n}"
+        );
+    }
+}

@@ -30,12 +30,14 @@
 //! [`ItemStore::memory_usage`] reports the bytes held. The worst case is about
 //! `max_items × 550 + max_bytes` bytes: per item a hash-table slot at half load (2 × ~170
 //! bytes), an ordered index entry (~64 bytes with B-tree slack), its place in its source's
-//! list (~100 bytes at worst) and the key, signature and sequence number inline; values and
-//! salts are boxed at their exact length. With the defaults (4096 items, 1 MiB) that is under
+//! list (~100 bytes at worst) and the key, signature and sequence number inline; salts are
+//! boxed at their exact length, values too behind two words of reference counts (a `get`
+//! reply shares the value instead of copying it). With the defaults (4096 items, 1 MiB) that is under
 //! 4 MiB.
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeSet;
+use alloc::sync::Arc;
 use core::fmt;
 use core::mem::size_of;
 use core::net::IpAddr;
@@ -197,14 +199,14 @@ struct Stored {
 #[derive(Debug)]
 enum Kind {
     Immutable {
-        v: Box<[u8]>,
+        v: Arc<[u8]>,
     },
     Mutable {
         k: [u8; 32],
         sig: [u8; 64],
         seq: i64,
         salt: Box<[u8]>,
-        v: Box<[u8]>,
+        v: Arc<[u8]>,
     },
 }
 
@@ -297,7 +299,7 @@ impl ItemStore {
                 return Ok(target);
             }
         }
-        self.insert(target, now, source, Kind::Immutable { v: Box::from(v) });
+        self.insert(target, now, source, Kind::Immutable { v: Arc::from(v) });
         Ok(target)
     }
 
@@ -383,7 +385,7 @@ impl ItemStore {
                 sig: *put.sig,
                 seq: put.seq,
                 salt: Box::from(put.salt),
-                v: Box::from(put.v),
+                v: Arc::from(put.v),
             },
         );
         Ok(target)
@@ -391,26 +393,38 @@ impl ItemStore {
 
     /// The live item stored under `target`.
     pub fn get(&self, now: Instant, target: &Id) -> Option<Item<'_>> {
+        self.get_shared(now, target).map(|(item, _)| item)
+    }
+
+    /// [`ItemStore::get`], with the value shared: what a `get` reply holds while it waits to
+    /// be sent, without copying the bytes.
+    pub(crate) fn get_shared(&self, now: Instant, target: &Id) -> Option<(Item<'_>, &Arc<[u8]>)> {
         let item = self.items.get(target)?;
         if item.updated.saturating_add(self.ttl) <= now {
             return None;
         }
-        Some(match &item.kind {
-            Kind::Immutable { v } => Item::Immutable { v },
-            Kind::Mutable {
-                k,
-                sig,
-                seq,
-                salt,
-                v,
-            } => Item::Mutable {
-                k,
-                salt,
-                seq: *seq,
-                sig,
-                v,
+        let shared = match &item.kind {
+            Kind::Immutable { v } | Kind::Mutable { v, .. } => v,
+        };
+        Some((
+            match &item.kind {
+                Kind::Immutable { v } => Item::Immutable { v },
+                Kind::Mutable {
+                    k,
+                    sig,
+                    seq,
+                    salt,
+                    v,
+                } => Item::Mutable {
+                    k,
+                    salt,
+                    seq: *seq,
+                    sig,
+                    v,
+                },
             },
-        })
+            shared,
+        ))
     }
 
     /// Drops every item not put for `ttl` or longer.
@@ -457,7 +471,9 @@ impl ItemStore {
             .by_updated
             .len()
             .saturating_mul(2 * size_of::<(Instant, Id)>());
-        table + index + self.bytes + self.sources.memory_usage()
+        // Each value's reference counts.
+        let counts = self.items.len().saturating_mul(2 * size_of::<usize>());
+        table + index + self.bytes + counts + self.sources.memory_usage()
     }
 
     /// Refuses what can never be stored: too-big values or no storage at all.

@@ -31,14 +31,14 @@
 //! # Memory
 //!
 //! [`PeerStore::memory_usage`] reports the bytes held. The worst case is about
-//! `max_info_hashes × 300 + max_stored_peers × 256` bytes: per info-hash, a hash-table slot at
-//! half load (2 × 57 bytes), 20 bytes in the sampling array and two ordered index entries
-//! (about 150 bytes with B-tree slack); per peer, 32 bytes, doubled for vector slack (vectors
-//! shrink when they fall under half full), 20 bytes (doubled) in its source's list, and at
-//! worst (every peer from its own source) a source's hash-table slots (41 bytes each; the
-//! table shrinks when under a quarter full) and, for half of them, an index entry (64 bytes:
-//! only sources of two peers or more are indexed). With the defaults (16 384 info-hashes, 65 536 peers)
-//! that is under 22 MiB.
+//! `max_info_hashes × 350 + max_stored_peers × 264` bytes: per info-hash, a hash-table slot at
+//! half load (2 × 81 bytes), 20 bytes in the sampling array and two ordered index entries
+//! (about 150 bytes with B-tree slack); per peer, 32 bytes and its 4-byte address key, doubled
+//! for vector slack (vectors shrink when they fall under half full), 20 bytes (doubled) in its
+//! source's list, and at worst (every peer from its own source) a source's hash-table slots
+//! (41 bytes each; the table shrinks when under a quarter full) and, for half of them, an index
+//! entry (64 bytes: only sources of two peers or more are indexed). With the defaults (16 384
+//! info-hashes, 65 536 peers) that is under 22 MiB.
 //!
 //! # Cost
 //!
@@ -190,8 +190,97 @@ pub struct PeerStore {
 struct Swarm {
     /// Least recently announced first; never empty while stored.
     peers: Vec<Peer>,
+    /// [`short_key`] of each of `peers`' addresses, in the same order: an announce finds its
+    /// peer by scanning these 4-byte keys, many at a time, instead of the 32-byte peers.
+    addrs: Vec<u32>,
     /// Index of the info-hash in `PeerStore::keys`.
     slot: usize,
+}
+
+impl Swarm {
+    /// Appends `peer`, growing the vectors by doubling but never beyond `cap`.
+    fn push(&mut self, peer: Peer, cap: usize) {
+        grow_within(&mut self.peers, cap);
+        grow_within(&mut self.addrs, cap);
+        self.addrs.push(short_key(peer.ip));
+        self.peers.push(peer);
+    }
+
+    /// Removes and returns the peer at `i`.
+    fn remove(&mut self, i: usize) -> Option<Peer> {
+        if i >= self.peers.len() {
+            return None;
+        }
+        if i < self.addrs.len() {
+            self.addrs.remove(i);
+        }
+        Some(self.peers.remove(i))
+    }
+
+    /// Where the peer at `ip` is: the keys compared 16 at a time without an early exit inside
+    /// a group (so the comparisons vectorize), a match confirmed on the full address.
+    fn position_of(&self, ip: IpAddr) -> Option<usize> {
+        let key = short_key(ip);
+        let same = |i: usize| self.peers.get(i).is_some_and(|p| same_ip(p.ip, ip));
+        let mut groups = self.addrs.chunks_exact(16);
+        let mut base = 0;
+        for group in &mut groups {
+            // Whether any key of the group matches: compare and OR-reduce, which vectorizes;
+            // only a group with a match is looked at one by one.
+            let any = group.iter().fold(0u32, |m, &k| m | u32::from(k == key));
+            if any != 0 {
+                let found = group
+                    .iter()
+                    .enumerate()
+                    .filter(|&(_, &k)| k == key)
+                    .map(|(i, _)| base + i)
+                    .find(|&i| same(i));
+                if found.is_some() {
+                    return found;
+                }
+            }
+            base += 16;
+        }
+        groups
+            .remainder()
+            .iter()
+            .enumerate()
+            .filter(|&(_, &k)| k == key)
+            .map(|(i, _)| base + i)
+            .find(|&i| same(i))
+    }
+
+    /// Gives back memory when the vectors fall under half full.
+    fn shrink(&mut self) {
+        if self.peers.capacity() > 2 * self.peers.len() + 2 {
+            self.peers.shrink_to(self.peers.len());
+        }
+        if self.addrs.capacity() > 2 * self.addrs.len() + 2 {
+            self.addrs.shrink_to(self.addrs.len());
+        }
+    }
+}
+
+/// A 4-byte key of an address for [`Swarm::position_of`]: an IPv4 address itself, an IPv6
+/// address folded (equal addresses have equal keys; a match is confirmed on the address).
+fn short_key(ip: IpAddr) -> u32 {
+    match ip {
+        IpAddr::V4(v4) => u32::from(v4),
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            let folded = (bits >> 64) as u64 ^ bits as u64;
+            (folded >> 32) as u32 ^ folded as u32
+        }
+    }
+}
+
+/// Whether `a` and `b` are the same address (and family).
+fn same_ip(a: IpAddr, b: IpAddr) -> bool {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => a == b,
+        (IpAddr::V6(a), IpAddr::V6(b)) => a == b,
+        _ => false,
+    }
 }
 
 /// One stored peer: 32 bytes.
@@ -280,18 +369,19 @@ impl PeerStore {
         let source = source_key(ip);
         // A refresh (the common case for a busy swarm) looks the info-hash up once.
         if let Some(swarm) = self.swarms.get_mut(&info_hash) {
-            if let Some(i) = position_of(&swarm.peers, ip) {
+            if let Some(i) = swarm.position_of(ip) {
                 let before = index_keys(info_hash, swarm);
                 let newest = swarm.peers.last().map_or(now, |p| p.announced.max(now));
-                if i < swarm.peers.len() {
-                    swarm.peers.remove(i);
-                }
-                swarm.peers.push(Peer {
-                    ip,
-                    port,
-                    seed,
-                    announced: newest,
-                });
+                let _ = swarm.remove(i);
+                swarm.push(
+                    Peer {
+                        ip,
+                        port,
+                        seed,
+                        announced: newest,
+                    },
+                    self.max_peers_per_info_hash,
+                );
                 let after = index_keys(info_hash, swarm);
                 reindex(&mut self.by_oldest, &mut self.by_weight, before, after);
                 self.sources.touch(source, info_hash);
@@ -353,16 +443,17 @@ impl PeerStore {
             announced: newest.map_or(now, |t| t.max(now)),
         };
         if self.swarms.contains_key(&info_hash) {
-            self.update_swarm(info_hash, |peers| {
-                let peer = new_peer(peers.last().map(|p| p.announced));
-                grow_within(peers, per_hash_cap);
-                peers.push(peer);
+            self.update_swarm(info_hash, |swarm| {
+                let peer = new_peer(swarm.peers.last().map(|p| p.announced));
+                swarm.push(peer, per_hash_cap);
             });
         } else {
-            let peers = alloc::vec![new_peer(None)];
+            let peer = new_peer(None);
+            let addrs = alloc::vec![short_key(peer.ip)];
+            let peers = alloc::vec![peer];
             let slot = self.keys.len();
             self.keys.push(info_hash);
-            let swarm = Swarm { peers, slot };
+            let swarm = Swarm { peers, addrs, slot };
             index(
                 &mut self.by_oldest,
                 &mut self.by_weight,
@@ -470,12 +561,14 @@ impl PeerStore {
             }
             let ttl = self.ttl;
             let mut dead_ips = Vec::new();
-            self.update_swarm(info_hash, |peers| {
-                let dead = peers
+            self.update_swarm(info_hash, |swarm| {
+                let dead = swarm
+                    .peers
                     .iter()
                     .take_while(|p| p.announced.saturating_add(ttl) <= now)
                     .count();
-                dead_ips.extend(peers.drain(..dead).map(|p| p.ip));
+                dead_ips.extend(swarm.peers.drain(..dead).map(|p| p.ip));
+                swarm.addrs.drain(..dead.min(swarm.addrs.len()));
             });
             let removed = dead_ips.len();
             for ip in dead_ips {
@@ -542,7 +635,10 @@ impl PeerStore {
             .keys
             .iter()
             .filter_map(|k| self.swarms.get(k))
-            .map(|s| s.peers.capacity().saturating_mul(size_of::<Peer>()))
+            .map(|s| {
+                s.peers.capacity().saturating_mul(size_of::<Peer>())
+                    + s.addrs.capacity().saturating_mul(size_of::<u32>())
+            })
             .sum();
         table + keys + indices + peers + self.sources.memory_usage()
     }
@@ -599,12 +695,12 @@ impl PeerStore {
 
     /// Applies `change` to the peers of `info_hash` and keeps the indices, the sampling array
     /// and the vector's capacity in step; removes the info-hash if no peer is left.
-    fn update_swarm(&mut self, info_hash: Id, change: impl FnOnce(&mut Vec<Peer>)) {
+    fn update_swarm(&mut self, info_hash: Id, change: impl FnOnce(&mut Swarm)) {
         let Some(swarm) = self.swarms.get_mut(&info_hash) else {
             return;
         };
         let before = index_keys(info_hash, swarm);
-        change(&mut swarm.peers);
+        change(swarm);
         let after = index_keys(info_hash, swarm);
         reindex(&mut self.by_oldest, &mut self.by_weight, before, after);
         if swarm.peers.is_empty() {
@@ -613,9 +709,7 @@ impl PeerStore {
             self.unslot(slot);
             return;
         }
-        if swarm.peers.capacity() > 2 * swarm.peers.len() + 2 {
-            swarm.peers.shrink_to(swarm.peers.len());
-        }
+        swarm.shrink();
     }
 
     /// Removes `info_hash` and its peers.
@@ -639,9 +733,9 @@ impl PeerStore {
     /// Removes the least recently announced peer of `source` under `info_hash`.
     fn remove_peer_of(&mut self, info_hash: Id, source: u128) {
         let mut removed = None;
-        self.update_swarm(info_hash, |peers| {
-            if let Some(i) = peers.iter().position(|p| source_key(p.ip) == source) {
-                removed = Some(peers.remove(i));
+        self.update_swarm(info_hash, |swarm| {
+            if let Some(i) = swarm.peers.iter().position(|p| source_key(p.ip) == source) {
+                removed = swarm.remove(i);
             }
         });
         if removed.is_some() {
@@ -690,29 +784,14 @@ impl PeerStore {
         }
         if let Some(&(_, info_hash)) = self.by_oldest.first() {
             let mut removed = None;
-            self.update_swarm(info_hash, |peers| {
-                if !peers.is_empty() {
-                    removed = Some(peers.remove(0));
-                }
+            self.update_swarm(info_hash, |swarm| {
+                removed = swarm.remove(0);
             });
             if let Some(p) = removed {
                 self.peer_count = self.peer_count.saturating_sub(1);
                 self.sources.remove(source_key(p.ip), info_hash);
             }
         }
-    }
-}
-
-/// Where the peer at `ip` is in `peers`: one pass comparing addresses of `ip`'s family only
-/// (a 4-byte comparison per IPv4 peer instead of the generic one).
-fn position_of(peers: &[Peer], ip: IpAddr) -> Option<usize> {
-    match ip {
-        IpAddr::V4(v4) => peers
-            .iter()
-            .position(|p| matches!(p.ip, IpAddr::V4(other) if other == v4)),
-        IpAddr::V6(v6) => peers
-            .iter()
-            .position(|p| matches!(p.ip, IpAddr::V6(other) if other == v6)),
     }
 }
 

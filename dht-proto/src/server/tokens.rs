@@ -129,23 +129,21 @@ fn token(secret: &[u8; SECRET_LEN], ip: IpAddr) -> Token {
         IpAddr::V4(_) => ip,
     };
     // `family ‖ ip`: 5 or 17 bytes.
-    let mut message = [0u8; 17];
-    let len = match ip {
+    let hash = match ip {
         IpAddr::V4(v4) => {
+            // The 5 bytes as one little-endian word, without a slice.
             let [a, b, c, d] = v4.octets();
-            let [f, w, x, y, z, ..] = &mut message;
-            (*f, *w, *x, *y, *z) = (4, a, b, c, d);
-            5
+            let message = u64::from_le_bytes([4, a, b, c, d, 0, 0, 0]);
+            SipHasher::<2, 4>::hash_short(word(k0), word(k1), message, 5)
         }
         IpAddr::V6(v6) => {
-            let (family, rest) = message.split_at_mut(1);
-            family.fill(6);
+            let mut message = [6u8; 17];
+            let (_family, rest) = message.split_at_mut(1);
             rest.copy_from_slice(&v6.octets());
-            17
+            SipHasher::<2, 4>::hash(word(k0), word(k1), &message)
         }
     };
-    let message = message.get(..len).unwrap_or(&message);
-    Token(SipHasher::<2, 4>::hash(word(k0), word(k1), message).to_le_bytes())
+    Token(hash.to_le_bytes())
 }
 
 fn constant_time_eq(a: &[u8; TOKEN_LEN], b: &[u8; TOKEN_LEN]) -> bool {

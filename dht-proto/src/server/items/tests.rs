@@ -586,3 +586,19 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_reply_shares_the_stored_value() {
+    let mut s = store();
+    let target = s.put_immutable(t(1), b"5:hello").unwrap();
+    let (item, shared) = s.get_shared(t(2), &target).unwrap();
+    assert_eq!(item, Item::Immutable { v: b"5:hello" });
+    assert!(core::ptr::eq(item.value(), &**shared), "the same bytes");
+    let held = Arc::clone(shared);
+    assert_eq!(Arc::strong_count(&held), 2, "no copy, one more reference");
+    // Removing the item while a reply holds it leaves the reply's bytes intact.
+    s.expire(t(1) + TTL);
+    assert!(s.get(t(1) + TTL, &target).is_none());
+    assert_eq!(&*held, b"5:hello");
+    assert_eq!(Arc::strong_count(&held), 1);
+}

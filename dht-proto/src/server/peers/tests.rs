@@ -61,6 +61,16 @@ fn check(store: &PeerStore) {
         assert!(!swarm.peers.is_empty());
         assert!(swarm.peers.len() <= store.max_peers_per_info_hash);
         assert!(swarm.peers.capacity() <= 2 * swarm.peers.len() + 2);
+        assert!(swarm.addrs.capacity() <= 2 * swarm.addrs.len() + 2);
+        assert_eq!(
+            swarm.addrs,
+            swarm
+                .peers
+                .iter()
+                .map(|p| short_key(p.ip))
+                .collect::<Vec<_>>(),
+            "the address keys follow the peers"
+        );
         assert!(
             swarm
                 .peers
@@ -92,12 +102,12 @@ fn check(store: &PeerStore) {
     assert_eq!(listed, store.peer_count);
 }
 
-/// The documented worst case: `max_info_hashes × 300 + max_stored_peers × 256` bytes.
+/// The documented worst case: `max_info_hashes × 350 + max_stored_peers × 264` bytes.
 fn bound(store: &PeerStore) -> usize {
     let peers = store
         .max_stored_peers
         .min(store.max_info_hashes * store.max_peers_per_info_hash);
-    store.max_info_hashes * 300 + peers * 256
+    store.max_info_hashes * 350 + peers * 264
 }
 
 /// 200 honest single-peer swarms from 200 addresses, then 70,000 announces of random
@@ -867,5 +877,44 @@ fn drawn_indices_are_a_set() {
             };
             assert_eq!(drawn.insert(i), model.insert(i), "round {round}, {i}");
         }
+    }
+}
+
+#[test]
+fn announces_find_their_peer_among_colliding_short_keys() {
+    // 40 peers (two groups of 16 and a remainder), among them IPv6 addresses whose folded key
+    // equals an IPv4 address's and each other's: a refresh must find its own peer only.
+    let mut store = PeerStore::new(10, 100, 1000, Duration::from_secs(1800), [5; 16]);
+    let h = Id::new([1; 20]);
+    let v4 = |i: u32| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
+    // Folds to the key of 10.0.0.i: the high half is zero, the low half 10.0.0.i.
+    let twin = |i: u32| IpAddr::V6(Ipv6Addr::from(u128::from(0x0a00_0000 + i)));
+    // The same key again: 10.0.0.i in both halves of the low word cancels, in the high words.
+    let triplet = |i: u32| {
+        let x = u128::from(0x0a00_0000 + i);
+        IpAddr::V6(Ipv6Addr::from((x << 96) | (x << 64) | (x << 32)))
+    };
+    assert_eq!(short_key(twin(3)), short_key(v4(3)));
+    assert_eq!(short_key(triplet(3)), short_key(v4(3)));
+    let mut t = Instant::from_secs(1);
+    let mut peers = Vec::new();
+    for i in 0..14 {
+        peers.extend([v4(i), twin(i), triplet(i)]);
+    }
+    peers.truncate(40);
+    for (n, ip) in peers.iter().enumerate() {
+        let out = store.announce(t, h, SocketAddr::new(*ip, 1000 + n as u16), false);
+        assert_eq!(out, AnnounceOutcome::Added, "{ip}");
+    }
+    check(&store);
+    // Refresh each, oldest first: found (not added) and moved to the end, the others kept.
+    for ip in peers.clone() {
+        t += Duration::from_secs(1);
+        let out = store.announce(t, h, SocketAddr::new(ip, 2000), true);
+        assert_eq!(out, AnnounceOutcome::Refreshed, "{ip}");
+        let swarm = &store.swarms[&h];
+        assert_eq!(swarm.peers.len(), 40);
+        assert_eq!(swarm.peers.last().map(|p| (p.ip, p.port)), Some((ip, 2000)));
+        check(&store);
     }
 }

@@ -183,3 +183,26 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn token_is_siphash24_of_family_and_address() {
+    let mut rng = Rng::new([9; 32]);
+    let tokens = Tokens::new(&mut rng);
+    let (k0, k1) = tokens.current.split_at(8);
+    let key = |s: &[u8]| u64::from_le_bytes(s.try_into().unwrap());
+    let (k0, k1) = (key(k0), key(k1));
+    let v4 = Ipv4Addr::new(203, 0, 113, 77);
+    let mut message = std::vec![4u8];
+    message.extend_from_slice(&v4.octets());
+    assert_eq!(
+        tokens.issue(IpAddr::V4(v4)).as_bytes(),
+        &SipHasher::<2, 4>::hash(k0, k1, &message).to_le_bytes()
+    );
+    let v6: Ipv6Addr = "2001:db8::77".parse().unwrap();
+    let mut message = std::vec![6u8];
+    message.extend_from_slice(&v6.octets());
+    assert_eq!(
+        tokens.issue(IpAddr::V6(v6)).as_bytes(),
+        &SipHasher::<2, 4>::hash(k0, k1, &message).to_le_bytes()
+    );
+}
