@@ -108,6 +108,11 @@ impl Bucket {
         }
     }
 
+    /// Whole tokens in the bucket.
+    pub(crate) fn tokens(&self) -> u64 {
+        self.milli / MILLI
+    }
+
     /// Thousandths of a token missing to `burst`.
     fn deficit(&self, burst: u64) -> u64 {
         burst.saturating_mul(MILLI).saturating_sub(self.milli)

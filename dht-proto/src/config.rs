@@ -345,9 +345,9 @@ pub struct Limits {
     pub max_queries: usize,
     /// Candidates a lookup keeps, closest first.
     pub max_candidates: usize,
-    /// Outgoing messages queued for `poll_transmit` (each ~256 bytes, up to ~2 KB with the
-    /// node, peer and sample lists of a reply). At the cap, replies to incoming queries are
-    /// dropped and counted.
+    /// Outgoing messages queued for `poll_transmit` (each ~160 bytes; a reply is queued
+    /// encoded, in a buffer of [`Limits::max_reply`] bytes, so up to ~1.5 KB with the
+    /// defaults). At the cap, replies to incoming queries are dropped and counted.
     pub max_pending_transmits: usize,
     /// Events queued for `poll_event` (each ~192 bytes plus the peers, samples or bytes it
     /// carries, at most one datagram's worth). At the cap, events are dropped and an

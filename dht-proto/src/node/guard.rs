@@ -68,21 +68,41 @@ impl<V: Ed25519Verifier> Node<V> {
         to: SocketAddr,
         len: usize,
     ) -> Result<(), DropReason> {
-        // One look-up of the source for the check and the charge (nothing in between adds
-        // or evicts a source).
-        let slot = self.guard.sources.slot(to.ip());
-        if self.guard.sources.allowance_at(now, slot) < len as u64 {
-            return Err(DropReason::Reflection);
-        }
-        if let Some(rate) = self.config.limits.upload_rate {
-            let rate = u64::from(rate);
-            self.guard.upload.refill(now, rate, rate);
-            if !self.guard.upload.take(len as u64) {
-                return Err(DropReason::UploadBudget);
-            }
-        }
-        self.guard.sources.note_sent_at(now, slot, len);
+        let allowance = self.reply_allowance(now, to);
+        allowance.check(len)?;
+        self.charge_reply(now, &allowance, len);
         Ok(())
+    }
+
+    /// What a reply to `to` may cost now, for [`ReplyAllowance::check`] and then
+    /// [`Node::charge_reply`] (with nothing in between that adds or evicts a source): a reply
+    /// can be checked against an upper bound of its length before it is encoded, and charged
+    /// its exact length after.
+    pub(crate) fn reply_allowance(&mut self, now: Instant, to: SocketAddr) -> ReplyAllowance {
+        // One look-up of the source for the check and the charge.
+        let slot = self.guard.sources.slot(to.ip());
+        let reflection = self.guard.sources.allowance_at(now, slot);
+        let upload = match self.config.limits.upload_rate {
+            Some(rate) => {
+                let rate = u64::from(rate);
+                self.guard.upload.refill(now, rate, rate);
+                self.guard.upload.tokens()
+            }
+            None => u64::MAX,
+        };
+        ReplyAllowance {
+            slot,
+            reflection,
+            upload,
+        }
+    }
+
+    /// Charges a reply of `len` bytes that [`ReplyAllowance::check`] accepted.
+    pub(crate) fn charge_reply(&mut self, now: Instant, allowance: &ReplyAllowance, len: usize) {
+        if self.config.limits.upload_rate.is_some() {
+            let _ = self.guard.upload.take(len as u64);
+        }
+        self.guard.sources.note_sent_at(now, allowance.slot, len);
     }
 
     /// Whether a routing-table ping that an incoming query caused may go now.
@@ -102,5 +122,31 @@ impl<V: Ed25519Verifier> Node<V> {
     /// Sources (IPv4 addresses, IPv6 /64s) whose budgets are tracked now.
     pub fn tracked_sources(&self) -> usize {
         self.guard.sources.len()
+    }
+}
+
+/// What a reply may cost under the reflection rule and the upload budget, from
+/// [`Node::reply_allowance`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ReplyAllowance {
+    /// The destination's source entry.
+    slot: Option<usize>,
+    /// Bytes the reflection rule allows (`u64::MAX` for a verified source).
+    reflection: u64,
+    /// Bytes the upload budget allows (`u64::MAX` without one).
+    upload: u64,
+}
+
+impl ReplyAllowance {
+    /// Whether a reply of `len` bytes may go.
+    pub(crate) fn check(&self, len: usize) -> Result<(), DropReason> {
+        let len = len as u64;
+        if self.reflection < len {
+            Err(DropReason::Reflection)
+        } else if self.upload < len {
+            Err(DropReason::UploadBudget)
+        } else {
+            Ok(())
+        }
     }
 }

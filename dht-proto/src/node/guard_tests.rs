@@ -75,7 +75,9 @@ fn drain(node: &mut Node, now: Instant) -> Vec<(SocketAddr, Vec<u8>)> {
 fn fill_swarm(node: &mut Node, now: Instant, info_hash: Id, peers: u32) {
     for i in 0..peers {
         let from = ip(12, i + 1);
-        let _ = node.handle_datagram(now, from, &get_peers(info_hash, false));
+        // A token comes with any get_peers reply; one for another info-hash is small, so it
+        // passes even a tight reflection limit.
+        let _ = node.handle_datagram(now, from, &get_peers(id(0xfff), false));
         let reply = drain(node, now).pop().unwrap().1;
         let Ok(Message {
             body: Body::Response(r),
@@ -201,6 +203,38 @@ fn a_spoofed_victim_gets_at_most_three_times_what_it_sent() {
     let _ = n.handle_datagram(now, stranger, &query);
     let reply = drain(&mut n, now).pop().unwrap();
     assert!(reply.1.len() > 800, "{} bytes", reply.1.len());
+}
+
+/// A reply is written at once when the guards allow a whole reply budget; below that its
+/// exact length decides: a stranger whose allowance is exactly the reply's length gets it, one
+/// byte less and it is refused.
+#[test]
+fn near_the_reflection_limit_the_exact_length_decides() {
+    let now = Instant::from_secs(100);
+    let info_hash = id(600);
+    let query = get_peers(info_hash, false);
+    let stranger = ip(25, 1);
+    let reply_to_stranger = |burst: usize| {
+        let mut n = node(|l| {
+            l.source_rate = None;
+            l.reflection_burst = burst;
+        });
+        fill_swarm(&mut n, now, info_hash, 150);
+        let _ = n.handle_datagram(now, stranger, &query);
+        let replies: Vec<usize> = drain(&mut n, now)
+            .iter()
+            .filter(|(to, _)| *to == stranger)
+            .map(|(_, d)| d.len())
+            .collect();
+        (replies, n.stats().dropped(DropReason::Reflection))
+    };
+    let (replies, refused) = reply_to_stranger(1 << 30);
+    assert_eq!((replies.len(), refused), (1, 0));
+    let len = replies[0];
+    // Below the reply budget, and more than the query earns by itself.
+    assert!(len < 1280 && len > 3 * query.len(), "{len}");
+    assert_eq!(reply_to_stranger(len), (alloc::vec![len], 0));
+    assert_eq!(reply_to_stranger(len - 1), (alloc::vec![], 1));
 }
 
 #[test]

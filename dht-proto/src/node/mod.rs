@@ -28,6 +28,7 @@ mod out;
 #[cfg(test)]
 mod prop_tests;
 mod queries;
+mod reply;
 mod serve;
 #[cfg(test)]
 mod tests;
@@ -188,7 +189,7 @@ pub(crate) struct PendingCustom {
 }
 
 /// Most emptied reply buffers kept for reuse (see [`Node::spare_nodes`]).
-const SPARE_BUFFERS: usize = 8;
+pub(crate) const SPARE_BUFFERS: usize = 8;
 
 /// A BitTorrent mainline DHT node: the whole protocol state, driven by the caller.
 ///
@@ -220,6 +221,8 @@ pub struct Node<V = NoVerifier> {
     /// Emptied `nodes` buffers of sent replies, reused by the next replies instead of
     /// allocating one per reply (at most [`SPARE_BUFFERS`]).
     pub(crate) spare_nodes: Vec<Vec<u8>>,
+    /// Buffers of sent encoded replies, reused likewise (at most [`SPARE_BUFFERS`]).
+    pub(crate) spare_replies: Vec<Vec<u8>>,
     pub(crate) events: VecDeque<Event>,
     pub(crate) events_lost: u64,
     pub(crate) stats: Stats,
@@ -317,6 +320,7 @@ impl<V: Ed25519Verifier> Node<V> {
             next_query: 1,
             transmits: VecDeque::new(),
             spare_nodes: Vec::new(),
+            spare_replies: Vec::new(),
             events: VecDeque::new(),
             events_lost: 0,
             stats: Stats::default(),
@@ -582,9 +586,7 @@ impl<V: Ed25519Verifier> Node<V> {
         while let Some(out) = self.transmits.front_mut() {
             let encoded = out.encode(&sender, buf);
             let to = out.to;
-            if encoded.is_some() {
-                Self::recycle(&mut self.spare_nodes, out);
-            }
+            Self::recycle(&mut self.spare_replies, out);
             let _ = self.transmits.pop_front();
             match encoded {
                 Some(len) => {
@@ -609,11 +611,11 @@ impl<V: Ed25519Verifier> Node<V> {
         }
     }
 
-    /// Keeps the `nodes` buffer of a sent reply for the next reply.
-    fn recycle(spare_nodes: &mut Vec<Vec<u8>>, out: &mut Out) {
-        if let out::OutBody::Response(r) = &mut out.body {
-            if r.nodes.capacity() > 0 && spare_nodes.len() < SPARE_BUFFERS {
-                spare_nodes.push(core::mem::take(&mut r.nodes).into_buffer());
+    /// Keeps the buffer of a sent encoded reply for the next reply.
+    fn recycle(spare_replies: &mut Vec<Vec<u8>>, out: &mut Out) {
+        if let out::OutBody::Encoded { bytes, .. } = &mut out.body {
+            if spare_replies.len() < SPARE_BUFFERS {
+                spare_replies.push(core::mem::take(bytes));
             }
         }
     }
@@ -664,8 +666,10 @@ impl<V: Ed25519Verifier> Node<V> {
                 };
                 allow(o.to, class)
             })?;
-            let out = self.transmits.remove(pos)?;
-            match out.encode(&sender, buf) {
+            let mut out = self.transmits.remove(pos)?;
+            let encoded = out.encode(&sender, buf);
+            Self::recycle(&mut self.spare_replies, &mut out);
+            match encoded {
                 Some(len) => {
                     self.stats.datagrams_sent = self.stats.datagrams_sent.saturating_add(1);
                     self.stats.bytes_sent = self.stats.bytes_sent.saturating_add(len as u64);

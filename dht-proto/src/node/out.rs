@@ -9,6 +9,7 @@ use core::time::Duration;
 
 use rand_core::RngCore;
 
+use super::reply::write_reply;
 use super::{Disposition, Node, PutItem};
 use crate::bep44::Ed25519Verifier;
 use crate::error::{CommandError, DropReason};
@@ -20,11 +21,11 @@ use crate::stats::MethodKind;
 use crate::time::Instant;
 use crate::transaction::{Purpose, Txn};
 use crate::wire::bencode::{self, Dict, Value};
-use crate::wire::compact::{NODE4_LEN, NODE6_LEN, Nodes, PEER4_LEN, PEER6_LEN, Peers, as_v4};
+use crate::wire::compact::{NODE4_LEN, NODE6_LEN, PEER4_LEN, PEER6_LEN, as_v4};
 use crate::wire::encode::Writer;
 use crate::wire::krpc::{
     AnnouncePeer, Body, Custom, FindNode, Get, GetPeers, KrpcError, Message, Ping, Put, Query,
-    Response, SampleInfohashes, Samples,
+    Response, SampleInfohashes,
 };
 
 /// A request we send.
@@ -104,8 +105,29 @@ pub(crate) struct OutResponse {
 }
 
 impl OutResponse {
+    /// The whole reply to `to` in transaction `tid`, from `sender`: what the node's own
+    /// writer (`reply::write_reply`) is checked against.
+    #[cfg(any(test, debug_assertions))]
+    pub(crate) fn message<'a>(
+        &'a self,
+        to: SocketAddr,
+        tid: &'a [u8],
+        sender: &'a Sender,
+    ) -> Message<'a> {
+        Message {
+            transaction_id: tid,
+            version: sender.version.as_ref().map(|v| v.as_slice()),
+            ip: Some(to),
+            read_only: false,
+            body: Body::Response(self.wire(sender.id)),
+        }
+    }
+
     /// The response on the wire, from `id`.
+    #[cfg(any(test, debug_assertions))]
     pub(crate) fn wire(&self, id: Id) -> Response<'_> {
+        use crate::wire::compact::{Nodes, Peers};
+        use crate::wire::krpc::Samples;
         let r = self;
         let mut resp = Response::new(id);
         if !r.nodes.is_empty() || r.families.0 {
@@ -290,17 +312,16 @@ impl<const V6: bool> CompactNodes<V6> {
         Self { bytes: buffer }
     }
 
+    /// Whether the list has a buffer to reuse.
+    pub(crate) fn has_buffer(&self) -> bool {
+        self.bytes.capacity() > 0
+    }
+
     /// The list's buffer, to reuse.
     pub(crate) fn into_buffer(self) -> Vec<u8> {
         self.bytes
     }
 
-    /// Bytes the buffer holds without growing.
-    pub(crate) fn capacity(&self) -> usize {
-        self.bytes.capacity()
-    }
-
-    /// Room for `n` more contacts.
     pub(crate) fn reserve(&mut self, n: usize) {
         self.bytes.reserve(n.saturating_mul(Self::SIZE));
     }
@@ -347,7 +368,12 @@ pub(crate) struct Signed {
 #[derive(Clone, Debug)]
 pub(crate) enum OutBody {
     Query(OutQuery),
-    Response(OutResponse),
+    /// A response encoded when it was queued, in the first `len` bytes of `bytes` (a buffer
+    /// of [`Limits::max_reply`](crate::Limits::max_reply) bytes, reused once sent).
+    Encoded {
+        bytes: Vec<u8>,
+        len: usize,
+    },
     Error {
         code: i64,
         message: &'static [u8],
@@ -383,15 +409,24 @@ pub(crate) struct Sender {
 impl Out {
     /// Encodes into `buf`; `None` if it does not fit.
     pub(crate) fn encode(&self, sender: &Sender, buf: &mut [u8]) -> Option<usize> {
+        if let OutBody::Encoded { bytes, len } = &self.body {
+            let encoded = bytes.get(..*len)?;
+            buf.get_mut(..*len)?.copy_from_slice(encoded);
+            return Some(*len);
+        }
         self.message(sender).encode(buf).ok()
     }
 
     /// The length [`Out::encode`] needs.
     pub(crate) fn encoded_len(&self, sender: &Sender) -> usize {
+        if let OutBody::Encoded { len, .. } = &self.body {
+            return *len;
+        }
         self.message(sender).encoded_len()
     }
 
-    /// The message, borrowing its contents from the descriptor.
+    /// The message, borrowing its contents from the descriptor (an encoded response is bytes
+    /// already: see [`Out::encode`]).
     fn message<'a>(&'a self, sender: &'a Sender) -> Message<'a> {
         let id = sender.id;
         let version = sender.version.as_ref().map(|v| v.as_slice());
@@ -480,10 +515,8 @@ impl Out {
                     }),
                 });
             }
-            OutBody::Response(r) => {
-                msg.ip = Some(self.to);
-                msg.body = Body::Response(r.wire(id));
-            }
+            // Never built: `encode` and `encoded_len` copy and count the bytes.
+            OutBody::Encoded { .. } => {}
             OutBody::Error { code, message } => {
                 msg.body = Body::Error(KrpcError {
                     code: *code,
@@ -543,7 +576,8 @@ impl<V: Ed25519Verifier> Node<V> {
 
     /// Queues a response, trimmed to [`Limits::max_reply`](crate::Limits::max_reply) (see
     /// [`OutResponse::trim`]) and charged to the reflection rule and the upload budget; the
-    /// query is dropped when the transmit queue is full or a guard refuses.
+    /// query is dropped when the transmit queue is full or a guard refuses. The reply is
+    /// encoded here, once its guards have passed, and queued as bytes.
     pub(crate) fn queue_response(
         &mut self,
         to: SocketAddr,
@@ -554,27 +588,88 @@ impl<V: Ed25519Verifier> Node<V> {
             return self.dropped(DropReason::TransmitQueueFull);
         }
         let budget = self.config.limits.max_reply;
-        let version = self.config.client_version;
-        let version = version.as_ref().map(|v| v.as_slice());
-        let mut len = body.encoded_len(to, tid.as_slice(), version);
-        while len > budget {
-            if !body.trim(len - budget) {
-                return self.dropped(DropReason::ReplyTooLarge);
+        let allowance = self.reply_allowance(self.now, to);
+        let mut bytes = self.spare_replies.pop().unwrap_or_default();
+        if bytes.len() < budget {
+            bytes.resize(budget, 0);
+        }
+        let sender = self.sender();
+        // A reply goes within the budget, so when the guards allow a whole budget's worth it
+        // is encoded at once: a reply over the budget fails to encode and is trimmed below.
+        let mut encoded = None;
+        if allowance.check(budget).is_ok() {
+            encoded = bytes
+                .get_mut(..budget)
+                .and_then(|buf| write_reply(&body, to, tid.as_slice(), &sender, buf));
+        }
+        if encoded.is_none() {
+            // Over the budget, or near a guard's limit: the exact length decides.
+            let version = sender.version.as_ref().map(|v| v.as_slice());
+            let mut len = body.encoded_len(to, tid.as_slice(), version);
+            while len > budget {
+                if !body.trim(len - budget) {
+                    self.recycle_bytes(bytes);
+                    return self.dropped(DropReason::ReplyTooLarge);
+                }
+                len = body.encoded_len(to, tid.as_slice(), version);
             }
-            len = body.encoded_len(to, tid.as_slice(), version);
+            if let Err(reason) = allowance.check(len) {
+                self.recycle_bytes(bytes);
+                return self.dropped(reason);
+            }
+            encoded = bytes
+                .get_mut(..budget)
+                .and_then(|buf| write_reply(&body, to, tid.as_slice(), &sender, buf));
         }
         #[cfg(debug_assertions)]
-        debug_assert_eq!(len, body.dry_run_len(to, tid.as_slice(), self.id, version));
-        if let Err(reason) = self.admit_reply(self.now, to, len) {
-            return self.dropped(reason);
+        {
+            let version = sender.version.as_ref().map(|v| v.as_slice());
+            let exact = body.encoded_len(to, tid.as_slice(), version);
+            debug_assert_eq!(encoded, Some(exact));
+            debug_assert_eq!(
+                exact,
+                body.dry_run_len(to, tid.as_slice(), self.id, version)
+            );
+            // The node's writer and the codec agree on every reply.
+            let mut codec = alloc::vec![0u8; budget];
+            let n = body
+                .message(to, tid.as_slice(), &sender)
+                .encode(&mut codec)
+                .ok();
+            debug_assert_eq!(n, encoded);
+            debug_assert_eq!(codec.get(..exact), bytes.get(..exact));
         }
+        self.recycle_nodes(&mut body);
+        let Some(len) = encoded else {
+            // Unreachable: the length was checked against the budget above.
+            self.recycle_bytes(bytes);
+            return self.dropped(DropReason::ReplyTooLarge);
+        };
+        self.charge_reply(self.now, &allowance, len);
         self.stats.responses_sent = self.stats.responses_sent.saturating_add(1);
         self.transmits.push_back(Out {
             to,
             tid,
-            body: OutBody::Response(body),
+            body: OutBody::Encoded { bytes, len },
         });
         Disposition::Accepted
+    }
+
+    /// Keeps the `nodes` buffer of a reply that is done with for the next replies (at most
+    /// [`SPARE_BUFFERS`](super::SPARE_BUFFERS)).
+    fn recycle_nodes(&mut self, body: &mut OutResponse) {
+        if body.nodes.has_buffer() && self.spare_nodes.len() < super::SPARE_BUFFERS {
+            self.spare_nodes
+                .push(core::mem::take(&mut body.nodes).into_buffer());
+        }
+    }
+
+    /// Keeps an unsent reply's buffer for the next replies (at most
+    /// [`SPARE_BUFFERS`](super::SPARE_BUFFERS)).
+    fn recycle_bytes(&mut self, bytes: Vec<u8>) {
+        if self.spare_replies.len() < super::SPARE_BUFFERS {
+            self.spare_replies.push(bytes);
+        }
     }
 
     pub(crate) fn send_table_ping(

@@ -729,7 +729,7 @@ fn limits_docs_match_the_real_entry_sizes() {
         size_of::<crate::lookup::Candidate>() <= 112,
         "max_queries doc"
     );
-    assert!(size_of::<Out>() <= 256, "max_pending_transmits doc");
+    assert!(size_of::<Out>() <= 160, "max_pending_transmits doc");
     assert!(size_of::<Event>() <= 192, "max_pending_events doc");
     assert!(size_of::<PendingCustom>() <= 96, "max_pending_custom doc");
 }
