@@ -1,5 +1,6 @@
-//! Output: outgoing messages, queued as small descriptors (requests with their transactions,
-//! responses, errors) and encoded only in `poll_transmit`.
+//! Output: outgoing messages. Requests (with their transactions) and errors are queued as
+//! small descriptors and encoded in `poll_transmit`; responses are written when queued (by
+//! [`write_reply`], once the guards have passed) and queued as bytes.
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
