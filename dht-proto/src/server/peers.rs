@@ -31,13 +31,13 @@
 //! # Memory
 //!
 //! [`PeerStore::memory_usage`] reports the bytes held. The worst case is about
-//! `max_info_hashes × 350 + max_stored_peers × 264 + 1280` bytes: per info-hash, a hash-table slot at
-//! half load (2 × 81 bytes), 20 bytes in the sampling array and two ordered index entries
-//! (about 150 bytes with B-tree slack); per peer, 32 bytes and its 4-byte address key, doubled
-//! for vector slack (vectors shrink when they fall under half full), 20 bytes (doubled) in its
-//! source's list, and at worst (every peer from its own source) a source's hash-table slots
-//! (41 bytes each; the table shrinks when under a quarter full) and, for half of them, an index
-//! entry (64 bytes: only sources of two peers or more are indexed); and the cached BEP 51
+//! `max_info_hashes × 350 + max_stored_peers × 264 + 1280` bytes: per info-hash, a hash-table
+//! slot at half load (2 × 81 bytes), 20 bytes in the sampling array and two ordered index
+//! entries (about 150 bytes with B-tree slack); per peer, 32 bytes and its 4-byte address key,
+//! doubled for vector slack (vectors shrink when they fall under half full), 20 bytes (doubled)
+//! in its source's list, and at worst (every peer from its own source) a source's hash-table
+//! slots (41 bytes each; the table shrinks when under a quarter full) and, for half of them, an
+//! index entry (64 bytes: only sources of two peers or more are indexed); and the cached BEP 51
 //! sample, at most [`SAMPLE_CACHE_MAX`] info-hashes (1280 bytes). With the defaults (16 384
 //! info-hashes, 65 536 peers) that is under 22 MiB.
 //!

@@ -903,7 +903,8 @@ proptest! {
         ops in proptest::collection::vec(op(), 1..300),
     ) {
         let ttl = Duration::from_secs(600);
-        let mut s = PeerStore::new(caps.0, caps.1, caps.2, ttl, [4; 16]).with_sample_cap(sample_cap);
+        let mut s = PeerStore::new(caps.0, caps.1, caps.2, ttl, [4; 16])
+            .with_sample_cap(sample_cap);
         let mut rng = Rng::new([4; 32]);
         let mut now = t(0);
         for op in ops {
