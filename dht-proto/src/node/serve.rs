@@ -5,6 +5,7 @@ use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::net::SocketAddr;
+use core::time::Duration;
 
 use super::out::with_id;
 use super::{Disposition, Node, PendingCustom, family};
@@ -186,9 +187,16 @@ impl<V: Ed25519Verifier> Node<V> {
                 body.interval = Some(SAMPLE_INTERVAL_SECS);
                 // Room for the samples' bytes beside their length prefix (at most `9999:`).
                 let max_samples = self.reply_room(from, &tid, &body).saturating_sub(4) / 20;
+                // One sample is cached for the interval we announce (BEP 51): replies within it
+                // get its first `max_samples` info-hashes.
                 let mut samples = Vec::new();
-                self.peers
-                    .sample(&mut self.choices, max_samples, &mut samples);
+                self.peers.sample(
+                    now,
+                    Duration::from_secs(u64::from(SAMPLE_INTERVAL_SECS)),
+                    &mut self.choices,
+                    max_samples,
+                    &mut samples,
+                );
                 body.samples = Some(samples);
                 self.queue_response(from, tid, body)
             }
@@ -460,7 +468,8 @@ impl<V: Ed25519Verifier> Node<V> {
     }
 }
 
-/// BEP 51 `interval`: seconds before the same node should be asked for samples again.
+/// BEP 51 `interval`: seconds before the same node should be asked for samples again, and how
+/// long the peer store serves one cached sample.
 const SAMPLE_INTERVAL_SECS: u32 = 300;
 
 /// The kind of `q` for the statistics, from its variant (a custom query by its name).

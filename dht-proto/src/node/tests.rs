@@ -928,3 +928,72 @@ fn a_dead_node_among_the_closest_holds_the_end_only_until_the_release_time() {
         "{took:?}"
     );
 }
+
+/// The samples of a `sample_infohashes` reply from `node` to `from` (transaction id `tid`),
+/// and the reply's `num` and `interval`.
+#[track_caller]
+fn sample_reply(
+    node: &mut Node,
+    now: Instant,
+    from: SocketAddr,
+    tid: &[u8],
+) -> (Vec<Id>, Option<i64>, Option<i64>) {
+    use crate::wire::krpc::SampleInfohashes;
+    let q = encode(&Message {
+        transaction_id: tid,
+        version: None,
+        ip: None,
+        read_only: false,
+        body: Body::Query(Query::SampleInfohashes(SampleInfohashes {
+            id: Id::new([9; 20]),
+            target: Id::new([7; 20]),
+            want: None,
+        })),
+    });
+    let answers = exchange(node, now, from, &q);
+    assert_eq!(answers.len(), 1);
+    let msg = Message::decode(&answers[0], &Default::default()).unwrap();
+    match msg.body {
+        Body::Response(r) => (r.samples.unwrap().iter().collect(), r.num, r.interval),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// BEP 51: replies within the announced `interval` share one sample (a reply with less room
+/// gets a prefix of it); after the interval, a new one is drawn.
+#[test]
+fn sample_infohashes_replies_share_one_sample_per_interval() {
+    let now = Instant::from_secs(1000);
+    let mut node = Node::new(local(0), now).unwrap();
+    let stored = 300u32;
+    for i in 0..stored {
+        let mut h = [0u8; 20];
+        h[..4].copy_from_slice(&i.to_be_bytes());
+        let peer = SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i)), 6881);
+        let _ = node.peers.announce(now, Id::new(h), peer, false);
+    }
+    let (first, num, interval) = sample_reply(&mut node, now, addr(1), b"s1");
+    assert_eq!(num, Some(i64::from(stored)));
+    assert_eq!(interval, Some(300));
+    assert!(first.len() >= 40, "{}", first.len());
+    let mut sorted = first.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), first.len(), "distinct");
+    assert!(first.iter().all(|h| node.peers.contains(h)));
+    // Another requester within the interval: the same sample.
+    let later = now + Duration::from_secs(299);
+    let (second, _, _) = sample_reply(&mut node, later, addr(2), b"s2");
+    assert_eq!(second, first);
+    // An IPv6 requester (its address takes 12 more bytes in `ip`) with a longer transaction
+    // id leaves room for fewer: a prefix of the same sample.
+    let v6 = SocketAddr::new(IpAddr::V6(core::net::Ipv6Addr::LOCALHOST), 6881);
+    let (shorter, _, _) = sample_reply(&mut node, later, v6, &[b'x'; 16]);
+    assert!(shorter.len() < first.len());
+    assert_eq!(shorter[..], first[..shorter.len()]);
+    // The interval has passed: a new draw.
+    let (third, _, _) = sample_reply(&mut node, now + Duration::from_secs(300), addr(4), b"s3");
+    assert_eq!(third.len(), first.len());
+    assert_ne!(third, first);
+    assert!(third.iter().all(|h| node.peers.contains(h)));
+}

@@ -31,13 +31,14 @@
 //! # Memory
 //!
 //! [`PeerStore::memory_usage`] reports the bytes held. The worst case is about
-//! `max_info_hashes × 350 + max_stored_peers × 264` bytes: per info-hash, a hash-table slot at
-//! half load (2 × 81 bytes), 20 bytes in the sampling array and two ordered index entries
-//! (about 150 bytes with B-tree slack); per peer, 32 bytes and its 4-byte address key, doubled
-//! for vector slack (vectors shrink when they fall under half full), 20 bytes (doubled) in its
-//! source's list, and at worst (every peer from its own source) a source's hash-table slots
-//! (41 bytes each; the table shrinks when under a quarter full) and, for half of them, an index
-//! entry (64 bytes: only sources of two peers or more are indexed). With the defaults (16 384
+//! `max_info_hashes × 350 + max_stored_peers × 264 + 1280` bytes: per info-hash, a hash-table
+//! slot at half load (2 × 81 bytes), 20 bytes in the sampling array and two ordered index
+//! entries (about 150 bytes with B-tree slack); per peer, 32 bytes and its 4-byte address key,
+//! doubled for vector slack (vectors shrink when they fall under half full), 20 bytes (doubled)
+//! in its source's list, and at worst (every peer from its own source) a source's hash-table
+//! slots (41 bytes each; the table shrinks when under a quarter full) and, for half of them, an
+//! index entry (64 bytes: only sources of two peers or more are indexed); and the cached BEP 51
+//! sample, at most [`SAMPLE_CACHE_MAX`] info-hashes (1280 bytes). With the defaults (16 384
 //! info-hashes, 65 536 peers) that is under 22 MiB.
 //!
 //! # Cost
@@ -45,8 +46,11 @@
 //! Announce and lookup hash the info-hash once (keyed SipHash, so chosen info-hashes cannot
 //! collide on purpose), scan the info-hash's peers (at most `max_peers_per_info_hash`) and update
 //! two ordered indices in `O(log n)`. [`PeerStore::expire`] touches only what expires.
-//! [`PeerStore::sample`] costs `O(max²)` for small samples and `O(n)` otherwise. Nothing
-//! iterates the hash map, so results depend only on the seed and the inputs.
+//! [`PeerStore::sample`] copies `max` info-hashes of its cached sample, drawn again (`O(cap)`,
+//! cap at most 64) once per interval; when it draws afresh (a small store, or `max` beyond the
+//! cap) it costs `O(max)` for up to 64 and `O(n)` otherwise. Removing an info-hash scans the
+//! cached sample (at most 64 entries) when there is one. Nothing iterates the hash map, so
+//! results depend only on the seed and the inputs.
 
 use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
@@ -183,7 +187,20 @@ pub struct PeerStore {
     max_peers_per_info_hash: usize,
     max_stored_peers: usize,
     ttl: Duration,
+    /// The cached BEP 51 sample (see [`PeerStore::sample`]): distinct stored info-hashes, a
+    /// uniform random subset in uniformly random order, at most `sample_cap`. Used only while
+    /// more than `sample_cap` info-hashes are stored; an info-hash removed from the store is
+    /// removed from it.
+    sample_cache: Vec<Id>,
+    /// When `sample_cache` was drawn; `None` when there is no cached sample.
+    sample_drawn: Option<Instant>,
+    /// Length of the cached sample, at most [`SAMPLE_CACHE_MAX`].
+    sample_cap: usize,
 }
+
+/// Most info-hashes in the cached BEP 51 sample of [`PeerStore::sample`] (and the default
+/// size of that cache): what a 1280-byte reply holds (64 × 20 bytes).
+pub const SAMPLE_CACHE_MAX: usize = 64;
 
 /// The peers of one info-hash.
 #[derive(Debug)]
@@ -319,10 +336,15 @@ impl PeerStore {
             max_peers_per_info_hash,
             max_stored_peers,
             ttl,
+            sample_cache: Vec::new(),
+            sample_drawn: None,
+            sample_cap: SAMPLE_CACHE_MAX,
         }
     }
 
-    /// An empty store with the caps, quota and `peer_ttl` of `config`.
+    /// An empty store with the caps, quota and `peer_ttl` of `config`, and a cached BEP 51
+    /// sample of as many info-hashes as a reply of `limits.max_reply` bytes could hold (at most
+    /// [`SAMPLE_CACHE_MAX`]).
     pub fn from_config(config: &Config, hasher_key: [u8; 16]) -> Self {
         Self::new(
             config.limits.max_info_hashes,
@@ -332,6 +354,7 @@ impl PeerStore {
             hasher_key,
         )
         .with_source_quota(config.limits.max_peers_per_source)
+        .with_sample_cap(config.limits.max_reply / 20)
     }
 
     /// Sets the most peers one source may have stored (see the [module docs](self)); zero
@@ -339,6 +362,16 @@ impl PeerStore {
     #[must_use]
     pub fn with_source_quota(mut self, max_per_source: usize) -> Self {
         self.max_per_source = max_per_source;
+        self
+    }
+
+    /// Sets the length of the cached BEP 51 sample of [`PeerStore::sample`], at most
+    /// [`SAMPLE_CACHE_MAX`] ([`SAMPLE_CACHE_MAX`] by default); zero caches nothing.
+    #[must_use]
+    pub fn with_sample_cap(mut self, cap: usize) -> Self {
+        self.sample_cap = cap.min(SAMPLE_CACHE_MAX);
+        self.sample_cache = Vec::new();
+        self.sample_drawn = None;
         self
     }
 
@@ -522,27 +555,67 @@ impl PeerStore {
     }
 
     /// Appends to `out` up to `max` distinct stored info-hashes chosen uniformly at random: the
-    /// `samples` of a BEP 51 reply. Call [`PeerStore::expire`] first so that no expired
-    /// info-hash is offered.
-    pub fn sample(&self, rng: &mut impl RngCore, max: usize, out: &mut Vec<Id>) {
+    /// `samples` of a BEP 51 reply whose `interval` is `interval`. Call [`PeerStore::expire`]
+    /// first so that no expired info-hash is offered.
+    ///
+    /// While more info-hashes are stored than the sample cap ([`PeerStore::with_sample_cap`])
+    /// and `max` is within it, replies share one cached sample, as BEP 51's `interval` allows:
+    /// the cap's worth of info-hashes drawn uniformly at random and randomly permuted, so that
+    /// the first `max` of them, which a reply gets, are themselves a uniform random subset. It
+    /// is drawn again when `interval` has passed since it was drawn or when it holds fewer than
+    /// `max` (an info-hash removed from the store leaves the cache too, so it is never
+    /// offered). Info-hashes announced since the draw wait for the next one. Otherwise (a small
+    /// store, or `max` beyond the cap) each call draws afresh and a store of at most `max`
+    /// info-hashes returns all of them, the newest included.
+    ///
+    /// Randomness comes only from `rng`, and only when drawing.
+    pub fn sample(
+        &mut self,
+        now: Instant,
+        interval: Duration,
+        rng: &mut impl RngCore,
+        max: usize,
+        out: &mut Vec<Id>,
+    ) {
+        let n = self.keys.len();
+        if n <= self.sample_cap || max > self.sample_cap {
+            if n <= self.sample_cap {
+                // A small store returns what it holds now, not a snapshot.
+                self.sample_cache.clear();
+                self.sample_drawn = None;
+            }
+            self.draw(rng, max, out);
+            return;
+        }
+        let current = self
+            .sample_drawn
+            .is_some_and(|drawn| now.saturating_duration_since(drawn) < interval);
+        if !current || self.sample_cache.len() < max {
+            self.sample_cache.clear();
+            let rng = &mut ChoiceRng::seeded_from(rng);
+            floyd(&self.keys, self.sample_cap, rng, &mut self.sample_cache);
+            // Floyd's order is not uniform: shuffle (Fisher-Yates) so that every prefix is a
+            // uniform random subset.
+            for i in (1..self.sample_cache.len()).rev() {
+                let j = below(rng, i + 1);
+                self.sample_cache.swap(i, j);
+            }
+            self.sample_drawn = Some(now);
+        }
+        let cached = self.sample_cache.get(..max).unwrap_or(&self.sample_cache);
+        out.extend_from_slice(cached);
+    }
+
+    /// Appends to `out` up to `max` distinct stored info-hashes chosen uniformly at random,
+    /// afresh: all of them when they fit.
+    fn draw(&self, rng: &mut impl RngCore, max: usize, out: &mut Vec<Id>) {
         let n = self.keys.len();
         let k = max.min(n);
         if k == n {
             out.extend_from_slice(&self.keys);
-        } else if k <= 64 {
+        } else if k <= SAMPLE_CACHE_MAX {
             let rng = &mut ChoiceRng::seeded_from(rng);
-            // Floyd's algorithm: k distinct indices with k draws. `j` was never drawn before
-            // (every earlier draw is below it).
-            let mut drawn = Drawn::new();
-            out.reserve(k);
-            for j in (n - k)..n {
-                let t = below(rng, j + 1);
-                let i = if drawn.insert(t) { t } else { j };
-                if i == j {
-                    drawn.insert(j);
-                }
-                out.extend(self.keys.get(i).copied());
-            }
+            floyd(&self.keys, k, rng, out);
         } else {
             let rng = &mut ChoiceRng::seeded_from(rng);
             select_sample(self.keys.iter().copied(), n, k, rng, out);
@@ -620,7 +693,11 @@ impl PeerStore {
             .swarms
             .capacity()
             .saturating_mul(size_of::<(Id, Swarm)>() + 1);
-        let keys = self.keys.capacity().saturating_mul(size_of::<Id>());
+        let keys = self
+            .keys
+            .capacity()
+            .saturating_add(self.sample_cache.capacity())
+            .saturating_mul(size_of::<Id>());
         // B-tree nodes are at least half full: twice the element size bounds the slack.
         let indices = self
             .by_oldest
@@ -764,7 +841,12 @@ impl PeerStore {
         if slot >= self.keys.len() {
             return;
         }
-        self.keys.swap_remove(slot);
+        let removed = self.keys.swap_remove(slot);
+        // A removed info-hash is never offered again: it leaves the cached sample, whose other
+        // info-hashes stay a uniform random subset in random order.
+        if let Some(i) = self.sample_cache.iter().position(|&c| c == removed) {
+            self.sample_cache.remove(i);
+        }
         if let Some(&moved) = self.keys.get(slot) {
             if let Some(s) = self.swarms.get_mut(&moved) {
                 s.slot = slot;
@@ -864,6 +946,24 @@ fn grow_within<T>(v: &mut Vec<T>, cap: usize) {
     }
 }
 
+/// Appends `k` (at most [`SAMPLE_CACHE_MAX`]) distinct items of `keys`, each `k`-subset equally
+/// likely, with `k` draws (Floyd's algorithm); the order is not uniformly random.
+fn floyd(keys: &[Id], k: usize, rng: &mut impl RngCore, out: &mut Vec<Id>) {
+    let n = keys.len();
+    let k = k.min(n).min(SAMPLE_CACHE_MAX);
+    // `j` was never drawn before (every earlier draw is below it).
+    let mut drawn = Drawn::new();
+    out.reserve(k);
+    for j in (n - k)..n {
+        let t = below(rng, j + 1);
+        let i = if drawn.insert(t) { t } else { j };
+        if i == j {
+            drawn.insert(j);
+        }
+        out.extend(keys.get(i).copied());
+    }
+}
+
 /// Appends `k` of the `n` items of `items`, each `k`-subset equally likely (Knuth's algorithm S;
 /// the items keep their order).
 fn select_sample<T>(
@@ -884,9 +984,7 @@ fn select_sample<T>(
     }
 }
 
-/// Knuth's algorithm S, one decision at a time: which of `n` items in turn to take so that `k`
-/// are taken, each `k`-subset equally likely.
-/// The indices drawn so far by Floyd's algorithm in [`PeerStore::sample`] (at most 64): an
+/// The indices drawn so far by Floyd's algorithm in [`floyd`] (at most 64): an
 /// open-addressing set on the stack, so that each draw is checked in O(1) rather than against
 /// every earlier one.
 struct Drawn {
@@ -923,6 +1021,8 @@ impl Drawn {
     }
 }
 
+/// Knuth's algorithm S, one decision at a time: which of `n` items in turn to take so that `k`
+/// are taken, each `k`-subset equally likely.
 struct SelectSample {
     /// Items not yet decided.
     left: usize,

@@ -9,6 +9,9 @@ use crate::rng::Rng;
 
 const TTL: Duration = Duration::from_secs(30 * 60);
 
+/// BEP 51 `interval` of the sampling tests.
+const INTERVAL: Duration = Duration::from_secs(300);
+
 fn ih(n: u32) -> Id {
     let mut b = [0u8; 20];
     b[..4].copy_from_slice(&n.to_be_bytes());
@@ -91,6 +94,16 @@ fn check(store: &PeerStore) {
         total += swarm.peers.len();
     }
     assert_eq!(total, store.peer_count);
+    // The cached sample: distinct stored info-hashes, within its cap.
+    assert!(store.sample_cache.len() <= store.sample_cap);
+    assert!(store.sample_cache.capacity() <= SAMPLE_CACHE_MAX);
+    assert!(
+        store
+            .sample_cache
+            .iter()
+            .all(|h| store.swarms.contains_key(h))
+    );
+    assert!(distinct(&store.sample_cache));
     // Source accounting: every peer is in its source's list, and the loads are indexed.
     let listed = store.sources.check(store.max_per_source, |key, h| {
         store.swarms[h]
@@ -102,12 +115,24 @@ fn check(store: &PeerStore) {
     assert_eq!(listed, store.peer_count);
 }
 
-/// The documented worst case: `max_info_hashes × 350 + max_stored_peers × 264` bytes.
+/// The documented worst case: `max_info_hashes × 350 + max_stored_peers × 264 + 1280` bytes.
 fn bound(store: &PeerStore) -> usize {
     let peers = store
         .max_stored_peers
         .min(store.max_info_hashes * store.max_peers_per_info_hash);
-    store.max_info_hashes * 350 + peers * 264
+    store.max_info_hashes * 350 + peers * 264 + 1280
+}
+
+fn distinct(ids: &[Id]) -> bool {
+    let mut sorted = ids.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    sorted.len() == ids.len()
+}
+
+/// The index of `ih(i)`.
+fn ih_index(id: &Id) -> usize {
+    u32::from_be_bytes(id.as_bytes()[..4].try_into().unwrap()) as usize
 }
 
 /// 200 honest single-peer swarms from 200 addresses, then 70,000 announces of random
@@ -484,7 +509,7 @@ fn sample_returns_distinct_stored_info_hashes() {
     let mut rng = Rng::new([8; 32]);
     for max in [0, 1, 20, 64, 65, 300, 499, 500, 501, 10_000] {
         let mut out = Vec::new();
-        s.sample(&mut rng, max, &mut out);
+        s.sample(t(1), INTERVAL, &mut rng, max, &mut out);
         assert_eq!(out.len(), max.min(500), "max {max}");
         let mut sorted = out.clone();
         sorted.sort();
@@ -492,13 +517,14 @@ fn sample_returns_distinct_stored_info_hashes() {
         assert_eq!(sorted.len(), out.len(), "distinct, max {max}");
         assert!(out.iter().all(|id| s.contains(id)));
     }
-    // Uniform: every info-hash is drawn about equally often.
+    // Uniform: every info-hash is drawn about equally often, the interval passing between
+    // draws so that each is a fresh one.
     let mut counts = alloc::vec![0u32; 500];
-    for _ in 0..2000 {
+    for i in 0..2000 {
         let mut out = Vec::new();
-        s.sample(&mut rng, 20, &mut out);
+        s.sample(t(1) + INTERVAL * (i + 1), INTERVAL, &mut rng, 20, &mut out);
         for id in out {
-            counts[u32::from_be_bytes(id.as_bytes()[..4].try_into().unwrap()) as usize] += 1;
+            counts[ih_index(&id)] += 1;
         }
     }
     // Expected 80 each, standard deviation about 9.
@@ -507,6 +533,222 @@ fn sample_returns_distinct_stored_info_hashes() {
         "{counts:?}"
     );
     assert_eq!(s.info_hash_count(), 500);
+}
+
+/// Replies within the interval share one sample: each gets a prefix of it, as long as it asks
+/// for; after the interval, a new draw.
+#[test]
+fn sample_is_cached_for_the_interval() {
+    let mut s = PeerStore::new(1000, 10, 10_000, TTL, [1; 16]);
+    for i in 0..500 {
+        s.announce(t(1), ih(i), v4(i, 1), false);
+    }
+    let mut rng = Rng::new([8; 32]);
+    let draw = |s: &mut PeerStore, rng: &mut Rng, now, max| {
+        let mut out = Vec::new();
+        s.sample(now, INTERVAL, rng, max, &mut out);
+        assert_eq!(out.len(), max, "at {now:?}");
+        assert!(distinct(&out));
+        assert!(out.iter().all(|id| s.contains(id)));
+        out
+    };
+    let first = draw(&mut s, &mut rng, t(10), 47);
+    // Other lengths within the interval: prefixes of one sample of 64.
+    let full = draw(&mut s, &mut rng, t(11), 64);
+    assert_eq!(full[..47], first[..]);
+    for (at, max) in [(12, 0), (100, 1), (200, 30), (309, 59), (309, 47)] {
+        assert_eq!(draw(&mut s, &mut rng, t(at), max), full[..max], "max {max}");
+    }
+    // An info-hash announced meanwhile waits for the next draw.
+    s.announce(t(20), ih(9999), v4(9999, 1), false);
+    assert_eq!(draw(&mut s, &mut rng, t(21), 64), full);
+    // The interval has passed: a new draw, cached in turn.
+    let second = draw(&mut s, &mut rng, t(310), 47);
+    assert_ne!(second, first);
+    assert_eq!(draw(&mut s, &mut rng, t(609), 47), second);
+    assert_ne!(draw(&mut s, &mut rng, t(610), 47), second);
+    // A longer interval keeps a sample longer; a shorter one redraws sooner.
+    let kept = draw(&mut s, &mut rng, t(610), 20);
+    let mut out = Vec::new();
+    s.sample(t(1000), Duration::from_secs(1000), &mut rng, 20, &mut out);
+    assert_eq!(out, kept);
+    out.clear();
+    s.sample(t(1000), Duration::from_secs(100), &mut rng, 20, &mut out);
+    assert_ne!(out, kept);
+    check(&s);
+    assert!(s.memory_usage() <= bound(&s));
+}
+
+/// Every prefix of a cached sample is a uniform random subset: the first info-hash alone, and
+/// the first five, are each any stored info-hash equally often over fresh draws.
+#[test]
+fn every_prefix_of_a_fresh_sample_is_uniform() {
+    let n = 100;
+    let mut s = PeerStore::new(1000, 10, 10_000, TTL, [1; 16]);
+    for i in 0..n {
+        s.announce(t(1), ih(i), v4(i, 1), false);
+    }
+    let mut rng = Rng::new([5; 32]);
+    let mut first = alloc::vec![0u32; n as usize];
+    let mut five = alloc::vec![0u32; n as usize];
+    let mut last = alloc::vec![0u32; n as usize];
+    for i in 0..4000 {
+        let mut out = Vec::new();
+        // Past the interval: each call draws again.
+        s.sample(t(1) + INTERVAL * (i + 1), INTERVAL, &mut rng, 64, &mut out);
+        assert_eq!(out.len(), 64);
+        first[ih_index(&out[0])] += 1;
+        last[ih_index(&out[63])] += 1;
+        for id in &out[..5] {
+            five[ih_index(id)] += 1;
+        }
+    }
+    // Expected 40 for one position (standard deviation about 6.3), 200 for five (about 14).
+    assert!(first.iter().all(|&c| (12..=75).contains(&c)), "{first:?}");
+    assert!(last.iter().all(|&c| (12..=75).contains(&c)), "{last:?}");
+    assert!(five.iter().all(|&c| (130..=275).contains(&c)), "{five:?}");
+}
+
+/// A store of at most the cap is not cached: every info-hash is returned, the newest included.
+#[test]
+fn small_store_sample_includes_what_was_just_announced() {
+    let mut s = PeerStore::new(1000, 10, 10_000, TTL, [1; 16]);
+    let mut rng = Rng::new([8; 32]);
+    for i in 0..SAMPLE_CACHE_MAX as u32 {
+        s.announce(t(1), ih(i), v4(i, 1), false);
+        let mut out = Vec::new();
+        s.sample(t(1), INTERVAL, &mut rng, 64, &mut out);
+        assert_eq!(out.len(), i as usize + 1);
+        assert!(out.contains(&ih(i)), "{i}");
+    }
+    // Below the cap's worth asked from a small store: a fresh draw each time, as before.
+    let mut seen = Vec::new();
+    for _ in 0..200 {
+        let mut out = Vec::new();
+        s.sample(t(2), INTERVAL, &mut rng, 10, &mut out);
+        assert_eq!(out.len(), 10);
+        assert!(distinct(&out));
+        seen.extend(out);
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), SAMPLE_CACHE_MAX);
+    // A store that shrinks back to the cap forgets its sample: once past the cap again, a
+    // new draw (which most often includes the newest info-hash), not the old snapshot.
+    let long = TTL * 4;
+    let mut scenarios = 0;
+    let mut newest_seen = 0;
+    for seed in 0..=255u8 {
+        let mut s = PeerStore::new(1000, 10, 10_000, TTL, [1; 16]).with_sample_cap(8);
+        s.announce(t(1), ih(0), v4(0, 1), false);
+        for i in 1..9 {
+            s.announce(t(2), ih(i), v4(i, 1), false);
+        }
+        let mut key = [seed; 32];
+        key[0] = 0xa5;
+        let mut rng = Rng::new(key);
+        let mut cached = Vec::new();
+        s.sample(t(3), long, &mut rng, 8, &mut cached);
+        if cached.contains(&ih(0)) {
+            continue;
+        }
+        // ih(0), outside the sample, expires: 8 stored, all returned.
+        s.expire(t(1) + TTL);
+        let mut out = Vec::new();
+        s.sample(t(1) + TTL, long, &mut rng, 8, &mut out);
+        assert_eq!(out.len(), 8);
+        s.announce(t(1) + TTL, ih(100), v4(100, 1), false);
+        out.clear();
+        s.sample(t(1) + TTL, long, &mut rng, 8, &mut out);
+        newest_seen += usize::from(out.contains(&ih(100)));
+        scenarios += 1;
+        if scenarios == 20 {
+            break;
+        }
+    }
+    assert!(scenarios >= 15, "{scenarios}");
+    // 8 in 9 expected.
+    assert!(
+        newest_seen * 3 >= scenarios * 2,
+        "{newest_seen} of {scenarios}"
+    );
+}
+
+/// An info-hash that leaves the store leaves the cached sample: expired or evicted, it is
+/// never offered again, and the rest of the sample is still served.
+#[test]
+fn removed_info_hashes_leave_the_cached_sample() {
+    let mut s = PeerStore::new(1000, 10, 10_000, TTL, [1; 16]);
+    for i in 0..200 {
+        s.announce(t(u64::from(i)), ih(i), v4(i, 1), false);
+    }
+    let mut rng = Rng::new([8; 32]);
+    // An interval longer than the TTL, so that only the removal can change the sample.
+    let long = TTL * 4;
+    let mut cached = Vec::new();
+    s.sample(t(200), long, &mut rng, 64, &mut cached);
+    assert_eq!(cached.len(), 64);
+    // The first 100 info-hashes expire.
+    s.expire(t(99) + TTL);
+    assert_eq!(s.len(), 100);
+    let survivors: Vec<Id> = cached.iter().copied().filter(|h| s.contains(h)).collect();
+    assert!(
+        survivors.len() < 64 && survivors.len() >= 10,
+        "{}",
+        survivors.len()
+    );
+    check(&s);
+    let mut out = Vec::new();
+    s.sample(t(100) + TTL, long, &mut rng, 10, &mut out);
+    assert_eq!(out, survivors[..10]);
+    // More than the survivors: drawn again, from what is stored.
+    out.clear();
+    s.sample(t(100) + TTL, long, &mut rng, 64, &mut out);
+    assert_eq!(out.len(), 64);
+    assert!(distinct(&out));
+    assert!(out.iter().all(|h| s.contains(h) && ih_index(h) >= 100));
+
+    // Evictions at the info-hash cap, within one interval.
+    let mut s = PeerStore::new(100, 10, 10_000, TTL, [1; 16]);
+    for i in 0..100 {
+        s.announce(t(1), ih(i), v4(i, 1), false);
+    }
+    let mut redraws = 0;
+    let mut previous = Vec::new();
+    for i in 100..1000 {
+        let mut out = Vec::new();
+        s.sample(t(2), INTERVAL, &mut rng, 30, &mut out);
+        assert_eq!(out.len(), 30);
+        assert!(distinct(&out));
+        assert!(out.iter().all(|h| s.contains(h)), "{i}");
+        if !previous.is_empty() && out != previous {
+            redraws += 1;
+        }
+        previous = out;
+        let outcome = s.announce(t(2), ih(i), v4(i, 1), false);
+        assert!(matches!(
+            outcome,
+            AnnounceOutcome::AddedEvicting(Eviction::InfoHash(_))
+        ));
+        check(&s);
+    }
+    // Most evictions miss the sample or leave it long enough; some force a new draw.
+    assert!((1..900).contains(&redraws), "{redraws}");
+}
+
+/// The cached sample is part of the store's memory.
+#[test]
+fn cached_sample_is_counted_in_memory() {
+    let mut s = PeerStore::new(1000, 10, 10_000, TTL, [1; 16]);
+    for i in 0..500 {
+        s.announce(t(1), ih(i), v4(i, 1), false);
+    }
+    let before = s.memory_usage();
+    let mut rng = Rng::new([8; 32]);
+    let mut out = Vec::new();
+    s.sample(t(1), INTERVAL, &mut rng, 47, &mut out);
+    assert!(s.memory_usage() >= before + 64 * size_of::<Id>());
+    assert!(s.memory_usage() <= bound(&s));
 }
 
 #[test]
@@ -529,7 +771,7 @@ fn same_seed_same_results() {
             );
             log.push(alloc::format!("{peers:?}"));
             let mut sample = Vec::new();
-            s.sample(&mut rng, 5, &mut sample);
+            s.sample(t(u64::from(i)), INTERVAL, &mut rng, 5, &mut sample);
             log.push(alloc::format!("{sample:?}"));
         }
         log
@@ -632,6 +874,10 @@ enum Op {
         v6: bool,
         budget: u16,
     },
+    Sample {
+        max: u8,
+        dt: u16,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -643,6 +889,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (any::<u8>(), any::<bool>(), 0u16..1400).prop_map(
             |(hash, v6, budget)| Op::Peers { hash: hash % 24, v6, budget }
         ),
+        2 => (0u8..16, 0u16..200).prop_map(|(max, dt)| Op::Sample { max, dt }),
     ]
 }
 
@@ -652,10 +899,12 @@ proptest! {
     #[test]
     fn invariants_hold_and_replies_fit(
         caps in (1usize..12, 1usize..8, 1usize..60),
+        sample_cap in 0usize..10,
         ops in proptest::collection::vec(op(), 1..300),
     ) {
         let ttl = Duration::from_secs(600);
-        let mut s = PeerStore::new(caps.0, caps.1, caps.2, ttl, [4; 16]);
+        let mut s = PeerStore::new(caps.0, caps.1, caps.2, ttl, [4; 16])
+            .with_sample_cap(sample_cap);
         let mut rng = Rng::new([4; 32]);
         let mut now = t(0);
         for op in ops {
@@ -682,6 +931,15 @@ proptest! {
                     s.peers(now, &ih(hash.into()), sel(family, budget.into(), false), &mut rng, &mut out);
                     prop_assert!(out.len() * family.value_cost() <= usize::from(budget));
                     prop_assert_eq!(out.len(), available.min(usize::from(budget) / family.value_cost()));
+                }
+                Op::Sample { max, dt } => {
+                    now += Duration::from_secs(dt.into());
+                    let max = usize::from(max);
+                    let mut out = Vec::new();
+                    s.sample(now, INTERVAL, &mut rng, max, &mut out);
+                    prop_assert_eq!(out.len(), max.min(s.len()));
+                    prop_assert!(distinct(&out));
+                    prop_assert!(out.iter().all(|h| s.contains(h)));
                 }
             }
             check(&s);
@@ -730,9 +988,21 @@ fn measure() {
     for _ in 0..100_000u32 {
         out.clear();
         let mut ids = Vec::new();
-        s.sample(&mut rng, 50, &mut ids);
+        s.sample(t(1000), INTERVAL, &mut rng, 50, &mut ids);
     }
-    std::println!("sample 50: {:?}/op", start.elapsed() / 100_000);
+    std::println!("sample 50 (cached): {:?}/op", start.elapsed() / 100_000);
+    let start = Clock::now();
+    for i in 0..100_000u32 {
+        let mut ids = Vec::new();
+        s.sample(
+            t(1000) + INTERVAL * (i + 1),
+            INTERVAL,
+            &mut rng,
+            50,
+            &mut ids,
+        );
+    }
+    std::println!("sample 50 (redrawn): {:?}/op", start.elapsed() / 100_000);
     let start = Clock::now();
     for i in 0..100_000u32 {
         let _ = s.scrape(t(1000), &ih(i % 20_000));
