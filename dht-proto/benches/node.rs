@@ -19,13 +19,15 @@
 //! with each draw checked against a small hash set), now the peer store keeps one sample of 64 for
 //! BEP 51's `interval` (300 s) and a reply copies a prefix of it (~325; drawing it again costs
 //! ~7,500 more, once per interval; the clock stands still here, so every measured reply is served
-//! from the cached sample); the reply's length is added up from its fields; the per-source
+//! from the cached sample); a reply is written once, when queued, by the node's own writer
+//! (each field's framing one constant piece; the same bytes as the codec's general encoder, which
+//! the baseline uses) and its exact length is computed only near a guard's limit; the per-source
 //! admission entry is hashed once per query; the closest contacts are kept in a bounded insertion
 //! list on 64-bit distance prefixes and written once in compact form into a reused buffer. What is
 //! left above the codec (README.md, "Serving queries"): the closest walk (~1,000), the querier's
-//! routing-table update (~330), admission and reflection (~250), the peer store's refresh for
-//! announce_peer (~1,150, its peer found by a scan of 4-byte address keys) and the node's own glue
-//! (~700).
+//! routing-table update (~600), writing the reply (~425) and copying it out (~390), admission and
+//! reflection (~200), the peer store's refresh for announce_peer (~1,150, its peer found by a scan
+//! of 4-byte address keys).
 
 mod common;
 
