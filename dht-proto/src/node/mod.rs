@@ -188,8 +188,10 @@ pub(crate) struct PendingCustom {
     pub(crate) expires: Instant,
 }
 
-/// Most emptied reply buffers kept for reuse (see [`Node::spare_nodes`]).
-pub(crate) const SPARE_BUFFERS: usize = 8;
+/// Most emptied reply buffers of each kind kept for reuse (see [`Node::spare_nodes`] and
+/// [`Node::spare_replies`]): a node keeps at most this many `max_reply`-byte buffers when idle
+/// (5 KiB with the defaults); a burst beyond it allocates and frees its own.
+pub(crate) const SPARE_BUFFERS: usize = 4;
 
 /// A BitTorrent mainline DHT node: the whole protocol state, driven by the caller.
 ///

@@ -271,4 +271,12 @@ fn a_drained_queue_gives_its_memory_back() {
         "{}",
         node.transmits.capacity()
     );
+    // The 300 replies' buffers are freed but a few, kept for the next replies.
+    assert_eq!(node.spare_replies.len(), SPARE_BUFFERS);
+    let kept: usize = node.spare_replies.iter().map(Vec::capacity).sum();
+    assert!(
+        kept <= SPARE_BUFFERS * node.config.limits.max_reply,
+        "{kept}"
+    );
+    assert!(node.spare_nodes.len() <= SPARE_BUFFERS);
 }
