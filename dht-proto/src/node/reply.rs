@@ -14,6 +14,7 @@ use core::net::SocketAddr;
 use super::out::{OutResponse, Sender};
 use crate::id::ID_LEN;
 use crate::wire::compact::{PEER6_LEN, as_v4, encode_peer};
+use crate::wire::encode::format_u64;
 
 /// A cursor over an output buffer that remembers whether anything did not fit.
 struct Cursor<'a> {
@@ -63,24 +64,13 @@ impl Cursor<'_> {
 
     /// Appends the integer `v`, `i<v>e`.
     fn int(&mut self, v: i64) {
-        let mut digits = [0u8; 20];
-        let mut n = v.unsigned_abs();
-        let mut start = digits.len();
-        loop {
-            start -= 1;
-            if let Some(slot) = digits.get_mut(start) {
-                *slot = b'0' + (n % 10) as u8;
-            }
-            n /= 10;
-            if n == 0 || start == 0 {
-                break;
-            }
-        }
+        let mut digits = [0u8; 21];
+        let digits = format_u64(v.unsigned_abs(), &mut digits);
         self.put(b"i");
         if v < 0 {
             self.put(b"-");
         }
-        self.put(digits.get(start..).unwrap_or_default());
+        self.put(digits);
         self.put(b"e");
     }
 }

@@ -169,7 +169,7 @@ impl<'b> Writer<'b> {
 }
 
 /// Formats `n` in decimal at the end of `out`; returns the digits.
-fn format_u64(mut n: u64, out: &mut [u8; 21]) -> &[u8] {
+pub(crate) fn format_u64(mut n: u64, out: &mut [u8; 21]) -> &[u8] {
     let mut start = out.len();
     loop {
         start -= 1;
