@@ -39,7 +39,7 @@ use hashbrown::HashMap;
 use rand_core::RngCore;
 
 use crate::config::RateLimit;
-use crate::rng::{KeyedState, below};
+use crate::rng::{ChoiceRng, KeyedState, below};
 use crate::time::Instant;
 
 /// Length of the reflection window.
@@ -401,6 +401,8 @@ impl Sources {
 
     /// The sampled entry most like a fresh one.
     fn victim(&mut self, now: Instant, rng: &mut impl RngCore) -> usize {
+        // One draw from `rng` seeds the sample's own generator.
+        let rng = &mut ChoiceRng::seeded_from(rng);
         let n = self.entries.len();
         let mut best = (u64::MAX, 0);
         for _ in 0..EVICTION_SAMPLE.min(n) {

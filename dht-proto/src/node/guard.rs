@@ -48,7 +48,11 @@ impl<V: Ed25519Verifier> Node<V> {
         from: SocketAddr,
         len: usize,
     ) -> Result<(), DropReason> {
-        match self.guard.sources.admit(now, from.ip(), len, &mut self.rng) {
+        match self
+            .guard
+            .sources
+            .admit(now, from.ip(), len, &mut self.choices)
+        {
             Admit::Yes => Ok(()),
             Admit::OverBudget => Err(DropReason::RateLimited),
             Admit::Blocked => Err(DropReason::Blocked),
@@ -57,7 +61,7 @@ impl<V: Ed25519Verifier> Node<V> {
 
     /// `from` completed a round trip: it answered our query, or presented a valid token.
     pub(crate) fn round_trip(&mut self, now: Instant, from: SocketAddr) {
-        self.guard.sources.verify(now, from.ip(), &mut self.rng);
+        self.guard.sources.verify(now, from.ip(), &mut self.choices);
     }
 
     /// Whether a reply of `len` bytes may go to `to` under the reflection rule and the upload

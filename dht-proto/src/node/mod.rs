@@ -204,7 +204,8 @@ pub struct Node<V = NoVerifier> {
     pub(crate) id: Id,
     pub(crate) now: Instant,
     pub(crate) rng: Rng,
-    /// Per-reply choices (peers in `get_peers` replies, BEP 51 samples).
+    /// Per-reply choices (peers in `get_peers` replies, BEP 51 samples) and the per-source
+    /// table's eviction samples: cheap draws that need not come from the main generator.
     pub(crate) choices: ReplyRng,
     pub(crate) tables: [RoutingTable; 2],
     pub(crate) tokens: Tokens,
