@@ -274,11 +274,40 @@ pub struct RoutingTable {
     freed: bool,
 }
 
-/// An address as the table compares them: IP and port (IPv6 flow info and scope are ignored).
-pub(crate) type AddrKey = (IpAddr, u16);
+/// An address as the table compares them: IP and port (IPv6 flow info and scope are ignored),
+/// as integers, so that the address index compares keys with a few instructions rather than
+/// through `IpAddr`'s variants. Ordered by family, then IP, then port: the addresses of one IP
+/// are one range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct AddrKey {
+    v6: bool,
+    ip: u128,
+    port: u16,
+}
+
+impl AddrKey {
+    /// Whether both keys have the same IP address.
+    pub(crate) fn same_ip(&self, other: &Self) -> bool {
+        self.v6 == other.v6 && self.ip == other.ip
+    }
+
+    /// The keys of every port of this key's IP.
+    pub(crate) fn ip_range(&self) -> core::ops::RangeInclusive<Self> {
+        let at = |port| Self { port, ..*self };
+        at(0)..=at(u16::MAX)
+    }
+}
 
 pub(crate) fn key(addr: &SocketAddr) -> AddrKey {
-    (addr.ip(), addr.port())
+    let (v6, ip) = match addr.ip() {
+        IpAddr::V4(ip) => (false, u128::from(u32::from(ip))),
+        IpAddr::V6(ip) => (true, u128::from(ip)),
+    };
+    AddrKey {
+        v6,
+        ip,
+        port: addr.port(),
+    }
 }
 
 /// What we learned about a node.
@@ -745,8 +774,11 @@ impl RoutingTable {
             return Err("address index out of sync");
         }
         if self.config.one_node_per_ip {
-            let mut ips: BTreeMap<IpAddr, ()> = BTreeMap::new();
-            if addrs.keys().any(|(ip, _)| ips.insert(*ip, ()).is_some()) {
+            let mut ips: BTreeMap<AddrKey, ()> = BTreeMap::new();
+            if addrs
+                .keys()
+                .any(|k| ips.insert(*k.ip_range().start(), ()).is_some())
+            {
                 return Err("two entries with one IP address");
             }
         }

@@ -155,17 +155,23 @@ impl RoutingTable {
     /// The entry (other than `id`) holding `addr`, or its IP when one node per IP is enforced.
     pub(super) fn addr_conflict(&self, id: &Id, addr: &SocketAddr) -> Option<(Id, RejectReason)> {
         let k = key(addr);
-        if let Some(holder) = self.addrs.get(&k).filter(|h| *h != id) {
+        if !self.config.one_node_per_ip {
+            let holder = self.addrs.get(&k).filter(|h| *h != id)?;
             return Some((*holder, RejectReason::AddressInUse));
         }
-        if self.config.one_node_per_ip {
-            let ip = k.0;
-            let mut same_ip = self.addrs.range((ip, 0)..=(ip, u16::MAX));
-            if let Some((_, holder)) = same_ip.find(|(_, h)| *h != id) {
-                return Some((*holder, RejectReason::IpInUse));
+        // One walk over the IP's addresses (rarely more than one) finds both conflicts; the
+        // address itself comes first.
+        let mut other_port = None;
+        for (held, holder) in self.addrs.range(k.ip_range()) {
+            if holder == id {
+                continue;
             }
+            if *held == k {
+                return Some((*holder, RejectReason::AddressInUse));
+            }
+            other_port = other_port.or(Some(*holder));
         }
-        None
+        other_port.map(|holder| (holder, RejectReason::IpInUse))
     }
 
     /// Finds room for a contact that is in neither the table nor a replacement cache, with
@@ -214,10 +220,14 @@ impl RoutingTable {
         loop {
             let b = self.bucket_index(&entry.id);
             let splittable = b + 1 == self.buckets.len() && b + 1 < ID_BITS;
-            let Some(bucket) = bucket_mut(&mut self.buckets, b) else {
+            // Marked changed only where its entries change (or its cache stops being empty):
+            // the deadline depends on nothing else, and most newcomers to a full bucket only
+            // replace one cached contact by another.
+            let Some(bucket) = self.buckets.get_mut(b) else {
                 return InsertOutcome::Rejected(RejectReason::BucketFull);
             };
             if bucket.entries.len() < bucket.cap {
+                bucket.stale = true;
                 self.addrs.insert(key(&entry.addr), entry.id);
                 bucket.entries.push(entry);
                 bucket.touch(now, &config);
@@ -232,6 +242,7 @@ impl RoutingTable {
                 self.freed = true;
                 self.addrs.remove(&key(&old.addr));
                 self.addrs.insert(key(&slot.addr), slot.id);
+                bucket.stale = true;
                 bucket.touch(now, &config);
                 return InsertOutcome::Inserted;
             }
@@ -241,9 +252,14 @@ impl RoutingTable {
                 self.split(now, Some(&entry));
                 continue;
             }
+            // A full bucket wants its entries verified once its cache holds someone.
+            let cache_was_empty = bucket.cache.is_empty();
             if !may_displace {
                 return match cache_insert(bucket, entry, &config) {
-                    Ok(()) => InsertOutcome::Cached,
+                    Ok(()) => {
+                        bucket.stale |= cache_was_empty;
+                        InsertOutcome::Cached
+                    }
                     Err(reason) => InsertOutcome::Rejected(reason),
                 };
             }
@@ -253,6 +269,7 @@ impl RoutingTable {
                 self.freed = true;
                 self.addrs.remove(&key(&old.addr));
                 self.addrs.insert(key(&slot.addr), slot.id);
+                bucket.stale = true;
                 bucket.touch(now, &config);
                 // Displaced, not dropped: it may still answer and come back.
                 let _ = cache_insert(bucket, old, &config);
@@ -266,6 +283,7 @@ impl RoutingTable {
             if let Err(reason) = cache_insert(bucket, entry, &config) {
                 return InsertOutcome::Rejected(reason);
             }
+            bucket.stale |= cache_was_empty || ping.is_some();
             return match ping.and_then(|p| bucket.entries.get_mut(p)) {
                 Some(stale) => {
                     stale.ping_sent = Some(now);
@@ -538,7 +556,7 @@ fn cache_insert(
         let ck = key(&c.addr);
         if ck == k {
             Some((c, RejectReason::AddressInUse))
-        } else if one_per_ip && ck.0 == k.0 {
+        } else if one_per_ip && ck.same_ip(&k) {
             Some((c, RejectReason::IpInUse))
         } else {
             None
