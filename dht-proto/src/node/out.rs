@@ -16,6 +16,7 @@ use crate::bep44::Ed25519Verifier;
 use crate::error::{CommandError, DropReason};
 use crate::id::{ID_LEN, Id};
 use crate::server::bloom::Bloom;
+use crate::server::peers::PeerSink;
 use crate::server::tokens::Token;
 use crate::small::SmallBytes;
 use crate::stats::MethodKind;
@@ -90,7 +91,8 @@ pub(crate) struct OutResponse {
     /// Which of `nodes` / `nodes6` the requester gets, even empty (BEP 5 replies to find_node
     /// and get_peers always carry `nodes`; an empty table gives an empty string).
     pub(crate) families: (bool, bool),
-    pub(crate) values: Vec<SocketAddr>,
+    /// `values`, the peers in wire form.
+    pub(crate) values: CompactValues,
     pub(crate) token: Option<Token>,
     pub(crate) samples: Option<Vec<Id>>,
     /// BEP 51 `num` and `interval`, 32 bits each (a reply descriptor stays within the size
@@ -138,7 +140,8 @@ impl OutResponse {
             resp.nodes6 = Some(Nodes::Compact6(r.nodes6.as_bytes()));
         }
         if !r.values.is_empty() {
-            resp.values = Some(Peers::Slice(&r.values));
+            let list = bencode::List::from_validated(r.values.as_bytes());
+            resp.values = Some(Peers::Compact(list));
         }
         resp.token = r.token.as_ref().map(|t| t.as_bytes().as_slice());
         resp.samples = r.samples.as_deref().map(Samples::Slice);
@@ -220,9 +223,8 @@ impl OutResponse {
             len += field(b"v", item.value.len());
         }
         if !self.values.is_empty() {
-            // `l`, `e`, and each peer as a byte string.
-            let peers: usize = self.values.iter().map(|p| str_len(peer_len(p))).sum();
-            len += field(b"values", 2 + peers);
+            // The list as it goes on the wire, `l` and `e` included.
+            len += field(b"values", self.values.as_bytes().len());
         }
         len
     }
@@ -251,8 +253,7 @@ impl OutResponse {
     /// is left to drop.
     pub(crate) fn trim(&mut self, excess: usize) -> bool {
         let cut = |len: usize, each: usize| len.saturating_sub(excess.div_ceil(each));
-        if let Some(&first) = self.values.first() {
-            let each = crate::server::peers::Family::of(first.ip()).value_cost();
+        if let Some(each) = self.values.first_cost() {
             self.values.truncate(cut(self.values.len(), each));
         } else if let Some(samples) = self.samples.as_mut().filter(|s| !s.is_empty()) {
             samples.truncate(cut(samples.len(), 20));
@@ -345,6 +346,106 @@ impl<const V6: bool> CompactNodes<V6> {
     /// The compact list.
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.bytes
+    }
+}
+
+/// The `values` of a reply in wire form: `l`, each peer as a 6- or 18-byte string with its
+/// length prefix (an IPv4-mapped IPv6 address as 6 bytes), `e`; written once when chosen and
+/// copied as is when the reply is written. Empty (no bytes at all) when there are none.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CompactValues {
+    bytes: Vec<u8>,
+    count: usize,
+}
+
+impl CompactValues {
+    /// Appends `addr`.
+    #[cfg(test)]
+    pub(crate) fn push(&mut self, addr: &SocketAddr) {
+        PeerSink::push_peer(self, addr.ip(), addr.port());
+    }
+
+    /// The peers held.
+    pub(crate) fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether there is none.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The list as it goes on the wire (nothing when empty).
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The wire size of the first peer, `6:` and 6 bytes or `18:` and 18.
+    fn first_cost(&self) -> Option<usize> {
+        match self.bytes.get(1)? {
+            b'6' => Some(PEER4_LEN + 2),
+            _ => Some(PEER6_LEN + 3),
+        }
+    }
+
+    /// Keeps the first `n` peers.
+    pub(crate) fn truncate(&mut self, n: usize) {
+        if n >= self.count {
+            return;
+        }
+        if n == 0 {
+            *self = Self::default();
+            return;
+        }
+        // Entries delimit themselves from the start: walk past `n` of them.
+        let mut end = 1;
+        for _ in 0..n {
+            end += match self.bytes.get(end) {
+                Some(b'6') => PEER4_LEN + 2,
+                _ => PEER6_LEN + 3,
+            };
+        }
+        self.bytes.truncate(end);
+        self.bytes.push(b'e');
+        self.count = n;
+    }
+}
+
+impl PeerSink for CompactValues {
+    fn reserve_peers(&mut self, n: usize) {
+        // IPv4 sizes: an IPv6 list grows once more at most.
+        self.bytes.reserve(2 + n * (PEER4_LEN + 2));
+    }
+
+    fn push_peer(&mut self, ip: core::net::IpAddr, port: u16) {
+        let [p0, p1] = port.to_be_bytes();
+        match self.bytes.pop() {
+            Some(_) => {}
+            None => self.bytes.push(b'l'),
+        }
+        let v4 = match ip {
+            core::net::IpAddr::V4(v4) => Some(v4),
+            core::net::IpAddr::V6(v6) => v6.to_ipv4_mapped(),
+        };
+        match (v4, ip) {
+            (Some(v4), _) => {
+                let [a, b, c, d] = v4.octets();
+                self.bytes
+                    .extend_from_slice(&[b'6', b':', a, b, c, d, p0, p1]);
+            }
+            (None, core::net::IpAddr::V6(v6)) => {
+                self.bytes.extend_from_slice(b"18:");
+                self.bytes.extend_from_slice(&v6.octets());
+                self.bytes.extend_from_slice(&[p0, p1]);
+            }
+            (None, core::net::IpAddr::V4(_)) => {}
+        }
+        self.bytes.push(b'e');
+        self.count += 1;
+    }
+
+    fn peer_count(&self) -> usize {
+        self.count
     }
 }
 

@@ -13,7 +13,7 @@ use core::net::SocketAddr;
 
 use super::out::{OutResponse, Sender};
 use crate::id::ID_LEN;
-use crate::wire::compact::{PEER6_LEN, as_v4, encode_peer};
+use crate::wire::compact::{PEER6_LEN, encode_peer};
 use crate::wire::encode::format_u64;
 
 /// A cursor over an output buffer that remembers whether anything did not fit.
@@ -156,22 +156,8 @@ pub(crate) fn write_reply(
         w.put(&item.value);
     }
     if !body.values.is_empty() {
-        w.put(b"6:valuesl");
-        for value in &body.values {
-            match as_v4(value) {
-                Some(v4) => {
-                    let [a, b, c, d] = v4.ip().octets();
-                    let [p0, p1] = v4.port().to_be_bytes();
-                    w.put(&[b'6', b':', a, b, c, d, p0, p1]);
-                }
-                None => {
-                    let n = encode_peer(value, &mut peer);
-                    w.put(b"18:");
-                    w.put(peer.get(..n).unwrap_or_default());
-                }
-            }
-        }
-        w.put(b"e");
+        w.put(b"6:values");
+        w.put(body.values.as_bytes());
     }
     w.put(b"e1:t");
     w.string(tid);
@@ -238,7 +224,10 @@ mod tests {
             item in proptest::option::of(item()),
             seq in proptest::option::of(any::<i64>()),
         ) -> OutResponse {
-            let mut r = OutResponse { families, values, num, interval, seq, item, ..OutResponse::default() };
+            let mut r = OutResponse { families, num, interval, seq, item, ..OutResponse::default() };
+            for value in &values {
+                r.values.push(value);
+            }
             for (id, a) in &nodes {
                 // Each list keeps its own family; the other family's contacts are skipped.
                 r.nodes.push(&Id::new(*id), a);
@@ -258,6 +247,23 @@ mod tests {
     }
 
     proptest! {
+        /// Keeping the first `n` values gives the list of those `n` alone, whatever their
+        /// families (how a reply over its budget is trimmed).
+        #[test]
+        fn values_truncate_to_a_prefix(values in proptest::collection::vec(addr(), 0..30), n in 0usize..35) {
+            let mut all = crate::node::out::CompactValues::default();
+            let mut prefix = crate::node::out::CompactValues::default();
+            for (i, v) in values.iter().enumerate() {
+                all.push(v);
+                if i < n {
+                    prefix.push(v);
+                }
+            }
+            all.truncate(n);
+            prop_assert_eq!(all.len(), n.min(values.len()));
+            prop_assert_eq!(all.as_bytes(), prefix.as_bytes());
+        }
+
         /// The node's writer gives the codec's bytes for any reply, and refuses a buffer too
         /// small for it as the codec does.
         #[test]

@@ -154,7 +154,7 @@ impl<V: Ed25519Verifier> Node<V> {
                         // BEP 33 `noseed`: a downloader wants the other downloaders first.
                         non_seeds_first: g.noseed,
                     };
-                    self.peers.peers(
+                    self.peers.peers_into(
                         now,
                         &g.info_hash,
                         selection,

@@ -199,7 +199,7 @@ fn computed_reply_length_is_the_encoded_length() {
             body.nodes6.push(&rng.id(), &some_addr(&mut rng));
         }
         for _ in 0..[0, 1, 5, 150][rng.below(4)] {
-            body.values.push(some_addr(&mut rng));
+            body.values.push(&some_addr(&mut rng));
         }
         if rng.below(2) == 0 {
             body.token = Some(tokens.issue(some_addr(&mut rng).ip()));

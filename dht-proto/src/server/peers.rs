@@ -105,6 +105,30 @@ impl Family {
     }
 }
 
+/// Where [`PeerStore::peers_into`] puts the peers it chooses.
+pub(crate) trait PeerSink {
+    /// Room for `n` more peers.
+    fn reserve_peers(&mut self, n: usize);
+    /// Appends the peer at `ip`, `port`.
+    fn push_peer(&mut self, ip: IpAddr, port: u16);
+    /// The peers held.
+    fn peer_count(&self) -> usize;
+}
+
+impl PeerSink for Vec<SocketAddr> {
+    fn reserve_peers(&mut self, n: usize) {
+        self.reserve(n);
+    }
+
+    fn push_peer(&mut self, ip: IpAddr, port: u16) {
+        self.push(SocketAddr::new(ip, port));
+    }
+
+    fn peer_count(&self) -> usize {
+        self.len()
+    }
+}
+
 /// What [`PeerStore::announce`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -520,6 +544,18 @@ impl PeerStore {
         rng: &mut impl RngCore,
         out: &mut Vec<SocketAddr>,
     ) {
+        self.peers_into(now, info_hash, selection, rng, out);
+    }
+
+    /// [`PeerStore::peers`] into any [`PeerSink`] (a reply writes them in wire form at once).
+    pub(crate) fn peers_into(
+        &self,
+        now: Instant,
+        info_hash: &Id,
+        selection: Selection,
+        rng: &mut impl RngCore,
+        out: &mut impl PeerSink,
+    ) {
         let Selection {
             family,
             max_bytes,
@@ -529,9 +565,9 @@ impl PeerStore {
             self.select(now, info_hash, family, max_bytes, None, rng, out);
             return;
         }
-        let before = out.len();
+        let before = out.peer_count();
         self.select(now, info_hash, family, max_bytes, Some(false), rng, out);
-        let used = (out.len() - before).saturating_mul(family.value_cost());
+        let used = (out.peer_count() - before).saturating_mul(family.value_cost());
         let rest = max_bytes.saturating_sub(used);
         self.select(now, info_hash, family, rest, Some(true), rng, out);
     }
@@ -735,7 +771,7 @@ impl PeerStore {
         max_bytes: usize,
         seeds: Option<bool>,
         rng: &mut impl RngCore,
-        out: &mut Vec<SocketAddr>,
+        out: &mut impl PeerSink,
     ) {
         let Some(swarm) = self.swarms.get(info_hash) else {
             return;
@@ -753,20 +789,18 @@ impl PeerStore {
         let n = swarm.peers.iter().filter(eligible).count();
         let k = n.min(max_bytes / family.value_cost());
         // One allocation, not one per doubling: the filtered iterator has no useful size hint.
-        out.reserve(k);
+        out.reserve_peers(k);
         let peers = swarm.peers.iter().filter(eligible);
         if k == n {
-            out.extend(peers.map(|p| SocketAddr::new(p.ip, p.port)));
+            peers.for_each(|p| out.push_peer(p.ip, p.port));
         } else {
             let rng = &mut ChoiceRng::seeded_from(rng);
-            let start = out.len();
+            let start = out.peer_count();
             let mut chosen = SelectSample::new(n, k);
-            out.extend(
-                peers
-                    .filter(|_| chosen.next(rng))
-                    .map(|p| SocketAddr::new(p.ip, p.port)),
-            );
-            debug_assert_eq!(out.len() - start, k);
+            peers
+                .filter(|_| chosen.next(rng))
+                .for_each(|p| out.push_peer(p.ip, p.port));
+            debug_assert_eq!(out.peer_count() - start, k);
         }
     }
 
