@@ -162,8 +162,9 @@ pub(crate) fn below(rng: &mut impl RngCore, n: usize) -> usize {
 }
 
 /// A fast generator for one random choice (the peers of a `get_peers` reply, the samples of a
-/// `sample_infohashes` reply, the entries the per-source table samples to evict one): SplitMix64 (Steele, Lea and Flood) seeded with 64 bits of
-/// another generator, the node's [`SeededRng`].
+/// `sample_infohashes` reply, the entries the per-source table samples to evict one):
+/// SplitMix64 (Steele, Lea and Flood) seeded with 64 bits of another generator, the node's
+/// [`SeededRng`].
 ///
 /// It is not cryptographic: what it draws tells about its own seed. Each choice takes a fresh
 /// seed from the node's generator and the generator is dropped after it, so a remote that sees

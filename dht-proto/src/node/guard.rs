@@ -80,8 +80,8 @@ impl<V: Ed25519Verifier> Node<V> {
 
     /// What a reply to `to` may cost now, for [`ReplyAllowance::check`] and then
     /// [`Node::charge_reply`] (with nothing in between that adds or evicts a source): a reply
-    /// can be checked against an upper bound of its length before it is encoded, and charged
-    /// its exact length after.
+    /// can be checked against the reply budget before it is written, and charged its exact
+    /// length after.
     pub(crate) fn reply_allowance(&mut self, now: Instant, to: SocketAddr) -> ReplyAllowance {
         // One look-up of the source for the check and the charge.
         let slot = self.guard.sources.slot(to.ip());

@@ -584,8 +584,7 @@ impl<V: Ed25519Verifier> Node<V> {
             return None;
         };
         let sender = self.sender();
-        // Encoded where it is queued, then dropped: popping it first would move the large
-        // descriptor out.
+        // Encoded (or, for a reply, copied) where it is queued, its buffer kept, then dropped.
         while let Some(out) = self.transmits.front_mut() {
             let encoded = out.encode(&sender, buf);
             let to = out.to;
@@ -617,9 +616,7 @@ impl<V: Ed25519Verifier> Node<V> {
     /// Keeps the buffer of a sent encoded reply for the next reply.
     fn recycle(spare_replies: &mut Vec<Vec<u8>>, out: &mut Out) {
         if let out::OutBody::Encoded { bytes, .. } = &mut out.body {
-            if spare_replies.len() < SPARE_BUFFERS {
-                spare_replies.push(core::mem::take(bytes));
-            }
+            out::keep_spare(spare_replies, core::mem::take(bytes));
         }
     }
 

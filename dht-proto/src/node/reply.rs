@@ -16,7 +16,10 @@ use crate::id::ID_LEN;
 use crate::wire::compact::{PEER6_LEN, encode_peer};
 use crate::wire::encode::format_u64;
 
-/// A cursor over an output buffer that remembers whether anything did not fit.
+/// A cursor over an output buffer that remembers whether anything did not fit. The codec's
+/// [`Writer`](crate::wire::encode::Writer) does the same job; written with it, replies cost 170
+/// (find_node) to 570 (sample_infohashes) instructions more each (callgrind, node bench), so
+/// the hot path keeps this one.
 struct Cursor<'a> {
     buf: &'a mut [u8],
     len: usize,
