@@ -71,7 +71,10 @@ mod linux {
     pub fn main() {
         let args: Vec<String> = std::env::args().collect();
         match args.get(1).map(String::as_str) {
-            Some("responder") => responder(arg(&args, "--reply-bytes", 100)),
+            Some("responder") => responder(
+                arg(&args, "--reply-bytes", 100),
+                args.iter().any(|a| a == "--batched"),
+            ),
             Some("load") => load(&args),
             _ => coordinate(Opts {
                 rounds: arg(&args, "--rounds", 3),
@@ -231,7 +234,7 @@ mod linux {
             o.rounds, o.secs, o.window, o.sources, o.per_source, o.target_core, o.load_core
         );
         println!(
-            "{:<6} {:<13} {:>12} {:>12} {:>8} {:>11} {:>14} {:>20} {:>10}",
+            "{:<6} {:<13} {:>12} {:>12} {:>8} {:>11} {:>14} {:>20} {:>10} {:>12} {:>10}",
             "round",
             "query",
             "dht node/s",
@@ -240,10 +243,13 @@ mod linux {
             "reply bytes",
             "batch rx / tx",
             "CPU µs/reply node",
-            "trivial"
+            "trivial",
+            "batched/s",
+            "batched µs"
         );
         let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); KINDS.len()];
         let mut cpus: Vec<Vec<f64>> = vec![Vec::new(); KINDS.len()];
+        let mut bounds: Vec<Vec<f64>> = vec![Vec::new(); KINDS.len()];
         for round in 1..=o.rounds {
             for (k, kind) in KINDS.iter().enumerate() {
                 // A fresh node per query kind, so that its counters are this kind's.
@@ -270,33 +276,29 @@ mod linux {
                     run_load(o, node_addr, kind, *kind == "get_peers_64");
                 let (node_us, node_user) = per_reply(before, cpu(node.id()), replies);
                 let (rx_batch, tx_batch) = stop_node(node, out);
-                let exe = std::env::current_exe().expect("own path");
-                let args = vec![
-                    "responder".to_string(),
-                    "--reply-bytes".into(),
-                    format!("{}", bytes.round().max(40.0)),
-                ];
-                let (responder, line) =
-                    spawn_pinned(o.target_core, exe.to_str().expect("utf-8"), &args);
-                let addr: SocketAddr = line.trim().parse().expect("responder address");
-                let before = cpu(responder.id());
-                let (trivial_qps, _, replies) = run_load(o, addr, kind, false);
-                let (trivial_us, _) = per_reply(before, cpu(responder.id()), replies);
+                let (trivial_qps, trivial_us) = run_responder(o, kind, bytes, false);
+                let (batched_qps, batched_us) = run_responder(o, kind, bytes, true);
                 if let Some(c) = cpus.get_mut(k) {
                     c.push(trivial_us / node_us.max(1e-9));
                 }
-                stop(responder);
+                if let Some(c) = bounds.get_mut(k) {
+                    c.push(trivial_us / batched_us.max(1e-9));
+                }
                 let ratio = node_qps / trivial_qps.max(1.0);
                 if let Some(r) = ratios.get_mut(k) {
                     r.push(ratio);
                 }
                 println!(
-                    "{round:<6} {kind:<13} {node_qps:>12.0} {trivial_qps:>12.0} {ratio:>7.2}× {bytes:>11.0} {rx_batch:>6.1} / {tx_batch:<5.1} {node_us:>7.2} ({:>3.0} % user) {trivial_us:>10.2}",
+                    "{round:<6} {kind:<13} {node_qps:>12.0} {trivial_qps:>12.0} {ratio:>7.2}× {bytes:>11.0} {rx_batch:>6.1} / {tx_batch:<5.1} {node_us:>7.2} ({:>3.0} % user) {trivial_us:>10.2} {batched_qps:>12.0} {batched_us:>10.2}",
                     node_user * 100.0
                 );
             }
         }
         println!("batch rx / tx: datagrams per recvmmsg / sendmmsg call of the node (at most 32)");
+        println!(
+            "batched: the trivial responder with recvmmsg / sendmmsg (32 at most), the bound for \
+             any responder that batches as the node does"
+        );
         println!("dht node / trivial responder (target ≥ 1.2×), range over rounds:");
         for (kind, r) in KINDS.iter().zip(&ratios) {
             let lo = r.iter().copied().fold(f64::INFINITY, f64::min);
@@ -312,10 +314,44 @@ mod linux {
             let hi = r.iter().copied().fold(0.0, f64::max);
             println!("  cpu ratio {kind:<13} {lo:.2}–{hi:.2}×");
         }
+        println!(
+            "CPU time per reply, trivial responder / batched trivial responder (what batching \
+             alone can gain, with no decoding, checks or state):"
+        );
+        for (kind, r) in KINDS.iter().zip(&bounds) {
+            let lo = r.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = r.iter().copied().fold(0.0, f64::max);
+            println!("  bound {kind:<13} {lo:.2}–{hi:.2}×");
+        }
     }
 
-    /// The trivial responder: a fixed reply of `size` bytes to every datagram.
-    fn responder(size: usize) {
+    /// Starts a responder (`batched` or not) with replies of `bytes`, loads it with `kind`;
+    /// returns (answered/s, CPU µs per reply).
+    fn run_responder(o: Opts, kind: &str, bytes: f64, batched: bool) -> (f64, f64) {
+        let exe = std::env::current_exe().expect("own path");
+        let mut args = vec![
+            "responder".to_string(),
+            "--reply-bytes".into(),
+            format!("{}", bytes.round().max(40.0)),
+        ];
+        if batched {
+            args.push("--batched".into());
+        }
+        let (responder, line) = spawn_pinned(o.target_core, exe.to_str().expect("utf-8"), &args);
+        let addr: SocketAddr = line.trim().parse().expect("responder address");
+        let before = cpu(responder.id());
+        let (qps, _, replies) = run_load(o, addr, kind, false);
+        let (us, _) = per_reply(before, cpu(responder.id()), replies);
+        stop(responder);
+        (qps, us)
+    }
+
+    /// The trivial responder: a fixed reply of `size` bytes to every datagram, one `recv_from`
+    /// and one `send_to` each; or, `batched`, up to [`BATCH`] datagrams per `recvmmsg` (waiting
+    /// for the first) and their replies with one `sendmmsg`. The batched one is the bound for
+    /// any responder that batches its system calls as `dht node` does: what the kernel costs
+    /// with no user-space work at all.
+    fn responder(size: usize, batched: bool) {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
         let mut reply = b"d1:rd2:id20:aaaaaaaaaaaaaaaaaaaa5:nodes".to_vec();
         let tail = b"e1:t2:aa1:y1:re";
@@ -325,9 +361,50 @@ mod linux {
         reply.extend_from_slice(tail);
         println!("{}", socket.local_addr().expect("address"));
         let mut buf = [0u8; 1500];
+        if !batched {
+            loop {
+                if let Ok((_, from)) = socket.recv_from(&mut buf) {
+                    let _ = socket.send_to(&reply, from);
+                }
+            }
+        }
+        let fd = socket.as_raw_fd();
+        let mut rx_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+        let mut tx_headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
+        let mut rx = vec![[0u8; 1500]; BATCH];
+        let replies: [[IoSlice<'_>; 1]; BATCH] = core::array::from_fn(|_| [IoSlice::new(&reply)]);
         loop {
-            if let Ok((_, from)) = socket.recv_from(&mut buf) {
-                let _ = socket.send_to(&reply, from);
+            let mut to: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
+            let mut n = 0;
+            {
+                let mut chunks = rx.iter_mut();
+                let mut slices: [[IoSliceMut<'_>; 1]; BATCH] = core::array::from_fn(|_| {
+                    [IoSliceMut::new(
+                        chunks.next().map_or(&mut [][..], |b| &mut b[..]),
+                    )]
+                });
+                if let Ok(msgs) = recvmmsg(
+                    fd,
+                    &mut rx_headers,
+                    slices.iter_mut(),
+                    MsgFlags::MSG_WAITFORONE,
+                    None,
+                ) {
+                    for (m, slot) in msgs.zip(to.iter_mut()) {
+                        *slot = m.address;
+                        n += 1;
+                    }
+                }
+            }
+            if n > 0 {
+                let _ = sendmmsg(
+                    fd,
+                    &mut tx_headers,
+                    replies.iter().take(n),
+                    to,
+                    [],
+                    MsgFlags::empty(),
+                );
             }
         }
     }
