@@ -163,7 +163,7 @@ impl Bucket {
         let mut next = self.next_refresh;
         let mut any_pending = false;
         for entry in &self.entries {
-            if let Some(sent) = entry.ping_sent {
+            if let Some(sent) = entry.ping_sent() {
                 any_pending = true;
                 next = next.min(sent.saturating_add(config.ping_timeout));
             } else if !entry.is_verified() && entry.failures == 0 {

@@ -36,13 +36,45 @@ pub struct Entry {
     pub(crate) id: Id,
     pub(crate) addr: SocketAddr,
     pub(crate) added: Instant,
-    pub(crate) last_response: Option<Instant>,
-    pub(crate) last_query: Option<Instant>,
-    pub(crate) failures: u8,
-    pub(crate) rtt: Option<Duration>,
+    last_response: Stamp,
+    last_query: Stamp,
     /// When the table last asked for a ping to this node that is not yet answered or failed.
-    pub(crate) ping_sent: Option<Instant>,
+    ping_sent: Stamp,
+    /// Smoothed round trip in microseconds, [`NO_RTT`] before the first answer.
+    rtt_micros: u32,
+    pub(crate) failures: u8,
 }
+
+/// An optional instant in 8 bytes (`Option<Instant>` takes 16): a table holds hundreds of
+/// entries per node, so their size is most of a node's memory. [`Instant::MAX`] is "none"; an
+/// event recorded at that very instant is kept as one millisecond earlier.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Stamp(Instant);
+
+impl Stamp {
+    const NONE: Self = Self(Instant::MAX);
+
+    fn get(self) -> Option<Instant> {
+        (self.0 != Instant::MAX).then_some(self.0)
+    }
+
+    fn set(t: Option<Instant>) -> Self {
+        match t {
+            Some(t) if t == Instant::MAX => Self(Instant::from_millis(u64::MAX - 1)),
+            Some(t) => Self(t),
+            None => Self::NONE,
+        }
+    }
+}
+
+impl core::fmt::Debug for Stamp {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
+/// [`Entry::rtt_micros`] before the first answer.
+const NO_RTT: u32 = u32::MAX;
 
 impl Entry {
     /// A contact we have not heard from yet.
@@ -51,11 +83,11 @@ impl Entry {
             id,
             addr,
             added: now,
-            last_response: None,
-            last_query: None,
+            last_response: Stamp::NONE,
+            last_query: Stamp::NONE,
+            ping_sent: Stamp::NONE,
+            rtt_micros: NO_RTT,
             failures: 0,
-            rtt: None,
-            ping_sent: None,
         }
     }
 
@@ -76,12 +108,22 @@ impl Entry {
 
     /// When the node last answered one of our queries, if ever.
     pub fn last_response(&self) -> Option<Instant> {
-        self.last_response
+        self.last_response.get()
     }
 
     /// When the node last sent us a query, if ever.
     pub fn last_query(&self) -> Option<Instant> {
-        self.last_query
+        self.last_query.get()
+    }
+
+    /// When the table asked for a ping to this node that is not yet answered or failed.
+    pub(crate) fn ping_sent(&self) -> Option<Instant> {
+        self.ping_sent.get()
+    }
+
+    /// Records that the table asked for a ping (`Some`) or forgets it (`None`).
+    pub(crate) fn set_ping_sent(&mut self, at: Option<Instant>) {
+        self.ping_sent = Stamp::set(at);
     }
 
     /// Our queries in a row the node left unanswered (reset by an answer).
@@ -91,8 +133,9 @@ impl Entry {
 
     /// Smoothed round-trip time of the node's answers (an exponential moving average with
     /// weight 1/8 for each new sample), `None` before its first answer.
+    /// Kept in whole microseconds (at most 71 minutes).
     pub fn rtt(&self) -> Option<Duration> {
-        self.rtt
+        (self.rtt_micros != NO_RTT).then(|| Duration::from_micros(u64::from(self.rtt_micros)))
     }
 
     /// Whether the node has ever answered one of our queries.
@@ -101,13 +144,13 @@ impl Entry {
     /// until they answer.
     #[inline]
     pub fn is_verified(&self) -> bool {
-        self.last_response.is_some()
+        self.last_response != Stamp::NONE
     }
 
     /// The latest time we heard from the node (answer or query), or when it was added if we
     /// never did.
     pub fn last_seen(&self) -> Instant {
-        let heard = match (self.last_response, self.last_query) {
+        let heard = match (self.last_response(), self.last_query()) {
             (Some(r), Some(q)) => Some(r.max(q)),
             (r, q) => r.or(q),
         };
@@ -142,8 +185,8 @@ impl Entry {
     /// When a good node turns questionable if nothing more is heard from it; `None` for a
     /// node that never answered (it is never good).
     pub(crate) fn questionable_at(&self, config: &TableConfig) -> Option<Instant> {
-        let response = self.last_response?;
-        let latest = match self.last_query {
+        let response = self.last_response()?;
+        let latest = match self.last_query() {
             Some(q) => response.max(q),
             None => response,
         };
@@ -152,30 +195,32 @@ impl Entry {
 
     /// Records an answer to one of our queries.
     pub(crate) fn record_response(&mut self, now: Instant, rtt: Duration) {
-        self.last_response = Some(later(self.last_response, now));
+        self.last_response = Stamp::set(Some(later(self.last_response(), now)));
         self.failures = 0;
-        self.ping_sent = None;
-        self.rtt = Some(match self.rtt {
+        self.ping_sent = Stamp::NONE;
+        let rtt = match self.rtt() {
             // 7/8 of the old estimate plus 1/8 of the sample, in saturating arithmetic.
             Some(old) => (old.saturating_mul(7).saturating_add(rtt)) / 8,
             None => rtt,
-        });
+        };
+        self.rtt_micros =
+            u32::try_from(rtt.as_micros()).map_or(NO_RTT - 1, |us| us.min(NO_RTT - 1));
     }
 
     /// Records a query the node sent us.
     pub(crate) fn record_query(&mut self, now: Instant) {
-        self.last_query = Some(later(self.last_query, now));
+        self.last_query = Stamp::set(Some(later(self.last_query(), now)));
     }
 
     /// Records a query of ours the node left unanswered.
     pub(crate) fn record_failure(&mut self) {
         self.failures = self.failures.saturating_add(1);
-        self.ping_sent = None;
+        self.ping_sent = Stamp::NONE;
     }
 
     /// Whether a ping the table asked for is still outstanding at `now`.
     pub(crate) fn ping_pending(&self, now: Instant, config: &TableConfig) -> bool {
-        match self.ping_sent {
+        match self.ping_sent() {
             Some(sent) => now < sent.saturating_add(config.ping_timeout),
             None => false,
         }

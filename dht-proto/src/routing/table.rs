@@ -286,7 +286,7 @@ impl RoutingTable {
             bucket.stale |= cache_was_empty || ping.is_some();
             return match ping.and_then(|p| bucket.entries.get_mut(p)) {
                 Some(stale) => {
-                    stale.ping_sent = Some(now);
+                    stale.set_ping_sent(Some(now));
                     InsertOutcome::PingFirst {
                         id: stale.id,
                         addr: stale.addr,

@@ -378,23 +378,23 @@ fn reference_pings_due(table: &mut RoutingTable, now: Instant, out: &mut Vec<(Id
     let config = table.config;
     for bucket in &mut table.buckets {
         for entry in &mut bucket.entries {
-            if entry.ping_sent.is_some() && !entry.ping_pending(now, &config) {
-                entry.ping_sent = None;
+            if entry.ping_sent().is_some() && !entry.ping_pending(now, &config) {
+                entry.set_ping_sent(None);
             }
             let verify_at = entry.added.saturating_add(config.verify_after);
             if !entry.is_verified()
                 && entry.failures == 0
-                && entry.ping_sent.is_none()
+                && entry.ping_sent().is_none()
                 && now >= verify_at
             {
-                entry.ping_sent = Some(now);
+                entry.set_ping_sent(Some(now));
                 out.push((entry.id, entry.addr));
             }
         }
         if bucket.wants_verification() && !bucket.has_pending_ping(now, &config) {
             let pos = bucket.ping_candidate(now, &config);
             if let Some(entry) = pos.and_then(|p| bucket.entries.get_mut(p)) {
-                entry.ping_sent = Some(now);
+                entry.set_ping_sent(Some(now));
                 out.push((entry.id, entry.addr));
             }
         }
