@@ -52,6 +52,7 @@
 
 mod bucket;
 mod entry;
+mod index;
 mod table;
 #[cfg(test)]
 mod tests;
@@ -70,6 +71,7 @@ use crate::id::{ID_BITS, Id};
 use crate::time::Instant;
 
 use bucket::bucket_mut;
+use index::AddrIndex;
 use table::{fail_cached, take};
 
 pub use bucket::Bucket;
@@ -264,8 +266,8 @@ pub struct RoutingTable {
     /// Never empty; index = depth.
     buckets: Vec<Bucket>,
     /// Addresses of the entries (not of the replacement caches), for the per-address and per-IP
-    /// rules. An ordered map: deterministic and immune to hash flooding.
-    addrs: BTreeMap<AddrKey, Id>,
+    /// rules.
+    addrs: AddrIndex,
     len: usize,
     /// The minimum of the buckets' cached deadlines, kept up to date by every `&mut self`
     /// method, so [`next_deadline`](Self::next_deadline) does not walk the table.
@@ -338,7 +340,7 @@ impl RoutingTable {
             own_id,
             config,
             buckets: alloc::vec![first],
-            addrs: BTreeMap::new(),
+            addrs: AddrIndex::default(),
             len: 0,
             deadline: now,
             freed: false,
@@ -775,7 +777,11 @@ impl RoutingTable {
         if next != self.deadline {
             return Err("cached table deadline out of date");
         }
-        if addrs != self.addrs {
+        if !addrs
+            .iter()
+            .map(|(k, id)| (*k, *id))
+            .eq(self.addrs.iter().copied())
+        {
             return Err("address index out of sync");
         }
         if self.config.one_node_per_ip {

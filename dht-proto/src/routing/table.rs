@@ -160,13 +160,13 @@ impl RoutingTable {
             return Some((*holder, RejectReason::AddressInUse));
         }
         // One walk over the IP's addresses (rarely more than one) finds both conflicts; the
-        // address itself comes first. The walk is open above and stops at the first other IP:
-        // a closed range would search the tree for its upper end too, doubling the cost.
+        // address itself comes first. The walk starts with one search and stops at the first
+        // other IP.
         let mut other_port = None;
         let first = *k.ip_range().start();
         for (held, holder) in self
             .addrs
-            .range(first..)
+            .from(&first)
             .take_while(|(held, _)| held.same_ip(&k))
         {
             if holder == id {
