@@ -41,8 +41,8 @@
 //! At most 160 buckets of at most 64 entries plus 64 replacements each, and an address index
 //! over the entries. With the defaults (k = 8, 8 replacements) a node in a network of ten
 //! million holds about 22 buckets, ~170 entries and ~150 replacements of 96 bytes each, and an
-//! index slot of 44 bytes per entry (a 24-byte address key and the id): some 40 KB with the
-//! index's spare room.
+//! index pair of 48 bytes per entry (a 24-byte address key and the id, in a sorted vector with
+//! at most an eighth spare): some 40 KB.
 //!
 //! # Time
 //!
