@@ -66,7 +66,7 @@ impl AddrIndex {
     }
 
     /// The pairs from `k` on, in key order.
-    pub(crate) fn from(&self, k: &AddrKey) -> impl Iterator<Item = &(AddrKey, Id)> {
+    pub(crate) fn starting_at(&self, k: &AddrKey) -> impl Iterator<Item = &(AddrKey, Id)> {
         let at = self.find(k).unwrap_or_else(|at| at);
         self.slots.get(at..).unwrap_or_default().iter()
     }
@@ -122,9 +122,9 @@ mod tests {
         for (ip, port, n) in [(3, 1, 1), (2, 9, 2), (2, 7, 3), (1, 65535, 4)] {
             index.insert(k(ip, port), id(n));
         }
-        let from: Vec<Id> = index.from(&k(2, 0)).map(|(_, id)| *id).collect();
+        let from: Vec<Id> = index.starting_at(&k(2, 0)).map(|(_, id)| *id).collect();
         assert_eq!(from, [id(3), id(2), id(1)]);
-        assert_eq!(index.from(&k(4, 0)).count(), 0);
+        assert_eq!(index.starting_at(&k(4, 0)).count(), 0);
     }
 
     #[test]
@@ -161,7 +161,7 @@ mod tests {
                     prop_assert_eq!(index.remove(&key), model.remove(&key));
                 }
                 prop_assert_eq!(index.get(&key), model.get(&key));
-                let from: Vec<_> = index.from(&k(ip, 0)).copied().collect();
+                let from: Vec<_> = index.starting_at(&k(ip, 0)).copied().collect();
                 let expected: Vec<_> = model.range(k(ip, 0)..).map(|(a, b)| (*a, *b)).collect();
                 prop_assert_eq!(from, expected);
             }

@@ -166,7 +166,7 @@ impl RoutingTable {
         let first = *k.ip_range().start();
         for (held, holder) in self
             .addrs
-            .from(&first)
+            .starting_at(&first)
             .take_while(|(held, _)| held.same_ip(&k))
         {
             if holder == id {
