@@ -300,29 +300,36 @@ mod linux {
              any responder that batches as the node does"
         );
         println!("dht node / trivial responder (target ≥ 1.2×), range over rounds:");
-        for (kind, r) in KINDS.iter().zip(&ratios) {
-            let lo = r.iter().copied().fold(f64::INFINITY, f64::min);
-            let hi = r.iter().copied().fold(0.0, f64::max);
-            println!("  ratio {kind:<13} {lo:.2}–{hi:.2}×");
-        }
+        print_ranges("ratio", &ratios);
         println!(
             "CPU time per reply, trivial responder / dht node (the same ratio with each process \
              given a whole core; less sensitive to other load on the machine):"
         );
-        for (kind, r) in KINDS.iter().zip(&cpus) {
-            let lo = r.iter().copied().fold(f64::INFINITY, f64::min);
-            let hi = r.iter().copied().fold(0.0, f64::max);
-            println!("  cpu ratio {kind:<13} {lo:.2}–{hi:.2}×");
-        }
+        print_ranges("cpu ratio", &cpus);
         println!(
             "CPU time per reply, trivial responder / batched trivial responder (what batching \
              alone can gain, with no decoding, checks or state):"
         );
-        for (kind, r) in KINDS.iter().zip(&bounds) {
+        print_ranges("bound", &bounds);
+    }
+
+    /// Prints, per query kind, the range over the rounds of `per_kind`'s ratios.
+    fn print_ranges(label: &str, per_kind: &[Vec<f64>]) {
+        for (kind, r) in KINDS.iter().zip(per_kind) {
             let lo = r.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = r.iter().copied().fold(0.0, f64::max);
-            println!("  bound {kind:<13} {lo:.2}–{hi:.2}×");
+            println!("  {label} {kind:<13} {lo:.2}–{hi:.2}×");
         }
+    }
+
+    /// One receive slice per datagram buffer, for `recvmmsg`.
+    fn rx_slices(rx: &mut [[u8; 1500]]) -> [[IoSliceMut<'_>; 1]; BATCH] {
+        let mut chunks = rx.iter_mut();
+        core::array::from_fn(|_| {
+            [IoSliceMut::new(
+                chunks.next().map_or(&mut [][..], |b| &mut b[..]),
+            )]
+        })
     }
 
     /// Starts a responder (`batched` or not) with replies of `bytes`, loads it with `kind`;
@@ -377,12 +384,7 @@ mod linux {
             let mut to: [Option<SockaddrStorage>; BATCH] = [None; BATCH];
             let mut n = 0;
             {
-                let mut chunks = rx.iter_mut();
-                let mut slices: [[IoSliceMut<'_>; 1]; BATCH] = core::array::from_fn(|_| {
-                    [IoSliceMut::new(
-                        chunks.next().map_or(&mut [][..], |b| &mut b[..]),
-                    )]
-                });
+                let mut slices = rx_slices(&mut rx);
                 if let Ok(msgs) = recvmmsg(
                     fd,
                     &mut rx_headers,
@@ -581,12 +583,7 @@ mod linux {
             }
             let mut got = 0;
             {
-                let mut chunks = rx.iter_mut();
-                let mut slices: [[IoSliceMut<'_>; 1]; BATCH] = core::array::from_fn(|_| {
-                    [IoSliceMut::new(
-                        chunks.next().map_or(&mut [][..], |b| &mut b[..]),
-                    )]
-                });
+                let mut slices = rx_slices(&mut rx);
                 let r = recvmmsg(
                     fd,
                     &mut rx_headers,

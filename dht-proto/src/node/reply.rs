@@ -14,7 +14,7 @@ use core::net::SocketAddr;
 use super::out::{OutResponse, Sender};
 use crate::id::ID_LEN;
 use crate::wire::compact::{PEER6_LEN, encode_peer};
-use crate::wire::encode::format_u64;
+use crate::wire::encode::format_i64;
 
 /// A cursor over an output buffer that remembers whether anything did not fit. The codec's
 /// [`Writer`](crate::wire::encode::Writer) does the same job; written with it, replies cost 170
@@ -68,12 +68,8 @@ impl Cursor<'_> {
     /// Appends the integer `v`, `i<v>e`.
     fn int(&mut self, v: i64) {
         let mut digits = [0u8; 21];
-        let digits = format_u64(v.unsigned_abs(), &mut digits);
         self.put(b"i");
-        if v < 0 {
-            self.put(b"-");
-        }
-        self.put(digits);
+        self.put(format_i64(v, &mut digits));
         self.put(b"e");
     }
 }

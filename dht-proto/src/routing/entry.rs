@@ -58,11 +58,11 @@ impl Stamp {
         (self.0 != Instant::MAX).then_some(self.0)
     }
 
-    fn set(t: Option<Instant>) -> Self {
-        match t {
-            Some(t) if t == Instant::MAX => Self(Instant::from_millis(u64::MAX - 1)),
-            Some(t) => Self(t),
-            None => Self::NONE,
+    fn at(t: Instant) -> Self {
+        if t == Instant::MAX {
+            Self(Instant::from_millis(u64::MAX - 1))
+        } else {
+            Self(t)
         }
     }
 }
@@ -123,7 +123,7 @@ impl Entry {
 
     /// Records that the table asked for a ping (`Some`) or forgets it (`None`).
     pub(crate) fn set_ping_sent(&mut self, at: Option<Instant>) {
-        self.ping_sent = Stamp::set(at);
+        self.ping_sent = at.map_or(Stamp::NONE, Stamp::at);
     }
 
     /// Our queries in a row the node left unanswered (reset by an answer).
@@ -195,7 +195,7 @@ impl Entry {
 
     /// Records an answer to one of our queries.
     pub(crate) fn record_response(&mut self, now: Instant, rtt: Duration) {
-        self.last_response = Stamp::set(Some(later(self.last_response(), now)));
+        self.last_response = Stamp::at(later(self.last_response(), now));
         self.failures = 0;
         self.ping_sent = Stamp::NONE;
         let rtt = match self.rtt() {
@@ -209,7 +209,7 @@ impl Entry {
 
     /// Records a query the node sent us.
     pub(crate) fn record_query(&mut self, now: Instant) {
-        self.last_query = Stamp::set(Some(later(self.last_query(), now)));
+        self.last_query = Stamp::at(later(self.last_query(), now));
     }
 
     /// Records a query of ours the node left unanswered.

@@ -297,10 +297,9 @@ impl AddrKey {
         self.v6 == other.v6 && self.ip_hi == other.ip_hi && self.ip_lo == other.ip_lo
     }
 
-    /// The keys of every port of this key's IP.
-    pub(crate) fn ip_range(&self) -> core::ops::RangeInclusive<Self> {
-        let at = |port| Self { port, ..*self };
-        at(0)..=at(u16::MAX)
+    /// The first key of this key's IP (port 0): where its addresses start in key order.
+    pub(crate) fn first_of_ip(&self) -> Self {
+        Self { port: 0, ..*self }
     }
 }
 
@@ -788,7 +787,7 @@ impl RoutingTable {
             let mut ips: BTreeMap<AddrKey, ()> = BTreeMap::new();
             if addrs
                 .keys()
-                .any(|k| ips.insert(*k.ip_range().start(), ()).is_some())
+                .any(|k| ips.insert(k.first_of_ip(), ()).is_some())
             {
                 return Err("two entries with one IP address");
             }

@@ -163,10 +163,9 @@ impl RoutingTable {
         // address itself comes first. The walk starts with one search and stops at the first
         // other IP.
         let mut other_port = None;
-        let first = *k.ip_range().start();
         for (held, holder) in self
             .addrs
-            .starting_at(&first)
+            .starting_at(&k.first_of_ip())
             .take_while(|(held, _)| held.same_ip(&k))
         {
             if holder == id {

@@ -613,15 +613,14 @@ impl PeerStore {
         max: usize,
         out: &mut Vec<Id>,
     ) {
-        let n = self.keys.len();
-        if n <= self.sample_cap || max > self.sample_cap {
-            if n <= self.sample_cap {
-                // A small store returns what it holds now, not a snapshot.
-                self.sample_cache.clear();
-                self.sample_drawn = None;
-            }
-            self.draw(rng, max, out);
-            return;
+        if self.keys.len() <= self.sample_cap {
+            // A small store returns what it holds now, not a snapshot.
+            self.sample_cache.clear();
+            self.sample_drawn = None;
+            return self.draw(rng, max, out);
+        }
+        if max > self.sample_cap {
+            return self.draw(rng, max, out);
         }
         let current = self
             .sample_drawn

@@ -76,12 +76,8 @@ impl<'b> Writer<'b> {
     #[inline]
     pub fn int(&mut self, v: i64) {
         let mut digits = [0u8; 21];
-        let s = format_u64(v.unsigned_abs(), &mut digits);
         self.put(b"i");
-        if v < 0 {
-            self.put(b"-");
-        }
-        self.put(s);
+        self.put(format_i64(v, &mut digits));
         self.put(b"e");
     }
 
@@ -168,8 +164,22 @@ impl<'b> Writer<'b> {
     }
 }
 
+/// Formats `v` in decimal at the end of `out`, a `-` first when negative; returns the
+/// characters (at most 20: 19 digits and the sign).
+pub(crate) fn format_i64(v: i64, out: &mut [u8; 21]) -> &[u8] {
+    let digits = format_u64(v.unsigned_abs(), out).len();
+    let mut start = out.len().saturating_sub(digits);
+    if v < 0 {
+        start = start.saturating_sub(1);
+        if let Some(sign) = out.get_mut(start) {
+            *sign = b'-';
+        }
+    }
+    out.get(start..).unwrap_or_default()
+}
+
 /// Formats `n` in decimal at the end of `out`; returns the digits.
-pub(crate) fn format_u64(mut n: u64, out: &mut [u8; 21]) -> &[u8] {
+fn format_u64(mut n: u64, out: &mut [u8; 21]) -> &[u8] {
     let mut start = out.len();
     loop {
         start -= 1;
