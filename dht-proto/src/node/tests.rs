@@ -205,14 +205,19 @@ fn exchange(node: &mut Node, now: Instant, from: SocketAddr, data: &[u8]) -> Vec
     out
 }
 
-pub(crate) fn ping_query(tid: &[u8], id: Id) -> Vec<u8> {
+/// The datagram of query `q` in transaction `tid`, from a node that is not read-only.
+fn query_datagram(tid: &[u8], q: Query<'_>) -> Vec<u8> {
     encode(&Message {
         transaction_id: tid,
         version: None,
         ip: None,
         read_only: false,
-        body: Body::Query(Query::Ping(Ping { id })),
+        body: Body::Query(q),
     })
+}
+
+pub(crate) fn ping_query(tid: &[u8], id: Id) -> Vec<u8> {
+    query_datagram(tid, Query::Ping(Ping { id }))
 }
 
 #[test]
@@ -939,17 +944,14 @@ fn sample_reply(
     tid: &[u8],
 ) -> (Vec<Id>, Option<i64>, Option<i64>) {
     use crate::wire::krpc::SampleInfohashes;
-    let q = encode(&Message {
-        transaction_id: tid,
-        version: None,
-        ip: None,
-        read_only: false,
-        body: Body::Query(Query::SampleInfohashes(SampleInfohashes {
+    let q = query_datagram(
+        tid,
+        Query::SampleInfohashes(SampleInfohashes {
             id: Id::new([9; 20]),
             target: Id::new([7; 20]),
             want: None,
-        })),
-    });
+        }),
+    );
     let answers = exchange(node, now, from, &q);
     assert_eq!(answers.len(), 1);
     let msg = Message::decode(&answers[0], &Default::default()).unwrap();

@@ -500,12 +500,18 @@ fn noseed_prefers_non_seeds() {
     assert_eq!(non_seeds, 5);
 }
 
-#[test]
-fn sample_returns_distinct_stored_info_hashes() {
+/// A store holding info-hashes `0..n`, one peer each, announced at `t(1)`.
+fn store_of(n: u32) -> PeerStore {
     let mut s = PeerStore::new(1000, 10, 10_000, TTL, [1; 16]);
-    for i in 0..500 {
+    for i in 0..n {
         s.announce(t(1), ih(i), v4(i, 1), false);
     }
+    s
+}
+
+#[test]
+fn sample_returns_distinct_stored_info_hashes() {
+    let mut s = store_of(500);
     let mut rng = Rng::new([8; 32]);
     for max in [0, 1, 20, 64, 65, 300, 499, 500, 501, 10_000] {
         let mut out = Vec::new();
@@ -539,10 +545,7 @@ fn sample_returns_distinct_stored_info_hashes() {
 /// for; after the interval, a new draw.
 #[test]
 fn sample_is_cached_for_the_interval() {
-    let mut s = PeerStore::new(1000, 10, 10_000, TTL, [1; 16]);
-    for i in 0..500 {
-        s.announce(t(1), ih(i), v4(i, 1), false);
-    }
+    let mut s = store_of(500);
     let mut rng = Rng::new([8; 32]);
     let draw = |s: &mut PeerStore, rng: &mut Rng, now, max| {
         let mut out = Vec::new();
@@ -584,10 +587,7 @@ fn sample_is_cached_for_the_interval() {
 #[test]
 fn every_prefix_of_a_fresh_sample_is_uniform() {
     let n = 100;
-    let mut s = PeerStore::new(1000, 10, 10_000, TTL, [1; 16]);
-    for i in 0..n {
-        s.announce(t(1), ih(i), v4(i, 1), false);
-    }
+    let mut s = store_of(n);
     let mut rng = Rng::new([5; 32]);
     let mut first = alloc::vec![0u32; n as usize];
     let mut five = alloc::vec![0u32; n as usize];
@@ -739,10 +739,7 @@ fn removed_info_hashes_leave_the_cached_sample() {
 /// The cached sample is part of the store's memory.
 #[test]
 fn cached_sample_is_counted_in_memory() {
-    let mut s = PeerStore::new(1000, 10, 10_000, TTL, [1; 16]);
-    for i in 0..500 {
-        s.announce(t(1), ih(i), v4(i, 1), false);
-    }
+    let mut s = store_of(500);
     let before = s.memory_usage();
     let mut rng = Rng::new([8; 32]);
     let mut out = Vec::new();
